@@ -1,0 +1,298 @@
+"""Command line: ``python -m cifar_app {train,evaluate,predict,runs,summary,...}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .data import DataError, download_cifar10, load_cifar10
+from .runstore import ReadOnlyRun, RunNotFound, RunStore
+from .settings import SettingsError, TrainSettings
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def _store(args: argparse.Namespace) -> RunStore:
+    return RunStore(args.runs_dir)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .engine import BatchStats
+    from .jobs import execute_run
+
+    fields = {
+        "norm": args.norm, "epochs": args.epochs, "batch_size": args.batch_size, "max_lr": args.max_lr,
+        "train_limit": args.train_limit, "test_limit": args.test_limit, "seed": args.seed,
+        "groups": args.groups, "dropout": args.dropout, "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "cutout": args.cutout, "device": args.device,
+        "arch": args.arch, "augment": not args.no_augment,
+    }
+    settings = TrainSettings(**{k: v for k, v in fields.items() if v is not None}).validate()
+    store = _store(args)
+    run = store.create(settings, label=args.label)
+    print(f"run {run.id}: {settings.norm} norm, {settings.param_count():,} parameters, "
+          f"{settings.epochs} epochs", file=sys.stderr)
+    bar = None
+
+    def progress(event: object) -> None:
+        nonlocal bar
+        if isinstance(event, BatchStats):
+            if bar is None or event.batch == 1:
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(total=event.batches, desc=f"epoch {event.epoch}/{settings.epochs}",
+                           unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
+            bar.update(1)
+            bar.set_postfix(loss=f"{event.loss:.3f}")
+        else:
+            if bar is not None:
+                bar.close()
+                bar = None
+            tqdm.write(f"epoch {event.epoch:2d}/{settings.epochs}  train loss {event.train_loss:.4f} "
+                       f"acc {_pct(event.train_acc)}  test loss {event.test_loss:.4f} acc "
+                       f"{_pct(event.test_acc)}  {event.seconds:.1f}s  {event.images_per_s:.0f} img/s",
+                       file=sys.stderr)
+
+    try:
+        execute_run(store, run.id, data=lambda: load_cifar10(args.data, download=args.download),
+                    progress=progress)
+    except KeyboardInterrupt:
+        print(f"\nstopped; resume with: python -m cifar_app resume {run.id}", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = run.summary()
+    print(f"{run.id}\tfinal test accuracy {_pct(summary['final_test_acc'])}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .jobs import execute_run
+
+    execute_run(_store(args), args.run, data=lambda: load_cifar10(args.data), resume=args.resume)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .jobs import can_resume, execute_run
+
+    store = _store(args)
+    run = store.get(args.run)
+    if not can_resume(run):
+        print(f"error: {run.id} is {run.status().get('state')}; only stopped, failed or "
+              "interrupted runs can be resumed", file=sys.stderr)
+        return 2
+    execute_run(store, run.id, data=lambda: load_cifar10(args.data), resume=True)
+    print(f"{run.id}\tfinal test accuracy {_pct(run.summary()['final_test_acc'])}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .analysis import evaluate_model, per_class_accuracy
+    from .inference import load_model
+
+    run = _store(args).get(args.run)
+    loaded = load_model(run)
+    data = load_cifar10(args.data)
+    ev = evaluate_model(loaded, data, args.test_limit)
+    per_class = per_class_accuracy(ev.labels, ev.preds, len(data.classes))
+    from .model import count_parameters
+
+    result = {
+        "run": run.id, "accuracy": ev.accuracy, "loss": ev.loss, "n": len(ev.labels),
+        "per_class": {c: float(a) for c, a in zip(data.classes, per_class)},
+        "params": count_parameters(loaded.model), "data": data.source,
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"{run.id}: accuracy {_pct(ev.accuracy)}, loss {ev.loss:.4f} on {ev.labels.size:,} "
+              f"test images ({data.source}); {result['params']:,} parameters")
+        for c, a in result["per_class"].items():
+            print(f"  {c:<11} {_pct(a)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import ImageError, classify_each, load_model
+
+    loaded = load_model(_store(args).get(args.run))
+    results = classify_each([Path(p) for p in args.images], loaded, top_k=args.top_k)
+    out, failed = [], 0
+    for path, r in zip(args.images, results):
+        if isinstance(r, ImageError):
+            failed += 1
+            out.append({"file": path, "error": str(r)})
+        else:
+            out.append({"file": path, "top_k": [{"class": c, "prob": p} for c, p in r.top_k]})
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        for item in out:
+            if "error" in item:
+                print(f"{item['file']}: error: {item['error']}", file=sys.stderr)
+            else:
+                best = ", ".join(f"{t['class']} {_pct(t['prob'])}" for t in item["top_k"])
+                print(f"{item['file']}: {best}")
+    return 1 if failed else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    rows = [r.summary() for r in _store(args).list()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no runs yet: python -m cifar_app train --norm batch")
+        return 0
+    print(f"{'id':<28} {'norm':<6} {'status':<11} {'epoch':>7} {'best acc':>9}  label")
+    for r in rows:
+        rid = r["id"] + (" (ref)" if r["reference"] else "")
+        print(f"{rid:<28} {r['norm']:<6} {r['status']:<11} {r['epoch']:>3}/{r['epochs']:<3} "
+              f"{_pct(r['best_test_acc']):>9}  {r['label'] if r['label'] != r['id'] else ''}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .model import PARAM_BUDGET, build_model, count_parameters, summarize
+
+    model = build_model(args.norm, args.groups, arch=args.arch)
+    rows = summarize(model)
+    total = count_parameters(model)
+    if args.json:
+        print(json.dumps({"norm": args.norm, "arch": args.arch, "total_params": total,
+                          "budget": PARAM_BUDGET, "layers": [asdict(r) for r in rows]}, indent=1))
+        return 0
+    print(f"{'layer':<5} {'kind':<38} {'output':>12} {'params':>8} {'RF':>4}")
+    for r in rows:
+        shape = "x".join(map(str, r.output_shape))
+        print(f"{r.name:<5} {r.kind:<38} {shape:>12} {r.params:>8,} {r.receptive_field:>4}")
+    print(f"total {total:,} parameters (budget {PARAM_BUDGET:,})")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    run = _store(args).get(args.run)
+    run.request_stop()
+    print(f"stop requested for {run.id}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    _store(args).delete(args.run)
+    print(f"deleted {args.run}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    root = download_cifar10(args.data)
+    print(f"CIFAR-10 is in {root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .model import ARCHITECTURES, DEFAULT_ARCH, NORMS
+
+    p = argparse.ArgumentParser(prog="python -m cifar_app",
+                                description="Train, compare and probe small CNNs on CIFAR-10.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def runs_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--runs-dir", default=None, help="runs folder (default $CIFAR_APP_RUNS or ./runs)")
+
+    def data_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data", default=None, help="CIFAR-10 folder (default $CIFAR_APP_DATA or ./data)")
+
+    t = sub.add_parser("train", help="train a model (foreground, with a progress bar)")
+    t.add_argument("--norm", required=True, choices=NORMS)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--max-lr", type=float)
+    t.add_argument("--train-limit", type=int, help="use only the first N training images")
+    t.add_argument("--test-limit", type=int, help="use only the first N test images")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--groups", type=int, help="groups for --norm group")
+    t.add_argument("--dropout", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--cutout", type=int, help="cutout square side in pixels (0 = off)")
+    t.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    t.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--label", help="a display name for the run")
+    t.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
+    data_dir(t), runs_dir(t)
+    t.set_defaults(func=cmd_train)
+
+    w = sub.add_parser("worker", help="(internal) train a stored run; used by the dashboard")
+    w.add_argument("run")
+    w.add_argument("--resume", action="store_true")
+    data_dir(w), runs_dir(w)
+    w.set_defaults(func=cmd_worker)
+
+    r = sub.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
+    r.add_argument("run")
+    data_dir(r), runs_dir(r)
+    r.set_defaults(func=cmd_resume)
+
+    e = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a run")
+    e.add_argument("run")
+    e.add_argument("--test-limit", type=int, default=None)
+    e.add_argument("--json", action="store_true")
+    data_dir(e), runs_dir(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="classify image files with a run")
+    pr.add_argument("run")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--json", action="store_true")
+    runs_dir(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    ls = sub.add_parser("runs", help="list runs with status and best accuracy")
+    ls.add_argument("--json", action="store_true")
+    runs_dir(ls)
+    ls.set_defaults(func=cmd_runs)
+
+    sm = sub.add_parser("summary", help="layer table and parameter count")
+    sm.add_argument("--norm", required=True, choices=NORMS)
+    sm.add_argument("--groups", type=int, default=4)
+    sm.add_argument("--arch", choices=list(ARCHITECTURES), default=DEFAULT_ARCH)
+    sm.add_argument("--json", action="store_true")
+    sm.set_defaults(func=cmd_summary)
+
+    st = sub.add_parser("stop", help="ask a training run to stop (its checkpoint is kept)")
+    st.add_argument("run")
+    runs_dir(st)
+    st.set_defaults(func=cmd_stop)
+
+    d = sub.add_parser("delete", help="delete a run")
+    d.add_argument("run")
+    runs_dir(d)
+    d.set_defaults(func=cmd_delete)
+
+    dl = sub.add_parser("download", help="download CIFAR-10 with torchvision")
+    data_dir(dl)
+    dl.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, SettingsError, RunNotFound, ReadOnlyRun, FileNotFoundError, RuntimeError,
+            ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

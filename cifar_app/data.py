@@ -1,0 +1,243 @@
+"""CIFAR-10 as in-memory uint8 tensors.
+
+Sources, tried in this order under the data directory ``root``:
+
+1. torchvision's CIFAR-10 folder ``root/cifar-10-batches-py``;
+2. an image-folder tree ``root/train/<class>/*`` and ``root/test/<class>/*`` (PNG, JPEG, ...; any size
+   or mode is converted to 32x32 RGB). It may also sit one folder down (``root/<name>/train``).
+   Decoded trees are cached in one ``.npz`` (next to the tree when writable, else in the user cache)
+   keyed by the file names, sizes and modification times, so a second load takes about a second;
+3. when ``download=True``: torchvision downloads CIFAR-10 into ``root``.
+
+Image-folder trees are stored in a fixed pseudo-random order (seed 0), so the first N images of either
+split are a representative sample of all classes, as in the official batches.
+
+``root`` defaults to ``$CIFAR_APP_DATA``, else ``./data``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+CACHE_NAME = ".cifar_app_cache.npz"
+CACHE_VERSION = 1
+
+
+class DataError(RuntimeError):
+    """CIFAR-10 could not be loaded; the message says what was looked for and how to fix it."""
+
+
+@dataclass
+class CifarData:
+    """The two splits as tensors.
+
+    train_x: uint8 (N, 3, 32, 32); train_y: int64 (N,); test_x / test_y likewise.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+    source: str  # human-readable: what was loaded from where
+
+    def limit(self, train_limit: int | None = None, test_limit: int | None = None) -> CifarData:
+        """The first ``train_limit`` / ``test_limit`` images of each split (None keeps all)."""
+        return CifarData(self.train_x[:train_limit], self.train_y[:train_limit],
+                         self.test_x[:test_limit], self.test_y[:test_limit],
+                         self.classes, self.source)
+
+    @property
+    def test_fingerprint(self) -> str:
+        """Short hash of the test split (labels and pixels), to match stored predictions to data."""
+        h = hashlib.sha1(self.test_y.numpy().tobytes())
+        h.update(self.test_x[:, :, ::4, ::4].numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def default_data_dir() -> Path:
+    """``$CIFAR_APP_DATA`` if set, else ``./data``."""
+    return Path(os.environ.get("CIFAR_APP_DATA") or "data")
+
+
+def _fix_hint(root: Path) -> str:
+    return (f"To fix: unpack CIFAR-10 into {root} (torchvision's 'cifar-10-batches-py' folder, or "
+            "image folders train/<class>/ and test/<class>/), point CIFAR_APP_DATA or --data at "
+            "such a folder, or go online and allow the download (--download, or the dashboard's "
+            "'Download CIFAR-10' button).")
+
+
+# ---------------------------------------------------------------- torchvision's pickled batches
+
+
+def _load_torchvision(root: Path) -> CifarData:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        train = CIFAR10(str(root), train=True, download=False)
+        test = CIFAR10(str(root), train=False, download=False)
+    except (RuntimeError, OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise DataError(f"{root / 'cifar-10-batches-py'} exists but could not be read ({e}). "
+                        "Delete it and download again. " + _fix_hint(root)) from e
+
+    def as_tensors(ds: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+        return x, torch.tensor(ds.targets, dtype=torch.int64)
+
+    return CifarData(*as_tensors(train), *as_tensors(test), CLASSES,
+                     f"torchvision CIFAR-10 batches in {root / 'cifar-10-batches-py'}")
+
+
+def download_cifar10(root: Path | str | None = None) -> Path:
+    """Download CIFAR-10 with torchvision into ``root`` (shows a progress bar); returns ``root``."""
+    from torchvision.datasets import CIFAR10
+
+    root = Path(root) if root is not None else default_data_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        CIFAR10(str(root), train=True, download=True)
+        CIFAR10(str(root), train=False, download=True)
+    except Exception as e:  # noqa: BLE001 - any network or disk failure becomes one clear error
+        raise DataError(f"Downloading CIFAR-10 into {root} failed: {type(e).__name__}: {e}. "
+                        "This machine may be offline. " + _fix_hint(root)) from e
+    return root
+
+
+# ---------------------------------------------------------------- image-folder trees
+
+
+def _find_tree(root: Path) -> Path | None:
+    """``root`` or its single child that holds ``train/`` and ``test/``."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return root
+    if root.is_dir():
+        for child in sorted(p for p in root.iterdir() if p.is_dir()):
+            if (child / "train").is_dir() and (child / "test").is_dir():
+                return child
+    return None
+
+
+def _list_split(split_dir: Path) -> list[tuple[str, int, int, int]]:
+    """(relative path, label, size, mtime_ns) for every image, classes in CIFAR-10 order."""
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if sorted(CLASSES) != found:
+        raise DataError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
+                        f"({', '.join(CLASSES)}); found: {', '.join(found) or 'none'}.")
+    files = []
+    for label, name in enumerate(CLASSES):
+        with os.scandir(split_dir / name) as it:
+            entries = sorted((e for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS)),
+                             key=lambda e: e.name)
+        if not entries:
+            raise DataError(f"{split_dir / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        for e in entries:
+            st = e.stat()
+            files.append((f"{name}/{e.name}", label, st.st_size, st.st_mtime_ns))
+    return files
+
+
+def _decode(path: Path) -> np.ndarray:
+    """One image file -> uint8 (32, 32, 3)."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (32, 32):
+                im = im.resize((32, 32), Image.Resampling.BICUBIC, reducing_gap=3.0)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"Cannot decode {path}: {e}. Replace or remove the file.") from e
+
+
+def _cache_paths(tree: Path, key: str) -> list[Path]:
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cifar_app"
+    return [tree / CACHE_NAME, user_cache / f"{key}.npz"]
+
+
+def _load_image_tree(tree: Path) -> CifarData:
+    listings = {split: _list_split(tree / split) for split in ("train", "test")}
+    digest = hashlib.sha1(f"v{CACHE_VERSION}:{tree.resolve()}".encode())
+    for split, files in listings.items():
+        digest.update(split.encode())
+        for rel, label, size, mtime in files:
+            digest.update(f"{rel}|{label}|{size}|{mtime}\n".encode())
+    key = digest.hexdigest()
+
+    for cache in _cache_paths(tree, key):
+        try:
+            with np.load(cache) as z:
+                if str(z["key"]) == key:
+                    arrays = {k: torch.from_numpy(z[k]) for k in
+                              ("train_x", "train_y", "test_x", "test_y")}
+                    return CifarData(**arrays, classes=CLASSES,
+                                     source=f"image folders in {tree} (cached)")
+        except (OSError, KeyError, ValueError, EOFError):
+            continue
+
+    arrays = {}
+    for split, files in listings.items():
+        order = np.random.default_rng(0).permutation(len(files))
+        x = np.stack([_decode(tree / split / files[i][0]) for i in order]).transpose(0, 3, 1, 2)
+        y = np.array([files[i][1] for i in order], dtype=np.int64)
+        arrays[f"{split}_x"], arrays[f"{split}_y"] = np.ascontiguousarray(x), y
+    for cache in _cache_paths(tree, key):
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, key=np.array(key), **arrays)
+            os.replace(tmp, cache)
+            break
+        except OSError:
+            continue
+    return CifarData(**{k: torch.from_numpy(v) for k, v in arrays.items()}, classes=CLASSES,
+                     source=f"image folders in {tree}")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def load_cifar10(root: Path | str | None = None, download: bool = False) -> CifarData:
+    """Load CIFAR-10 from ``root`` (see the module docstring for the sources and their order).
+
+    Raises ``DataError`` with what was looked for and how to fix it when no source works.
+    """
+    root = Path(root) if root is not None else default_data_dir()
+    if (root / "cifar-10-batches-py").is_dir():
+        return _load_torchvision(root)
+    tree = _find_tree(root)
+    if tree is not None:
+        return _load_image_tree(tree)
+    if download:
+        download_cifar10(root)
+        return _load_torchvision(root)
+    where = f"{root.resolve()}" + ("" if root.exists() else " (which does not exist)")
+    raise DataError(f"No CIFAR-10 found in {where}: looked for 'cifar-10-batches-py/' and for "
+                    "'train/<class>/' + 'test/<class>/' image folders. " + _fix_hint(root))
+
+
+def dataset_status(root: Path | str | None = None) -> dict:
+    """Cheap check for the UI: ``{"found": bool, "kind": ..., "path": ...}`` without decoding."""
+    root = Path(root) if root is not None else default_data_dir()
+    if (root / "cifar-10-batches-py").is_dir():
+        return {"found": True, "kind": "torchvision", "path": str(root / "cifar-10-batches-py")}
+    tree = _find_tree(root)
+    if tree is not None:
+        return {"found": True, "kind": "image folders", "path": str(tree)}
+    return {"found": False, "kind": None, "path": str(root.resolve())}
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images (N, 3, H, W), in [0, 1] units, each shape (3,)."""
+    xf = x.to(torch.float32).div_(255)
+    return xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3))

@@ -1,0 +1,254 @@
+"""The training loop: data as tensors on the device, batch augmentation, SGD + OneCycle.
+
+``train`` knows nothing of the run store or the UI: it reports through callbacks, asks
+``should_stop`` between batches and, given ``checkpoint_path``, saves a checkpoint after every
+epoch from which ``resume=True`` continues.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import augment_batch
+from .data import CifarData, channel_stats
+from .model import CifarNet, build_model
+from .settings import TrainSettings
+
+
+@dataclass
+class EpochStats:
+    """One epoch's figures. Losses are mean cross-entropy (with label smoothing for train);
+    accuracies are fractions in 0..1; ``seconds`` is the epoch's wall time including the test pass;
+    ``images_per_s`` counts training images over the training part only."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float
+    images_per_s: float
+    lr: float
+
+
+@dataclass
+class BatchStats:
+    """One optimizer step: global ``step`` (1-based), ``epoch`` (1-based), batch index in the epoch
+    (1-based), ``batches`` per epoch, training loss and the learning rate used."""
+
+    step: int
+    epoch: int
+    batch: int
+    batches: int
+    loss: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    model: CifarNet
+    mean: torch.Tensor  # (3,) per-channel mean, [0, 1] units
+    std: torch.Tensor   # (3,)
+    history: list[EpochStats] = field(default_factory=list)
+    stopped: bool = False
+    test_probs: np.ndarray | None = None  # float16 (N_test, 10), final model, when not stopped
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but CUDA is not available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device 'mps' was asked for but MPS is not available")
+    return torch.device(name)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 standardized by per-channel ``mean``/``std`` ([0, 1] units)."""
+    x = x.to(torch.float32).div_(255)
+    return (x - mean.view(1, 3, 1, 1).to(x.device)) / std.view(1, 3, 1, 1).to(x.device)
+
+
+def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.SGD:
+    """SGD with Nesterov momentum; weight decay on conv weights only (not norm affine, biases)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=s.max_lr, momentum=s.momentum, nesterov=s.momentum > 0,
+    )
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per epoch (the last partial batch is dropped; at least one batch)."""
+    return max(1, n_train // batch_size)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                  device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+    """Class probabilities float32 (N, 10) on the CPU for uint8 images (N, 3, 32, 32).
+
+    Always full float32 (no autocast, no TF32), so a model scores the same on every device.
+    """
+    model.eval()
+    out = []
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = normalize(x[i:i + batch_size].to(device, non_blocking=True), mean, std)
+            if device.type != "mps":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            out.append(model(xb).float().softmax(1).cpu())
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    return torch.cat(out) if out else torch.zeros(0, 10)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    settings: TrainSettings,
+    data: CifarData,
+    *,
+    on_batch: Callable[[BatchStats], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a ``CifarNet`` as ``settings`` say on ``data`` (limits in settings are applied here).
+
+    Returns the trained model and history. When ``should_stop()`` turns true the current epoch is
+    abandoned, ``stopped`` is set, and the last epoch checkpoint stays for a later ``resume``.
+    """
+    s = settings.validate()
+    data = data.limit(s.train_limit, s.test_limit)
+    device = select_device(s.device)
+    torch.manual_seed(s.seed)
+    mean, std = channel_stats(data.train_x)
+
+    model = build_model(s.norm, s.groups, s.dropout, s.arch).to(device)
+    if device.type != "mps":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, s)
+    n_train = len(data.train_x)
+    batches = steps_per_epoch(n_train, s.batch_size)
+    batch_size = min(s.batch_size, n_train)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=s.max_lr, total_steps=s.epochs * batches, pct_start=s.pct_start,
+        anneal_strategy="linear", div_factor=20.0, final_div_factor=200.0,
+    )
+    result = TrainResult(model, mean, std)
+    start_epoch = 0
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch = int(ckpt["epoch"])
+        result.history = [EpochStats(**h) for h in ckpt["history"]]
+
+    train_x = data.train_x.to(device)
+    train_y = data.train_y.to(device)
+    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    # Losses are fetched from the GPU in bursts, so the CPU can queue work ahead.
+    flush_every = 1 if device.type == "cpu" else 50
+
+    for epoch in range(start_epoch + 1, s.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator(device=device).manual_seed(s.seed * 100_003 + epoch)
+        order = torch.randperm(n_train, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        pending: list[tuple[int, torch.Tensor, float]] = []
+        for b in range(batches):
+            if should_stop is not None and should_stop():
+                result.stopped = True
+                return result
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb = normalize(train_x[idx], mean, std)
+            if s.augment:
+                xb = augment_batch(xb, crop_pad=4, flip=True, cutout_size=s.cutout, generator=gen)
+            elif s.cutout:
+                xb = augment_batch(xb, crop_pad=0, flip=False, cutout_size=s.cutout, generator=gen)
+            if device.type != "mps":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = train_y[idx]
+            with _autocast(device):
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == yb).sum()
+            pending.append((b + 1, loss.detach(), lr))
+            if len(pending) >= flush_every or b == batches - 1:
+                if on_batch is not None:
+                    values = torch.stack([p[1] for p in pending]).float().cpu().tolist()
+                    for (bi, _, lr_b), v in zip(pending, values):
+                        on_batch(BatchStats((epoch - 1) * batches + bi, epoch, bi, batches, v, lr_b))
+                pending.clear()
+        seen = batches * batch_size
+        train_seconds = time.perf_counter() - t0
+        probs = predict_probs(model, test_x, mean, std, device)
+        test_loss = F.nll_loss(probs.clamp_min(1e-12).log(), data.test_y).item() if len(probs) else math.nan
+        test_acc = (probs.argmax(1) == data.test_y).float().mean().item() if len(probs) else math.nan
+        stats = EpochStats(
+            epoch=epoch, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
+            test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - t0,
+            images_per_s=seen / train_seconds, lr=lr,
+        )
+        result.history.append(stats)
+        if checkpoint_path is not None:
+            _save_atomic({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch,
+                "history": [asdict(h) for h in result.history],
+                "mean": mean, "std": std, "settings": s.to_dict(),
+            }, Path(checkpoint_path))
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    result.test_probs = predict_probs(model, test_x, mean, std, device).numpy().astype(np.float16)
+    return result
+
+
+def model_record(result: TrainResult, settings: TrainSettings, classes: tuple[str, ...]) -> dict:
+    """What ``model.pt`` holds: weights (CPU) and everything inference needs; weights_only-safe."""
+    return {
+        "model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "mean": result.mean.cpu(), "std": result.std.cpu(),
+        "settings": settings.to_dict(), "classes": list(classes),
+    }

@@ -1,0 +1,211 @@
+"""The seed's network, ``C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10``, with a choice of normalization.
+
+C  = 3x3 convolution block: conv (plain, or depthwise-separable: 3x3 depthwise then 1x1 pointwise),
+     ReLU, normalization, dropout.
+c  = 1x1 transition convolution (no activation: a linear bottleneck).
+P  = 2x2 max-pool.  GAP = global average pool.  c10 = 1x1 convolution to the 10 class logits.
+
+Input: float tensor (N, 3, 32, 32), normalized by the training set's mean/std.
+Output: logits (N, 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NORMS: tuple[str, ...] = ("batch", "group", "layer", "none")
+LAYOUT: tuple[str, ...] = (
+    "C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "c10",
+)
+PARAM_BUDGET = 50_000
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Channel widths of the conv layers and which C blocks are depthwise-separable."""
+
+    widths: dict[str, int]
+    separable: frozenset[str] = frozenset()
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    # Plain 3x3 convolutions everywhere, widths of the seed's notebooks.
+    "plain": Architecture(
+        widths={"C1": 16, "C2": 32, "c3": 16, "C3": 24, "C4": 32, "C5": 32, "c6": 16,
+                "C7": 32, "C8": 32, "C9": 32},
+    ),
+    # Depthwise-separable blocks after the stem: twice the width at the same budget.
+    "separable": Architecture(
+        widths={"C1": 24, "C2": 48, "c3": 32, "C3": 64, "C4": 64, "C5": 80, "c6": 48,
+                "C7": 96, "C8": 96, "C9": 96},
+        separable=frozenset({"C2", "C3", "C4", "C5", "C7", "C8", "C9"}),
+    ),
+    # Wider stem and last stage, at the edge of the budget.
+    "separable-b": Architecture(
+        widths={"C1": 32, "C2": 48, "c3": 32, "C3": 64, "C4": 64, "C5": 96, "c6": 48,
+                "C7": 96, "C8": 96, "C9": 96},
+        separable=frozenset({"C2", "C3", "C4", "C5", "C7", "C8", "C9"}),
+    ),
+}
+DEFAULT_ARCH = "separable"
+
+
+def make_norm(norm: str, channels: int, groups: int = 4) -> nn.Module:
+    """Normalization layer for a (N, C, H, W) activation.
+
+    batch: BatchNorm2d, statistics over (N, H, W) per channel.
+    group: GroupNorm(groups, C), statistics per sample over (C/groups, H, W).
+    layer: GroupNorm(1, C), statistics per sample over (C, H, W), with a per-channel affine
+           (2C parameters, unlike nn.LayerNorm([C, H, W]) which would need 2CHW).
+    none:  identity.
+    """
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        if channels % groups:
+            raise ValueError(f"groups={groups} does not divide {channels} channels")
+        return nn.GroupNorm(groups, channels)
+    if norm == "layer":
+        return nn.GroupNorm(1, channels)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+
+
+class ConvBlock(nn.Sequential):
+    """C block: 3x3 conv (padding 1, keeps H, W), ReLU, normalization, dropout."""
+
+    def __init__(self, cin: int, cout: int, norm: str, groups: int, dropout: float,
+                 separable: bool = False) -> None:
+        bias = norm == "none"  # a following norm layer makes a conv bias redundant
+        if separable:
+            conv: nn.Module = nn.Sequential(
+                nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+                nn.Conv2d(cin, cout, 1, bias=bias),
+            )
+        else:
+            conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+        layers = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups)]
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+class CifarNet(nn.Module):
+    """The seed's CIFAR-10 network.
+
+    Args:
+        norm: one of ``NORMS``.
+        groups: number of groups for ``norm="group"``; must divide every block's width.
+        dropout: channel dropout probability after each C block.
+        arch: a key of ``ARCHITECTURES``.
+        num_classes: number of output logits.
+    """
+
+    def __init__(self, norm: str = "batch", groups: int = 4, dropout: float = 0.0,
+                 arch: str = DEFAULT_ARCH, num_classes: int = 10) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+        spec = ARCHITECTURES[arch]
+        self.norm, self.groups, self.arch = norm, groups, arch
+        cin = 3
+        layers: dict[str, nn.Module] = {}
+        for name in LAYOUT:
+            if name.startswith("C"):
+                cout = spec.widths[name]
+                layers[name] = ConvBlock(cin, cout, norm, groups, dropout, name in spec.separable)
+                cin = cout
+            elif name == "c10":
+                layers[name] = nn.Conv2d(cin, num_classes, 1)
+            elif name.startswith("c"):
+                cout = spec.widths[name]
+                layers[name] = nn.Conv2d(cin, cout, 1, bias=False)
+                cin = cout
+            elif name.startswith("P"):
+                layers[name] = nn.MaxPool2d(2)
+            else:  # GAP
+                layers[name] = nn.AdaptiveAvgPool2d(1)
+        self.layers = nn.ModuleDict(layers)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He init for convs followed by ReLU, variance-preserving init for the linear 1x1
+        transitions, and a zero classifier so training starts at loss ln(10) whatever the norm."""
+        for name, layer in self.layers.items():
+            for m in layer.modules():
+                if isinstance(m, nn.Conv2d):
+                    if name.startswith("C"):
+                        nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    else:
+                        nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.layers["c10"].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, 32, 32) float -> (N, num_classes) logits."""
+        for layer in self.layers.values():
+            x = layer(x)
+        return x.flatten(1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the model summary."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, int, int]  # (C, H, W)
+    params: int
+    receptive_field: int  # pixels, side of the square input region one output sees
+
+
+def _describe(name: str, module: nn.Module) -> str:
+    if name.startswith("C"):
+        sep = isinstance(module[0], nn.Sequential)
+        norm = type(module[2]).__name__
+        if isinstance(module[2], nn.GroupNorm):
+            norm = f"GroupNorm({module[2].num_groups})"
+        conv = "3x3 dw-sep conv" if sep else "3x3 conv"
+        return f"{conv}, ReLU, {norm}"
+    return {"c": "1x1 conv", "P": "2x2 max-pool", "G": "global avg pool"}[name[0]]
+
+
+def summarize(model: CifarNet, input_size: int = 32) -> list[LayerRow]:
+    """One row per layer of ``LAYOUT`` with output shape, parameters and receptive field."""
+    rows: list[LayerRow] = []
+    rf, jump = 1, 1
+    x = torch.zeros(1, 3, input_size, input_size)
+    model_was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for name, layer in model.layers.items():
+            x = layer(x)
+            if name.startswith("C"):
+                rf += 2 * jump
+            elif name.startswith("P"):
+                rf += jump
+                jump *= 2
+            elif name == "GAP":
+                rf += (input_size // jump - 1) * jump
+            rows.append(LayerRow(name, _describe(name, layer), tuple(x.shape[1:]),
+                                 count_parameters(layer), rf))
+    model.train(model_was_training)
+    return rows
+
+
+def build_model(norm: str = "batch", groups: int = 4, dropout: float = 0.0,
+                arch: str = DEFAULT_ARCH) -> CifarNet:
+    """Convenience constructor, same arguments as ``CifarNet``."""
+    return CifarNet(norm=norm, groups=groups, dropout=dropout, arch=arch)

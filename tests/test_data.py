@@ -1,0 +1,99 @@
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cifar_app.data import CLASSES, DataError, channel_stats, dataset_status, load_cifar10
+
+
+def test_image_tree_loads_as_uint8_tensors_in_a_fixed_shuffled_order(image_tree):
+    data = load_cifar10(image_tree)
+    assert data.train_x.shape == (60, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    assert data.test_x.shape == (30, 3, 32, 32)
+    assert data.train_y.dtype == torch.int64 and sorted(set(data.train_y.tolist())) == list(range(10))
+    assert data.classes == CLASSES
+    assert data.train_y[:10].tolist() != sorted(data.train_y[:10].tolist())  # not grouped by class
+    again = load_cifar10(image_tree)
+    assert torch.equal(again.train_x, data.train_x) and torch.equal(again.train_y, data.train_y)
+
+
+def test_pixels_and_labels_match_the_files(image_tree):
+    data = load_cifar10(image_tree)
+    # find the image of a known file among the decoded ones
+    img = np.asarray(Image.open(image_tree / "test" / "cat" / "0000.png"))
+    matches = [i for i in range(len(data.test_x))
+               if np.array_equal(data.test_x[i].permute(1, 2, 0).numpy(), img)]
+    assert len(matches) == 1 and data.test_y[matches[0]] == CLASSES.index("cat")
+
+
+def test_second_load_uses_the_cache_and_a_changed_file_invalidates_it(image_tree):
+    assert "cached" not in load_cifar10(image_tree).source
+    assert (image_tree / ".cifar_app_cache.npz").exists()
+    assert "cached" in load_cifar10(image_tree).source
+    target = image_tree / "train" / "dog" / "0000.png"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(target)
+    os.utime(target, (time.time() + 5, time.time() + 5))
+    data = load_cifar10(image_tree)
+    assert "cached" not in data.source
+    assert any(np.all(data.train_x[i, :, 0, 0].numpy() == [1, 2, 3]) for i in range(len(data.train_x)))
+
+
+def test_tree_one_folder_down_any_size_and_mode_is_converted(tmp_path, image_tree):
+    nested = tmp_path / "outer"
+    nested.mkdir()
+    image_tree.rename(nested / "cifar10")
+    Image.new("L", (64, 48), 200).save(nested / "cifar10" / "train" / "cat" / "big.png")
+    Image.new("RGBA", (20, 20), (5, 5, 5, 0)).save(nested / "cifar10" / "train" / "cat" / "small.png")
+    data = load_cifar10(nested)
+    assert data.train_x.shape == (62, 3, 32, 32)
+
+
+def test_missing_data_gives_one_clear_error(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_cifar10(tmp_path / "nowhere")
+    msg = str(err.value)
+    assert "nowhere" in msg and "does not exist" in msg
+    assert "CIFAR_APP_DATA" in msg and "--data" in msg and "download" in msg.lower()
+    assert dataset_status(tmp_path / "nowhere")["found"] is False
+
+
+def test_wrong_class_folders_are_named(image_tree):
+    (image_tree / "train" / "truck").rename(image_tree / "train" / "lorry")
+    with pytest.raises(DataError, match="lorry"):
+        load_cifar10(image_tree)
+
+
+def test_corrupt_image_file_is_named(image_tree):
+    (image_tree / "train" / "frog" / "0001.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="0001.png"):
+        load_cifar10(image_tree)
+
+
+def test_broken_torchvision_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="could not be read"):
+        load_cifar10(tmp_path)
+
+
+def test_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataError, match="offline"):
+        load_cifar10(tmp_path / "empty", download=True)
+
+
+def test_channel_stats_are_per_channel_in_unit_range():
+    x = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    x[:, 0] = 255
+    x[:2, 2] = 255
+    mean, std = channel_stats(x)
+    assert torch.allclose(mean, torch.tensor([1.0, 0.0, 0.5]))
+    assert std[0] == 0 and std[2] > 0.4

@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from cifar_app.engine import train
+from cifar_app.settings import SettingsError, TrainSettings
+from tests.conftest import synthetic_data
+
+QUICK = dict(epochs=3, batch_size=32, max_lr=0.05, label_smoothing=0.0, device="cpu")
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "none"])
+def test_short_training_on_synthetic_images_lowers_the_loss(norm, tiny_data):
+    epochs = []
+    result = train(TrainSettings(norm=norm, **QUICK), tiny_data, on_epoch=epochs.append)
+    assert len(epochs) == 3 and not result.stopped
+    assert epochs[-1].train_loss < epochs[0].train_loss
+    assert all(0 <= e.test_acc <= 1 and e.seconds > 0 and e.images_per_s > 0 for e in epochs)
+    assert result.test_probs.shape == (100, 10)
+
+
+def test_batch_events_cover_every_step_with_the_onecycle_lr(tiny_data):
+    batches = []
+    train(TrainSettings(**QUICK), tiny_data, on_batch=batches.append)
+    assert [b.step for b in batches] == list(range(1, 3 * 12 + 1))  # 400 // 32 = 12 per epoch
+    lrs = [b.lr for b in batches]
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < len(lrs) - 1 and math.isclose(max(lrs), 0.05, rel_tol=1e-6)
+    assert lrs[-1] < lrs[peak] / 20 and all(math.isfinite(b.loss) for b in batches)
+
+
+def test_learns_the_synthetic_task():
+    data = synthetic_data(n_train=600, n_test=200)
+    result = train(TrainSettings(epochs=4, batch_size=32, max_lr=0.1, device="cpu"), data)
+    assert result.history[-1].test_acc > 0.5
+
+
+def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path, tiny_data):
+    ckpt = tmp_path / "checkpoint.pt"
+    settings = TrainSettings(**QUICK)
+    seen = []
+
+    def stop_in_epoch_2():
+        return len(seen) >= 12 + 5
+
+    first = train(settings, tiny_data, on_batch=seen.append, should_stop=stop_in_epoch_2,
+                  checkpoint_path=ckpt)
+    assert first.stopped and [h.epoch for h in first.history] == [1] and ckpt.exists()
+
+    resumed = train(settings, tiny_data, checkpoint_path=ckpt, resume=True)
+    assert [h.epoch for h in resumed.history] == [1, 2, 3] and not resumed.stopped
+
+    straight = train(settings, tiny_data)
+    # same seed, per-epoch data order and augmentation: resuming reproduces the uninterrupted run
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("norm", "instance"), ("epochs", 0), ("epochs", 51), ("batch_size", 1), ("batch_size", 2048),
+    ("max_lr", -1.0), ("max_lr", float("nan")), ("dropout", 1.0), ("groups", 5), ("train_limit", 0),
+    ("label_smoothing", 0.9), ("device", "tpu"), ("augment", "yes"), ("epochs", 2.5),
+])
+def test_invalid_settings_name_the_field(field, value):
+    settings = TrainSettings(norm="group", **{field: value}) if field != "norm" else TrainSettings(norm=value)
+    with pytest.raises(SettingsError) as err:
+        settings.validate()
+    assert err.value.field == field and str(err.value).startswith(field)
+
+
+def test_settings_round_trip_and_refuse_unknown_keys():
+    s = TrainSettings(norm="layer", epochs=3, train_limit=100)
+    assert TrainSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(SettingsError, match="colour"):
+        TrainSettings.from_dict({"colour": "red"})
