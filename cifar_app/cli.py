@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from .data import DataError, download_cifar10, load_cifar10
+from .data import DataError, download_cifar10, load_cifar10, require_dataset
 from .runstore import ReadOnlyRun, RunNotFound, RunStore
 from .settings import SettingsError, TrainSettings
 
@@ -35,6 +35,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "arch": args.arch, "augment": not args.no_augment,
     }
     settings = TrainSettings(**{k: v for k, v in fields.items() if v is not None}).validate()
+    if not args.download:
+        require_dataset(args.data)  # fail before a run is created
     store = _store(args)
     run = store.create(settings, label=args.label)
     print(f"run {run.id}: {settings.norm} norm, {settings.param_count():,} parameters, "

@@ -226,6 +226,12 @@ def load_cifar10(root: Path | str | None = None, download: bool = False) -> Cifa
                     "'train/<class>/' + 'test/<class>/' image folders. " + _fix_hint(root))
 
 
+def require_dataset(root: Path | str | None = None) -> None:
+    """Raise the same ``DataError`` as ``load_cifar10`` when ``root`` holds no dataset (cheap check)."""
+    if not dataset_status(root)["found"]:
+        load_cifar10(root)
+
+
 def dataset_status(root: Path | str | None = None) -> dict:
     """Cheap check for the UI: ``{"found": bool, "kind": ..., "path": ...}`` without decoding."""
     root = Path(root) if root is not None else default_data_dir()

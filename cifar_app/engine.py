@@ -95,6 +95,26 @@ def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.SGD:
     )
 
 
+def onecycle_lr(step: int, total_steps: int, max_lr: float, pct_start: float,
+                div_factor: float = 20.0, final_div_factor: float = 200.0) -> float:
+    """Learning rate at 0-based ``step``: linear warm-up from max_lr/div_factor to ``max_lr`` until
+    step pct_start*total-1, then linear decay to max_lr/(div_factor*final_div_factor) at the last
+    step. The same arithmetic as ``torch.optim.lr_scheduler.OneCycleLR(anneal_strategy="linear")``,
+    but defined for any number of steps, even 1."""
+    initial = max_lr / div_factor
+    phases = ((float(pct_start * total_steps) - 1, initial, max_lr),
+              (float(total_steps - 1), max_lr, initial / final_div_factor))
+    start_step = 0.0
+    for i, (end_step, lr_from, lr_to) in enumerate(phases):
+        if step <= end_step or i == len(phases) - 1:
+            if end_step <= start_step:  # degenerate phase (very few steps): jump to its end
+                return lr_to if step >= end_step else lr_from
+            pct = (step - start_step) / (end_step - start_step)
+            return (lr_to - lr_from) * pct + lr_from
+        start_step = end_step
+    raise AssertionError("unreachable")
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped; at least one batch)."""
     return max(1, n_train // batch_size)
@@ -162,17 +182,13 @@ def train(
     n_train = len(data.train_x)
     batches = steps_per_epoch(n_train, s.batch_size)
     batch_size = min(s.batch_size, n_train)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=s.max_lr, total_steps=s.epochs * batches, pct_start=s.pct_start,
-        anneal_strategy="linear", div_factor=20.0, final_div_factor=200.0,
-    )
+    total_steps = s.epochs * batches
     result = TrainResult(model, mean, std)
     start_epoch = 0
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch = int(ckpt["epoch"])
         result.history = [EpochStats(**h) for h in ckpt["history"]]
 
@@ -208,9 +224,10 @@ def train(
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            lr = optimizer.param_groups[0]["lr"]
+            lr = onecycle_lr((epoch - 1) * batches + b, total_steps, s.max_lr, s.pct_start)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.step()
-            scheduler.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == yb).sum()
             pending.append((b + 1, loss.detach(), lr))
@@ -234,7 +251,7 @@ def train(
         if checkpoint_path is not None:
             _save_atomic({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch,
+                "epoch": epoch,
                 "history": [asdict(h) for h in result.history],
                 "mean": mean, "std": std, "settings": s.to_dict(),
             }, Path(checkpoint_path))

@@ -50,7 +50,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         separable=frozenset({"C2", "C3", "C4", "C5", "C7", "C8", "C9"}),
     ),
 }
-DEFAULT_ARCH = "separable"
+DEFAULT_ARCH = "plain"
 
 
 def make_norm(norm: str, channels: int, groups: int = 4) -> nn.Module:

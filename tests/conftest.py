@@ -70,3 +70,17 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("CIFAR_APP_DATA", raising=False)  # real-data tests read it at import
     torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory):
+    """A run store holding one completed run, trained for 2 epochs on synthetic data (seconds)."""
+    from cifar_app.jobs import execute_run
+    from cifar_app.runstore import RunStore
+    from cifar_app.settings import TrainSettings
+
+    store = RunStore(tmp_path_factory.mktemp("trained") / "runs", reference_root=None)
+    run = store.create(TrainSettings(norm="batch", epochs=2, batch_size=50, max_lr=0.05,
+                                     device="cpu"), label="tiny BN")
+    execute_run(store, run.id, data=synthetic_data(300, 100))
+    return store

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cifar_app.engine import train
+from cifar_app.engine import onecycle_lr, train
 from cifar_app.settings import SettingsError, TrainSettings
 from tests.conftest import synthetic_data
 
@@ -28,6 +28,17 @@ def test_batch_events_cover_every_step_with_the_onecycle_lr(tiny_data):
     peak = lrs.index(max(lrs))
     assert 0 < peak < len(lrs) - 1 and math.isclose(max(lrs), 0.05, rel_tol=1e-6)
     assert lrs[-1] < lrs[peak] / 20 and all(math.isfinite(b.loss) for b in batches)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 7, 1000])
+def test_onecycle_schedule_is_defined_for_any_number_of_steps(total):
+    lrs = [onecycle_lr(i, total, 0.1, 0.25) for i in range(total)]
+    assert all(0 < lr <= 0.1 for lr in lrs)
+    if total > 1:
+        assert lrs[-1] < lrs[0] or total < 4
+        assert lrs[-1] == min(lrs)
+    if total >= 100:
+        assert max(lrs) == pytest.approx(0.1, rel=1e-3) and lrs[0] == pytest.approx(0.005)
 
 
 def test_learns_the_synthetic_task():

@@ -1,0 +1,55 @@
+"""Training as its own process: start, queue behind another run on the CPU, stop, resume."""
+
+import time
+
+import pytest
+
+from cifar_app.jobs import can_resume, start_run
+from cifar_app.runstore import RunStore
+from cifar_app.settings import TrainSettings
+
+
+def wait_for(predicate, timeout=120.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    from tests.conftest import write_image_tree
+
+    return write_image_tree(tmp_path / "data", per_class_train=20, per_class_test=3)
+
+
+def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp_path, data_dir):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    slow = TrainSettings(norm="batch", epochs=30, batch_size=4, max_lr=0.02, device="cpu")
+    first = store.create(slow)
+    second = store.create(TrainSettings(norm="layer", epochs=1, batch_size=50, device="cpu"))
+    procs = [start_run(store, first.id, data_dir)]
+    wait_for(lambda: len(first.metrics().epochs) >= 1, what="first epoch of run 1")
+    procs.append(start_run(store, second.id, data_dir))
+    time.sleep(3)
+    assert first.status()["state"] == "running"
+    assert second.status()["state"] == "queued"  # waits for the CPU instead of halving both
+
+    first.request_stop()
+    wait_for(lambda: first.status()["state"] == "stopped", what="run 1 to stop")
+    wait_for(lambda: second.status()["state"] == "completed", what="run 2 to complete")
+    assert second.predictions_path.exists() and second.model_path.exists()
+    done = len(first.metrics().epochs)
+    assert 1 <= done < 30 and first.checkpoint_path.exists() and can_resume(first)
+
+    first_settings = first.settings()
+    first_settings.epochs = done + 1  # finish quickly: only one more epoch
+    (first.path / "settings.json").write_text(__import__("json").dumps(first_settings.to_dict()))
+    procs.append(start_run(store, first.id, data_dir, resume=True))
+    wait_for(lambda: first.status()["state"] in ("completed", "failed"), what="resumed run to finish")
+    assert first.status()["state"] == "completed", first.log_path.read_text()
+    assert [e["epoch"] for e in first.metrics().epochs] == list(range(1, done + 2))
+    for p in procs:
+        p.wait(timeout=30)

@@ -1,0 +1,103 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cifar_app.runstore import ReadOnlyRun, RunNotFound, RunStore
+from cifar_app.settings import TrainSettings
+
+
+def test_create_list_get_rename_delete(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    a = store.create(TrainSettings(norm="batch", epochs=2), label="first")
+    b = store.create(TrainSettings(norm="group", epochs=3))
+    assert {r.id for r in store.list()} == {a.id, b.id}
+    assert store.get(a.id).settings().epochs == 2
+    assert a.status()["state"] == "queued" or a.status()["state"] == "interrupted"
+    assert a.summary()["label"] == "first" and a.summary()["params"] < 50_000
+    store.rename(b.id, "  my GN run  ")
+    assert store.get(b.id).label == "my GN run"
+    with pytest.raises(ValueError):
+        store.rename(b.id, "   ")
+    a.update_status(state="completed", pid=None)
+    store.delete(a.id)
+    assert [r.id for r in store.list()] == [b.id]
+
+
+@pytest.mark.parametrize("bad", ["../etc", "..", "a/b", "", "UPPER", "x" * 80, "/abs", "run\x00"])
+def test_ids_from_user_text_never_reach_the_filesystem(tmp_path, bad):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    with pytest.raises(RunNotFound):
+        store.get(bad)
+
+
+def test_a_run_whose_process_died_is_reported_interrupted(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings())
+    run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
+    assert run.status()["state"] == "running"
+    run.update_status(pid=2**22 + 12345)  # no such process
+    assert run.status()["state"] == "interrupted"
+    run.update_status(pid=os.getpid(), heartbeat=time.time() - 3600)  # alive but silent for an hour
+    assert run.status()["state"] == "interrupted"
+
+
+def test_torn_last_line_is_skipped_and_later_records_win(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings())
+    run.append_metrics({"type": "epoch", "epoch": 1, "test_acc": 0.1},
+                       {"type": "batch", "step": 1, "epoch": 1, "loss": 2.0})
+    run.append_metrics({"type": "epoch", "epoch": 1, "test_acc": 0.2})
+    with open(run.path / "metrics.jsonl", "a") as f:
+        f.write('{"type": "epoch", "epoch": 2, "test_a')
+    m = run.metrics()
+    assert [e["test_acc"] for e in m.epochs] == [0.2] and len(m.batches) == 1
+
+
+def test_reference_runs_are_listed_and_read_only(tmp_path):
+    refs = tmp_path / "refs"
+    user = RunStore(tmp_path / "runs", reference_root=None).create(TrainSettings(norm="layer"))
+    (refs / "ref-layer").mkdir(parents=True)
+    for name in ("settings.json", "status.json"):
+        (refs / "ref-layer" / name).write_bytes((user.path / name).read_bytes())
+    store = RunStore(tmp_path / "runs", reference_root=refs)
+    ref = store.get("ref-layer")
+    assert ref.reference and [r.reference for r in store.list()] == [False, True]
+    with pytest.raises(ReadOnlyRun):
+        store.delete("ref-layer")
+    with pytest.raises(ReadOnlyRun):
+        ref.request_stop()
+
+
+def test_a_killed_writer_leaves_readable_files(tmp_path):
+    """kill -9 a process that rewrites status.json and appends metrics as fast as it can."""
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings())
+    script = textwrap.dedent(f"""
+        import time
+        from cifar_app.runstore import RunStore
+        run = RunStore({str(store.root)!r}, reference_root=None).get({run.id!r})
+        i = 0
+        while True:
+            i += 1
+            run.update_status(state="running", step=i, blob="x" * 5000)
+            run.append_metrics({{"type": "batch", "step": i, "epoch": 1, "loss": 1.0, "pad": "y" * 3000}})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.time() + 30
+    while time.time() < deadline and len(run.metrics().batches) < 50:
+        time.sleep(0.05)
+    for _ in range(20):  # readers racing the writer never see a torn status file
+        assert json.loads((run.path / "status.json").read_text())["state"] == "running"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = json.loads((run.path / "status.json").read_text())
+    steps = [b["step"] for b in run.metrics().batches]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 50
+    assert status["step"] >= steps[-1] - 1
+    assert run.status()["state"] == "interrupted"
