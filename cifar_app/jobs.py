@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import torch
 
 from .data import CifarData, load_cifar10
 from .engine import BatchStats, EpochStats, model_record, select_device, train
-from .runstore import Run, RunStore
+from .runstore import Run, RunStore, pid_alive, write_json_atomic
 from .settings import TrainSettings
 
 HEARTBEAT_EVERY_S = 2.0
@@ -110,7 +111,7 @@ def _train_and_record(run: Run, settings: TrainSettings, data: CifarData, resume
 
     def on_batch(b: BatchStats) -> None:
         nonlocal last_beat
-        run.append_metrics({"type": "batch", **asdict(b)})
+        run.append_metrics({"type": "batch", **asdict(b), "t": round(time.time(), 3)})
         if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
             run.heartbeat()
             last_beat = time.monotonic()
@@ -142,18 +143,14 @@ def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
     run's log.txt). Closing the browser or restarting the dashboard does not stop it."""
     run = store.get(run_id)
     run.clear_stop()
-    cmd = [sys.executable, "-m", "cifar_app", "worker", run_id, "--runs-dir", str(store.root)]
+    args = ["worker", run_id, "--runs-dir", str(store.root)]
     if data_dir is not None:
-        cmd += ["--data", str(data_dir)]
+        args += ["--data", str(data_dir)]
     if resume:
-        cmd.append("--resume")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
-    run.update_status(state="queued", pid=proc.pid, heartbeat=time.time(), error=None)
+        args.append("--resume")
+    run.update_status(state="queued", heartbeat=time.time(), error=None)
+    proc = _spawn_cli(args, run.log_path)
+    run.update_status(pid=proc.pid)  # the worker writes the same pid once it is up
     return proc
 
 
@@ -161,3 +158,45 @@ def can_resume(run: Run) -> bool:
     """A user run that stopped, failed or was interrupted: it continues from its last epoch
     checkpoint (or from the start when it had not finished an epoch)."""
     return not run.reference and run.status().get("state") in ("stopped", "failed", "interrupted")
+
+
+def _spawn_cli(args: list[str], log_path: Path) -> subprocess.Popen:
+    """Run ``python -m cifar_app ARGS`` detached (own session), output appended to ``log_path``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "cifar_app", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+
+
+def start_download(data_dir: Path | str) -> None:
+    """Download CIFAR-10 into ``data_dir`` in a background process (see ``download_status``)."""
+    root = Path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".download.log").unlink(missing_ok=True)
+    proc = _spawn_cli(["download", "--data", str(root)], root / ".download.log")
+    write_json_atomic(root / ".download.json", {"pid": proc.pid, "started": time.time()})
+
+
+def download_status(data_dir: Path | str) -> dict | None:
+    """None if no download was started here, else ``{"state": "running"|"done"|"failed",
+    "message": last line of its output}``."""
+    from .data import dataset_status
+
+    root = Path(data_dir)
+    try:
+        info = json.loads((root / ".download.json").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        lines = [ln for ln in (root / ".download.log").read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    message = lines[-1].split("\r")[-1] if lines else ""
+    if pid_alive(info.get("pid")):
+        return {"state": "running", "message": message}
+    if dataset_status(root)["found"]:
+        return {"state": "done", "message": message}
+    return {"state": "failed", "message": message or "the download process ended without output"}

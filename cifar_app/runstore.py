@@ -51,6 +51,14 @@ class ReadOnlyRun(PermissionError):
     """A reference run cannot be changed or deleted."""
 
 
+def default_reference_root() -> Path | None:
+    """``$CIFAR_APP_REFERENCE_RUNS`` if set (empty hides reference runs), else the shipped folder."""
+    value = os.environ.get("CIFAR_APP_REFERENCE_RUNS")
+    if value is None:
+        return REFERENCE_ROOT
+    return Path(value) if value else None
+
+
 def default_runs_dir() -> Path:
     """``$CIFAR_APP_RUNS`` if set, else ``./runs``."""
     return Path(os.environ.get("CIFAR_APP_RUNS") or "runs")
@@ -266,13 +274,14 @@ class RunStore:
 
     Args:
         root: the user's runs directory (created on first write); default ``default_runs_dir()``.
-        reference_root: folder of read-only reference runs; None hides them.
+        reference_root: folder of read-only reference runs; None hides them; default
+            ``default_reference_root()``.
     """
 
     def __init__(self, root: Path | str | None = None,
-                 reference_root: Path | None = REFERENCE_ROOT) -> None:
+                 reference_root: Path | None | str = "default") -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
-        self.reference_root = reference_root
+        self.reference_root = default_reference_root() if reference_root == "default" else reference_root
 
     def create(self, settings: TrainSettings, label: str | None = None) -> Run:
         """New queued run with a generated id; ``settings`` are validated and stored."""

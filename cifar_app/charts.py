@@ -1,0 +1,156 @@
+"""Plotly figures, each a pure function from data to ``go.Figure`` (no I/O, no Streamlit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+NORM_COLORS: dict[str, str] = {
+    "batch": "#1f77b4", "group": "#2ca02c", "layer": "#d62728", "none": "#7f7f7f",
+}
+NORM_LABELS: dict[str, str] = {
+    "batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "no norm",
+}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360, uirevision: str | None = None) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2), template="plotly_white",
+                      uirevision=uirevision)  # keeps the user's zoom across live updates
+    return fig
+
+
+def training_curves(epochs: Sequence[dict], norm: str, uirevision: str = "curves") -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch, train dashed and test solid, from epoch records
+    (``epoch``, ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc`` in 0..1)."""
+    color = NORM_COLORS.get(norm, "#444")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"))
+    x = [r["epoch"] for r in epochs]
+    for col, key in ((1, "loss"), (2, "acc")):
+        scale = 100 if key == "acc" else 1
+        for split, dash in (("train", "dash"), ("test", "solid")):
+            fig.add_trace(go.Scatter(
+                x=x, y=[r[f"{split}_{key}"] * scale for r in epochs], mode="lines+markers",
+                name=f"{split} {key}", line=dict(color=color, dash=dash),
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    return _layout(fig, "", uirevision=uirevision)
+
+
+def smooth(values: Sequence[float], weight: float) -> np.ndarray:
+    """Exponential moving average (TensorBoard style, bias-corrected); weight in [0, 1)."""
+    out = np.empty(len(values))
+    avg, norm = 0.0, 0.0
+    for i, v in enumerate(values):
+        avg = weight * avg + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = avg / norm
+    return out
+
+
+def batch_loss(batches: Sequence[dict], norm: str, smoothing: float = 0.9,
+               uirevision: str = "batch-loss") -> go.Figure:
+    """Per-batch training loss (raw, faint) and its smoothed curve, against the global step."""
+    color = NORM_COLORS.get(norm, "#444")
+    steps = [b["step"] for b in batches]
+    losses = [b["loss"] for b in batches]
+    fig = go.Figure([
+        go.Scatter(x=steps, y=losses, mode="lines", name="loss per batch",
+                   line=dict(color=color, width=1), opacity=0.25),
+        go.Scatter(x=steps, y=smooth(losses, smoothing), mode="lines", name=f"smoothed ({smoothing:.2f})",
+                   line=dict(color=color, width=2)),
+    ])
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="loss")
+    return _layout(fig, "training loss per batch", uirevision=uirevision)
+
+
+def lr_schedule(batches: Sequence[dict], uirevision: str = "lr") -> go.Figure:
+    """Learning rate per step (OneCycle)."""
+    fig = go.Figure(go.Scatter(x=[b["step"] for b in batches], y=[b["lr"] for b in batches],
+                               mode="lines", name="learning rate", line=dict(color="#9467bd")))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="learning rate")
+    return _layout(fig, "learning-rate schedule", height=280, uirevision=uirevision)
+
+
+def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:
+    """Overlay one metric per epoch for several runs.
+
+    runs: dicts with ``label``, ``norm`` and ``epochs`` (epoch records). Accuracy metrics in %.
+    Colour by normalization; a second run of the same norm gets a dash pattern.
+    """
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    seen: dict[str, int] = {}
+    scale = 100 if metric.endswith("acc") else 1
+    for r in runs:
+        n = seen.get(r["norm"], 0)
+        seen[r["norm"]] = n + 1
+        fig.add_trace(go.Scatter(
+            x=[e["epoch"] for e in r["epochs"]], y=[e[metric] * scale for e in r["epochs"]],
+            mode="lines+markers", name=r["label"],
+            line=dict(color=NORM_COLORS.get(r["norm"], "#444"), dash=dashes[n % len(dashes)]),
+        ))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=("%" if scale == 100 else "loss"))
+    return _layout(fig, title, height=380, uirevision=title)
+
+
+def confusion_heatmap(cm: np.ndarray, classes: Sequence[str]) -> go.Figure:
+    """Confusion matrix (rows true, columns predicted) with counts; click a cell to select it."""
+    fig = go.Figure(go.Heatmap(
+        z=cm, x=list(classes), y=list(classes), colorscale="Blues", text=cm, texttemplate="%{text}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+    ))
+    fig.update_xaxes(title_text="predicted", side="bottom")
+    fig.update_yaxes(title_text="true", autorange="reversed")
+    return _layout(fig, "confusion matrix (click a cell to filter the grid)", height=480)
+
+
+def per_class_bars(acc: np.ndarray, classes: Sequence[str], norm: str) -> go.Figure:
+    """Per-class accuracy in %, one bar per class."""
+    fig = go.Figure(go.Bar(x=list(classes), y=np.asarray(acc) * 100,
+                           marker_color=NORM_COLORS.get(norm, "#444"),
+                           text=[f"{a * 100:.1f}" for a in acc], textposition="outside"))
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 105])
+    return _layout(fig, "per-class accuracy", height=340)
+
+
+def topk_bars(top_k: Sequence[tuple[str, float]], color: str = "#1f77b4", title: str = "") -> go.Figure:
+    """Horizontal bars of the top-k classes, highest on top, probabilities in %."""
+    names = [c for c, _ in top_k][::-1]
+    probs = [p * 100 for _, p in top_k][::-1]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=color,
+                           text=[f"{p:.1f}%" for p in probs], textposition="auto"))
+    fig.update_xaxes(range=[0, 100], title_text="probability (%)")
+    fig.update_layout(showlegend=False)
+    return _layout(fig, title, height=220)
+
+
+def norm_axes_figure() -> go.Figure:
+    """Which axes of an activation (N, C, H*W) each normalization averages over, as in the
+    GroupNorm paper's figure: one panel per norm, shaded cells share one mean/std."""
+    norms = ["batch", "layer", "group"]
+    titles = ["BatchNorm: per channel,<br>over N, H, W", "LayerNorm: per sample,<br>over C, H, W",
+              "GroupNorm: per sample & group,<br>over C/G, H, W"]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.08)
+    n, c = 4, 8
+    for i, norm in enumerate(norms, start=1):
+        z = np.zeros((c, n))
+        if norm == "batch":
+            z[2, :] = 1          # one channel, all samples
+        elif norm == "layer":
+            z[:, 1] = 1          # one sample, all channels
+        else:
+            z[2:4, 1] = 1        # one sample, one group of channels
+        fig.add_trace(go.Heatmap(z=z, colorscale=[[0, "#eeeeee"], [1, NORM_COLORS[norm]]],
+                                 showscale=False, xgap=2, ygap=2, hoverinfo="skip"), row=1, col=i)
+        fig.update_xaxes(title_text="N (samples)", showticklabels=False, row=1, col=i)
+        fig.update_yaxes(title_text="C (channels)" if i == 1 else None, showticklabels=False,
+                         row=1, col=i)
+    fig.update_layout(height=300, margin=dict(l=40, r=20, t=70, b=40), template="plotly_white")
+    return fig

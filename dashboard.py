@@ -1,0 +1,15 @@
+"""CIFAR-10 Normalization Lab — entry point: ``streamlit run dashboard.py``."""
+
+import streamlit as st
+
+st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Runs", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
+    st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
+]
+st.navigation(pages).run()

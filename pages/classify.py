@@ -1,0 +1,47 @@
+"""Classify: drop images, see what each trained run thinks they are."""
+
+import streamlit as st
+
+from cifar_app import ui
+from cifar_app.charts import NORM_COLORS, topk_bars
+from cifar_app.compare import default_selection
+from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_image
+
+ALL = "all normalizations side by side"
+
+st.title("Classify your images")
+runs = ui.completed_runs()
+if not runs:
+    st.info("No trained model yet. Train one on the **Train** page.")
+    st.stop()
+
+by_id = {r.id: r for r in runs}
+choice = st.selectbox("Model", [ALL, *by_id], key="cls_run",
+                      format_func=lambda i: i if i == ALL else ui.run_label(by_id[i]))
+models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
+files = st.file_uploader(f"Drop images here (PNG, JPEG, WebP, BMP, GIF; up to "
+                         f"{MAX_FILE_BYTES // 2**20} MB each)", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
+                         accept_multiple_files=True, key="cls_files")
+if not files:
+    st.caption("Each image is centre-cropped to a square (or padded, if it is very wide or tall) "
+               "and shrunk to 32×32 pixels, the size the network was trained on.")
+    st.stop()
+
+loaded = {m.id: ui.loaded_model(m) for m in models}
+for f in files:
+    data = f.getvalue()
+    st.divider()
+    try:
+        image32 = decode_image(data)
+    except ImageError as e:
+        st.error(f"**{f.name}**: {e}")
+        continue
+    cols = st.columns([1, 1, 2 * len(models)])
+    cols[0].image(data, caption=f.name, width="stretch")
+    cols[1].image(ui.upscale(image32, 4), caption="what the model sees (32×32)", width=128)
+    charts = cols[2].columns(len(models))
+    for col, m in zip(charts, models):
+        [pred] = classify_each([image32], loaded[m.id])
+        norm = m.settings().norm
+        col.plotly_chart(topk_bars(pred.top_k, NORM_COLORS.get(norm, "#444"), m.label),
+                         key=f"cls_{f.file_id}_{m.id}", width="stretch")

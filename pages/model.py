@@ -1,0 +1,41 @@
+"""Model: the architecture per normalization, its parameter budget, and how the norms differ."""
+
+import streamlit as st
+
+from cifar_app.charts import NORM_LABELS, norm_axes_figure
+from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, summarize
+
+st.title("The model")
+st.markdown("`C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10` — **C** = 3×3 convolution block "
+            "(conv, ReLU, normalization), **c** = 1×1 transition, **P** = 2×2 max-pool, **GAP** = "
+            "global average pool, **c10** = 1×1 convolution to the 10 class scores.")
+c1, c2 = st.columns([1, 3])
+norm = c1.radio("Normalization", NORMS, format_func=NORM_LABELS.get, key="model_norm")
+groups = c1.select_slider("Groups", [1, 2, 4, 8, 16], value=4, key="model_groups",
+                          disabled=norm != "group")
+model = build_model(norm, groups)
+total = count_parameters(model)
+c1.metric("Parameters", f"{total:,}", f"{PARAM_BUDGET - total:,} under the {PARAM_BUDGET:,} budget",
+          delta_color="off")
+c1.progress(total / PARAM_BUDGET, text=f"{100 * total / PARAM_BUDGET:.1f}% of the budget")
+c2.dataframe([{"layer": r.name, "kind": r.kind, "output (C×H×W)": "×".join(map(str, r.output_shape)),
+               "parameters": r.params, "receptive field (px)": r.receptive_field}
+              for r in summarize(model)], hide_index=True, width="stretch", key="model_table")
+c2.caption("Receptive field: the side of the input square one output pixel depends on; after GAP "
+           "every output sees the whole 32×32 image.")
+
+st.subheader("How the normalizations differ")
+st.plotly_chart(norm_axes_figure(), key="model_norm_axes", width="stretch")
+st.markdown("""
+- **BatchNorm** normalizes each channel with the mean and variance over the batch and all pixels
+  (N, H, W). At test time it uses running averages, so results depend on the batch statistics seen
+  in training; it is the fastest to train and tolerates high learning rates.
+- **GroupNorm** splits the channels of each image into groups and normalizes each group over its
+  channels and pixels (C/G, H, W): no dependence on the batch, so it works with any batch size.
+- **LayerNorm** here is GroupNorm with one group: each image is normalized over all its channels
+  and pixels (C, H, W), with a per-channel scale and shift (2·C parameters per layer, rather than
+  the 2·C·H·W of `nn.LayerNorm([C, H, W])`).
+- **None** is the baseline: plain conv + ReLU, with biases.
+
+All variants have the same convolutions; the norms add 2 parameters per channel (BN, GN, LN).
+""")
