@@ -7,7 +7,7 @@ from cifar_app.engine import onecycle_lr, train
 from cifar_app.settings import SettingsError, TrainSettings
 from tests.conftest import synthetic_data
 
-QUICK = dict(epochs=3, batch_size=32, max_lr=0.05, label_smoothing=0.0, device="cpu")
+QUICK = dict(epochs=3, batch_size=50, max_lr=0.05, label_smoothing=0.0, device="cpu")
 
 
 @pytest.mark.parametrize("norm", ["batch", "group", "layer", "none"])
@@ -23,7 +23,7 @@ def test_short_training_on_synthetic_images_lowers_the_loss(norm, tiny_data):
 def test_batch_events_cover_every_step_with_the_onecycle_lr(tiny_data):
     batches = []
     train(TrainSettings(**QUICK), tiny_data, on_batch=batches.append)
-    assert [b.step for b in batches] == list(range(1, 3 * 12 + 1))  # 400 // 32 = 12 per epoch
+    assert [b.step for b in batches] == list(range(1, 3 * 8 + 1))  # 400 // 50 = 8 per epoch
     lrs = [b.lr for b in batches]
     peak = lrs.index(max(lrs))
     assert 0 < peak < len(lrs) - 1 and math.isclose(max(lrs), 0.05, rel_tol=1e-6)
@@ -43,17 +43,18 @@ def test_onecycle_schedule_is_defined_for_any_number_of_steps(total):
 
 def test_learns_the_synthetic_task():
     data = synthetic_data(n_train=600, n_test=200)
-    result = train(TrainSettings(epochs=4, batch_size=32, max_lr=0.1, device="cpu"), data)
+    result = train(TrainSettings(epochs=4, batch_size=50, max_lr=0.1, device="cpu"), data)
     assert result.history[-1].test_acc > 0.5
 
 
-def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path, tiny_data):
+def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path):
+    tiny_data = synthetic_data(n_train=200, n_test=50)  # 4 batches per epoch
     ckpt = tmp_path / "checkpoint.pt"
     settings = TrainSettings(**QUICK)
     seen = []
 
     def stop_in_epoch_2():
-        return len(seen) >= 12 + 5
+        return len(seen) >= 4 + 2
 
     first = train(settings, tiny_data, on_batch=seen.append, should_stop=stop_in_epoch_2,
                   checkpoint_path=ckpt)

@@ -1,0 +1,169 @@
+"""End to end in a real browser: ``streamlit run dashboard.py`` driven by Playwright + Debian Chromium.
+
+Opens every page (no exception box), trains a quick run from the Train page and sees its curves and
+completion, browses its misclassified grid and classifies an uploaded image. Screenshots of each
+page go to ``$ARTIFACTS_DIR`` (default ``artifacts/``, not committed).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import REAL_DATA, write_image_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
+]
+PAGES = {"runs": "", "train": "train", "compare": "compare", "misclassified": "misclassified",
+         "classify": "classify", "model": "model"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    data = REAL_DATA or str(write_image_tree(base / "data", per_class_train=30, per_class_test=10))
+    port = free_port()
+    env = {**os.environ, "CIFAR_APP_RUNS": str(base / "runs"), "CIFAR_APP_DATA": data,
+           "PYTHONPATH": str(ROOT)}
+    log = open(base / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError((base / "streamlit.log").read_text())
+    yield url, base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    artifacts = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.artifacts = artifacts
+        yield pg
+        browser.close()
+
+
+def open_page(page, url: str, path: str, ready: str = "h1") -> None:
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector(ready, timeout=60_000)
+    page.wait_for_timeout(1500)  # let the script run finish drawing
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+
+
+def wait_idle(page, timeout_s: float = 60) -> None:
+    """Wait until Streamlit's 'running' indicator is gone."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        page.wait_for_timeout(300)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(page.artifacts / f"{name}.png"), full_page=True)
+
+
+def test_every_page_opens_without_an_exception(server, page):
+    url, _ = server
+    for name, path in PAGES.items():
+        open_page(page, url, path)
+        shot(page, f"empty-{name}")
+
+
+def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
+    url, base = server
+    open_page(page, url, "train")
+    # one epoch on the first 500 training images, scored on the first 1,000 test images
+    page.get_by_role("group", name="Epochs").get_by_role("slider").focus()
+    page.keyboard.press("Home")  # 1 epoch
+    wait_idle(page)
+    choose(page, "Quick demo: training images", "first 500")
+    choose(page, "Test images per epoch", "first 1,000")
+    page.get_by_role("button", name="Start training").click()
+
+    page.wait_for_function("() => document.body.innerText.includes('completed ·')", timeout=240_000)
+    wait_idle(page)
+    page.wait_for_timeout(2500)  # the live fragment redraws every 2 s
+    assert page.locator('[data-testid="stException"]').count() == 0
+    points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
+    assert points.count() >= 2, "the accuracy/loss curves got no points"
+    body = page.inner_text("body")
+    assert "epoch 1/1" in body and "Test accuracy" in body
+    shot(page, "train")
+    run_id = re.search(r"run=([a-z0-9-]+)", page.url).group(1)
+
+    open_page(page, url, f"misclassified?run={run_id}")
+    page.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    assert page.locator('[data-testid="stImage"] img').count() >= 1
+    assert page.locator(".js-plotly-plot").count() >= 2  # confusion matrix + per-class bars
+    shot(page, "misclassified")
+
+    open_page(page, url, "compare")
+    assert page.locator(".js-plotly-plot").count() >= 2
+    shot(page, "compare")
+
+    open_page(page, url, f"classify?run={run_id}")
+    image = base / "upload.png"
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 90, 200)).save(buf, "PNG")
+    image.write_bytes(buf.getvalue())
+    page.locator('input[type="file"]').set_input_files(str(image))
+    page.wait_for_selector(".js-plotly-plot .barlayer", timeout=60_000)
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "classify")
+
+    open_page(page, url, "")
+    assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the runs table (a canvas)
+    shot(page, "runs")
+    open_page(page, url, "model")
+    shot(page, "model")
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit select box labelled ``label``."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
