@@ -83,3 +83,13 @@ def test_clear_errors_and_exit_codes(tmp_path):
     assert bad.returncode == 2 and "epochs" in bad.stderr
     unknown = cli("evaluate", "../../etc", "--runs-dir", str(tmp_path / "runs"), check=False)
     assert unknown.returncode == 2 and "no run" in unknown.stderr
+
+
+def test_reference_runs_are_listed_and_usable_by_id(tmp_path):
+    rows = json.loads(cli("runs", "--runs-dir", str(tmp_path / "none-yet"), "--json").stdout)
+    refs = {r["id"]: r for r in rows if r["reference"]}
+    assert "ref-batch" in refs and refs["ref-batch"]["best_test_acc"] >= 0.80
+    image = tmp_path / "x.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(image)
+    out = json.loads(cli("predict", "ref-batch", str(image), "--runs-dir", str(tmp_path), "--json").stdout)
+    assert len(out[0]["top_k"]) == 5

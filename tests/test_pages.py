@@ -119,3 +119,28 @@ def test_train_page_shows_params_and_refuses_bad_settings(app_env):
     assert not at.exception
     assert any("groups" in e.value for e in at.error)
     assert at.button(key="start").disabled
+
+
+def test_classify_page_good_and_bad_upload(completed_env):
+    at = run_page("pages/classify.py", {"run": completed_env.id})
+    at.file_uploader(key="cls_files").set_value([
+        ("good.png", png(), "image/png"),
+        ("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png"),
+        ("also-good.jpg", png((10, 200, 10), (300, 120)), "image/jpeg"),
+    ]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "broken.png" in at.error[0].value
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) == 2  # one top-5 chart per good image (one model chosen)
+
+
+def test_fresh_install_shows_the_reference_runs_without_data(app_env, monkeypatch, tmp_path):
+    monkeypatch.delenv("CIFAR_APP_REFERENCE_RUNS")
+    monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "no-data-yet"))
+    at = run_page("pages/compare.py")
+    assert len(at.get("plotly_chart")) >= 2 and "ref-batch" in at.multiselect(key="compare_runs").value
+    at = run_page("pages/classify.py")
+    at.file_uploader(key="cls_files").set_value(("cat.png", png(), "image/png")).run()
+    assert not at.exception and len(at.get("plotly_chart")) >= 1
+    at = run_page("pages/misclassified.py")
+    assert "needs the dataset" in texts(at)

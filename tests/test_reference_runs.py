@@ -1,0 +1,45 @@
+"""The trained runs shipped inside the package."""
+
+import numpy as np
+import pytest
+
+from cifar_app.analysis import evaluate_model
+from cifar_app.data import load_cifar10
+from cifar_app.inference import load_model
+from cifar_app.model import PARAM_BUDGET, count_parameters
+from cifar_app.runstore import REFERENCE_ROOT, RunStore
+from tests.conftest import REAL_DATA
+
+REFS = sorted(p.name for p in REFERENCE_ROOT.iterdir() if (p / "settings.json").exists())
+
+
+def test_reference_runs_are_shipped():
+    assert "ref-batch" in REFS
+
+
+@pytest.mark.parametrize("ref", REFS)
+def test_reference_run_loads_within_the_limits(ref):
+    run = RunStore("unused", reference_root=REFERENCE_ROOT).get(ref)
+    assert run.reference and run.status()["state"] == "completed"
+    settings = run.settings()
+    loaded = load_model(run)
+    assert count_parameters(loaded.model) < PARAM_BUDGET and settings.epochs <= 20
+    stored = run.load_predictions()
+    accuracy = float((stored["probs"].argmax(1) == stored["labels"]).mean())
+    assert len(stored["labels"]) == 10_000
+    assert accuracy == pytest.approx(run.metrics().epochs[-1]["test_acc"], abs=1e-3)
+    if settings.norm != "none":
+        assert accuracy >= 0.80
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_DATA, reason="set CIFAR_APP_DATA to an unpacked CIFAR-10 copy to run")
+@pytest.mark.parametrize("ref", REFS)
+def test_reference_model_reproduces_its_stored_predictions(ref):
+    run = RunStore("unused", reference_root=REFERENCE_ROOT).get(ref)
+    data = load_cifar10(REAL_DATA)
+    ev = evaluate_model(load_model(run), data, test_limit=2000)
+    stored = run.load_predictions()
+    stored_acc = float((stored["probs"][:2000].argmax(1) == stored["labels"][:2000]).mean())
+    assert np.array_equal(stored["labels"][:2000], ev.labels)
+    assert ev.accuracy == pytest.approx(stored_acc, abs=0.001)
