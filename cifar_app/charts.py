@@ -101,13 +101,25 @@ def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:
 
 
 def confusion_heatmap(cm: np.ndarray, classes: Sequence[str]) -> go.Figure:
-    """Confusion matrix (rows true, columns predicted) with counts; click a cell to select it."""
-    fig = go.Figure(go.Heatmap(
-        z=cm, x=list(classes), y=list(classes), colorscale="Blues", text=cm, texttemplate="%{text}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
-    ))
+    """Confusion matrix (rows true, columns predicted) with counts.
+
+    Plotly heatmaps emit no selection events, so an invisible square marker sits on every cell:
+    clicking a cell selects that point, whose ``x`` is the predicted and ``y`` the true class.
+    """
+    names = list(classes)
+    cells_x = [p for _ in names for p in names]
+    cells_y = [t for t in names for _ in names]
+    fig = go.Figure([
+        go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", text=cm, texttemplate="%{text}",
+                   hoverinfo="skip"),
+        go.Scatter(x=cells_x, y=cells_y, mode="markers", showlegend=False,
+                   customdata=np.asarray(cm).reshape(-1),
+                   marker=dict(symbol="square", size=30, color="rgba(0,0,0,0)"),
+                   hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} images<extra></extra>"),
+    ])
     fig.update_xaxes(title_text="predicted", side="bottom")
     fig.update_yaxes(title_text="true", autorange="reversed")
+    fig.update_layout(clickmode="event+select")
     return _layout(fig, "confusion matrix (click a cell to filter the grid)", height=480)
 
 

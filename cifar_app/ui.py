@@ -66,17 +66,23 @@ def run_label(run: Run) -> str:
     return f"{s['label']} ({NORM_LABELS.get(s['norm'], s['norm'])}, {s['status']}{ref})"
 
 
+def _url_follows(key: str) -> None:
+    st.query_params["run"] = st.session_state[key]
+
+
 def pick_run(runs: list[Run], key: str, label: str = "Run") -> Run | None:
-    """A select box over ``runs``; preselects ``?run=ID`` from the URL when it is among them.
-    The choice is written back to the URL so the page can be bookmarked or shared."""
+    """A select box over ``runs`` kept in step with ``?run=ID`` in the URL: the URL picks the run
+    (a link, a new run just started), and picking another run updates the URL, so the page can be
+    bookmarked or shared."""
     if not runs:
         return None
-    ids = [r.id for r in runs]
-    wanted = st.query_params.get("run")
-    index = ids.index(wanted) if wanted in ids else 0
     by_id = {r.id: r for r in runs}
-    chosen = st.selectbox(label, ids, index=index, format_func=lambda i: run_label(by_id[i]), key=key)
-    if chosen != wanted:
+    wanted = st.query_params.get("run")
+    if wanted in by_id and st.session_state.get(key) != wanted:
+        st.session_state[key] = wanted
+    chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: run_label(by_id[i]),
+                          on_change=_url_follows, args=(key,))
+    if wanted != chosen:
         st.query_params["run"] = chosen
     return by_id[chosen]
 
@@ -128,3 +134,35 @@ def _loaded_model(run_path: str, model_mtime: float):
 def loaded_model(run: Run):
     """The run's model, loaded once per server (reloaded if its file changes)."""
     return _loaded_model(str(run.path), run.model_path.stat().st_mtime)
+
+
+def ensure_navigation() -> None:
+    """Make a deep link (e.g. ``/train?run=...``) use ``dashboard.py``'s navigation.
+
+    Streamlit treats an app with a ``pages/`` folder as an old-style multipage app until its entry
+    script has called ``st.navigation`` once in this server process; a page opened by URL before
+    that would run alone, without the app's navigation and layout. Switch the flag and rerun: the
+    rerun goes through ``dashboard.py``, which routes to the same page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without this internal
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def preview(data: bytes, min_side: int = 160) -> np.ndarray:
+    """An uploaded image (already validated by ``decode_image``) for display: RGB, EXIF-rotated,
+    and pixel-crisp upscaled when it is smaller than ``min_side`` (a 32x32 photo stays sharp)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        im = (ImageOps.exif_transpose(im) or im).convert("RGB")
+    arr = np.asarray(im)
+    factor = -(-min_side // max(1, min(arr.shape[:2])))  # ceil
+    return upscale(arr, factor) if factor > 1 else arr

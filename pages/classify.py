@@ -9,6 +9,7 @@ from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decod
 
 ALL = "all normalizations side by side"
 
+ui.ensure_navigation()
 st.title("Classify your images")
 runs = ui.completed_runs()
 if not runs:
@@ -37,7 +38,7 @@ for f in files:
         st.error(f"**{f.name}**: {e}")
         continue
     cols = st.columns([1, 1, 2 * len(models)])
-    cols[0].image(data, caption=f.name, width="stretch")
+    cols[0].image(ui.preview(data), caption=f.name, width="stretch")
     cols[1].image(ui.upscale(image32, 4), caption="what the model sees (32×32)", width=128)
     charts = cols[2].columns(len(models))
     for col, m in zip(charts, models):

@@ -6,6 +6,7 @@ from cifar_app import ui
 from cifar_app.charts import compare_curves
 from cifar_app.compare import comparison_rows, default_selection
 
+ui.ensure_navigation()
 st.title("Compare runs")
 runs = [r for r in ui.store().list() if r.metrics().epochs]
 if not runs:

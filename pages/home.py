@@ -6,6 +6,7 @@ from cifar_app import ui
 from cifar_app.jobs import download_status, start_download
 from cifar_app.progress import format_duration
 
+ui.ensure_navigation()
 st.title("CIFAR-10 Normalization Lab")
 st.markdown("Train the seed's 14-layer CNN (< 50,000 parameters) on CIFAR-10 with **batch, group, "
             "layer or no normalization**, watch it learn live, compare the runs, and probe the "

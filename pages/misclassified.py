@@ -8,6 +8,7 @@ from cifar_app.charts import confusion_heatmap, per_class_bars
 
 PAGE_SIZE = 40
 
+ui.ensure_navigation()
 st.title("Misclassified test images")
 runs = ui.completed_runs()
 if not runs:

@@ -10,6 +10,7 @@ from cifar_app.progress import format_duration, training_progress
 from cifar_app.runstore import ACTIVE_STATES
 from cifar_app.settings import SettingsError, TrainSettings
 
+ui.ensure_navigation()
 st.title("Train")
 store = ui.store()
 form, live_col = st.columns([1, 2], gap="large")

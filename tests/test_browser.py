@@ -29,8 +29,9 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
-PAGES = {"runs": "", "train": "train", "compare": "compare", "misclassified": "misclassified",
-         "classify": "classify", "model": "model"}
+# "model" first: a deep link opened before the entry page must still get the app's navigation
+PAGES = {"model": "model", "runs": "", "train": "train", "compare": "compare", "misclassified": "misclassified",
+         "classify": "classify"}
 
 
 def free_port() -> int:
@@ -109,6 +110,7 @@ def test_every_page_opens_without_an_exception(server, page):
     url, _ = server
     for name, path in PAGES.items():
         open_page(page, url, path)
+        assert "Misclassified" in page.locator('[data-testid="stSidebarNav"]').inner_text()
         shot(page, f"empty-{name}")
 
 
@@ -127,8 +129,9 @@ def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
     wait_idle(page)
     page.wait_for_timeout(2500)  # the live fragment redraws every 2 s
     assert page.locator('[data-testid="stException"]').count() == 0
-    points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
-    assert points.count() >= 2, "the accuracy/loss curves got no points"
+    points = ".js-plotly-plot .scatterlayer .trace .points path"
+    page.wait_for_selector(points, timeout=30_000)  # the curves got points
+    assert page.locator(points).count() >= 2
     body = page.inner_text("body")
     assert "epoch 1/1" in body and "Test accuracy" in body
     shot(page, "train")
