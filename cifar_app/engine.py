@@ -194,7 +194,7 @@ def train(
 
     train_x = data.train_x.to(device)
     train_y = data.train_y.to(device)
-    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    test_x = data.test_x.to(device)
     # Losses are fetched from the GPU in bursts, so the CPU can queue work ahead.
     flush_every = 1 if device.type == "cpu" else 50
 

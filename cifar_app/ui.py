@@ -5,7 +5,6 @@ Everything here is thin: it reads from the run store / data and hands results to
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -104,10 +103,6 @@ def data_missing_hint() -> None:
     if st.session_state.get("data_error"):
         with st.expander("details"):
             st.text(st.session_state["data_error"])
-
-
-def env_summary() -> str:
-    return f"runs: `{default_runs_dir()}` · data: `{data_dir()}` · pid {os.getpid()}"
 
 
 @st.cache_resource(show_spinner="Scoring the test set…", max_entries=16)
