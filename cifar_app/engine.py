@@ -25,6 +25,10 @@ from .model import CifarNet, build_model
 from .settings import TrainSettings
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says where and what to change."""
+
+
 @dataclass
 class EpochStats:
     """One epoch's figures. Losses are mean cross-entropy (with label smoothing for train);
@@ -232,9 +236,13 @@ def train(
             correct += (logits.argmax(1) == yb).sum()
             pending.append((b + 1, loss.detach(), lr))
             if len(pending) >= flush_every or b == batches - 1:
-                if on_batch is not None:
-                    values = torch.stack([p[1] for p in pending]).float().cpu().tolist()
-                    for (bi, _, lr_b), v in zip(pending, values):
+                values = torch.stack([p[1] for p in pending]).float().cpu().tolist()
+                for (bi, _, lr_b), v in zip(pending, values):
+                    if not math.isfinite(v):
+                        raise TrainingDiverged(
+                            f"training diverged: the loss became {v} at epoch {epoch}, batch {bi} "
+                            f"(max LR {s.max_lr}); try a lower max learning rate")
+                    if on_batch is not None:
                         on_batch(BatchStats((epoch - 1) * batches + bi, epoch, bi, batches, v, lr_b))
                 pending.clear()
         seen = batches * batch_size

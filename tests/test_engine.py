@@ -86,3 +86,10 @@ def test_settings_round_trip_and_refuse_unknown_keys():
     assert TrainSettings.from_dict(s.to_dict()) == s
     with pytest.raises(SettingsError, match="colour"):
         TrainSettings.from_dict({"colour": "red"})
+
+
+def test_divergence_stops_with_a_clear_error(tiny_data):
+    from cifar_app.engine import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="lower max learning rate"):
+        train(TrainSettings(norm="none", epochs=2, batch_size=50, max_lr=2.0, device="cpu"), tiny_data)
