@@ -124,8 +124,9 @@ def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
     choose(page, "Quick demo: training images", "first 500")
     choose(page, "Test images per epoch", "first 1,000")
     page.get_by_role("button", name="Start training").click()
-
-    page.wait_for_function("() => document.body.innerText.includes('completed ·')", timeout=240_000)
+    page.wait_for_url(re.compile(r"run=\d{8}-\d{6}-batch-"), timeout=60_000)  # the new run is shown
+    page.wait_for_function("() => document.body.innerText.includes('completed · epoch 1/1')",
+                           timeout=240_000)
     wait_idle(page)
     page.wait_for_timeout(2500)  # the live fragment redraws every 2 s
     assert page.locator('[data-testid="stException"]').count() == 0
