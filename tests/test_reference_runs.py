@@ -13,8 +13,8 @@ from tests.conftest import REAL_DATA
 REFS = sorted(p.name for p in REFERENCE_ROOT.iterdir() if (p / "settings.json").exists())
 
 
-def test_reference_runs_are_shipped():
-    assert "ref-batch" in REFS
+def test_every_normalization_has_a_shipped_run():
+    assert REFS == ["ref-batch", "ref-group", "ref-layer", "ref-none"]
 
 
 @pytest.mark.parametrize("ref", REFS)
