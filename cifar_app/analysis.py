@@ -36,10 +36,13 @@ class Evaluation:
         return float(-np.log(np.clip(p, 1e-12, None)).mean()) if len(p) else float("nan")
 
 
-def evaluate_model(loaded: LoadedModel, data: CifarData, test_limit: int | None = None) -> Evaluation:
-    """Score a loaded model on the first ``test_limit`` test images (all when None)."""
+def evaluate_model(loaded: LoadedModel, data: CifarData, test_limit: int | None = None,
+                   flip_tta: bool = False) -> Evaluation:
+    """Score a loaded model on the first ``test_limit`` test images (all when None); with
+    ``flip_tta`` each image's prediction averages it and its mirror image."""
     x, y = data.test_x[:test_limit], data.test_y[:test_limit]
-    probs = predict_probs(loaded.model, x, loaded.mean, loaded.std, torch.device("cpu"))
+    probs = predict_probs(loaded.model, x, loaded.mean, loaded.std, torch.device("cpu"),
+                          flip_tta=flip_tta)
     return Evaluation(probs.numpy(), y.numpy())
 
 

@@ -31,7 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "norm": args.norm, "epochs": args.epochs, "batch_size": args.batch_size, "max_lr": args.max_lr,
         "train_limit": args.train_limit, "test_limit": args.test_limit, "seed": args.seed,
         "groups": args.groups, "dropout": args.dropout, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "cutout": args.cutout, "device": args.device,
+        "label_smoothing": args.label_smoothing, "cutout": args.cutout, "crop_pad": args.crop_pad,
+        "device": args.device,
         "arch": args.arch, "augment": not args.no_augment,
     }
     settings = TrainSettings(**{k: v for k, v in fields.items() if v is not None}).validate()
@@ -104,20 +105,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = _store(args).get(args.run)
     loaded = load_model(run)
     data = load_cifar10(args.data)
-    ev = evaluate_model(loaded, data, args.test_limit)
+    ev = evaluate_model(loaded, data, args.test_limit, flip_tta=args.tta)
     per_class = per_class_accuracy(ev.labels, ev.preds, len(data.classes))
     from .model import count_parameters
 
     result = {
         "run": run.id, "accuracy": ev.accuracy, "loss": ev.loss, "n": len(ev.labels),
         "per_class": {c: float(a) for c, a in zip(data.classes, per_class)},
-        "params": count_parameters(loaded.model), "data": data.source,
+        "params": count_parameters(loaded.model), "data": data.source, "flip_tta": args.tta,
     }
     if args.json:
         print(json.dumps(result, indent=1))
     else:
+        tta = " with flip test-time augmentation" if args.tta else ""
         print(f"{run.id}: accuracy {_pct(ev.accuracy)}, loss {ev.loss:.4f} on {ev.labels.size:,} "
-              f"test images ({data.source}); {result['params']:,} parameters")
+              f"test images{tta} ({data.source}); {result['params']:,} parameters")
         for c, a in result["per_class"].items():
             print(f"  {c:<11} {_pct(a)}")
     return 0
@@ -228,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--cutout", type=int, help="cutout square side in pixels (0 = off)")
+    t.add_argument("--crop-pad", type=int, help="padding of the random crop in pixels (default 4)")
     t.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     t.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
@@ -250,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a run")
     e.add_argument("run")
     e.add_argument("--test-limit", type=int, default=None)
+    e.add_argument("--tta", action="store_true",
+                   help="average each image's prediction with its mirror image's (reported apart "
+                        "from the single-view headline accuracy)")
     e.add_argument("--json", action="store_true")
     data_dir(e), runs_dir(e)
     e.set_defaults(func=cmd_evaluate)

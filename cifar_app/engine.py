@@ -126,10 +126,12 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                  device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+                  device: torch.device, batch_size: int = 1000, flip_tta: bool = False) -> torch.Tensor:
     """Class probabilities float32 (N, 10) on the CPU for uint8 images (N, 3, 32, 32).
 
     Always full float32 (no autocast, no TF32), so a model scores the same on every device.
+    ``flip_tta`` averages the probabilities of each image and its mirror image (test-time
+    augmentation; twice the compute).
     """
     model.eval()
     out = []
@@ -140,7 +142,10 @@ def predict_probs(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: to
             xb = normalize(x[i:i + batch_size].to(device, non_blocking=True), mean, std)
             if device.type != "mps":
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            out.append(model(xb).float().softmax(1).cpu())
+            probs = model(xb).float().softmax(1)
+            if flip_tta:
+                probs = (probs + model(xb.flip(3)).float().softmax(1)) / 2
+            out.append(probs.cpu())
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
     return torch.cat(out) if out else torch.zeros(0, 10)
@@ -217,7 +222,7 @@ def train(
             idx = order[b * batch_size:(b + 1) * batch_size]
             xb = normalize(train_x[idx], mean, std)
             if s.augment:
-                xb = augment_batch(xb, crop_pad=4, flip=True, cutout_size=s.cutout, generator=gen)
+                xb = augment_batch(xb, crop_pad=s.crop_pad, flip=True, cutout_size=s.cutout, generator=gen)
             elif s.cutout:
                 xb = augment_batch(xb, crop_pad=0, flip=False, cutout_size=s.cutout, generator=gen)
             if device.type != "mps":

@@ -35,7 +35,8 @@ class TrainSettings:
     weight_decay: float = 5e-4    # L2 on conv weights (not on norm affine or biases)
     dropout: float = 0.0          # Dropout2d after each C block, 0..0.9
     label_smoothing: float = 0.1  # 0..0.5
-    augment: bool = True          # random crop (4 px) + horizontal flip
+    augment: bool = True          # random crop (``crop_pad`` px) + horizontal flip
+    crop_pad: int = 4             # padding of the random crop in pixels, 0..8
     cutout: int = 0               # side of the cutout square in pixels, 0 = off
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images
@@ -74,6 +75,8 @@ class TrainSettings:
         need(is_num(self.label_smoothing) and 0 <= self.label_smoothing <= 0.5, "label_smoothing",
              "must be in [0, 0.5]")
         need(isinstance(self.augment, bool), "augment", "must be true or false")
+        need(is_int(self.crop_pad) and 0 <= self.crop_pad <= 8, "crop_pad",
+             "must be an integer in 0..8")
         need(is_int(self.cutout) and 0 <= self.cutout <= 32, "cutout", "must be an integer in 0..32")
         need(is_int(self.seed) and self.seed >= 0, "seed", "must be a non-negative integer")
         for name in ("train_limit", "test_limit"):

@@ -20,9 +20,9 @@ by_id = {r.id: r for r in runs}
 choice = st.selectbox("Model", [ALL, *by_id], key="cls_run",
                       format_func=lambda i: i if i == ALL else ui.run_label(by_id[i]))
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
-files = st.file_uploader(f"Drop images here (PNG, JPEG, WebP, BMP, GIF; up to "
-                         f"{MAX_FILE_BYTES // 2**20} MB each)", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
-                         accept_multiple_files=True, key="cls_files")
+files = st.file_uploader(
+    f"Drop images here (PNG, JPEG, WebP, BMP, GIF; up to {MAX_FILE_BYTES // 2**20} MB each)",
+    type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True, key="cls_files")
 if not files:
     st.caption("Each image is centre-cropped to a square (or padded, if it is very wide or tall) "
                "and shrunk to 32×32 pixels, the size the network was trained on.")

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from cifar_app import ui
-
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
 from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, summarize
 

@@ -29,7 +29,8 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image():
     padded = F.pad(x, (4, 4, 4, 4))
     shifts = set()
     for o, p in zip(out, padded):
-        found = [(dy, dx) for dy in range(9) for dx in range(9) if torch.equal(o, p[:, dy:dy + 32, dx:dx + 32])]
+        found = [(dy, dx) for dy in range(9) for dx in range(9)
+                 if torch.equal(o, p[:, dy:dy + 32, dx:dx + 32])]
         assert found, "crop is not a window of the padded image"
         shifts.add(found[0])
     assert len(shifts) > 5

@@ -30,8 +30,8 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
 # "model" first: a deep link opened before the entry page must still get the app's navigation
-PAGES = {"model": "model", "runs": "", "train": "train", "compare": "compare", "misclassified": "misclassified",
-         "classify": "classify"}
+PAGES = {"model": "model", "runs": "", "train": "train", "compare": "compare",
+         "misclassified": "misclassified", "classify": "classify"}
 
 
 def free_port() -> int:

@@ -38,7 +38,8 @@ def trained(tmp_path_factory):
 
 def test_runs_lists_the_run_as_json(trained):
     _, runs, run_id = trained
-    [row] = [r for r in json.loads(cli("runs", "--runs-dir", str(runs), "--json").stdout) if not r["reference"]]
+    listed = json.loads(cli("runs", "--runs-dir", str(runs), "--json").stdout)
+    [row] = [r for r in listed if not r["reference"]]
     assert row["id"] == run_id and row["norm"] == "group" and row["status"] == "completed"
     assert row["epoch"] == row["epochs"] == 2 and 0 <= row["best_test_acc"] <= 1
     assert run_id in cli("runs", "--runs-dir", str(runs)).stdout
@@ -46,12 +47,17 @@ def test_runs_lists_the_run_as_json(trained):
 
 def test_evaluate_reports_accuracy_loss_per_class_and_params(trained):
     data, runs, run_id = trained
-    result = json.loads(cli("evaluate", run_id, "--data", str(data), "--runs-dir", str(runs), "--json").stdout)
+    result = json.loads(cli("evaluate", run_id, "--data", str(data), "--runs-dir", str(runs),
+                            "--json").stdout)
     assert 0 <= result["accuracy"] <= 1 and result["loss"] > 0 and result["n"] == 50
     assert len(result["per_class"]) == 10 and result["params"] < 50_000
     stored = json.loads(cli("runs", "--runs-dir", str(runs), "--json").stdout)
     final = next(r for r in stored if r["id"] == run_id)["final_test_acc"]
     assert abs(result["accuracy"] - final) < 1e-6  # re-evaluation matches the training log
+    tta = json.loads(cli("evaluate", run_id, "--data", str(data), "--runs-dir", str(runs), "--json",
+                         "--tta").stdout)
+    assert tta["flip_tta"] and not result["flip_tta"] and tta["n"] == 50
+    assert tta["loss"] != result["loss"]  # the mirror images were scored too
 
 
 def test_predict_gives_a_result_per_image_and_fails_only_the_bad_one(trained, tmp_path):
@@ -70,7 +76,8 @@ def test_predict_gives_a_result_per_image_and_fails_only_the_bad_one(trained, tm
 
 def test_summary_json_has_layers_and_total(trained):
     out = json.loads(cli("summary", "--norm", "layer", "--json").stdout)
-    assert out["total_params"] < 50_000 and [layer["name"] for layer in out["layers"]][:3] == ["C1", "C2", "c3"]
+    assert out["total_params"] < 50_000
+    assert [layer["name"] for layer in out["layers"]][:3] == ["C1", "C2", "c3"]
     assert "total" in cli("summary", "--norm", "none").stdout
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cifar_app.engine import onecycle_lr, train
+from cifar_app.engine import onecycle_lr, predict_probs, train
 from cifar_app.settings import SettingsError, TrainSettings
 from tests.conftest import synthetic_data
 
@@ -73,6 +73,7 @@ def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path):
     ("norm", "instance"), ("epochs", 0), ("epochs", 51), ("batch_size", 1), ("batch_size", 2048),
     ("max_lr", -1.0), ("max_lr", float("nan")), ("dropout", 1.0), ("groups", 5), ("train_limit", 0),
     ("label_smoothing", 0.9), ("device", "tpu"), ("augment", "yes"), ("epochs", 2.5),
+    ("crop_pad", 9), ("crop_pad", -1),
 ])
 def test_invalid_settings_name_the_field(field, value):
     settings = TrainSettings(norm="group", **{field: value}) if field != "norm" else TrainSettings(norm=value)
@@ -93,3 +94,17 @@ def test_divergence_stops_with_a_clear_error(tiny_data):
 
     with pytest.raises(TrainingDiverged, match="lower max learning rate"):
         train(TrainSettings(norm="none", epochs=2, batch_size=50, max_lr=2.0, device="cpu"), tiny_data)
+
+
+def test_flip_tta_averages_each_image_with_its_mirror():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    mean, std = torch.full((3,), 120.0), torch.full((3,), 60.0)
+    cpu = torch.device("cpu")
+    model(torch.zeros(1, 3, 32, 32))  # materialize the lazy layer
+    single = predict_probs(model, x, mean, std, cpu)
+    mirror = predict_probs(model, x.flip(3), mean, std, cpu)
+    tta = predict_probs(model, x, mean, std, cpu, batch_size=4, flip_tta=True)
+    assert not torch.allclose(single, mirror)  # the model is not mirror-symmetric
+    torch.testing.assert_close(tta, (single + mirror) / 2)

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from cifar_app.model import ARCHITECTURES, LAYOUT, NORMS, PARAM_BUDGET, build_model, count_parameters, summarize
+from cifar_app.model import (
+    ARCHITECTURES,
+    LAYOUT,
+    NORMS,
+    PARAM_BUDGET,
+    build_model,
+    count_parameters,
+    summarize,
+)
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
