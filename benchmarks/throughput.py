@@ -1,6 +1,6 @@
 """Training throughput: the engine vs a plain DataLoader loop with per-sample PIL transforms.
 
-    python benchmarks/throughput.py --data PATH [--batches 60] [--norms batch,group,layer,none]
+    python benchmarks/throughput.py --data PATH [--batches 100] [--repeats 3] [--norms batch,group,layer,none]
 
 Both train the same model for the same number of batches on the same images:
 - engine: ``cifar_app.engine.train`` (uint8 tensors in memory, augmentation on whole batches,
@@ -9,6 +9,7 @@ Both train the same model for the same number of batches on the same images:
   each image into a PIL image and applies ``RandomCrop(32, 4)``, ``RandomHorizontalFlip``,
   ``ToTensor`` and ``Normalize`` per sample (the seed notebooks' pipeline), ``num_workers`` =
   CPU cores, NCHW model.
+Each is measured ``--repeats`` times, alternating, and the median is kept (a shared 2-core VM is noisy).
 Prints images/s of each and the ratio; ``--json FILE`` also writes them.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -84,21 +86,25 @@ def engine_images_per_s(data, settings: TrainSettings, batches: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None)
-    p.add_argument("--batches", type=int, default=60)
+    p.add_argument("--batches", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3, help="measure each this many times; keep the median")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--norms", default="batch,group,layer,none")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     data = load_cifar10(args.data)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"{args.batches} batches of {args.batch_size}")
+          f"{args.batches} batches of {args.batch_size}, median of {args.repeats}")
     rows = []
     for norm in args.norms.split(","):
         s = TrainSettings(norm=norm, batch_size=args.batch_size, device="cpu")
-        engine_ips = engine_images_per_s(data, s, args.batches)
-        plain_ips = plain_images_per_s(data, s, args.batches)
+        engine, plain = [], []
+        for _ in range(args.repeats):
+            engine.append(engine_images_per_s(data, s, args.batches))
+            plain.append(plain_images_per_s(data, s, args.batches))
+        engine_ips, plain_ips = statistics.median(engine), statistics.median(plain)
         rows.append({"norm": norm, "engine_images_per_s": engine_ips, "plain_images_per_s": plain_ips,
-                     "speedup": engine_ips / plain_ips})
+                     "speedup": engine_ips / plain_ips, "engine_runs": engine, "plain_runs": plain})
         print(f"{norm:>6}: engine {engine_ips:7.0f} img/s   plain DataLoader {plain_ips:7.0f} img/s   "
               f"x{engine_ips / plain_ips:.2f}", flush=True)
     if args.json:

@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--cutout", type=int, help="cutout square side in pixels (0 = off)")
-    t.add_argument("--crop-pad", type=int, help="padding of the random crop in pixels (default 4)")
+    t.add_argument("--crop-pad", type=int, help="padding of the random crop in pixels (default 2)")
     t.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     t.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -36,7 +36,7 @@ class TrainSettings:
     dropout: float = 0.0          # Dropout2d after each C block, 0..0.9
     label_smoothing: float = 0.1  # 0..0.5
     augment: bool = True          # random crop (``crop_pad`` px) + horizontal flip
-    crop_pad: int = 4             # padding of the random crop in pixels, 0..8
+    crop_pad: int = 2             # padding of the random crop in pixels, 0..8 (2 beat 4 and 1 here)
     cutout: int = 0               # side of the cutout square in pixels, 0 = off
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images
