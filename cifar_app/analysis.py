@@ -15,14 +15,18 @@ from .runstore import Run
 
 @dataclass
 class Evaluation:
-    """A model scored on a test set. ``probs``: float32 (N, 10); ``labels``: int64 (N,)."""
+    """A model scored on a test set. ``probs``: float32 (N, 10); ``labels``: int64 (N,);
+    ``predicted``: (N,) class indices when known exactly (stored probabilities are float16, whose
+    rounding can turn a near-tie into a false tie), else the argmax of ``probs``."""
 
     probs: np.ndarray
     labels: np.ndarray
+    predicted: np.ndarray | None = None
 
     @property
     def preds(self) -> np.ndarray:
-        return self.probs.argmax(1)
+        """(N,) int64 predicted class per image."""
+        return (self.probs.argmax(1) if self.predicted is None else self.predicted).astype(np.int64)
 
     @property
     def accuracy(self) -> float:
@@ -52,10 +56,10 @@ def run_evaluation(run: Run, data: CifarData | None = None) -> Evaluation:
     stored = run.load_predictions()
     if stored is not None:
         if data is None:
-            return Evaluation(stored["probs"], stored["labels"])
+            return Evaluation(stored["probs"], stored["labels"], stored["preds"])
         subset = data.limit(test_limit=len(stored["labels"]))
         if subset.test_fingerprint == stored["fingerprint"]:
-            return Evaluation(stored["probs"], stored["labels"])
+            return Evaluation(stored["probs"], stored["labels"], stored["preds"])
     if data is None:
         raise FileNotFoundError(f"run {run.id} has no stored test predictions; load the test set "
                                 "to compute them")

@@ -65,7 +65,7 @@ class TrainResult:
     std: torch.Tensor   # (3,)
     history: list[EpochStats] = field(default_factory=list)
     stopped: bool = False
-    test_probs: np.ndarray | None = None  # float16 (N_test, 10), final model, when not stopped
+    test_probs: np.ndarray | None = None  # float32 (N_test, 10), final model, when not stopped
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -271,7 +271,7 @@ def train(
         if on_epoch is not None:
             on_epoch(stats)
 
-    result.test_probs = predict_probs(model, test_x, mean, std, device).numpy().astype(np.float16)
+    result.test_probs = predict_probs(model, test_x, mean, std, device).numpy()
     return result
 
 

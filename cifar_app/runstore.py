@@ -224,18 +224,22 @@ class Run:
 
     # ------------------------------------------------------------------ predictions
     def save_predictions(self, probs: np.ndarray, labels: np.ndarray, fingerprint: str) -> None:
-        """Store test-set probabilities (N, 10) float16 and labels (N,) int64 atomically."""
+        """Store test-set probabilities (N, 10) as float16, the predicted class (N,) (the argmax of
+        the full-precision ``probs``) and labels (N,) int64, atomically."""
         self._writable()
         tmp = self.path / ".predictions.tmp.npz"
-        np.savez_compressed(tmp, probs=probs.astype(np.float16), labels=labels.astype(np.int64),
-                            fingerprint=np.array(fingerprint))
+        np.savez_compressed(tmp, probs=probs.astype(np.float16), preds=probs.argmax(1).astype(np.uint8),
+                            labels=labels.astype(np.int64), fingerprint=np.array(fingerprint))
         os.replace(tmp, self.predictions_path)
 
     def load_predictions(self) -> dict | None:
-        """``{"probs": (N,10) float32, "labels": (N,), "fingerprint": str}`` or None."""
+        """``{"probs": (N,10) float32, "preds": (N,) int64, "labels": (N,), "fingerprint": str}``
+        or None."""
         try:
             with np.load(self.predictions_path) as z:
-                return {"probs": z["probs"].astype(np.float32), "labels": z["labels"],
+                probs = z["probs"].astype(np.float32)
+                preds = z["preds"] if "preds" in z.files else probs.argmax(1)  # files before preds
+                return {"probs": probs, "preds": preds.astype(np.int64), "labels": z["labels"],
                         "fingerprint": str(z["fingerprint"])}
         except (OSError, KeyError, ValueError):
             return None

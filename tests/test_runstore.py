@@ -6,8 +6,10 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
+from cifar_app.analysis import run_evaluation
 from cifar_app.runstore import ReadOnlyRun, RunNotFound, RunStore
 from cifar_app.settings import TrainSettings
 
@@ -101,3 +103,16 @@ def test_a_killed_writer_leaves_readable_files(tmp_path):
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 50
     assert status["step"] >= steps[-1] - 1
     assert run.status()["state"] == "interrupted"
+
+
+def test_stored_predictions_keep_the_exact_predicted_class(tmp_path):
+    # two classes whose probabilities differ by less than float16 can resolve
+    run = RunStore(tmp_path).create(TrainSettings(epochs=1))
+    probs = np.full((2, 10), 0.0, dtype=np.float32)
+    probs[:, 3], probs[:, 7] = 0.40001, 0.40002  # a near-tie: equal in float16
+    probs[1, 3] = 0.6
+    run.save_predictions(probs, np.array([7, 3]), "fp")
+    stored = run.load_predictions()
+    assert stored["probs"].dtype == np.float32 and np.float16(0.40001) == np.float16(0.40002)
+    assert stored["preds"].tolist() == [7, 3]
+    assert run_evaluation(run).accuracy == 1.0
