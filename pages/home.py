@@ -55,6 +55,7 @@ else:
     st.dataframe(rows, hide_index=True, width="stretch", key="runs_table", column_config={
         "open": st.column_config.LinkColumn("open", display_text="curves"),
         "params": st.column_config.NumberColumn(format="%d"),
+        "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),
     })
     st.caption(f"Runs are stored in `{store.root.resolve()}`; total training time "
                f"{format_duration(sum(r['minutes'] for r in rows) * 60)}.")
