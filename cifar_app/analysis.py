@@ -16,17 +16,16 @@ from .runstore import Run
 @dataclass
 class Evaluation:
     """A model scored on a test set. ``probs``: float32 (N, 10); ``labels``: int64 (N,);
-    ``predicted``: (N,) class indices when known exactly (stored probabilities are float16, whose
-    rounding can turn a near-tie into a false tie), else the argmax of ``probs``."""
+    ``preds``: int64 (N,) predicted classes, given when known exactly (stored probabilities are
+    float16, whose rounding can turn a near-tie into a false tie), else the argmax of ``probs``."""
 
     probs: np.ndarray
     labels: np.ndarray
-    predicted: np.ndarray | None = None
+    preds: np.ndarray | None = None
 
-    @property
-    def preds(self) -> np.ndarray:
-        """(N,) int64 predicted class per image."""
-        return (self.probs.argmax(1) if self.predicted is None else self.predicted).astype(np.int64)
+    def __post_init__(self) -> None:
+        if self.preds is None:
+            self.preds = self.probs.argmax(1)
 
     @property
     def accuracy(self) -> float:
@@ -54,12 +53,9 @@ def run_evaluation(run: Run, data: CifarData | None = None) -> Evaluation:
     """The run's test predictions: the stored ones when they were made on this very test set
     (same fingerprint) or no data is given; otherwise computed now from the run's model."""
     stored = run.load_predictions()
-    if stored is not None:
-        if data is None:
-            return Evaluation(stored["probs"], stored["labels"], stored["preds"])
-        subset = data.limit(test_limit=len(stored["labels"]))
-        if subset.test_fingerprint == stored["fingerprint"]:
-            return Evaluation(stored["probs"], stored["labels"], stored["preds"])
+    if stored is not None and (data is None or data.limit(test_limit=len(stored["labels"]))
+                               .test_fingerprint == stored["fingerprint"]):
+        return Evaluation(stored["probs"], stored["labels"], stored["preds"])
     if data is None:
         raise FileNotFoundError(f"run {run.id} has no stored test predictions; load the test set "
                                 "to compute them")
