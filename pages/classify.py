@@ -39,7 +39,7 @@ for f in files:
         continue
     cols = st.columns([1, 1, 2 * len(models)])
     cols[0].image(ui.preview(data), caption=f.name, width="stretch")
-    cols[1].image(ui.upscale(image32, 4), caption="what the model sees (32×32)", width=128)
+    cols[1].image(ui.upscale(image32, 4), caption="model input, 32×32", width=128)
     charts = cols[2].columns(len(models))
     for col, m in zip(charts, models):
         [pred] = classify_each([image32], loaded[m.id])
