@@ -13,32 +13,14 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cifar_app.data import load_cifar10  # noqa: E402
-from cifar_app.engine import select_device  # noqa: E402
-from cifar_app.jobs import execute_run  # noqa: E402
-from cifar_app.runstore import RunStore  # noqa: E402
-from cifar_app.settings import TrainSettings  # noqa: E402
-
-
-def parse_value(text: str) -> object:
-    """'0.1' -> 0.1, '8' -> 8, 'true' -> True, 'none' -> None, else the string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+from cifar_app.data import load_cifar10
+from cifar_app.engine import select_device
+from cifar_app.jobs import execute_run
+from cifar_app.runstore import RunStore
+from cifar_app.settings import TrainSettings, parse_grid, parse_setting
 
 
 def device_name(device: str) -> str:
@@ -59,15 +41,15 @@ def run_one(job: tuple[dict, str, str, str]) -> dict:
     store = RunStore(runs_dir, reference_root=None)
     run = store.create(settings, label=tag)
     t0 = time.time()
-    execute_run(store, run.id, data=lambda: load_cifar10(data_dir))
+    execute_run(store, run.id, data=lambda progress=None: load_cifar10(data_dir, progress=progress))
     epochs = run.metrics().epochs
-    best = max(epochs, key=lambda r: r["test_acc"])
+    best = max(epochs, key=lambda r: r.test_acc)
     return {
         "tag": tag, "run_id": run.id, "norm": settings.norm, "params": settings.param_count(),
-        "settings": settings.to_dict(), "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
-        "final_test_acc": epochs[-1]["test_acc"], "final_train_acc": epochs[-1]["train_acc"],
-        "seconds_per_epoch": sum(r["seconds"] for r in epochs) / len(epochs),
-        "images_per_s": sum(r["images_per_s"] for r in epochs) / len(epochs),
+        "settings": settings.to_dict(), "best_test_acc": best.test_acc, "best_epoch": best.epoch,
+        "final_test_acc": epochs[-1].test_acc, "final_train_acc": epochs[-1].train_acc,
+        "seconds_per_epoch": sum(r.seconds for r in epochs) / len(epochs),
+        "images_per_s": sum(r.images_per_s for r in epochs) / len(epochs),
         "wall_seconds": time.time() - t0, "device": device_name(settings.device),
     }
 
@@ -99,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     base: dict = {}
     for item in args.set:
         k, _, v = item.partition("=")
-        base[k] = parse_value(v)
+        base[k] = parse_setting(k, v)
     if args.epochs is not None:
         base["epochs"] = args.epochs
     variants: list[dict] = [{}]
     for item in args.grid:
-        k, _, vs = item.partition("=")
-        variants = [{**v, k: parse_value(x)} for v in variants for x in vs.split(",")]
+        k, values = parse_grid(item)
+        variants = [{**v, k: x} for v in variants for x in values]
     jobs = []
     for norm in args.norms.split(","):
         for v in variants:

@@ -11,14 +11,9 @@ predictions are recomputed here on the CPU in float32 from the shipped model, so
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cifar_app.runstore import REFERENCE_ROOT, Run, write_json_atomic  # noqa: E402
+from cifar_app.runstore import REFERENCE_ROOT, Run, copy_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,18 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     status = src.raw_status()
     if status.get("state") != "completed":
         raise SystemExit(f"{src.id} is {status.get('state')}, not completed")
-    dst = REFERENCE_ROOT / args.name
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for name in ("settings.json", "model.pt", "predictions.npz"):
-        shutil.copy2(src.path / name, dst / name)
-    m = src.metrics()
-    lines = [b for b in m.batches if b["step"] % args.batch_every == 0 or b["batch"] == b["batches"]]
-    with open(dst / "metrics.jsonl", "w") as f:
-        for r in sorted(lines + m.epochs, key=lambda r: (r["epoch"], r["type"] == "epoch", r.get("step", 0))):
-            f.write(json.dumps({k: v for k, v in r.items() if k != "t"}, separators=(",", ":")) + "\n")
-    write_json_atomic(dst / "status.json", {
+    ref = copy_run(src, REFERENCE_ROOT / args.name, batch_every=args.batch_every, status={
         "state": "completed", "label": args.label, "created": status.get("created"),
         "started": status.get("started"), "finished": status.get("finished"),
         "params": status.get("params"), "data_source": status.get("data_source"),
@@ -56,13 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         from cifar_app.data import load_cifar10
         from cifar_app.inference import load_model
 
-        ref = Run(dst)
         data = load_cifar10(args.data)
         ev = evaluate_model(load_model(ref), data, ref.settings().test_limit)
         ref.save_predictions(ev.probs, ev.labels, data.limit(test_limit=len(ev.labels)).test_fingerprint)
         print(f"{args.name}: re-evaluated accuracy {100 * ev.accuracy:.2f}% on {len(ev.labels):,} images")
-    size = sum(f.stat().st_size for f in dst.iterdir())
-    print(f"shipped {src.id} as {dst} ({size / 1024:.0f} KiB)")
+    size = sum(f.stat().st_size for f in ref.path.iterdir())
+    print(f"shipped {src.id} as {ref.path} ({size / 1024:.0f} KiB)")
     return 0
 
 

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -29,12 +28,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cifar_app.data import channel_stats, load_cifar10  # noqa: E402
-from cifar_app.engine import make_optimizer, train  # noqa: E402
-from cifar_app.model import build_model  # noqa: E402
-from cifar_app.settings import TrainSettings  # noqa: E402
+from cifar_app.data import channel_stats, load_cifar10
+from cifar_app.engine import make_optimizer, train
+from cifar_app.model import build_model
+from cifar_app.settings import TrainSettings
 
 
 class PilDataset(torch.utils.data.Dataset):

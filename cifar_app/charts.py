@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .records import BatchStats, EpochStats
+
 NORM_COLORS: dict[str, str] = {
     "batch": "#1f77b4", "group": "#2ca02c", "layer": "#d62728", "none": "#7f7f7f",
 }
@@ -23,21 +25,33 @@ def _layout(fig: go.Figure, title: str, height: int = 360, uirevision: str | Non
     return fig
 
 
-def training_curves(epochs: Sequence[dict], norm: str, uirevision: str = "curves") -> go.Figure:
-    """Loss (left) and accuracy (right) per epoch, train dashed and test solid, from epoch records
-    (``epoch``, ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc`` in 0..1)."""
+def training_curves(epochs: Sequence[EpochStats], norm: str, uirevision: str = "curves") -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch, train dashed and test solid.
+
+    The train loss shown is the plain cross-entropy when the log has it (comparable to the test
+    loss); older logs only have the label-smoothed loss, and the trace's name says so."""
     color = NORM_COLORS.get(norm, "#444")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy (%)"))
-    x = [r["epoch"] for r in epochs]
-    for col, key in ((1, "loss"), (2, "acc")):
-        scale = 100 if key == "acc" else 1
-        for split, dash in (("train", "dash"), ("test", "solid")):
-            fig.add_trace(go.Scatter(
-                x=x, y=[r[f"{split}_{key}"] * scale for r in epochs], mode="lines+markers",
-                name=f"{split} {key}", line=dict(color=color, dash=dash),
-            ), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (cross-entropy)", "accuracy (%)"))
+    x = [e.epoch for e in epochs]
+    plain = all(e.comparable_train_loss[1] for e in epochs)
+    train_loss = [e.comparable_train_loss[0] if plain else e.train_loss for e in epochs]
+    traces = (
+        (1, "train loss" if plain else "train loss (with label smoothing: not comparable)", train_loss,
+         "dash"),
+        (1, "test loss", [e.test_loss for e in epochs], "solid"),
+        (2, "train acc (augmented)", [100 * e.train_acc for e in epochs], "dash"),
+        (2, "test acc", [100 * e.test_acc for e in epochs], "solid"),
+    )
+    for col, name, y, dash in traces:
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name,
+                                 line=dict(color=color, dash=dash)), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=_epoch_dtick(len(x)))
     return _layout(fig, "", uirevision=uirevision)
+
+
+def _epoch_dtick(n: int) -> int:
+    """Integer tick spacing for an epoch axis of ``n`` epochs (never 0.5)."""
+    return max(1, -(-n // 10))
 
 
 def smooth(values: Sequence[float], weight: float) -> np.ndarray:
@@ -51,12 +65,12 @@ def smooth(values: Sequence[float], weight: float) -> np.ndarray:
     return out
 
 
-def batch_loss(batches: Sequence[dict], norm: str, smoothing: float = 0.9,
+def batch_loss(batches: Sequence[BatchStats], norm: str, smoothing: float = 0.9,
                uirevision: str = "batch-loss") -> go.Figure:
     """Per-batch training loss (raw, faint) and its smoothed curve, against the global step."""
     color = NORM_COLORS.get(norm, "#444")
-    steps = [b["step"] for b in batches]
-    losses = [b["loss"] for b in batches]
+    steps = [b.step for b in batches]
+    losses = [b.loss for b in batches]
     fig = go.Figure([
         go.Scatter(x=steps, y=losses, mode="lines", name="loss per batch",
                    line=dict(color=color, width=1), opacity=0.25),
@@ -64,13 +78,13 @@ def batch_loss(batches: Sequence[dict], norm: str, smoothing: float = 0.9,
                    line=dict(color=color, width=2)),
     ])
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="loss")
+    fig.update_yaxes(title_text="loss (with label smoothing)")
     return _layout(fig, "training loss per batch", uirevision=uirevision)
 
 
-def lr_schedule(batches: Sequence[dict], uirevision: str = "lr") -> go.Figure:
+def lr_schedule(batches: Sequence[BatchStats], uirevision: str = "lr") -> go.Figure:
     """Learning rate per step (OneCycle)."""
-    fig = go.Figure(go.Scatter(x=[b["step"] for b in batches], y=[b["lr"] for b in batches],
+    fig = go.Figure(go.Scatter(x=[b.step for b in batches], y=[b.lr for b in batches],
                                mode="lines", name="learning rate", line=dict(color="#9467bd")))
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="learning rate")
@@ -80,8 +94,10 @@ def lr_schedule(batches: Sequence[dict], uirevision: str = "lr") -> go.Figure:
 def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:
     """Overlay one metric per epoch for several runs.
 
-    runs: dicts with ``label``, ``norm`` and ``epochs`` (epoch records). Accuracy metrics in %.
-    Colour by normalization; a second run of the same norm gets a dash pattern.
+    runs: dicts with ``label``, ``norm`` and ``epochs`` (``EpochStats``). ``metric`` is an
+    ``EpochStats`` field; accuracy metrics are shown in %; "train_loss" shows the plain training
+    cross-entropy where the log has it. Colour by normalization; a second run of the same norm gets
+    a dash pattern.
     """
     fig = go.Figure()
     dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
@@ -90,12 +106,18 @@ def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:
     for r in runs:
         n = seen.get(r["norm"], 0)
         seen[r["norm"]] = n + 1
+        if metric == "train_loss":
+            y = [e.comparable_train_loss[0] for e in r["epochs"]]
+            smoothed = not all(e.comparable_train_loss[1] for e in r["epochs"])
+        else:
+            y, smoothed = [getattr(e, metric) * scale for e in r["epochs"]], False
         fig.add_trace(go.Scatter(
-            x=[e["epoch"] for e in r["epochs"]], y=[e[metric] * scale for e in r["epochs"]],
-            mode="lines+markers", name=r["label"],
+            x=[e.epoch for e in r["epochs"]], y=y,
+            mode="lines+markers", name=r["label"] + (" (label-smoothed loss)" if smoothed else ""),
             line=dict(color=NORM_COLORS.get(r["norm"], "#444"), dash=dashes[n % len(dashes)]),
         ))
-    fig.update_xaxes(title_text="epoch")
+    longest = max((len(r["epochs"]) for r in runs), default=1)
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=_epoch_dtick(longest))
     fig.update_yaxes(title_text=("%" if scale == 100 else "loss"))
     return _layout(fig, title, height=380, uirevision=title)
 

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 from .data import DataError, download_cifar10, load_cifar10, require_dataset
-from .runstore import ReadOnlyRun, RunNotFound, RunStore
+from .runstore import ACTIVE_STATES, ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
 from .settings import SettingsError, TrainSettings
+
+# Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
+_NOT_FLAGS = ("norm",)
 
 
 def _pct(x: float | None) -> str:
@@ -21,21 +24,44 @@ def _store(args: argparse.Namespace) -> RunStore:
     return RunStore(args.runs_dir)
 
 
+def _loader(data_dir: str | None, download: bool = False, bar: bool = True):
+    """A ``load_cifar10`` call for ``execute_run`` that shows decoding progress with tqdm (``bar``;
+    the worker's log gets none: its progress goes to the run's status)."""
+    from tqdm import tqdm
+
+    show_bar = bar
+
+    def load(progress=None) -> object:
+        tq = None
+
+        def show(done: int, total: int) -> None:
+            nonlocal tq
+            if tq is None and show_bar:
+                tq = tqdm(total=total, desc="decoding CIFAR-10 images (once; cached after)",
+                           unit="img", file=sys.stderr, leave=False, dynamic_ncols=True)
+            if tq is not None:
+                tq.update(done - tq.n)
+            if progress is not None:
+                progress(done, total)
+
+        try:
+            return load_cifar10(data_dir, download=download, progress=show)
+        finally:
+            if tq is not None:
+                tq.close()
+
+    return load
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .engine import BatchStats
     from .jobs import execute_run
+    from .records import BatchStats
 
-    fields = {
-        "norm": args.norm, "epochs": args.epochs, "batch_size": args.batch_size, "max_lr": args.max_lr,
-        "train_limit": args.train_limit, "test_limit": args.test_limit, "seed": args.seed,
-        "groups": args.groups, "dropout": args.dropout, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "cutout": args.cutout, "crop_pad": args.crop_pad,
-        "device": args.device,
-        "arch": args.arch, "augment": not args.no_augment,
-    }
-    settings = TrainSettings(**{k: v for k, v in fields.items() if v is not None}).validate()
+    given = {name: getattr(args, name) for name in TrainSettings.names()
+             if getattr(args, name, None) is not None}
+    settings = TrainSettings(**given).validate()
     if not args.download:
         require_dataset(args.data)  # fail before a run is created
     store = _store(args)
@@ -64,8 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        file=sys.stderr)
 
     try:
-        execute_run(store, run.id, data=lambda: load_cifar10(args.data, download=args.download),
-                    progress=progress)
+        execute_run(store, run.id, data=_loader(args.data, args.download), progress=progress)
     except KeyboardInterrupt:
         print(f"\nstopped; resume with: python -m cifar_app resume {run.id}", file=sys.stderr)
         return 130
@@ -73,14 +98,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     summary = run.summary()
-    print(f"{run.id}\tfinal test accuracy {_pct(summary['final_test_acc'])}")
+    if summary.status == "stopped":
+        print(f"{run.id}\tstopped after {summary.epoch} epochs; resume with: "
+              f"python -m cifar_app resume {run.id}")
+        return 0
+    print(f"{run.id}\tfinal test accuracy {_pct(summary.final_test_acc)}")
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from .jobs import execute_run
 
-    execute_run(_store(args), args.run, data=lambda: load_cifar10(args.data), resume=args.resume)
+    execute_run(_store(args), args.run, data=_loader(args.data, bar=False), resume=args.resume)
     return 0
 
 
@@ -89,12 +118,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     store = _store(args)
     run = store.get(args.run)
+    if (damage := run.damage()) is not None:
+        raise damage
     if not can_resume(run):
-        print(f"error: {run.id} is {run.status().get('state')}; only stopped, failed or "
+        print(f"error: {run.id} is {run.state()}; only stopped, failed or "
               "interrupted runs can be resumed", file=sys.stderr)
         return 2
-    execute_run(store, run.id, data=lambda: load_cifar10(args.data), resume=True)
-    print(f"{run.id}\tfinal test accuracy {_pct(run.summary()['final_test_acc'])}")
+    run.clear_stop()  # the user's resume: an old stop request no longer applies
+    execute_run(store, run.id, data=_loader(args.data), resume=True)
+    summary = run.summary()
+    if summary.status == "stopped":
+        print(f"{run.id}\tstopped after {summary.epoch} epochs")
+        return 0
+    print(f"{run.id}\tfinal test accuracy {_pct(summary.final_test_acc)}")
     return 0
 
 
@@ -150,18 +186,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rows = [r.summary() for r in _store(args).list()]
+    rows = _store(args).summaries()
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
         return 0
     if not rows:
         print("no runs yet: python -m cifar_app train --norm batch")
         return 0
-    print(f"{'id':<28} {'norm':<6} {'status':<11} {'epoch':>7} {'best acc':>9}  label")
+    print(f"{'id':<30} {'norm':<6} {'status':<11} {'epoch':>7} {'best acc':>9}  label")
     for r in rows:
-        rid = r["id"] + (" (ref)" if r["reference"] else "")
-        print(f"{rid:<28} {r['norm']:<6} {r['status']:<11} {r['epoch']:>3}/{r['epochs']:<3} "
-              f"{_pct(r['best_test_acc']):>9}  {r['label'] if r['label'] != r['id'] else ''}")
+        rid = r.id + (" (ref)" if r.reference else "")
+        planned = "?" if r.epochs is None else r.epochs
+        label = r.label if r.label != r.id else ""
+        print(f"{rid:<30} {r.norm:<6} {r.status:<11} {r.epoch:>3}/{planned:<3} "
+              f"{_pct(r.best_test_acc):>9}  {label}")
+        if r.damaged:
+            print(f"    {r.error}")
     return 0
 
 
@@ -187,6 +227,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run = _store(args).get(args.run)
+    state = run.state()
+    if state not in ACTIVE_STATES:
+        print(f"error: {run.id} is {state}, not training; nothing to stop", file=sys.stderr)
+        return 2
     run.request_stop()
     print(f"stop requested for {run.id}")
     return 0
@@ -198,10 +242,75 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``streamlit run dashboard.py`` on ``--address``; when that is reachable from other machines,
+    with an access token (``$CIFAR_APP_TOKEN`` or a new one, printed here as Jupyter does)."""
+    import os
+    import secrets
+
+    from . import access
+
+    dashboard = Path(__file__).resolve().parent.parent / "dashboard.py"
+    if not dashboard.is_file():
+        raise FileNotFoundError(f"{dashboard} not found: run serve from a source checkout")
+    env = dict(os.environ)
+    if access.token_required(args.address, env):
+        if not env.get(access.TOKEN_ENV):
+            env[access.TOKEN_ENV] = secrets.token_urlsafe(24)
+        host = args.address if args.address not in ("", "0.0.0.0", "::") else "<this host>"
+        print(f"The app is reachable beyond this machine ({args.address or 'all interfaces'}): changing "
+              f"anything needs the access token\n    {env[access.TOKEN_ENV]}\nor open "
+              f"http://{host}:{args.port}/?token={env[access.TOKEN_ENV]}", file=sys.stderr, flush=True)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.address", args.address,
+           "--server.port", str(args.port)]
+    os.execvpe(sys.executable, cmd, env)
+    return 0  # pragma: no cover - exec does not return
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     root = download_cifar10(args.data)
     print(f"CIFAR-10 is in {root}")
     return 0
+
+
+def _setting_type(name: str):
+    """An argparse ``type`` that parses and validates setting ``name`` through its spec."""
+    def parse(text: str) -> object:
+        try:
+            return TrainSettings.spec(name).parse(name, text)
+        except SettingsError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = name
+    return parse
+
+
+def _int_in(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, got {text!r}")
+        return v
+    return parse
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per ``TrainSettings`` field, typed, ranged and documented by its spec."""
+    for name in TrainSettings.names():
+        if name in exclude:
+            continue
+        spec = TrainSettings.spec(name)
+        flag = "--" + name.replace("_", "-")
+        unit = f" [{spec.unit}]" if spec.unit else ""
+        text = f"{spec.help}{unit}; {spec.describe_range()} (default {TrainSettings.default(name)})"
+        if spec.kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
+        else:
+            parser.add_argument(flag, dest=name, type=_setting_type(name), default=None,
+                                metavar=name.upper(), help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,22 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", default=None, help="CIFAR-10 folder (default $CIFAR_APP_DATA or ./data)")
 
     t = sub.add_parser("train", help="train a model (foreground, with a progress bar)")
-    t.add_argument("--norm", required=True, choices=NORMS)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--max-lr", type=float)
-    t.add_argument("--train-limit", type=int, help="use only the first N training images")
-    t.add_argument("--test-limit", type=int, help="use only the first N test images")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--groups", type=int, help="groups for --norm group")
-    t.add_argument("--dropout", type=float)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--cutout", type=int, help="cutout square side in pixels (0 = off)")
-    t.add_argument("--crop-pad", type=int, help="padding of the random crop in pixels (default 2)")
-    t.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    t.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--norm", required=True, choices=NORMS, help=TrainSettings.spec("norm").help)
+    add_setting_flags(t, exclude=_NOT_FLAGS)
     t.add_argument("--label", help="a display name for the run")
     t.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     data_dir(t), runs_dir(t)
@@ -252,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a run")
     e.add_argument("run")
-    e.add_argument("--test-limit", type=int, default=None)
+    e.add_argument("--test-limit", type=_setting_type("test_limit"), default=None,
+                   help="score only the first N test images (a positive integer)")
     e.add_argument("--tta", action="store_true",
                    help="average each image's prediction with its mirror image's (reported apart "
                         "from the single-view headline accuracy)")
@@ -263,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="classify image files with a run")
     pr.add_argument("run")
     pr.add_argument("images", nargs="+", metavar="IMAGE")
-    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--top-k", type=_int_in(1, 10), default=5, help="classes to show, 1..10")
     pr.add_argument("--json", action="store_true")
     runs_dir(pr)
     pr.set_defaults(func=cmd_predict)
@@ -275,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("summary", help="layer table and parameter count")
     sm.add_argument("--norm", required=True, choices=NORMS)
-    sm.add_argument("--groups", type=int, default=4)
+    sm.add_argument("--groups", type=_setting_type("groups"), default=4)
     sm.add_argument("--arch", choices=list(ARCHITECTURES), default=DEFAULT_ARCH)
     sm.add_argument("--json", action="store_true")
     sm.set_defaults(func=cmd_summary)
@@ -290,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs_dir(d)
     d.set_defaults(func=cmd_delete)
 
+    sv = sub.add_parser("serve", help="start the dashboard (127.0.0.1 unless --address says otherwise)")
+    sv.add_argument("--address", default="127.0.0.1",
+                    help="address to listen on; anything but loopback asks for an access token")
+    sv.add_argument("--port", type=_int_in(1, 65535), default=8501)
+    sv.set_defaults(func=cmd_serve)
+
     dl = sub.add_parser("download", help="download CIFAR-10 with torchvision")
     data_dir(dl)
     dl.set_defaults(func=cmd_download)
@@ -300,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SettingsError, RunNotFound, ReadOnlyRun, FileNotFoundError, RuntimeError,
-            ValueError) as e:
+    except (DataError, SettingsError, RunNotFound, ReadOnlyRun, RunDamaged, StoreError,
+            FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # anything else the file system refuses: one line, not a traceback
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot access{where}: {e.strerror or e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,10 @@ def _cache_paths(tree: Path, key: str) -> list[Path]:
     return [tree / CACHE_NAME, user_cache / f"{key}.npz"]
 
 
-def _load_image_tree(tree: Path) -> CifarData:
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
     listings = {split: _list_split(tree / split) for split in ("train", "test")}
     digest = hashlib.sha1(f"v{CACHE_VERSION}:{tree.resolve()}".encode())
     for split, files in listings.items():
@@ -186,9 +190,16 @@ def _load_image_tree(tree: Path) -> CifarData:
             continue
 
     arrays = {}
+    total, done = sum(len(f) for f in listings.values()), 0
     for split, files in listings.items():
         order = np.random.default_rng(0).permutation(len(files))
-        x = np.stack([_decode(tree / split / files[i][0]) for i in order]).transpose(0, 3, 1, 2)
+        x = np.empty((len(files), 32, 32, 3), np.uint8)
+        for j, i in enumerate(order):
+            x[j] = _decode(tree / split / files[i][0])
+            done += 1
+            if progress is not None and (done % 500 == 0 or done == total):
+                progress(done, total)
+        x = x.transpose(0, 3, 1, 2)
         y = np.array([files[i][1] for i in order], dtype=np.int64)
         arrays[f"{split}_x"], arrays[f"{split}_y"] = np.ascontiguousarray(x), y
     for cache in _cache_paths(tree, key):
@@ -207,8 +218,12 @@ def _load_image_tree(tree: Path) -> CifarData:
 # ---------------------------------------------------------------- entry point
 
 
-def load_cifar10(root: Path | str | None = None, download: bool = False) -> CifarData:
+def load_cifar10(root: Path | str | None = None, download: bool = False,
+                 progress: Progress | None = None) -> CifarData:
     """Load CIFAR-10 from ``root`` (see the module docstring for the sources and their order).
+
+    ``progress(done, total)`` is called while image folders are decoded (the first load of a tree
+    takes ~20 s; later loads come from the cache in about a second and do not call it).
 
     Raises ``DataError`` with what was looked for and how to fix it when no source works.
     """
@@ -217,7 +232,7 @@ def load_cifar10(root: Path | str | None = None, download: bool = False) -> Cifa
         return _load_torchvision(root)
     tree = _find_tree(root)
     if tree is not None:
-        return _load_image_tree(tree)
+        return _load_image_tree(tree, progress)
     if download:
         download_cifar10(root)
         return _load_torchvision(root)

@@ -1,18 +1,17 @@
 """The training loop: data as tensors on the device, batch augmentation, SGD + OneCycle.
 
 ``train`` knows nothing of the run store or the UI: it reports through callbacks, asks
-``should_stop`` between batches and, given ``checkpoint_path``, saves a checkpoint after every
+``should_stop`` between batches and, given a ``checkpoint`` store, saves a checkpoint after every
 epoch from which ``resume=True`` continues.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 from .augment import augment_batch
 from .data import CifarData, channel_stats
 from .model import CifarNet, build_model
+from .records import BatchStats, EpochStats
 from .settings import TrainSettings
 
 
@@ -29,33 +29,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says where and what to change."""
 
 
-@dataclass
-class EpochStats:
-    """One epoch's figures. Losses are mean cross-entropy (with label smoothing for train);
-    accuracies are fractions in 0..1; ``seconds`` is the epoch's wall time including the test pass;
-    ``images_per_s`` counts training images over the training part only."""
+class Checkpointer(Protocol):
+    """Where ``train`` keeps its epoch checkpoints (the run store's ``Run`` is one)."""
 
-    epoch: int
-    train_loss: float
-    train_acc: float
-    test_loss: float
-    test_acc: float
-    seconds: float
-    images_per_s: float
-    lr: float
+    def load_checkpoint(self) -> dict | None: ...
 
-
-@dataclass
-class BatchStats:
-    """One optimizer step: global ``step`` (1-based), ``epoch`` (1-based), batch index in the epoch
-    (1-based), ``batches`` per epoch, training loss and the learning rate used."""
-
-    step: int
-    epoch: int
-    batch: int
-    batches: int
-    loss: float
-    lr: float
+    def save_checkpoint(self, state: dict) -> None: ...
 
 
 @dataclass
@@ -157,12 +136,6 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(
     settings: TrainSettings,
     data: CifarData,
@@ -170,13 +143,15 @@ def train(
     on_batch: Callable[[BatchStats], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    checkpoint_path: Path | None = None,
+    checkpoint: Checkpointer | None = None,
     resume: bool = False,
 ) -> TrainResult:
     """Train a ``CifarNet`` as ``settings`` say on ``data`` (limits in settings are applied here).
 
-    Returns the trained model and history. When ``should_stop()`` turns true the current epoch is
-    abandoned, ``stopped`` is set, and the last epoch checkpoint stays for a later ``resume``.
+    Returns the trained model and history. After every epoch the state goes to ``checkpoint`` (then
+    ``on_epoch`` is called); ``resume=True`` continues from ``checkpoint.load_checkpoint()``. When
+    ``should_stop()`` turns true the current epoch is abandoned, ``stopped`` is set, and the last
+    epoch checkpoint stays for a later ``resume``.
     """
     s = settings.validate()
     data = data.limit(s.train_limit, s.test_limit)
@@ -194,12 +169,12 @@ def train(
     total_steps = s.epochs * batches
     result = TrainResult(model, mean, std)
     start_epoch = 0
-    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    ckpt = checkpoint.load_checkpoint() if resume and checkpoint is not None else None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt["epoch"])
-        result.history = [EpochStats(**h) for h in ckpt["history"]]
+        result.history = list(ckpt["history"])[:start_epoch]
 
     train_x = data.train_x.to(device)
     train_y = data.train_y.to(device)
@@ -213,6 +188,7 @@ def train(
         gen = torch.Generator(device=device).manual_seed(s.seed * 100_003 + epoch)
         order = torch.randperm(n_train, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
+        ce_sum = torch.zeros((), device=device)  # plain cross-entropy, comparable to the test loss
         correct = torch.zeros((), device=device, dtype=torch.int64)
         pending: list[tuple[int, torch.Tensor, float]] = []
         for b in range(batches):
@@ -238,6 +214,8 @@ def train(
                 group["lr"] = lr
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
+            with torch.no_grad():
+                ce_sum += F.cross_entropy(logits.detach().float(), yb, reduction="sum")
             correct += (logits.argmax(1) == yb).sum()
             pending.append((b + 1, loss.detach(), lr))
             if len(pending) >= flush_every or b == batches - 1:
@@ -258,16 +236,16 @@ def train(
         stats = EpochStats(
             epoch=epoch, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
             test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - t0,
-            images_per_s=seen / train_seconds, lr=lr,
+            images_per_s=seen / train_seconds, lr=lr, train_ce=ce_sum.item() / seen,
         )
         result.history.append(stats)
-        if checkpoint_path is not None:
-            _save_atomic({
+        if checkpoint is not None:
+            checkpoint.save_checkpoint({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
                 "history": [asdict(h) for h in result.history],
                 "mean": mean, "std": std, "settings": s.to_dict(),
-            }, Path(checkpoint_path))
+            })
         if on_epoch is not None:
             on_epoch(stats)
 

@@ -27,6 +27,8 @@ from .settings import TrainSettings
 MAX_FILE_BYTES = 20 * 1024 * 1024   # 20 MiB
 MAX_PIXELS = 40_000_000             # width * height
 CROP_MAX_ASPECT = 4 / 3
+WORK_SIDE = 96                      # pixels kept before the final resample to 32 (3x, as reducing_gap)
+PREVIEW_MAX_SIDE = 640
 
 
 class ImageError(ValueError):
@@ -54,24 +56,39 @@ class Prediction:
 
 
 def load_model(run: Run, device: str = "cpu") -> LoadedModel:
-    """Load ``run``'s final model (``model.pt``, weights only: no code is unpickled)."""
-    if not run.model_path.exists():
-        raise FileNotFoundError(f"run {run.id} has no trained model yet (state: "
-                                f"{run.status().get('state', 'unknown')})")
-    rec = torch.load(run.model_path, map_location=device, weights_only=True)
-    settings = TrainSettings.from_dict(rec["settings"])
-    model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
-    model.load_state_dict(rec["model"])
+    """Load ``run``'s final model (weights only: no code is unpickled). ``FileNotFoundError`` before
+    training ends; ``RunDamaged`` when model.pt is not a model this app wrote for these settings."""
+    from .runstore import RunDamaged
+
+    rec = run.load_model_record(map_location=device)
+    try:
+        settings = TrainSettings.from_dict(rec["settings"])
+        model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
+        model.load_state_dict(rec["model"])
+        mean, std = torch.as_tensor(rec["mean"]).float(), torch.as_tensor(rec["std"]).float()
+        if mean.shape != (3,) or std.shape != (3,):
+            raise ValueError("mean/std must have shape (3,)")
+        classes = tuple(str(c) for c in rec["classes"])
+    except (ValueError, RuntimeError, TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunDamaged(run.id, "model.pt", f"does not match its settings ({first[:200]})") from None
     model.eval()
-    return LoadedModel(model.to(device), rec["mean"], rec["std"], tuple(rec["classes"]), settings)
+    return LoadedModel(model.to(device), mean, std, classes, settings)
 
 
-def _open(data: bytes) -> Image.Image:
-    if len(data) == 0:
+def _check_size(n_bytes: int) -> None:
+    if n_bytes == 0:
         raise ImageError("the file is empty (0 bytes)")
-    if len(data) > MAX_FILE_BYTES:
-        raise ImageError(f"the file is {len(data) / 2**20:.1f} MiB; the limit is "
+    if n_bytes > MAX_FILE_BYTES:
+        raise ImageError(f"the file is {n_bytes / 2**20:.1f} MiB; the limit is "
                          f"{MAX_FILE_BYTES // 2**20} MiB")
+
+
+def _open(data: bytes, work_side: int = WORK_SIDE) -> Image.Image:
+    """Decode ``data`` (first frame), refusing empty, oversized and bomb files. A JPEG is decoded
+    at a reduced scale (``Image.draft``) when that still leaves ``work_side`` pixels where the
+    output needs them, so decoding a phone photo costs a fraction of its full size."""
+    _check_size(len(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -80,6 +97,9 @@ def _open(data: bytes) -> Image.Image:
                 raise ImageError(f"the image is {im.width}x{im.height} pixels; the limit is "
                                  f"{MAX_PIXELS // 1_000_000} megapixels")
             im.seek(0)  # first frame of an animation
+            factor = _reduction(im.size, work_side)
+            if factor >= 2 and im.format == "JPEG":
+                im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
             im.load()
     except ImageError:
         raise
@@ -93,10 +113,46 @@ def _open(data: bytes) -> Image.Image:
     return im
 
 
+def _reduction(size: tuple[int, int], work_side: int) -> int:
+    """Integer factor by which an image of ``size`` can shrink before the final resample and still
+    keep ``work_side`` pixels on the side that maps to the output: the short side for a centre
+    crop, the long side for a padded panorama. 1 = no reduction."""
+    w, h = size
+    side = min(w, h) if max(w, h) <= CROP_MAX_ASPECT * min(w, h) else max(w, h)
+    return max(1, side // work_side)
+
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _bounded(im: Image.Image, work_side: int) -> Image.Image:
+    """EXIF-rotated, and reduced by an integer factor (``Image.reduce``, a box filter) so that all
+    later work is bounded by the output size, whatever the input's size or aspect ratio."""
+    try:
+        orientation = im.getexif().get(0x0112)
+    except (OSError, ValueError, SyntaxError):
+        orientation = None
+    factor = _reduction(im.size, work_side)
+    if factor >= 2:
+        if im.mode in ("P", "PA"):
+            im = im.convert("RGBA")
+        elif im.mode == "1":
+            im = im.convert("L")
+        elif im.mode.startswith("I;16"):
+            im = im.convert("I")
+        im = im.reduce(factor)
+    if orientation in _TRANSPOSE:
+        im = im.transpose(_TRANSPOSE[orientation])
+    return im
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> RGB; alpha is composited over white; 16/32-bit are rescaled to 8 bits."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
+        a = np.asarray(im, dtype=np.float32)
         lo, hi = float(a.min()), float(a.max())
         a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
         im = Image.fromarray(a.astype(np.uint8), "L")
@@ -110,8 +166,12 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def to_cifar_image(im: Image.Image) -> np.ndarray:
-    """A decoded PIL image -> uint8 (32, 32, 3) RGB, as the model sees it (see module docstring)."""
-    im = _to_rgb(ImageOps.exif_transpose(im) or im)
+    """A decoded PIL image -> uint8 (32, 32, 3) RGB, as the model sees it (see module docstring).
+
+    Work and memory are bounded by the output, not the input: a large image is first reduced by an
+    integer factor to about ``WORK_SIDE`` pixels (an image that is already that small is converted
+    exactly as before), so a 40000x2 strip costs as little as a thumbnail."""
+    im = _to_rgb(_bounded(im, WORK_SIDE))
     w, h = im.size
     if max(w, h) <= CROP_MAX_ASPECT * min(w, h):
         im = ImageOps.fit(im, (min(w, h),) * 2, Image.Resampling.BICUBIC)  # centre square crop
@@ -123,26 +183,42 @@ def to_cifar_image(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def decode_image(source: bytes | str | Path) -> np.ndarray:
-    """Bytes or a file path -> uint8 (32, 32, 3). Raises ``ImageError`` for anything unusable."""
+def _read(source: bytes | str | Path) -> bytes:
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
-            size = path.stat().st_size
+            _check_size(path.stat().st_size)
+            return path.read_bytes()
         except OSError as e:
             raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"the file is {size / 2**20:.1f} MiB; the limit is "
-                             f"{MAX_FILE_BYTES // 2**20} MiB")
-        try:
-            source = path.read_bytes()
-        except OSError as e:
-            raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
-    im = _open(bytes(source))
+    return bytes(source)
+
+
+def decode_image(source: bytes | str | Path) -> np.ndarray:
+    """Bytes or a file path -> uint8 (32, 32, 3). Raises ``ImageError`` for anything unusable."""
+    im = _open(_read(source))
     try:
         return to_cifar_image(im)
     except (OSError, ValueError) as e:
         raise ImageError(f"the image could not be converted ({e})") from None
+
+
+def preview_image(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE,
+                  min_side: int = 160) -> np.ndarray:
+    """An image for display: uint8 (H, W, 3) RGB, EXIF-rotated, with its long side at most
+    ``max_side`` pixels; a small one is upscaled pixel-crisp (nearest neighbour, integer factor)
+    towards ``min_side`` without passing ``max_side``. Bounded like ``decode_image``."""
+    im = _open(_read(source), work_side=max_side)
+    try:
+        im = _to_rgb(_bounded(im, max_side))
+        if max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    except (OSError, ValueError) as e:
+        raise ImageError(f"the image could not be converted ({e})") from None
+    arr = np.asarray(im, dtype=np.uint8)
+    h, w = arr.shape[:2]
+    factor = min(-(-min_side // max(1, min(h, w))), max_side // max(h, w))
+    return np.repeat(np.repeat(arr, factor, axis=0), factor, axis=1) if factor > 1 else arr
 
 
 ImageSource = bytes | str | Path | np.ndarray

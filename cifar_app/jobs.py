@@ -2,11 +2,15 @@
 
 ``execute_run`` is what runs inside the training process (the CLI's ``train`` calls it directly,
 the dashboard starts ``python -m cifar_app worker RUN`` through ``start_run``). It writes progress to
-the run store, so any number of readers (pages, tabs, the CLI) can follow it.
+the run store, so any number of readers (pages, tabs, the CLI) can follow it. This module only
+orchestrates: every file is read and written through ``Run``.
 
 On a CPU-only machine, runs take turns: a run waits in state "queued" until no other run holds the
 training lock (an ``flock`` on ``<runs root>/.train.lock``, released by the OS even if the holder is
 killed), so two runs never halve each other's speed.
+
+A stop request is never dropped: the worker does not clear it when it starts (the user may have
+pressed Stop a moment after Start); it is removed only once honoured, or by the user's next Start.
 """
 
 from __future__ import annotations
@@ -17,20 +21,25 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .data import CifarData, load_cifar10
-from .engine import BatchStats, EpochStats, model_record, select_device, train
-from .runstore import Run, RunStore, pid_alive, write_json_atomic
+from .engine import model_record, select_device, train
+from .records import BatchStats, EpochStats
+from .runstore import ACTIVE_STATES, Run, RunDamaged, RunStore, StoreError, pid_alive, write_json_atomic
 from .settings import TrainSettings
 
 HEARTBEAT_EVERY_S = 2.0
+DataSource = CifarData | Callable[..., CifarData] | None
+
+
+class StopRequested(Exception):
+    """The run was asked to stop before its training started."""
 
 
 @contextlib.contextmanager
@@ -39,15 +48,19 @@ def training_slot(store: RunStore, run: Run, exclusive: bool) -> Iterator[None]:
     if not exclusive:
         yield
         return
-    store.root.mkdir(parents=True, exist_ok=True)
-    with open(store.root / ".train.lock", "a+") as lock:
+    root = store.ensure_root()
+    try:
+        lock = open(root / ".train.lock", "a+")
+    except OSError as e:
+        raise StoreError(f"cannot write {root / '.train.lock'}: {e.strerror}") from None
+    with lock:
         while True:
+            if run.stop_requested():
+                raise StopRequested
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if run.stop_requested():
-                    raise StopRequested from None
                 run.heartbeat(state="queued", pid=os.getpid())
                 time.sleep(1.0)
         try:
@@ -56,62 +69,80 @@ def training_slot(store: RunStore, run: Run, exclusive: bool) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-class StopRequested(Exception):
-    """The run was asked to stop before it started."""
-
-
 def execute_run(
     store: RunStore,
     run_id: str,
-    data: CifarData | Callable[[], CifarData] | None = None,
+    data: DataSource = None,
     resume: bool = False,
     progress: Callable[[BatchStats | EpochStats], None] | None = None,
 ) -> Run:
     """Train the stored run ``run_id`` in this process and record everything in the store.
 
-    ``data`` is the dataset or a function that loads it (default: ``load_cifar10()``); it is loaded
-    only once this run's turn has come. Errors are stored as state "failed" and re-raised.
+    ``data`` is the dataset or a function ``f(progress=callback)`` that loads it (default:
+    ``load_cifar10``); it is loaded only once this run's turn has come, and the run's status shows
+    the loading's progress. Errors are stored as state "failed" and re-raised; a damaged
+    run is refused before anything is written.
     """
     run = store.get(run_id)
-    settings = run.settings()
-    run.clear_stop()
-    run.heartbeat(state="queued", pid=os.getpid(), error=None)
-    device = select_device(settings.device)
+    settings = run.settings()  # RunDamaged: nothing written
+    run.remove_temp_files()
+    run.heartbeat(state="queued", pid=os.getpid(), error=None, phase=None)
     try:
+        device = select_device(settings.device)
         with training_slot(store, run, exclusive=device.type == "cpu"):
-            if callable(data):
-                data = data()
-            elif data is None:
-                data = load_cifar10()
+            data = _load(run, data)
+            if run.stop_requested():
+                raise StopRequested
             _train_and_record(run, settings, data, resume, progress)
     except StopRequested:
-        run.update_status(state="stopped", finished=time.time(), pid=None)
+        _stopped(run)
     except BaseException as e:  # noqa: BLE001 - record every failure, then re-raise it
-        message = str(e) or type(e).__name__
         if isinstance(e, KeyboardInterrupt):
-            run.update_status(state="stopped", finished=time.time(), pid=None)
-        else:
-            run.update_status(state="failed", error=message, finished=time.time(), pid=None,
-                              traceback=traceback.format_exc(limit=8))
+            _stopped(run)
+        elif not isinstance(e, StoreError):  # an unwritable store cannot record anything
+            tb = None if isinstance(e, RunDamaged) else traceback.format_exc(limit=8)
+            run.update_status(state="failed", error=str(e) or type(e).__name__, finished=time.time(),
+                              pid=None, phase=None, traceback=tb)
         raise
     return run
 
 
+def _stopped(run: Run) -> None:
+    run.update_status(state="stopped", finished=time.time(), pid=None, phase=None)
+    run.clear_stop()  # honoured: consumed
+
+
+def _load(run: Run, data: DataSource) -> CifarData:
+    if isinstance(data, CifarData):
+        return data
+    last = 0.0
+
+    def loading(done: int, total: int) -> None:
+        nonlocal last
+        if time.monotonic() - last > 1.0 or done == total:
+            run.heartbeat(phase=f"decoding CIFAR-10 images: {done:,}/{total:,}")
+            last = time.monotonic()
+
+    load = data if data is not None else load_cifar10
+    result = load(progress=loading)
+    run.heartbeat(phase=None)
+    return result
+
+
 def _train_and_record(run: Run, settings: TrainSettings, data: CifarData, resume: bool,
                       progress: Callable[[BatchStats | EpochStats], None] | None) -> None:
-    done_epochs = 0
-    if resume and run.checkpoint_path.exists():
-        ckpt = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)
-        done_epochs = int(ckpt["epoch"])
-    run.truncate_metrics_after(done_epochs)
-    run.heartbeat(state="running", pid=os.getpid(), started=time.time(),
+    ckpt = run.load_checkpoint() if resume else None  # RunDamaged for a foreign or broken file
+    done = int(ckpt["epoch"]) if ckpt else 0
+    run.restore_log(done, ckpt["history"] if ckpt else [])
+    run.heartbeat(state="running", pid=os.getpid(), started=time.time(), epoch=done,
                   data_source=data.source, n_train=min(len(data.train_x), settings.train_limit or 10**9),
                   n_test=min(len(data.test_x), settings.test_limit or 10**9))
     last_beat = 0.0
 
     def on_batch(b: BatchStats) -> None:
         nonlocal last_beat
-        run.append_metrics({"type": "batch", **asdict(b), "t": round(time.time(), 3)})
+        b.t = round(time.time(), 3)
+        run.append_metrics(b)
         if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
             run.heartbeat()
             last_beat = time.monotonic()
@@ -119,28 +150,57 @@ def _train_and_record(run: Run, settings: TrainSettings, data: CifarData, resume
             progress(b)
 
     def on_epoch(e: EpochStats) -> None:
-        run.append_metrics({"type": "epoch", **asdict(e)})
+        run.append_metrics(e)
         run.heartbeat(epoch=e.epoch)
         if progress is not None:
             progress(e)
 
     result = train(settings, data, on_batch=on_batch, on_epoch=on_epoch,
-                   should_stop=run.stop_requested, checkpoint_path=run.checkpoint_path,
-                   resume=resume)
+                   should_stop=run.stop_requested, checkpoint=run, resume=ckpt is not None)
     if result.stopped:
-        run.update_status(state="stopped", finished=time.time(), pid=None)
+        _stopped(run)
         return
-    torch.save(model_record(result, settings, data.classes), run.model_path.with_suffix(".tmp"))
-    os.replace(run.model_path.with_suffix(".tmp"), run.model_path)
+    run.save_model(model_record(result, settings, data.classes))
     limited = data.limit(settings.train_limit, settings.test_limit)
     run.save_predictions(result.test_probs, limited.test_y.numpy(), limited.test_fingerprint)
-    run.update_status(state="completed", finished=time.time(), pid=None)
+    run.update_status(state="completed", finished=time.time(), pid=None, phase=None)
+
+
+# ---------------------------------------------------------------------------- background processes
+
+_children: set[subprocess.Popen] = set()
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Wait for a child in a daemon thread, so a finished worker never lingers as a zombie."""
+    _children.add(proc)
+
+    def wait() -> None:
+        proc.wait()
+        _children.discard(proc)
+
+    threading.Thread(target=wait, name=f"reap-{proc.pid}", daemon=True).start()
+
+
+def _spawn_cli(args: list[str], log_path: Path) -> subprocess.Popen:
+    """Run ``python -m cifar_app ARGS`` detached (own session), output appended to ``log_path``."""
+    try:
+        log = open(log_path, "ab")
+    except OSError as e:
+        raise StoreError(f"cannot write {log_path}: {e.strerror}") from None
+    with log:
+        proc = subprocess.Popen([sys.executable, "-m", "cifar_app", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _reap(proc)
+    return proc
 
 
 def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
               resume: bool = False) -> subprocess.Popen:
     """Start ``python -m cifar_app worker RUN`` as a detached process (own session, output to the
-    run's log.txt). Closing the browser or restarting the dashboard does not stop it."""
+    run's log.txt). Closing the browser or restarting the dashboard does not stop it. This is the
+    user's Start (or Resume), so an old stop request is forgotten first."""
     run = store.get(run_id)
     run.clear_stop()
     args = ["worker", run_id, "--runs-dir", str(store.root)]
@@ -148,34 +208,44 @@ def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
         args += ["--data", str(data_dir)]
     if resume:
         args.append("--resume")
-    run.update_status(state="queued", heartbeat=time.time(), error=None)
+    run.update_status(state="queued", heartbeat=time.time(), error=None, pid=None)
     proc = _spawn_cli(args, run.log_path)
     run.update_status(pid=proc.pid)  # the worker writes the same pid once it is up
     return proc
 
 
+@dataclass
+class Started:
+    """A run just started from the UI, and the runs it waits behind (empty: it trains now)."""
+
+    run: Run
+    behind: list[str]
+
+
+def start_new_run(store: RunStore, settings: TrainSettings, label: str | None,
+                  data_dir: Path | str | None) -> Started:
+    """Create a run and start its worker; say which active runs it will queue behind (the queue
+    policy: one run at a time on a CPU). ``StoreError`` when the store cannot be written."""
+    behind = [r.id for r in store.list() if not r.reference and r.state() in ACTIVE_STATES]
+    run = store.create(settings, label=label)
+    start_run(store, run.id, data_dir)
+    return Started(run, behind)
+
+
 def can_resume(run: Run) -> bool:
     """A user run that stopped, failed or was interrupted: it continues from its last epoch
     checkpoint (or from the start when it had not finished an epoch)."""
-    return not run.reference and run.status().get("state") in ("stopped", "failed", "interrupted")
-
-
-def _spawn_cli(args: list[str], log_path: Path) -> subprocess.Popen:
-    """Run ``python -m cifar_app ARGS`` detached (own session), output appended to ``log_path``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "cifar_app", *args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+    return not run.reference and run.state() in ("stopped", "failed", "interrupted")
 
 
 def start_download(data_dir: Path | str) -> None:
     """Download CIFAR-10 into ``data_dir`` in a background process (see ``download_status``)."""
     root = Path(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / ".download.log").unlink(missing_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / ".download.log").unlink(missing_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot write to the data folder {root}: {e.strerror}") from None
     proc = _spawn_cli(["download", "--data", str(root)], root / ".download.log")
     write_json_atomic(root / ".download.json", {"pid": proc.pid, "started": time.time()})
 
@@ -188,6 +258,8 @@ def download_status(data_dir: Path | str) -> dict | None:
     root = Path(data_dir)
     try:
         info = json.loads((root / ".download.json").read_text())
+        if not isinstance(info, dict):
+            return None
     except (OSError, ValueError):
         return None
     try:

@@ -25,11 +25,11 @@ def training_progress(metrics: Metrics, epochs: int, batch_size: int, state: str
     the batches logged so far over their wall time (needs the ``t`` field of batch records)."""
     done_epochs = len(metrics.epochs)
     last = metrics.batches[-1] if metrics.batches else None
-    batches = last["batches"] if last else 0
+    batches = last.batches if last else 0
     if last is None:
         epoch, batch = max(1, done_epochs), 0
-    elif last["epoch"] > done_epochs:
-        epoch, batch = last["epoch"], last["batch"]
+    elif last.epoch > done_epochs:
+        epoch, batch = last.epoch, last.batch
     else:
         epoch, batch = done_epochs, batches
     total_steps = epochs * batches
@@ -39,17 +39,16 @@ def training_progress(metrics: Metrics, epochs: int, batch_size: int, state: str
     else:
         fraction = min(1.0, steps_done / total_steps) if total_steps else 0.0
 
-    speed = metrics.epochs[-1]["images_per_s"] if metrics.epochs else None
-    if speed is None and len(metrics.batches) >= 2 and "t" in metrics.batches[0]:
+    speed = metrics.epochs[-1].images_per_s if metrics.epochs else None
+    if speed is None and len(metrics.batches) >= 2:
         first, last_b = metrics.batches[0], metrics.batches[-1]
-        dt = last_b["t"] - first["t"]
-        if dt > 0:
-            speed = (last_b["step"] - first["step"]) * batch_size / dt
+        if first.t is not None and last_b.t is not None and last_b.t > first.t:
+            speed = (last_b.step - first.step) * batch_size / (last_b.t - first.t)
     eta = None
     if speed and total_steps and state in ("running", "queued"):
         eta = (total_steps - steps_done) * batch_size / speed
         if metrics.epochs:  # add the test pass of each remaining epoch
-            per_epoch_eval = max(0.0, metrics.epochs[-1]["seconds"] - batches * batch_size / speed)
+            per_epoch_eval = max(0.0, metrics.epochs[-1].seconds - batches * batch_size / speed)
             eta += per_epoch_eval * (epochs - done_epochs)
     return Progress(epoch, epochs, batch, batches, fraction, speed, eta)
 

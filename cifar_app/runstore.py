@@ -1,43 +1,57 @@
-"""The run store: one directory per training run.
+"""The run store: one directory per training run. This module is the only one that reads or writes
+a run's files; everything else goes through ``Run`` and ``RunStore``.
 
     <runs root>/<run id>/
-        settings.json      TrainSettings as JSON
+        settings.json      TrainSettings as a JSON object
         status.json        state, pid, heartbeat, error, label, times (rewritten atomically)
-        metrics.jsonl      append-only log: {"type": "batch", ...} and {"type": "epoch", ...} lines
-        checkpoint.pt      latest epoch checkpoint (model, optimizer, scheduler) for resume
-        model.pt           final weights + normalization stats + settings (inference)
-        predictions.npz    final model's test-set probabilities (float16, N x 10) and labels
-        stop               present = a stop was requested
+        metrics.jsonl      append-only log, one JSON object a line: BatchStats / EpochStats records
+                           ({"type": "batch", ...} / {"type": "epoch", ...}, see records.py)
+        checkpoint.pt      latest epoch checkpoint (model, optimizer, epoch, history) for resume
+        model.pt           final weights + input normalization + settings + classes (inference)
+        predictions.npz    final model's test-set probabilities (float16, N x 10), exact predicted
+                           classes (uint8), labels and a fingerprint of the test set
+        stop               present = a stop was requested (removed by the worker that honours it)
         log.txt            stdout/stderr of the training process
 
-Every whole-file write goes through a temp file and ``os.replace``, so readers never see a torn file;
-the metrics log is appended and flushed line by line, and a reader skips an unfinished last line.
-Run ids are generated here and checked against a strict pattern before any path is built from one.
+Writes: every whole file goes through ``_atomic_write`` (temp file in the same folder, fsync, rename),
+so a reader or a kill never leaves a torn file; the metrics log is appended and flushed line by line,
+and a reader skips an unfinished last line. A new run is assembled in a hidden temp folder and renamed
+into place; a deleted run is first renamed out of sight. Torch files are always loaded with
+``weights_only=True``: a file holding code is refused, never run.
 
-Reference runs (trained by the project and shipped inside the package) are listed next to the user's
-runs and are read-only.
+Reads: a file that is not what the app writes makes the run *damaged* (``RunDamaged`` names the file
+and why); it is shown as such and never rewritten or deleted unless the user asks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import secrets
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from .settings import TrainSettings
+from .records import BatchStats, EpochStats, RecordError, parse_record
+from .settings import SettingsError, TrainSettings
 
-STATES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+STATES = ("queued", "running", "completed", "failed", "stopped", "interrupted", "damaged")
 ACTIVE_STATES = ("queued", "running")
 HEARTBEAT_STALE_S = 120.0
 REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
+CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
+RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
 
 
 class RunNotFound(KeyError):
@@ -49,6 +63,23 @@ class RunNotFound(KeyError):
 
 class ReadOnlyRun(PermissionError):
     """A reference run cannot be changed or deleted."""
+
+
+class StoreError(RuntimeError):
+    """The run store could not be written; the message names the path and the reason."""
+
+
+class RunDamaged(RuntimeError):
+    """A run's file is not what the app writes. ``file`` names it, ``reason`` says why."""
+
+    def __init__(self, run_id: str, file: str, reason: str) -> None:
+        super().__init__(f"run {run_id} is damaged: {file}: {reason}")
+        self.run_id, self.file, self.reason = run_id, file, reason
+
+    @property
+    def short(self) -> str:
+        """'damaged: metrics.jsonl: line 3 is not valid UTF-8'."""
+        return f"damaged: {self.file}: {self.reason}"
 
 
 def default_reference_root() -> Path | None:
@@ -64,26 +95,40 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("CIFAR_APP_RUNS") or "runs")
 
 
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON to ``path`` through a temp file + fsync + rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
 
 
-def _read_json(path: Path, default: object = None) -> object:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` whole or not at all: ``write(f)`` into a temp file beside it, fsync, rename.
+    Raises ``StoreError`` (naming the path) when the folder cannot be written; no temp file stays."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StoreError(f"cannot write {path}: {_why(e)}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {_why(e)}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write JSON to ``path`` atomically (see ``_atomic_write``)."""
+    data = json.dumps(obj, indent=1).encode()
+    _atomic_write(Path(path), lambda f: f.write(data))
 
 
 def pid_alive(pid: int | None) -> bool:
     """True when ``pid`` is a live (not zombie) process on this machine."""
-    if not pid:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -91,6 +136,8 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
@@ -98,12 +145,70 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def _torch_load(run_id: str, path: Path, map_location: str = "cpu") -> dict:
+    """Load a torch file this app wrote, weights only. Anything else is ``RunDamaged`` with a plain
+    message (never PyTorch's advice to disable ``weights_only``, which would run the payload)."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError:
+        raise RunDamaged(run_id, path.name, "not a file this app wrote: it holds objects other "
+                         "than tensors and plain values (possibly code), so it will not be loaded") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError,
+            TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunDamaged(run_id, path.name, f"unreadable or truncated ({first[:160]})") from None
+    if not isinstance(obj, dict):
+        raise RunDamaged(run_id, path.name, f"holds a {type(obj).__name__}, not a dict")
+    return obj
+
+
 @dataclass
 class Metrics:
-    """Parsed metrics log: per-batch and per-epoch records (dicts), last write wins per key."""
+    """Parsed metrics log: per-batch and per-epoch records, in order; a later record of the same
+    step/epoch replaces an earlier one (a resumed run re-does its unfinished epoch)."""
 
-    batches: list[dict]
-    epochs: list[dict]
+    batches: list[BatchStats] = field(default_factory=list)
+    epochs: list[EpochStats] = field(default_factory=list)
+
+    @property
+    def best(self) -> EpochStats | None:
+        """The epoch with the highest test accuracy (the earliest on a tie)."""
+        return max(self.epochs, key=lambda e: e.test_acc, default=None)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row for run tables, the CLI and the pickers. Accuracies are fractions in 0..1."""
+
+    id: str
+    label: str
+    reference: bool
+    norm: str                     # "?" when the settings are damaged
+    status: str                   # one of STATES
+    epoch: int                    # epochs finished
+    epochs: int | None            # epochs planned
+    best_test_acc: float | None
+    best_epoch: int | None
+    final_test_acc: float | None
+    params: int | None
+    seconds: float                # training wall time of the finished epochs
+    created: float | None
+    error: str | None
+    has_model: bool
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def damaged(self) -> bool:
+        return self.status == "damaged"
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
 
 
 class Run:
@@ -117,50 +222,98 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({self.id!r}{', reference' if self.reference else ''})"
 
-    # ------------------------------------------------------------------ files
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / "checkpoint.pt"
-
-    @property
-    def model_path(self) -> Path:
-        return self.path / "model.pt"
-
-    @property
-    def predictions_path(self) -> Path:
-        return self.path / "predictions.npz"
-
     @property
     def log_path(self) -> Path:
-        return self.path / "log.txt"
+        """Where the training process's output goes (text, appended)."""
+        return self.path / LOG
+
+    def has_model(self) -> bool:
+        return (self.path / MODEL).is_file()
+
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT).is_file()
+
+    def model_mtime(self) -> float:
+        """Modification time of model.pt (to key caches), 0 when absent."""
+        try:
+            return (self.path / MODEL).stat().st_mtime
+        except OSError:
+            return 0.0
 
     def _writable(self) -> None:
         if self.reference:
             raise ReadOnlyRun(f"{self.id} is a reference run and cannot be changed")
 
+    def _damaged(self, file: str, reason: str) -> RunDamaged:
+        return RunDamaged(self.id, file, reason)
+
+    def _read_text(self, name: str) -> str:
+        try:
+            data = (self.path / name).read_bytes()
+        except FileNotFoundError:
+            raise self._damaged(name, "missing") from None
+        except OSError as e:
+            raise self._damaged(name, f"cannot be read ({_why(e)})") from None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self._damaged(name, f"not UTF-8 text (byte {e.start})") from None
+
+    def _read_object(self, name: str) -> dict:
+        try:
+            obj = json.loads(self._read_text(name))
+        except ValueError as e:
+            raise self._damaged(name, f"not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise self._damaged(name, f"holds a JSON {type(obj).__name__}, not an object")
+        return obj
+
     # ------------------------------------------------------------------ settings & status
     def settings(self) -> TrainSettings:
-        return TrainSettings.from_dict(_read_json(self.path / "settings.json", {}))
+        """The run's settings; ``RunDamaged`` when settings.json is missing or invalid (never the
+        defaults: resuming would train something else)."""
+        raw = self._read_object(SETTINGS)
+        try:
+            return TrainSettings.from_dict(raw)
+        except (SettingsError, TypeError) as e:
+            raise self._damaged(SETTINGS, str(e)) from None
 
     def raw_status(self) -> dict:
-        """status.json as written, without the liveness check."""
-        return _read_json(self.path / "status.json", {}) or {}
+        """status.json as written, without the liveness check (``RunDamaged`` if unreadable)."""
+        return self._read_object(STATUS)
 
     def status(self) -> dict:
-        """status.json, with a queued/running run whose process died reported as 'interrupted'."""
+        """status.json, with an active run whose process died reported as 'interrupted'.
+
+        A run nobody has started yet (no pid) is 'queued' while its heartbeat is fresh."""
         st = self.raw_status()
         if st.get("state") in ACTIVE_STATES and not self.reference:
-            stale = time.time() - float(st.get("heartbeat") or 0) > HEARTBEAT_STALE_S
-            if stale or not pid_alive(st.get("pid")):
-                st = {**st, "state": "interrupted",
-                      "error": st.get("error") or "the training process ended without finishing"}
+            try:
+                beat = float(st.get("heartbeat") or 0)
+            except (TypeError, ValueError):
+                beat = 0.0
+            stale = time.time() - beat > HEARTBEAT_STALE_S
+            pid = st.get("pid")
+            # a queued run has no pid until its worker starts; a running one always has one
+            dead = not pid_alive(pid) if pid is not None or st.get("state") == "running" else False
+            if stale or dead:
+                why = ("the training process ended without finishing" if st.get("pid") is not None
+                       else "no training process ever started for it")
+                st = {**st, "state": "interrupted", "error": st.get("error") or why}
         return st
+
+    def state(self) -> str:
+        """The run's state, 'damaged' when a file it needs is unreadable."""
+        try:
+            return str(self.status().get("state", "damaged"))
+        except RunDamaged:
+            return "damaged"
 
     def update_status(self, **fields: object) -> dict:
         """Merge ``fields`` into status.json (atomically) and return the new status."""
         self._writable()
         st = {**self.raw_status(), **fields}
-        write_json_atomic(self.path / "status.json", st)
+        write_json_atomic(self.path / STATUS, st)
         return st
 
     def heartbeat(self, **fields: object) -> None:
@@ -168,109 +321,197 @@ class Run:
 
     @property
     def label(self) -> str:
-        return str(self.raw_status().get("label") or self.id)
+        try:
+            return str(self.raw_status().get("label") or self.id)
+        except RunDamaged:
+            return self.id
 
     # ------------------------------------------------------------------ metrics
-    def append_metrics(self, *records: dict) -> None:
-        """Append records to metrics.jsonl, one line each, flushed."""
+    def append_metrics(self, *records: BatchStats | EpochStats) -> None:
+        """Append records to metrics.jsonl, one JSON line each, flushed."""
         self._writable()
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, separators=(",", ":")) + "\n")
-            f.flush()
+        text = "".join(json.dumps(r.to_record(), separators=(",", ":")) + "\n" for r in records)
+        try:
+            with open(self.path / METRICS, "a", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path / METRICS}: {_why(e)}") from None
 
     def metrics(self) -> Metrics:
-        """Batch and epoch records; later records replace earlier ones of the same step/epoch
-        (a resumed run re-does its unfinished epoch), and a torn last line is skipped."""
+        """Batch and epoch records. A torn last line (a writer killed mid-line) is skipped; any other
+        bad line makes the run damaged (``RunDamaged`` with the line number)."""
         try:
-            text = (self.path / "metrics.jsonl").read_text(encoding="utf-8")
-        except OSError:
-            return Metrics([], [])
-        batches: dict[int, dict] = {}
-        epochs: dict[int, dict] = {}
-        for line in text.split("\n")[:-1]:  # the part after the last newline may be unfinished
-            try:
-                r = json.loads(line)
-            except ValueError:
+            data = (self.path / METRICS).read_bytes()
+        except FileNotFoundError:
+            return Metrics()
+        except OSError as e:
+            raise self._damaged(METRICS, f"cannot be read ({_why(e)})") from None
+        batches: dict[int, BatchStats] = {}
+        epochs: dict[int, EpochStats] = {}
+        lines = data.split(b"\n")
+        for no, line in enumerate(lines[:-1], start=1):  # after the last newline: maybe unfinished
+            if not line.strip():
                 continue
-            if r.get("type") == "batch":
-                batches[int(r["step"])] = r
-            elif r.get("type") == "epoch":
-                epochs[int(r["epoch"])] = r
-        last_epoch = max(epochs, default=0)
-        return Metrics([batches[k] for k in sorted(batches)],
-                       [epochs[k] for k in sorted(epochs) if k <= last_epoch])
+            try:
+                r = parse_record(json.loads(line.decode("utf-8")))
+            except UnicodeDecodeError:
+                raise self._damaged(METRICS, f"line {no} is not UTF-8 text") from None
+            except ValueError as e:  # JSONDecodeError and RecordError
+                raise self._damaged(METRICS, f"line {no}: {e}") from None
+            if isinstance(r, BatchStats):
+                batches[r.step] = r
+            else:
+                epochs[r.epoch] = r
+        return Metrics([batches[k] for k in sorted(batches)], [epochs[k] for k in sorted(epochs)])
 
-    def truncate_metrics_after(self, epoch: int) -> None:
-        """Drop records past ``epoch`` (used before resuming from that epoch's checkpoint)."""
+    def restore_log(self, done_epochs: int, history: list[EpochStats]) -> None:
+        """Make the log agree with a checkpoint at ``done_epochs``: keep the batch records of those
+        epochs, and take the epoch records from the checkpoint's ``history`` (so a kill between the
+        checkpoint and the log's epoch record loses nothing). Called before training (re)starts."""
         self._writable()
-        m = self.metrics()
-        keep = [r for r in m.batches if r["epoch"] <= epoch] + [r for r in m.epochs if r["epoch"] <= epoch]
-        keep.sort(key=lambda r: (r["epoch"], r["type"] == "epoch", r.get("step", 0)))
-        tmp = self.path / ".metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
-        os.replace(tmp, self.path / "metrics.jsonl")
+        kept = [b for b in self.metrics().batches if b.epoch <= done_epochs]
+        ordered = sorted([*kept, *history[:done_epochs]],
+                         key=lambda r: (r.epoch, isinstance(r, EpochStats), getattr(r, "step", 0)))
+        text = "".join(json.dumps(r.to_record(), separators=(",", ":")) + "\n" for r in ordered)
+        _atomic_write(self.path / METRICS, lambda f: f.write(text.encode()))
+
+    def remove_temp_files(self) -> None:
+        """Delete temp files a killed writer left behind (names start with '.' and end '.tmp')."""
+        for p in self.path.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ stop request
     def request_stop(self) -> None:
+        """Ask the run's worker to stop; honoured whenever it arrives (queued, loading, training)."""
         self._writable()
-        (self.path / "stop").touch()
+        try:
+            (self.path / STOP).write_text(f"{time.time()}\n")
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path / STOP}: {_why(e)}") from None
 
     def stop_requested(self) -> bool:
-        return (self.path / "stop").exists()
+        return (self.path / STOP).exists()
 
     def clear_stop(self) -> None:
-        (self.path / "stop").unlink(missing_ok=True)
+        """Forget a stop request: by the worker once it has stopped, or by a user's new Start."""
+        try:
+            (self.path / STOP).unlink(missing_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path}: {_why(e)}") from None
+
+    # ------------------------------------------------------------------ checkpoint & model
+    def save_checkpoint(self, state: dict) -> None:
+        """Store an epoch checkpoint (a dict of tensors and plain values) atomically."""
+        self._writable()
+        import torch
+
+        _atomic_write(self.path / CHECKPOINT, lambda f: torch.save(state, f))
+
+    def load_checkpoint(self, map_location: str = "cpu") -> dict | None:
+        """The last epoch checkpoint, or None when there is none; ``RunDamaged`` when unreadable."""
+        path = self.path / CHECKPOINT
+        if not path.is_file():
+            return None
+        ckpt = _torch_load(self.id, path, map_location)
+        for key in ("model", "optimizer", "epoch", "history"):
+            if key not in ckpt:
+                raise self._damaged(CHECKPOINT, f"has no {key!r}")
+        try:
+            ckpt["history"] = [EpochStats.from_dict(h) for h in ckpt["history"]]
+        except (RecordError, TypeError, AttributeError) as e:
+            raise self._damaged(CHECKPOINT, f"bad history ({e})") from None
+        return ckpt
+
+    def save_model(self, record: dict) -> None:
+        """Store the final model record (see ``engine.model_record``) atomically."""
+        self._writable()
+        import torch
+
+        _atomic_write(self.path / MODEL, lambda f: torch.save(record, f))
+
+    def load_model_record(self, map_location: str = "cpu") -> dict:
+        """model.pt: ``{"model": state_dict, "mean": (3,), "std": (3,), "settings": dict,
+        "classes": list}``; ``FileNotFoundError`` before training ends, ``RunDamaged`` if unreadable."""
+        path = self.path / MODEL
+        if not path.is_file():
+            raise FileNotFoundError(f"run {self.id} has no trained model yet (state: {self.state()})")
+        rec = _torch_load(self.id, path, map_location)
+        for key in ("model", "mean", "std", "settings", "classes"):
+            if key not in rec:
+                raise self._damaged(MODEL, f"has no {key!r}")
+        return rec
 
     # ------------------------------------------------------------------ predictions
     def save_predictions(self, probs: np.ndarray, labels: np.ndarray, fingerprint: str) -> None:
         """Store test-set probabilities (N, 10) as float16, the predicted class (N,) (the argmax of
         the full-precision ``probs``) and labels (N,) int64, atomically."""
         self._writable()
-        tmp = self.path / ".predictions.tmp.npz"
-        np.savez_compressed(tmp, probs=probs.astype(np.float16), preds=probs.argmax(1).astype(np.uint8),
-                            labels=labels.astype(np.int64), fingerprint=np.array(fingerprint))
-        os.replace(tmp, self.predictions_path)
+        arrays = dict(probs=probs.astype(np.float16), preds=probs.argmax(1).astype(np.uint8),
+                      labels=labels.astype(np.int64), fingerprint=np.array(fingerprint))
+        _atomic_write(self.path / PREDICTIONS, lambda f: np.savez_compressed(f, **arrays))
 
     def load_predictions(self) -> dict | None:
-        """``{"probs": (N,10) float32, "preds": (N,) int64, "labels": (N,), "fingerprint": str}``
-        or None."""
+        """``{"probs": (N,10) float32, "preds": (N,) int64, "labels": (N,), "fingerprint": str}``,
+        or None when absent or unreadable (they are a cache: the model can recompute them)."""
         try:
-            with np.load(self.predictions_path) as z:
+            with np.load(self.path / PREDICTIONS, allow_pickle=False) as z:
                 probs = z["probs"].astype(np.float32)
                 preds = z["preds"] if "preds" in z.files else probs.argmax(1)  # files before preds
-                return {"probs": probs, "preds": preds.astype(np.int64), "labels": z["labels"],
+                labels = z["labels"].astype(np.int64)
+                if probs.ndim != 2 or len(probs) != len(labels) or len(preds) != len(labels):
+                    return None
+                return {"probs": probs, "preds": preds.astype(np.int64), "labels": labels,
                         "fingerprint": str(z["fingerprint"])}
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None
 
     # ------------------------------------------------------------------ summary
-    def summary(self) -> dict:
-        """One row for run tables: id, label, norm, status, epoch x/y, best accuracy, params..."""
-        st = self.status()
+    def damage(self) -> RunDamaged | None:
+        """What makes this run damaged (settings, status or metrics unreadable), or None."""
+        try:
+            self.settings()
+            self.raw_status()
+            self.metrics()
+        except RunDamaged as e:
+            return e
+        return None
+
+    def summary(self) -> RunSummary:
+        """The one summary of a run used by every table, picker and the CLI. A damaged run gets
+        status 'damaged' and ``error`` 'damaged: <file>: <why>'."""
         try:
             s = self.settings()
-            settings_ok = True
-        except (ValueError, TypeError):
-            s, settings_ok = TrainSettings(), False
-        epochs = self.metrics().epochs
-        best = max(epochs, key=lambda r: r["test_acc"], default=None)
-        return {
-            "id": self.id,
-            "label": st.get("label") or self.id,
-            "reference": self.reference,
-            "norm": s.norm if settings_ok else "?",
-            "status": st.get("state", "unknown"),
-            "epoch": len(epochs),
-            "epochs": s.epochs,
-            "best_test_acc": best["test_acc"] if best else None,
-            "best_epoch": best["epoch"] if best else None,
-            "final_test_acc": epochs[-1]["test_acc"] if epochs else None,
-            "params": st.get("params"),
-            "seconds": sum(r["seconds"] for r in epochs),
-            "created": st.get("created"),
-            "error": st.get("error"),
-        }
+            st = self.status()
+            m = self.metrics()
+        except RunDamaged as e:
+            try:
+                st = self.raw_status()
+            except RunDamaged:
+                st = {}
+            return RunSummary(self.id, str(st.get("label") or self.id), self.reference, "?", "damaged",
+                              0, None, None, None, None, None, 0.0, _float(st.get("created")), e.short,
+                              self.has_model(), _tags(st))
+        best = m.best
+        return RunSummary(
+            id=self.id, label=str(st.get("label") or self.id), reference=self.reference, norm=s.norm,
+            status=str(st.get("state", "damaged")), epoch=len(m.epochs), epochs=s.epochs,
+            best_test_acc=best.test_acc if best else None, best_epoch=best.epoch if best else None,
+            final_test_acc=m.epochs[-1].test_acc if m.epochs else None,
+            params=st.get("params") if isinstance(st.get("params"), int) else None,
+            seconds=sum(e.seconds for e in m.epochs), created=_float(st.get("created")),
+            error=st.get("error") if isinstance(st.get("error"), str) else None,
+            has_model=self.has_model(), tags=_tags(st),
+        )
+
+
+def _float(v: object) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _tags(st: dict) -> dict:
+    tags = st.get("tags")
+    return dict(tags) if isinstance(tags, dict) else {}
 
 
 class RunStore:
@@ -287,48 +528,76 @@ class RunStore:
         self.root = Path(root) if root is not None else default_runs_dir()
         self.reference_root = default_reference_root() if reference_root == "default" else reference_root
 
-    def create(self, settings: TrainSettings, label: str | None = None) -> Run:
-        """New queued run with a generated id; ``settings`` are validated and stored."""
+    def ensure_root(self) -> Path:
+        """Create the runs folder if needed; ``StoreError`` (path and reason) when it cannot be
+        a writable folder."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(f"cannot use {self.root} as the runs folder: it is not a folder") from None
+        except OSError as e:
+            raise StoreError(f"cannot create the runs folder {self.root}: {_why(e)}") from None
+        if not self.root.is_dir():
+            raise StoreError(f"cannot use {self.root} as the runs folder: it is not a folder")
+        return self.root
+
+    def create(self, settings: TrainSettings, label: str | None = None,
+               tags: dict | None = None) -> Run:
+        """New queued run with a generated id; ``settings`` are validated and stored. The run
+        appears whole or not at all (assembled in a hidden folder, then renamed into place).
+        ``tags`` (JSON values) are kept in the status, e.g. ``{"experiment": ID}``."""
         settings.validate()
-        self.root.mkdir(parents=True, exist_ok=True)
-        for _ in range(100):
-            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.norm}-{secrets.token_hex(2)}"
-            path = self.root / run_id
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-        else:  # pragma: no cover
-            raise RuntimeError("could not allocate a run id")
-        run = Run(path)
-        write_json_atomic(path / "settings.json", settings.to_dict())
-        run.update_status(state="queued", label=(label or "").strip()[:80] or None,
-                          created=time.time(), heartbeat=time.time(), pid=None,
-                          params=settings.param_count())
-        return run
+        root = self.ensure_root()
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+        except OSError as e:
+            raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
+        try:
+            now = time.time()
+            write_json_atomic(staging / SETTINGS, settings.to_dict())
+            write_json_atomic(staging / STATUS, {
+                "state": "queued", "label": (label or "").strip()[:80] or None, "created": now,
+                "heartbeat": now, "pid": None, "params": settings.param_count(), "tags": tags or {}})
+            for _ in range(100):
+                run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.norm}-{secrets.token_hex(3)}"
+                try:
+                    os.rename(staging, root / run_id)  # fails if the id exists (a non-empty folder)
+                    return Run(root / run_id)
+                except OSError as e:
+                    if (root / run_id).exists():
+                        continue
+                    raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
+            raise StoreError(f"could not allocate a run id in {root}")  # pragma: no cover
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def get(self, run_id: str) -> Run:
         """The run with this id (user runs first, then reference runs); ``RunNotFound`` otherwise."""
         if not isinstance(run_id, str) or not _ID_RE.match(run_id):
             raise RunNotFound(run_id)
-        if (self.root / run_id / "settings.json").is_file():
+        if _is_run_dir(self.root / run_id):
             return Run(self.root / run_id)
-        if self.reference_root is not None and (self.reference_root / run_id / "settings.json").is_file():
+        if self.reference_root is not None and _is_run_dir(self.reference_root / run_id):
             return Run(self.reference_root / run_id, reference=True)
         raise RunNotFound(run_id)
 
     def list(self) -> list[Run]:
-        """User runs, newest first, then reference runs in name order."""
+        """User runs, newest first, then reference runs in name order (damaged runs included)."""
         runs: list[Run] = []
         if self.root.is_dir():
-            mine = [p for p in self.root.iterdir()
-                    if _ID_RE.match(p.name) and (p / "settings.json").is_file()]
+            try:
+                mine = [p for p in self.root.iterdir() if _ID_RE.match(p.name) and _is_run_dir(p)]
+            except OSError:
+                mine = []
             runs += [Run(p) for p in sorted(mine, key=lambda p: p.name, reverse=True)]
         if self.reference_root is not None and self.reference_root.is_dir():
-            refs = [p for p in self.reference_root.iterdir() if (p / "settings.json").is_file()]
+            refs = [p for p in self.reference_root.iterdir() if _ID_RE.match(p.name) and _is_run_dir(p)]
             runs += [Run(p, reference=True) for p in sorted(refs)]
         return runs
+
+    def summaries(self) -> list[RunSummary]:
+        """``summary()`` of every run, in ``list()`` order."""
+        return [r.summary() for r in self.list()]
 
     def rename(self, run_id: str, label: str) -> None:
         """Set a run's display label (the id never changes)."""
@@ -338,9 +607,51 @@ class RunStore:
         self.get(run_id).update_status(label=label[:80])
 
     def delete(self, run_id: str) -> None:
-        """Delete a user run that is not training; reference runs and active runs refuse."""
+        """Delete a user run that is not training (a damaged one too: the user asked). Reference
+        runs and active runs refuse. The folder is renamed out of sight first, so a failure leaves
+        the run whole."""
         run = self.get(run_id)
         run._writable()
-        if run.status().get("state") in ACTIVE_STATES:
-            raise RuntimeError(f"{run_id} is still {run.status()['state']}: stop it first")
-        shutil.rmtree(run.path)
+        state = run.state()
+        if state in ACTIVE_STATES:
+            raise RuntimeError(f"{run_id} is still {state}: stop it first")
+        trash = self.root / f".deleted-{run_id}-{secrets.token_hex(3)}"
+        try:
+            os.rename(run.path, trash)
+        except OSError as e:
+            raise StoreError(f"cannot delete {run.path}: {_why(e)}") from None
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _is_run_dir(p: Path) -> bool:
+    return p.is_dir() and any((p / name).is_file() for name in RUN_FILES)
+
+
+def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
+    """Write ``src`` as a new run folder ``dst`` (replacing one there): its settings, final model,
+    test predictions and metrics (batch records thinned to every ``batch_every``-th step plus each
+    epoch's last, without wall-clock times; every epoch record kept), with ``status`` as its
+    status. Used to ship reference runs; the copy appears whole or not at all."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    try:
+        for name in (SETTINGS, MODEL, PREDICTIONS):
+            data = (src.path / name).read_bytes()
+            _atomic_write(staging / name, lambda f, data=data: f.write(data))
+        m = src.metrics()
+        kept = [BatchStats(**{**b.__dict__, "t": None}) for b in m.batches
+                if b.step % batch_every == 0 or b.batch == b.batches]
+        ordered = sorted([*kept, *m.epochs],
+                         key=lambda r: (r.epoch, isinstance(r, EpochStats), getattr(r, "step", 0)))
+        text = "".join(json.dumps(r.to_record(), separators=(",", ":")) + "\n" for r in ordered)
+        _atomic_write(staging / METRICS, lambda f: f.write(text.encode()))
+        write_json_atomic(staging / STATUS, status)
+        if dst.exists():
+            trash = dst.with_name(f".replaced-{dst.name}-{secrets.token_hex(3)}")
+            os.rename(dst, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.rename(staging, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Run(dst)

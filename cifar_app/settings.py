@@ -1,9 +1,14 @@
-"""Training settings: one validated dataclass, stored as JSON with every run."""
+"""Training settings: one schema, from which validation, the CLI flags, the Train page's widgets and
+the sweep grid parser all follow.
+
+Each ``TrainSettings`` field declares its type, range or choices, unit and help once, as a ``Spec`` in
+the field's metadata. Adding a hyperparameter is a one-place change: add the field here.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
 
@@ -16,6 +21,100 @@ class SettingsError(ValueError):
         self.field = field
 
 
+@dataclass(frozen=True)
+class Spec:
+    """What one setting is.
+
+    kind: the Python type of a value (int, float, bool or str).
+    help: one line for the CLI's --help and the page's tooltip.
+    unit: shown after the value (e.g. "px", "images").
+    choices: the allowed values (str settings).
+    low, high: the allowed range; ``low_open`` excludes ``low`` itself.
+    optional: None is allowed (shown as "all" / "none").
+    suggested: values offered by the page's pickers and presets (any valid value is accepted).
+    """
+
+    kind: type
+    help: str
+    unit: str = ""
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    optional: bool = False
+    suggested: tuple = ()
+
+    def describe_range(self) -> str:
+        """'an integer in 1..50', 'in (0, 10]', 'one of batch, group', ..."""
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        if self.kind is bool:
+            return "true or false"
+        noun = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            if self.kind is int:
+                text = f"{noun} in {int(self.low)}..{int(self.high)}"
+            else:
+                text = f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            text = f"{noun} >= {self.low:g}" if not self.low_open else f"{noun} > {self.low:g}"
+        else:
+            text = noun
+        return text + (" or empty" if self.optional else "")
+
+    def check(self, name: str, value: object) -> None:
+        """Raise ``SettingsError`` unless ``value`` is allowed."""
+        if value is None and self.optional:
+            return
+        ok = _type_ok(self.kind, value)
+        if ok and self.choices is not None:
+            ok = value in self.choices
+        if ok and self.kind in (int, float):
+            v = float(value)  # type: ignore[arg-type]
+            if self.low is not None:
+                ok = v > self.low if self.low_open else v >= self.low
+            if ok and self.high is not None:
+                ok = v <= self.high
+        if not ok:
+            raise SettingsError(name, f"must be {self.describe_range()}, got {value!r}")
+
+    def parse(self, name: str, text: str) -> object:
+        """A value from text (CLI flag, grid cell): '0.1', '8', 'true', 'none'; validated."""
+        raw = text.strip()
+        if self.optional and raw.lower() in ("", "none", "null", "all"):
+            return None
+        try:
+            if self.kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError
+                value: object = raw.lower() in ("true", "1", "yes", "on")
+            elif self.kind is int:
+                value = int(raw)
+            elif self.kind is float:
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise SettingsError(name, f"must be {self.describe_range()}, got {raw!r}") from None
+        self.check(name, value)
+        return value
+
+
+def _type_ok(kind: type, value: object) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def setting(default: object, kind: type, help: str, unit: str = "", **spec: object):  # noqa: A002
+    """A dataclass field carrying its ``Spec`` (``help`` is the setting's one-line help text)."""
+    return field(default=default, metadata={"spec": Spec(kind, help, unit, **spec)})  # type: ignore[arg-type]
+
+
 @dataclass
 class TrainSettings:
     """Everything that defines a training run.
@@ -24,82 +123,98 @@ class TrainSettings:
     ``pct_start`` of the steps, then anneal to ~0. SGD with Nesterov momentum.
     """
 
-    norm: str = "batch"
-    groups: int = 4               # GroupNorm groups (norm="group")
-    arch: str = DEFAULT_ARCH      # key of model.ARCHITECTURES
-    epochs: int = 20              # 1..50
-    batch_size: int = 128         # 2..1024
-    max_lr: float = 0.2           # OneCycle peak learning rate
-    pct_start: float = 0.25       # fraction of steps spent warming up
-    momentum: float = 0.9
-    weight_decay: float = 5e-4    # L2 on conv weights (not on norm affine or biases)
-    dropout: float = 0.0          # Dropout2d after each C block, 0..0.9
-    label_smoothing: float = 0.1  # 0..0.5
-    augment: bool = True          # random crop (``crop_pad`` px) + horizontal flip
-    crop_pad: int = 2             # padding of the random crop in pixels, 0..8 (2 beat 4 and 1 here)
-    cutout: int = 0               # side of the cutout square in pixels, 0 = off
-    seed: int = 0
-    train_limit: int | None = None  # use only the first N training images
-    test_limit: int | None = None   # use only the first N test images
-    device: str = "auto"          # auto | cpu | cuda | mps
+    norm: str = setting("batch", str, "normalization after each 3x3 conv block", choices=NORMS)
+    groups: int = setting(4, int, "GroupNorm groups (norm=group); must divide every block width",
+                          low=1, high=64, suggested=(1, 2, 4, 8, 16))
+    arch: str = setting(DEFAULT_ARCH, str, "channel widths and conv type", choices=tuple(ARCHITECTURES))
+    epochs: int = setting(20, int, "passes over the training images", low=1, high=50)
+    batch_size: int = setting(128, int, "images per optimizer step", "images", low=2, high=1024,
+                              suggested=(2, 4, 8, 16, 32, 64, 128, 256, 512))
+    max_lr: float = setting(0.2, float, "OneCycle peak learning rate", low=0, high=10, low_open=True,
+                            suggested=(0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6))
+    pct_start: float = setting(0.25, float, "fraction of the steps spent warming up", low=0, high=0.99,
+                               low_open=True)
+    momentum: float = setting(0.9, float, "SGD Nesterov momentum", low=0, high=0.999)
+    weight_decay: float = setting(5e-4, float, "L2 on conv weights (not on norm affine or biases)",
+                                  low=0, high=0.1)
+    dropout: float = setting(0.0, float, "Dropout2d probability after each C block", low=0, high=0.9)
+    label_smoothing: float = setting(0.1, float, "label smoothing of the training loss", low=0, high=0.5)
+    augment: bool = setting(True, bool, "random crop (crop_pad px) + horizontal flip")
+    crop_pad: int = setting(2, int, "padding of the random crop (2 beat 4 and 1 here)", "px", low=0, high=8)
+    cutout: int = setting(0, int, "side of the cutout square, 0 = off", "px", low=0, high=32)
+    seed: int = setting(0, int, "random seed (initialisation, data order, augmentation)", low=0,
+                        high=2**31 - 1)
+    train_limit: int | None = setting(None, int, "use only the first N training images", "images",
+                                      low=1, high=10**7, optional=True,
+                                      suggested=(None, 10_000, 5_000, 1_000, 500))
+    test_limit: int | None = setting(None, int, "use only the first N test images", "images",
+                                     low=1, high=10**7, optional=True, suggested=(None, 2_000, 1_000))
+    device: str = setting("auto", str, "where to train (auto: CUDA, then MPS, then CPU)",
+                          choices=("auto", "cpu", "cuda", "mps"))
+
+    @staticmethod
+    def spec(name: str) -> Spec:
+        """The ``Spec`` of setting ``name`` (``SettingsError`` for an unknown name)."""
+        for f in fields(TrainSettings):
+            if f.name == name:
+                return f.metadata["spec"]
+        raise SettingsError(name, "unknown setting")
+
+    @staticmethod
+    def names() -> list[str]:
+        return [f.name for f in fields(TrainSettings)]
+
+    @staticmethod
+    def default(name: str) -> object:
+        f = next(f for f in fields(TrainSettings) if f.name == name)
+        return None if f.default is MISSING else f.default
 
     def validate(self) -> TrainSettings:
         """Raise ``SettingsError`` naming the first invalid field; return self when valid."""
-        def need(ok: bool, field: str, message: str) -> None:
-            if not ok:
-                raise SettingsError(field, message)
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: object) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        need(self.norm in NORMS, "norm", f"must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        need(self.arch in ARCHITECTURES, "arch",
-             f"must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
-        need(is_int(self.groups) and self.groups >= 1, "groups", "must be a positive integer")
+        for f in fields(self):
+            f.metadata["spec"].check(f.name, getattr(self, f.name))
         if self.norm == "group":
-            widths = [w for k, w in ARCHITECTURES[self.arch].widths.items() if k.startswith("C")]
-            bad = [w for w in widths if w % self.groups]
-            need(not bad, "groups", f"{self.groups} must divide every block width {sorted(set(widths))}")
-        need(is_int(self.epochs) and 1 <= self.epochs <= 50, "epochs", "must be an integer in 1..50")
-        need(is_int(self.batch_size) and 2 <= self.batch_size <= 1024, "batch_size",
-             "must be an integer in 2..1024")
-        need(is_num(self.max_lr) and 0 < self.max_lr <= 10, "max_lr", "must be in (0, 10]")
-        need(is_num(self.pct_start) and 0 < self.pct_start < 1, "pct_start", "must be in (0, 1)")
-        need(is_num(self.momentum) and 0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        need(is_num(self.weight_decay) and 0 <= self.weight_decay <= 0.1, "weight_decay",
-             "must be in [0, 0.1]")
-        need(is_num(self.dropout) and 0 <= self.dropout <= 0.9, "dropout", "must be in [0, 0.9]")
-        need(is_num(self.label_smoothing) and 0 <= self.label_smoothing <= 0.5, "label_smoothing",
-             "must be in [0, 0.5]")
-        need(isinstance(self.augment, bool), "augment", "must be true or false")
-        need(is_int(self.crop_pad) and 0 <= self.crop_pad <= 8, "crop_pad",
-             "must be an integer in 0..8")
-        need(is_int(self.cutout) and 0 <= self.cutout <= 32, "cutout", "must be an integer in 0..32")
-        need(is_int(self.seed) and self.seed >= 0, "seed", "must be a non-negative integer")
-        for name in ("train_limit", "test_limit"):
-            v = getattr(self, name)
-            need(v is None or (is_int(v) and v >= 1), name, "must be a positive integer or empty")
-        need(self.device in ("auto", "cpu", "cuda", "mps"), "device",
-             "must be one of auto, cpu, cuda, mps")
+            widths = sorted({w for k, w in ARCHITECTURES[self.arch].widths.items() if k.startswith("C")})
+            if any(w % self.groups for w in widths):
+                raise SettingsError("groups", f"{self.groups} must divide every block width {widths}")
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainSettings:
-        """Build from a dict, refusing unknown keys; validates."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+    def from_dict(cls, d: object) -> TrainSettings:
+        """Build from a dict, refusing non-dicts and unknown keys; validates."""
+        if not isinstance(d, dict):
+            raise SettingsError("settings", f"must be a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.names()))
         if unknown:
-            raise SettingsError(unknown[0], "unknown setting")
+            raise SettingsError(str(unknown[0]), "unknown setting")
         return cls(**d).validate()
+
+    def replace(self, **changes: object) -> TrainSettings:
+        """A validated copy with ``changes`` applied."""
+        return TrainSettings.from_dict({**self.to_dict(), **changes})
 
     def param_count(self) -> int:
         """Trainable parameters of the model these settings build."""
         from .model import count_parameters
 
         return count_parameters(build_model(self.norm, self.groups, self.dropout, self.arch))
+
+
+def parse_setting(name: str, text: str) -> object:
+    """One setting's value from text, validated (``SettingsError`` names the field)."""
+    return TrainSettings.spec(name).parse(name, text)
+
+
+def parse_grid(text: str) -> tuple[str, list[object]]:
+    """'batch_size=2,4,8' -> ('batch_size', [2, 4, 8]); every value validated; no duplicates."""
+    name, sep, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not values.strip():
+        raise SettingsError(name or "grid", "write a grid as NAME=V1,V2,...")
+    parsed = [parse_setting(name, v) for v in values.split(",")]
+    if len(set(map(repr, parsed))) != len(parsed):
+        raise SettingsError(name, "a grid value is repeated")
+    return name, parsed

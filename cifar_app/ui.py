@@ -1,18 +1,115 @@
-"""Streamlit helpers shared by the pages: cached resources and the run picker.
+"""Streamlit helpers shared by the pages: page setup, access control, cached resources, run pickers
+and setting widgets.
 
 Everything here is thin: it reads from the run store / data and hands results to Streamlit.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from . import access
 from .charts import NORM_LABELS
 from .data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
-from .runstore import Run, RunStore, default_runs_dir
+from .runstore import Run, RunStore, RunSummary, default_runs_dir
+from .settings import TrainSettings
+
+READ_ONLY_HELP = "Read-only: enter the access token in the sidebar to change anything."
+
+
+# ---------------------------------------------------------------------------- page setup & access
+
+
+def page_setup() -> None:
+    """Call first on every page: the app's navigation for deep links, and the access sidebar."""
+    ensure_navigation()
+    _access_sidebar()
+
+
+def ensure_navigation() -> None:
+    """Make a deep link (e.g. ``/train?run=...``) use ``dashboard.py``'s navigation.
+
+    Streamlit treats an app with a ``pages/`` folder as an old-style multipage app until its entry
+    script has called ``st.navigation`` once in this server process; a page opened by URL before
+    that would run alone, without the app's navigation and layout. Switch the flag and rerun: the
+    rerun goes through ``dashboard.py``, which routes to the same page. This uses a Streamlit
+    internal; ``tests/test_pages.py::test_the_navigation_internal_still_exists`` fails loudly when
+    an upgrade changes it.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def _server_address() -> str | None:
+    return st.get_option("server.address")
+
+
+def token_required() -> bool:
+    """Whether this server asks for the access token before changing anything."""
+    return access.token_required(_server_address())
+
+
+@st.cache_resource(show_spinner=False)
+def _announce_token(address: str) -> str:
+    """Make (or read) the token once per server and print where to use it, as Jupyter does."""
+    token, generated = access.server_token()
+    if generated:
+        port = st.get_option("server.port")
+        print(f"CIFAR-10 Normalization Lab is reachable beyond this machine ({address or 'all interfaces'})."
+              f"\nChanging anything needs this access token (or set ${access.TOKEN_ENV}):\n    {token}\n"
+              f"or open http://<this host>:{port}/?token={token}", file=sys.stderr, flush=True)
+    return token
+
+
+def may_change() -> bool:
+    """True when this browser session may start, stop, delete, import or download."""
+    if not token_required():
+        return True
+    return bool(st.session_state.get("_access_granted"))
+
+
+def _access_sidebar() -> None:
+    if not token_required():
+        return
+    token = _announce_token(_server_address() or "")
+    given = st.query_params.get("token")
+    if given is not None:
+        if access.token_matches(given, token):
+            st.session_state["_access_granted"] = True
+        del st.query_params["token"]  # keep it out of the address bar and of shared links
+    with st.sidebar:
+        if st.session_state.get("_access_granted"):
+            st.caption("🔓 Access token accepted: you can change runs.")
+            return
+        st.info("**Read-only.** This app is reachable from other machines, so starting, stopping, "
+                "deleting and downloading need the access token (`CIFAR_APP_TOKEN`, or the one "
+                "printed in the server's console).")
+        entered = st.text_input("Access token", type="password", key="_access_token_input")
+        if entered:
+            if access.token_matches(entered, token):
+                st.session_state["_access_granted"] = True
+                st.rerun()
+            st.error("That is not the access token.")
+
+
+def action_button(label: str, key: str, **kwargs: object) -> bool:
+    """A button for an action that changes state: disabled (with the reason) while this session is
+    read-only, and never reported as pressed without access, whatever the client sends."""
+    allowed = may_change()
+    if not allowed:
+        kwargs = {**kwargs, "disabled": True, "help": READ_ONLY_HELP}
+    return st.button(label, key=key, **kwargs) and allowed  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- store & data
 
 
 def data_dir() -> Path:
@@ -30,24 +127,38 @@ def store() -> RunStore:
     return _store(str(default_runs_dir()))
 
 
-@st.cache_resource(show_spinner="Loading CIFAR-10 (once per server)...")
-def _load(root: str, marker: tuple) -> CifarData:
-    return load_cifar10(root)
+_DATA: dict[tuple, CifarData] = {}
+_DATA_LOCK = threading.Lock()
 
 
 def dataset() -> CifarData | None:
-    """The dataset, loaded once per server and folder; None (with the reason in
-    ``st.session_state['data_error']``) when it is not there."""
+    """The dataset, loaded once per server and folder (a progress bar while image folders are
+    decoded the first time); None, with the reason in ``st.session_state['data_error']``, when
+    it is not there."""
     root = data_dir()
     status = dataset_status(root)
     if not status["found"]:
         st.session_state["data_error"] = str(_missing_message(root))
         return None
-    try:
-        return _load(str(root), (status["kind"], status["path"]))
-    except DataError as e:
-        st.session_state["data_error"] = str(e)
-        return None
+    key = (str(root), status["kind"], status["path"])
+    if key in _DATA:
+        return _DATA[key]
+    with _DATA_LOCK:
+        if key not in _DATA:
+            bar = st.progress(0.0, text="Loading CIFAR-10 (once per server)…")
+
+            def show(done: int, total: int) -> None:
+                bar.progress(done / total, text=f"Decoding CIFAR-10 images, first load only (then "
+                             f"cached): {done:,} / {total:,}")
+
+            try:
+                _DATA[key] = load_cifar10(root, progress=show)
+            except DataError as e:
+                st.session_state["data_error"] = str(e)
+                return None
+            finally:
+                bar.empty()
+    return _DATA[key]
 
 
 def _missing_message(root: Path) -> str:
@@ -56,44 +167,6 @@ def _missing_message(root: Path) -> str:
     except DataError as e:
         return str(e)
     return ""
-
-
-def run_label(run: Run) -> str:
-    """'label (GroupNorm, completed)' for select boxes."""
-    s = run.summary()
-    ref = ", reference" if run.reference else ""
-    return f"{s['label']} ({NORM_LABELS.get(s['norm'], s['norm'])}, {s['status']}{ref})"
-
-
-def _url_follows(key: str) -> None:
-    st.query_params["run"] = st.session_state[key]
-
-
-def pick_run(runs: list[Run], key: str, label: str = "Run") -> Run | None:
-    """A select box over ``runs`` kept in step with ``?run=ID`` in the URL: the URL picks the run
-    (a link, a new run just started), and picking another run updates the URL, so the page can be
-    bookmarked or shared."""
-    if not runs:
-        return None
-    by_id = {r.id: r for r in runs}
-    wanted = st.query_params.get("run")
-    if wanted in by_id and st.session_state.get(key) != wanted:
-        st.session_state[key] = wanted
-    chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: run_label(by_id[i]),
-                          on_change=_url_follows, args=(key,))
-    if wanted != chosen:
-        st.query_params["run"] = chosen
-    return by_id[chosen]
-
-
-def completed_runs() -> list[Run]:
-    """Runs with a trained model, user runs first (newest first), then reference runs."""
-    return [r for r in store().list() if r.model_path.exists()]
-
-
-def upscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
-    """Nearest-neighbour upscaling of an (H, W, 3) uint8 image: crisp pixels, no blur."""
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def data_missing_hint() -> None:
@@ -105,59 +178,122 @@ def data_missing_hint() -> None:
             st.text(st.session_state["data_error"])
 
 
+# ---------------------------------------------------------------------------- runs
+
+
+def run_label(s: RunSummary) -> str:
+    """'label (GroupNorm, completed)' for select boxes."""
+    ref = ", reference" if s.reference else ""
+    return f"{s.label} ({NORM_LABELS.get(s.norm, s.norm)}, {s.status}{ref})"
+
+
+def damaged_notice(summaries: list[RunSummary]) -> None:
+    """One warning naming every damaged run, its file and why (they are left untouched)."""
+    bad = [s for s in summaries if s.damaged]
+    if bad:
+        st.warning("Some runs cannot be read and are left out here (nothing was changed; delete them "
+                   "on the **Runs** page if you want):\n" + "\n".join(f"- `{s.id}`: {s.error}" for s in bad))
+
+
+def _url_follows(key: str) -> None:
+    st.query_params["run"] = st.session_state[key]
+
+
+def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSummary | None:
+    """A select box over runs kept in step with ``?run=ID`` in the URL: the URL picks the run
+    (a link, a new run just started), and picking another run updates the URL, so the page can be
+    bookmarked or shared."""
+    if not summaries:
+        return None
+    by_id = {s.id: s for s in summaries}
+    wanted = st.query_params.get("run")
+    if wanted in by_id and st.session_state.get(key) != wanted:
+        st.session_state[key] = wanted
+    chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: run_label(by_id[i]),
+                          on_change=_url_follows, args=(key,))
+    if wanted != chosen:
+        st.query_params["run"] = chosen
+    return by_id[chosen]
+
+
+def completed_runs() -> list[RunSummary]:
+    """Runs with a trained model that can be read, user runs first (newest first), then reference
+    runs; damaged runs are named in a warning instead."""
+    summaries = store().summaries()
+    damaged_notice(summaries)
+    return [s for s in summaries if s.has_model and not s.damaged]
+
+
 @st.cache_resource(show_spinner="Scoring the test set…", max_entries=16)
-def _evaluation(run_path: str, model_mtime: float, fingerprint: str):
+def _evaluation(run_path: str, reference: bool, model_mtime: float, fingerprint: str):
     from .analysis import run_evaluation
 
-    run = next(r for r in store().list() if str(r.path) == run_path)
-    return run_evaluation(run, dataset())
+    return run_evaluation(Run(Path(run_path), reference), dataset())
 
 
 def evaluation(run: Run):
     """The run's test-set evaluation on the loaded data (stored predictions when they match)."""
     data = dataset()
-    return _evaluation(str(run.path), run.model_path.stat().st_mtime, data.test_fingerprint)
+    return _evaluation(str(run.path), run.reference, run.model_mtime(), data.test_fingerprint)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _loaded_model(run_path: str, model_mtime: float):
+def _loaded_model(run_path: str, reference: bool, model_mtime: float):
     from .inference import load_model
 
-    return load_model(next(r for r in store().list() if str(r.path) == run_path))
+    return load_model(Run(Path(run_path), reference))
 
 
 def loaded_model(run: Run):
     """The run's model, loaded once per server (reloaded if its file changes)."""
-    return _loaded_model(str(run.path), run.model_path.stat().st_mtime)
+    return _loaded_model(str(run.path), run.reference, run.model_mtime())
 
 
-def ensure_navigation() -> None:
-    """Make a deep link (e.g. ``/train?run=...``) use ``dashboard.py``'s navigation.
-
-    Streamlit treats an app with a ``pages/`` folder as an old-style multipage app until its entry
-    script has called ``st.navigation`` once in this server process; a page opened by URL before
-    that would run alone, without the app's navigation and layout. Switch the flag and rerun: the
-    rerun goes through ``dashboard.py``, which routes to the same page.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - a Streamlit without this internal
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+# ---------------------------------------------------------------------------- widgets
 
 
-def preview(data: bytes, min_side: int = 160) -> np.ndarray:
-    """An uploaded image (already validated by ``decode_image``) for display: RGB, EXIF-rotated,
-    and pixel-crisp upscaled when it is smaller than ``min_side`` (a 32x32 photo stays sharp)."""
-    import io
+def upscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Nearest-neighbour upscaling of an (H, W, 3) uint8 image: crisp pixels, no blur."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
-    from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.seek(0)
-        im = (ImageOps.exif_transpose(im) or im).convert("RGB")
-    arr = np.asarray(im)
-    factor = -(-min_side // max(1, min(arr.shape[:2])))  # ceil
-    return upscale(arr, factor) if factor > 1 else arr
+def _option_label(name: str, value: object) -> str:
+    if value is None:
+        return "all" if name.endswith("_limit") else "none"
+    if name == "norm":
+        return NORM_LABELS.get(str(value), str(value))
+    if name.endswith("_limit"):
+        return f"first {value:,}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def setting_widget(name: str, label: str | None = None, key: str | None = None,
+                   disabled: bool = False) -> object:
+    """The widget for one ``TrainSettings`` field, built from its spec (type, range, choices, unit,
+    help): choices -> radio, suggested values -> select slider / select box, ranges -> slider or
+    number input, bool -> checkbox. Returns the chosen value."""
+    spec = TrainSettings.spec(name)
+    default = TrainSettings.default(name)
+    text = label or name.replace("_", " ").capitalize() + (f" ({spec.unit})" if spec.unit else "")
+    key = key or f"set_{name}"
+    common = dict(key=key, help=f"{spec.help}; {spec.describe_range()}", disabled=disabled)
+    if spec.kind is bool:
+        return st.checkbox(text, value=bool(default), **common)
+    if spec.choices is not None:
+        return st.radio(text, spec.choices, index=spec.choices.index(default), horizontal=True,
+                        format_func=lambda v: _option_label(name, v), **common)
+    if spec.suggested and spec.kind is int:
+        options = list(spec.suggested)
+        if spec.optional:
+            return st.selectbox(text, options, index=options.index(default),
+                                format_func=lambda v: _option_label(name, v), **common)
+        return st.select_slider(text, options, value=default, **common)
+    if spec.kind is int and spec.high is not None and spec.high - (spec.low or 0) <= 100:
+        return st.slider(text, int(spec.low or 0), int(spec.high), int(default), **common)
+    if spec.kind is int:
+        return int(st.number_input(text, int(spec.low or 0), int(spec.high or 2**31 - 1), int(default),
+                                   step=1, **common))
+    low = float(spec.low or 0.0)
+    step = 10 ** np.floor(np.log10(abs(float(default)))) / 10 if default else 0.01
+    return float(st.number_input(text, low + (step if spec.low_open else 0.0), float(spec.high or 1e9),
+                                 float(default), step=float(step), format="%g", **common))

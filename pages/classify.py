@@ -4,12 +4,13 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import NORM_COLORS, topk_bars
-from cifar_app.compare import default_selection
-from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_image
+from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_image, preview_image
+from cifar_app.runstore import RunDamaged
+from cifar_app.tables import default_selection
 
 ALL = "all normalizations side by side"
 
-ui.ensure_navigation()
+ui.page_setup()
 st.title("Classify your images")
 runs = ui.completed_runs()
 if not runs:
@@ -28,21 +29,28 @@ if not files:
                "and shrunk to 32×32 pixels, the size the network was trained on.")
     st.stop()
 
-loaded = {m.id: ui.loaded_model(m) for m in models}
+loaded = {}
+for m in models:
+    try:
+        loaded[m.id] = ui.loaded_model(ui.store().get(m.id))
+    except RunDamaged as e:
+        st.error(str(e))
+models = [m for m in models if m.id in loaded]
+if not models:
+    st.stop()
 for f in files:
     data = f.getvalue()
     st.divider()
     try:
-        image32 = decode_image(data)
+        image32, shown = decode_image(data), preview_image(data)
     except ImageError as e:
         st.error(f"**{f.name}**: {e}")
         continue
     cols = st.columns([1, 1, 2 * len(models)])
-    cols[0].image(ui.preview(data), caption=f.name, width="stretch")
+    cols[0].image(shown, caption=f.name, width="stretch")
     cols[1].image(ui.upscale(image32, 4), caption="model input, 32×32", width=128)
     charts = cols[2].columns(len(models))
     for col, m in zip(charts, models):
         [pred] = classify_each([image32], loaded[m.id])
-        norm = m.settings().norm
-        col.plotly_chart(topk_bars(pred.top_k, NORM_COLORS.get(norm, "#444"), m.label),
+        col.plotly_chart(topk_bars(pred.top_k, NORM_COLORS.get(m.norm, "#444"), m.label),
                          key=f"cls_{f.file_id}_{m.id}", width="stretch")

@@ -4,32 +4,37 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import compare_curves
-from cifar_app.compare import comparison_rows, default_selection
+from cifar_app.tables import comparison_rows, default_selection
 
-ui.ensure_navigation()
+ui.page_setup()
 st.title("Compare runs")
-runs = [r for r in ui.store().list() if r.metrics().epochs]
+store = ui.store()
+summaries = store.summaries()
+ui.damaged_notice(summaries)
+runs = [s for s in summaries if not s.damaged and s.epoch > 0]
 if not runs:
     st.info("No run has finished an epoch yet. Train a model on the **Train** page.")
     st.stop()
 
-by_id = {r.id: r for r in runs}
+by_id = {s.id: s for s in runs}
 chosen = st.multiselect("Runs", list(by_id), default=default_selection(runs),
                         format_func=lambda i: ui.run_label(by_id[i]), key="compare_runs")
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()
 
-series = [{"label": by_id[i].label, "norm": by_id[i].summary()["norm"],
-           "epochs": by_id[i].metrics().epochs} for i in chosen]
+epochs = {i: store.get(i).metrics().epochs for i in chosen}
+series = [{"label": by_id[i].label, "norm": by_id[i].norm, "epochs": epochs[i]} for i in chosen]
 left, right = st.columns(2)
 left.plotly_chart(compare_curves(series, "test_acc", "test accuracy"), key="cmp_acc", width="stretch")
 right.plotly_chart(compare_curves(series, "test_loss", "test loss"), key="cmp_loss", width="stretch")
 left.plotly_chart(compare_curves(series, "train_acc", "train accuracy"), key="cmp_train_acc",
                   width="stretch")
-right.plotly_chart(compare_curves(series, "train_loss", "train loss"), key="cmp_train_loss",
-                   width="stretch")
-st.dataframe(comparison_rows([by_id[i] for i in chosen]), hide_index=True, width="stretch",
+right.plotly_chart(compare_curves(series, "train_loss", "train loss (cross-entropy)"),
+                   key="cmp_train_loss", width="stretch")
+st.dataframe(comparison_rows([(by_id[i], epochs[i]) for i in chosen]), hide_index=True, width="stretch",
              key="cmp_table")
 st.caption("Gap = final train accuracy − final test accuracy (train accuracy is measured on "
-           "augmented images while the weights change, so a small negative gap is normal).")
+           "augmented images while the weights change, so a small negative gap is normal). "
+           "Train loss is the plain cross-entropy, comparable to the test loss; runs logged before "
+           "it was recorded show their label-smoothed loss and say so in the legend.")

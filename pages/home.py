@@ -5,8 +5,10 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.jobs import download_status, start_download
 from cifar_app.progress import format_duration
+from cifar_app.runstore import StoreError
+from cifar_app.tables import runs_table_rows
 
-ui.ensure_navigation()
+ui.page_setup()
 st.title("CIFAR-10 Normalization Lab")
 st.markdown("Train the seed's 14-layer CNN (< 50,000 parameters) on CIFAR-10 with **batch, group, "
             "layer or no normalization**, watch it learn live, compare the runs, and probe the "
@@ -32,51 +34,51 @@ else:
     else:
         if dl and dl["state"] == "failed":
             st.error(f"The download failed: {dl['message']}")
-        if st.button("Download CIFAR-10", type="primary"):
-            start_download(root)
-            st.rerun()
+        if ui.action_button("Download CIFAR-10", key="download", type="primary"):
+            try:
+                start_download(root)
+                st.rerun()
+            except StoreError as e:
+                st.error(str(e))
 
 st.subheader("Runs")
 store = ui.store()
-runs = store.list()
-if not runs:
+summaries = store.summaries()
+if not summaries:
     st.info("No runs yet. Train a model on the **Train** page.")
-else:
-    rows = []
-    for run in runs:
-        s = run.summary()
-        rows.append({
-            "name": s["label"] + (" (reference)" if s["reference"] else ""),
-            "norm": s["norm"], "status": s["status"], "epoch": f"{s['epoch']}/{s['epochs']}",
-            "best test acc (%)": None if s["best_test_acc"] is None else round(100 * s["best_test_acc"], 2),
-            "params": s["params"], "minutes": round(s["seconds"] / 60, 1),
-            "open": f"train?run={s['id']}", "id": s["id"],
-        })
-    st.dataframe(rows, hide_index=True, width="stretch", key="runs_table", column_config={
-        "open": st.column_config.LinkColumn("open", display_text="curves"),
-        "params": st.column_config.NumberColumn(format="%d"),
-        "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),
-    })
-    st.caption(f"Runs are stored in `{store.root.resolve()}`; total training time "
-               f"{format_duration(sum(r['minutes'] for r in rows) * 60)}.")
+    st.stop()
 
-    mine = [r for r in runs if not r.reference]
-    if mine:
-        with st.expander("Rename or delete a run"):
-            run = ui.pick_run(mine, key="manage_run")
-            new_label = st.text_input("New name", value=run.label, max_chars=80, key="rename_to")
-            col1, col2 = st.columns(2)
-            if col1.button("Rename", key="rename"):
+rows = runs_table_rows(summaries)
+st.dataframe(rows, hide_index=True, width="stretch", key="runs_table", column_config={
+    "open": st.column_config.LinkColumn("open", display_text="curves"),
+    "params": st.column_config.NumberColumn(format="%d"),
+    "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),
+})
+for s in summaries:
+    if s.damaged:
+        st.error(f"`{s.id}` — {s.error}. Nothing was changed; delete it below if you want.")
+st.caption(f"Runs are stored in `{store.root.resolve()}`; total training time "
+           f"{format_duration(sum(s.seconds for s in summaries))}.")
+
+mine = [s for s in summaries if not s.reference]
+if mine:
+    with st.expander("Rename or delete a run"):
+        chosen = ui.pick_run(mine, key="manage_run")
+        new_label = st.text_input("New name", value=chosen.label, max_chars=80, key="rename_to")
+        col1, col2 = st.columns(2)
+        with col1:
+            if ui.action_button("Rename", key="rename"):
                 try:
-                    store.rename(run.id, new_label)
+                    store.rename(chosen.id, new_label)
                     st.rerun()
-                except ValueError as e:
+                except (ValueError, RuntimeError) as e:  # a bad name, StoreError, RunDamaged
                     st.error(str(e))
-            confirm = col2.checkbox("I want to delete this run and its files", key="confirm_delete")
-            if col2.button("Delete", disabled=not confirm, key="delete"):
+        confirm = col2.checkbox("I want to delete this run and its files", key="confirm_delete")
+        with col2:
+            if ui.action_button("Delete", key="delete", disabled=not confirm):
                 try:
-                    store.delete(run.id)
+                    store.delete(chosen.id)
                     st.query_params.clear()
                     st.rerun()
-                except RuntimeError as e:
+                except (RuntimeError, StoreError) as e:
                     st.error(str(e))

@@ -5,24 +5,30 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.analysis import confusion_matrix, misclassified, per_class_accuracy
 from cifar_app.charts import confusion_heatmap, per_class_bars
+from cifar_app.runstore import RunDamaged
 
 PAGE_SIZE = 40
 
-ui.ensure_navigation()
+ui.page_setup()
 st.title("Misclassified test images")
 runs = ui.completed_runs()
 if not runs:
     st.info("No trained model yet. Train one on the **Train** page.")
     st.stop()
-run = ui.pick_run(runs, key="mis_run")
+chosen = ui.pick_run(runs, key="mis_run")
+run = ui.store().get(chosen.id)
 data = ui.dataset()
 if data is None:
     ui.data_missing_hint()
     st.stop()
 
-ev = ui.evaluation(run)
+try:
+    ev = ui.evaluation(run)
+except (RunDamaged, FileNotFoundError) as e:
+    st.error(str(e))
+    st.stop()
 classes = data.classes
-norm = run.settings().norm
+norm = chosen.norm
 st.caption(f"{len(ev.labels):,} test images · accuracy {100 * ev.accuracy:.2f}% · "
            f"{int((ev.preds != ev.labels).sum()):,} misclassified")
 

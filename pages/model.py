@@ -6,7 +6,7 @@ from cifar_app import ui
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
 from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, summarize
 
-ui.ensure_navigation()
+ui.page_setup()
 st.title("The model")
 st.markdown("`C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10` — **C** = 3×3 convolution block "
             "(conv, ReLU, normalization), **c** = 1×1 transition, **P** = 2×2 max-pool, **GAP** = "

@@ -3,67 +3,67 @@
 import streamlit as st
 
 from cifar_app import ui
-from cifar_app.charts import NORM_LABELS, batch_loss, lr_schedule, training_curves
-from cifar_app.jobs import can_resume, start_run
-from cifar_app.model import NORMS, PARAM_BUDGET
+from cifar_app.charts import batch_loss, lr_schedule, training_curves
+from cifar_app.jobs import can_resume, start_new_run, start_run
+from cifar_app.model import PARAM_BUDGET
 from cifar_app.progress import format_duration, training_progress
-from cifar_app.runstore import ACTIVE_STATES
+from cifar_app.runstore import ACTIVE_STATES, RunDamaged, StoreError
 from cifar_app.settings import SettingsError, TrainSettings
 
-ui.ensure_navigation()
+BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
+ADVANCED = ("weight_decay", "label_smoothing", "crop_pad", "cutout", "momentum", "pct_start", "seed")
+LABELS = {"epochs": "Epochs", "batch_size": "Batch size", "max_lr": "Max learning rate (OneCycle)",
+          "augment": "Augmentation (random crop + flip)",
+          "train_limit": "Quick demo: training images", "test_limit": "Test images per epoch"}
+
+ui.page_setup()
 st.title("Train")
 store = ui.store()
 form, live_col = st.columns([1, 2], gap="large")
 
 with form:
     st.subheader("New run")
-    norm = st.radio("Normalization", NORMS, format_func=NORM_LABELS.get, horizontal=True, key="norm")
-    groups = st.select_slider("Groups (GroupNorm)", [1, 2, 4, 8, 16], value=4, key="groups",
-                              disabled=norm != "group")
-    epochs = st.slider("Epochs", 1, 50, 20, key="epochs")
-    batch_size = st.select_slider("Batch size", [16, 32, 64, 128, 256, 512], value=128, key="batch")
-    max_lr = st.number_input("Max learning rate (OneCycle)", 0.001, 2.0, 0.2, step=0.01,
-                             format="%.3f", key="max_lr")
-    dropout = st.slider("Dropout", 0.0, 0.5, 0.0, 0.05, key="dropout")
-    augment = st.checkbox("Augmentation (random crop + flip)", value=True, key="augment")
-    subset = st.selectbox("Quick demo: training images", [None, 10_000, 5_000, 1_000, 500],
-                          format_func=lambda n: "all 50,000" if n is None else f"first {n:,}",
-                          key="subset")
-    test_subset = st.selectbox("Test images per epoch", [None, 2_000, 1_000],
-                               format_func=lambda n: "all 10,000" if n is None else f"first {n:,}",
-                               key="test_subset")
+    values = {"norm": ui.setting_widget("norm", "Normalization", key="norm")}
+    values["groups"] = ui.setting_widget("groups", "Groups (GroupNorm)", key="groups",
+                                         disabled=values["norm"] != "group")
+    values |= {name: ui.setting_widget(name, LABELS.get(name)) for name in BASIC}
+    with st.expander("More settings"):
+        values |= {name: ui.setting_widget(name) for name in ADVANCED}
     label = st.text_input("Name (optional)", max_chars=80, key="label")
-    settings = TrainSettings(norm=norm, groups=groups, epochs=epochs, batch_size=batch_size,
-                             max_lr=float(max_lr), dropout=float(dropout), augment=augment,
-                             train_limit=subset, test_limit=test_subset)
+    error = None
     try:
-        settings.validate()
+        settings = TrainSettings(**values).validate()
         params = settings.param_count()
         st.metric("Parameters", f"{params:,}", f"{PARAM_BUDGET - params:,} under the 50,000 budget",
                   delta_color="off")
-        error = None
     except SettingsError as e:
         error = str(e)
         st.error(error)
-    if st.button("Start training", type="primary", disabled=error is not None, key="start"):
+    if ui.action_button("Start training", type="primary", disabled=error is not None, key="start"):
         if ui.dataset() is None:
             ui.data_missing_hint()
         else:
-            busy = [r for r in store.list() if r.status().get("state") in ACTIVE_STATES]
-            run = store.create(settings, label=label or None)
-            start_run(store, run.id, ui.data_dir())
-            st.query_params["run"] = run.id
-            if busy:
-                st.session_state["queued_note"] = (
-                    f"Another run is training on this machine, so **{run.id}** is queued: it starts "
-                    "as soon as that one ends, instead of both running at half speed.")
-            st.rerun()
+            try:
+                started = start_new_run(store, settings, label or None, ui.data_dir())
+            except StoreError as e:
+                st.error(f"Could not start: {e}")
+            else:
+                st.query_params["run"] = started.run.id
+                if started.behind:
+                    st.session_state["queued_note"] = (
+                        f"Another run is training on this machine, so **{started.run.id}** is queued: "
+                        "it starts as soon as that one ends, instead of both running at half speed.")
+                st.rerun()
 
 
 def show_run(run_id: str) -> None:
     """Progress, controls and curves of one run; re-drawn every 2 s while it trains."""
     run = store.get(run_id)
-    status, metrics, s = run.status(), run.metrics(), run.settings()
+    try:
+        status, metrics, s = run.status(), run.metrics(), run.settings()
+    except RunDamaged as e:
+        st.error(f"{e.short}. The run is left as it is; delete it on the **Runs** page if you want.")
+        return
     state = status.get("state", "unknown")
     p = training_progress(metrics, s.epochs, s.batch_size, state)
     speed = f"{p.images_per_s:,.0f} images/s" if p.images_per_s else "measuring speed"
@@ -71,22 +71,30 @@ def show_run(run_id: str) -> None:
                 f"{p.batch}/{p.batches or '?'} · {speed} · {format_duration(p.eta_s)} left")
     if state == "queued":
         st.info("Queued: waiting for the run that is training now to finish.")
+    if status.get("phase") and state in ACTIVE_STATES:
+        st.caption(str(status["phase"]))
     if status.get("error") and state in ("failed", "interrupted"):
         st.error(f"{state}: {status['error']}")
     if state in ACTIVE_STATES and not run.reference:
-        if st.button("Stop", key="stop"):
-            run.request_stop()
-            st.toast("Stop requested: the run stops after the current batch; its last epoch "
-                     "checkpoint is kept.")
-    elif can_resume(run) and st.button("Resume from the last checkpoint", key="resume"):
-        start_run(store, run.id, ui.data_dir(), resume=True)
-        st.rerun()
+        if ui.action_button("Stop", key="stop"):
+            try:
+                run.request_stop()
+                st.toast("Stop requested: the run stops after the current batch; its last epoch "
+                         "checkpoint is kept.")
+            except StoreError as e:
+                st.error(str(e))
+    elif can_resume(run) and ui.action_button("Resume from the last checkpoint", key="resume"):
+        try:
+            start_run(store, run.id, ui.data_dir(), resume=True)
+            st.rerun()
+        except StoreError as e:
+            st.error(f"Could not resume: {e}")
     if metrics.epochs:
-        best = max(metrics.epochs, key=lambda r: r["test_acc"])
+        best = metrics.best
         c1, c2, c3 = st.columns(3)
-        c1.metric("Test accuracy (last epoch)", f"{100 * metrics.epochs[-1]['test_acc']:.2f}%")
-        c2.metric("Best", f"{100 * best['test_acc']:.2f}%", f"epoch {best['epoch']}", delta_color="off")
-        c3.metric("Seconds per epoch", f"{metrics.epochs[-1]['seconds']:.1f}")
+        c1.metric("Test accuracy (last epoch)", f"{100 * metrics.epochs[-1].test_acc:.2f}%")
+        c2.metric("Best", f"{100 * best.test_acc:.2f}%", f"epoch {best.epoch}", delta_color="off")
+        c3.metric("Seconds per epoch", f"{metrics.epochs[-1].seconds:.1f}")
         st.plotly_chart(training_curves(metrics.epochs, s.norm, uirevision=run.id),
                         key="train_curves", width="stretch")
     if metrics.batches:
@@ -103,10 +111,10 @@ with live_col:
     st.subheader("Progress")
     if note := st.session_state.pop("queued_note", None):
         st.info(note)
-    runs = store.list()
-    if not runs:
+    summaries = store.summaries()
+    if not summaries:
         st.info("No runs yet: choose the settings on the left and press **Start training**.")
     else:
-        run = ui.pick_run(runs, key="train_run")
-        active = run.status().get("state") in ACTIVE_STATES
-        st.fragment(show_run, run_every=2.0 if active else None)(run.id)
+        chosen = ui.pick_run(summaries, key="train_run")
+        active = chosen.status in ACTIVE_STATES
+        st.fragment(show_run, run_every=2.0 if active else None)(chosen.id)

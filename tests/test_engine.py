@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cifar_app.engine import onecycle_lr, predict_probs, train
+from cifar_app.runstore import RunStore
 from cifar_app.settings import SettingsError, TrainSettings
 from tests.conftest import synthetic_data
 
@@ -49,18 +50,18 @@ def test_learns_the_synthetic_task():
 
 def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path):
     tiny_data = synthetic_data(n_train=200, n_test=50)  # 4 batches per epoch
-    ckpt = tmp_path / "checkpoint.pt"
     settings = TrainSettings(**QUICK)
+    ckpt = RunStore(tmp_path / "runs", reference_root=None).create(settings)  # a Run keeps checkpoints
     seen = []
 
     def stop_in_epoch_2():
         return len(seen) >= 4 + 2
 
     first = train(settings, tiny_data, on_batch=seen.append, should_stop=stop_in_epoch_2,
-                  checkpoint_path=ckpt)
-    assert first.stopped and [h.epoch for h in first.history] == [1] and ckpt.exists()
+                  checkpoint=ckpt)
+    assert first.stopped and [h.epoch for h in first.history] == [1] and ckpt.has_checkpoint()
 
-    resumed = train(settings, tiny_data, checkpoint_path=ckpt, resume=True)
+    resumed = train(settings, tiny_data, checkpoint=ckpt, resume=True)
     assert [h.epoch for h in resumed.history] == [1, 2, 3] and not resumed.stopped
 
     straight = train(settings, tiny_data)
@@ -73,7 +74,7 @@ def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path):
     ("norm", "instance"), ("epochs", 0), ("epochs", 51), ("batch_size", 1), ("batch_size", 2048),
     ("max_lr", -1.0), ("max_lr", float("nan")), ("dropout", 1.0), ("groups", 5), ("train_limit", 0),
     ("label_smoothing", 0.9), ("device", "tpu"), ("augment", "yes"), ("epochs", 2.5),
-    ("crop_pad", 9), ("crop_pad", -1),
+    ("crop_pad", 9), ("crop_pad", -1), ("momentum", True), ("seed", -1), ("test_limit", 0),
 ])
 def test_invalid_settings_name_the_field(field, value):
     settings = TrainSettings(norm="group", **{field: value}) if field != "norm" else TrainSettings(norm=value)
@@ -108,3 +109,30 @@ def test_flip_tta_averages_each_image_with_its_mirror():
     tta = predict_probs(model, x, mean, std, cpu, batch_size=4, flip_tta=True)
     assert not torch.allclose(single, mirror)  # the model is not mirror-symmetric
     torch.testing.assert_close(tta, (single + mirror) / 2)
+
+
+def test_the_train_loss_is_also_recorded_without_label_smoothing(tiny_data):
+    """train_ce is the plain cross-entropy on the training batches, comparable to test_loss; with
+    label smoothing the optimized loss is higher than it."""
+    smoothed = train(TrainSettings(**{**QUICK, "label_smoothing": 0.2, "epochs": 2}), tiny_data)
+    e = smoothed.history[-1]
+    assert e.train_ce is not None and e.train_ce < e.train_loss
+    plain = train(TrainSettings(**{**QUICK, "epochs": 1}), tiny_data).history[-1]
+    assert plain.train_ce == pytest.approx(plain.train_loss, rel=1e-5)  # no smoothing: the same
+
+
+def test_every_setting_is_described_once_and_drives_validation_and_parsing():
+    from cifar_app.settings import parse_grid, parse_setting
+
+    for name in TrainSettings.names():
+        spec = TrainSettings.spec(name)
+        assert spec.help and spec.describe_range()
+        spec.check(name, TrainSettings.default(name))  # every default is valid
+    assert parse_setting("batch_size", "32") == 32 and parse_setting("augment", "false") is False
+    assert parse_setting("train_limit", "none") is None and parse_setting("max_lr", "0.4") == 0.4
+    assert parse_grid("batch-size=2,4,8") == ("batch_size", [2, 4, 8])
+    for bad in ("batch_size=1,4", "max_lr=0.1,abc", "colour=red", "epochs=", "epochs=3,3"):
+        with pytest.raises(SettingsError):
+            parse_grid(bad)
+    with pytest.raises(SettingsError, match="settings"):
+        TrainSettings.from_dict([1, 2])

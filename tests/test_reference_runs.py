@@ -27,7 +27,7 @@ def test_reference_run_loads_within_the_limits(ref):
     stored = run.load_predictions()
     accuracy = float((stored["preds"] == stored["labels"]).mean())
     assert len(stored["labels"]) == 10_000
-    assert accuracy == pytest.approx(run.metrics().epochs[-1]["test_acc"], abs=1e-6)
+    assert accuracy == pytest.approx(run.metrics().epochs[-1].test_acc, abs=1e-6)
     if settings.norm != "none":
         assert accuracy >= 0.80
 
@@ -43,3 +43,15 @@ def test_reference_model_reproduces_its_stored_predictions(ref):
     stored_acc = float((stored["preds"][:2000] == stored["labels"][:2000]).mean())
     assert np.array_equal(stored["labels"][:2000], ev.labels)
     assert ev.accuracy == pytest.approx(stored_acc, abs=0.001)
+
+
+@pytest.mark.parametrize("ref", REFS)
+def test_runs_written_before_the_typed_records_still_load(ref):
+    """The shipped runs predate train_ce, status tags and the run summary: they load unchanged."""
+    run = RunStore("unused", reference_root=REFERENCE_ROOT).get(ref)
+    m = run.metrics()
+    assert len(m.epochs) == 20 and all(e.train_ce is None for e in m.epochs)
+    assert m.batches and m.batches[0].t is None  # thinned logs carry no wall-clock times
+    s = run.summary()
+    assert s.status == "completed" and not s.damaged and s.has_model and s.tags == {}
+    assert run.damage() is None
