@@ -58,7 +58,7 @@ class Prediction:
 def load_model(run: Run, device: str = "cpu") -> LoadedModel:
     """Load ``run``'s final model (weights only: no code is unpickled). ``FileNotFoundError`` before
     training ends; ``RunDamaged`` when model.pt is not a model this app wrote for these settings."""
-    from .runstore import RunDamaged
+    from .runstore import MODEL, RunDamaged
 
     rec = run.load_model_record(map_location=device)
     try:
@@ -71,7 +71,7 @@ def load_model(run: Run, device: str = "cpu") -> LoadedModel:
         classes = tuple(str(c) for c in rec["classes"])
     except (ValueError, RuntimeError, TypeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunDamaged(run.id, "model.pt", f"does not match its settings ({first[:200]})") from None
+        raise RunDamaged(run.id, MODEL, f"does not match its settings ({first[:200]})") from None
     model.eval()
     return LoadedModel(model.to(device), mean, std, classes, settings)
 
@@ -128,9 +128,10 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               8: Image.Transpose.ROTATE_90}
 
 
-def _bounded(im: Image.Image, work_side: int) -> Image.Image:
+def _bounded(im: Image.Image, work_side: int, crop: bool = False) -> Image.Image:
     """EXIF-rotated, and reduced by an integer factor (``Image.reduce``, a box filter) so that all
-    later work is bounded by the output size, whatever the input's size or aspect ratio."""
+    later work is bounded by the output size, whatever the input's size or aspect ratio. With
+    ``crop`` only the centre square is kept (when reducing), as the final conversion would."""
     try:
         orientation = im.getexif().get(0x0112)
     except (OSError, ValueError, SyntaxError):
@@ -143,7 +144,13 @@ def _bounded(im: Image.Image, work_side: int) -> Image.Image:
             im = im.convert("L")
         elif im.mode.startswith("I;16"):
             im = im.convert("I")
-        im = im.reduce(factor)
+        box = None
+        if crop:
+            w, h = im.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            box = (left, top, left + side, top + side)
+        im = im.reduce(factor, box=box)
     if orientation in _TRANSPOSE:
         im = im.transpose(_TRANSPOSE[orientation])
     return im
@@ -171,9 +178,10 @@ def to_cifar_image(im: Image.Image) -> np.ndarray:
     Work and memory are bounded by the output, not the input: a large image is first reduced by an
     integer factor to about ``WORK_SIDE`` pixels (an image that is already that small is converted
     exactly as before), so a 40000x2 strip costs as little as a thumbnail."""
-    im = _to_rgb(_bounded(im, WORK_SIDE))
+    crop = max(im.size) <= CROP_MAX_ASPECT * min(im.size)  # decided on the full size: reduce rounds
+    im = _to_rgb(_bounded(im, WORK_SIDE, crop))
     w, h = im.size
-    if max(w, h) <= CROP_MAX_ASPECT * min(w, h):
+    if crop:
         im = ImageOps.fit(im, (min(w, h),) * 2, Image.Resampling.BICUBIC)  # centre square crop
     else:
         a = np.asarray(im)

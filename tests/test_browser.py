@@ -40,13 +40,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("browser")
+def start_server(base: Path, **extra_env: str):
     data = REAL_DATA or str(write_image_tree(base / "data", per_class_train=30, per_class_test=10))
     port = free_port()
-    env = {**os.environ, "CIFAR_APP_RUNS": str(base / "runs"), "CIFAR_APP_DATA": data,
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CIFAR_APP_RUNS": str(base / "runs"), "CIFAR_APP_DATA": data, **extra_env}
     log = open(base / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
@@ -63,13 +60,24 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError((base / "streamlit.log").read_text())
-    yield url, base
+    return proc, log, url
+
+
+def stop_server(proc, log) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    proc, log, url = start_server(base)
+    yield url, base
+    stop_server(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +179,23 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("combobox", name=label).click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)
+
+
+def test_behind_a_token_the_app_is_read_only_until_the_token_is_given(tmp_path, page):
+    """The exposed mode, forced on loopback as behind a reverse proxy (no traffic leaves 127.0.0.1)."""
+    proc, log, url = start_server(tmp_path, CIFAR_APP_REQUIRE_TOKEN="1", CIFAR_APP_TOKEN="tok-3xample")
+    try:
+        open_page(page, url, "train")
+        assert "Read-only" in page.inner_text('[data-testid="stSidebar"]')
+        assert page.get_by_role("button", name="Start training").is_disabled()
+        page.get_by_label("Access token").fill("not-it")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.body.innerText.includes('not the access token')")
+        assert page.get_by_role("button", name="Start training").is_disabled()
+        open_page(page, url, "train?token=tok-3xample")
+        page.wait_for_function("() => document.body.innerText.includes('Access token accepted')")
+        assert page.get_by_role("button", name="Start training").is_enabled()
+        assert "token" not in page.url  # the token does not stay in the address bar
+        shot(page, "token-unlocked")
+    finally:
+        stop_server(proc, log)

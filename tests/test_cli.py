@@ -1,7 +1,6 @@
 """The CLI verbs end to end, each in a fresh process as a user would run them."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # no PYTHONPATH: the package is installed (editable) by requirements.txt
     proc = subprocess.run([sys.executable, "-m", "cifar_app", *args], capture_output=True, text=True,
-                          env=env, timeout=240)
+                          timeout=240, cwd="/")
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

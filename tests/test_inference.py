@@ -102,3 +102,101 @@ def test_classify_returns_top_k_and_a_bad_image_only_fails_itself(trained_store)
     assert results[0].top_k == results[2].top_k
     with pytest.raises(ImageError, match="image 2"):
         classify([good, b"junk"], loaded)
+
+
+# ------------------------------------------------------------------ bounded work for any upload
+
+EXTREME = {"40000x2": (40000, 2), "2x40000": (2, 40000), "30000x30": (30000, 30),
+           "30x30000": (30, 30000), "6000x6000": (6000, 6000)}
+
+
+def extreme_png(size: tuple[int, int]) -> bytes:
+    im = Image.new("RGB", size, (20, 120, 220))
+    return png_bytes(im)
+
+
+PEAK_SCRIPT = """
+import resource, sys
+from cifar_app.inference import decode_image, preview_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+x = decode_image(data); p = preview_image(data)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) // 1024, x.shape, p.shape)
+"""
+
+
+@pytest.mark.parametrize("name", list(EXTREME))
+def test_an_extreme_shape_costs_little_memory_to_decode_and_preview(tmp_path, name):
+    """A 323-byte 40000x2 PNG used to be padded to 40000x40000 (4.8 GB). Decoding and the preview
+    now raise the peak by little more than the decoded image itself, whatever the aspect ratio."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"{name}.png"
+    path.write_bytes(extreme_png(EXTREME[name]))
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    extra_mb = int(out.stdout.split()[0])
+    w, h = EXTREME[name]
+    decoded_mb = w * h * 3 / 2**20
+    assert extra_mb < 50 + 3 * decoded_mb, out.stdout  # 6000x6000: 103 MB decoded; bounded beyond
+    assert "(32, 32, 3)" in out.stdout
+    preview_shape = out.stdout.split(")", 1)[1]
+    assert max(int(v) for v in preview_shape.replace("(", "").replace(")", "").split(",")) <= 640
+
+
+@pytest.mark.parametrize("name", ["40000x2", "2x40000"])
+def test_predict_on_an_extreme_shape_peaks_under_one_gigabyte(tmp_path, name):
+    """The whole ``predict`` process, torch included, stays under ~1 GB."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / f"{name}.png"
+    path.write_bytes(extreme_png(EXTREME[name]))
+    proc = subprocess.Popen([sys.executable, "-m", "cifar_app", "predict", "ref-batch", str(path),
+                             "--runs-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    output = proc.stdout.read().decode()
+    proc.stdout.close(), proc.stderr.close()
+    assert os.waitstatus_to_exitcode(status) == 0 and name in output
+    assert usage.ru_maxrss / 1024 < 1000, f"peak {usage.ru_maxrss / 1024:.0f} MB"
+
+
+def old_to_cifar_image(im: Image.Image) -> np.ndarray:
+    """The conversion as it was before work was bounded (pad/crop at full size, then resize)."""
+    from PIL import ImageOps
+
+    im = inference._to_rgb(ImageOps.exif_transpose(im) or im)
+    w, h = im.size
+    if max(w, h) <= inference.CROP_MAX_ASPECT * min(w, h):
+        im = ImageOps.fit(im, (min(w, h),) * 2, Image.Resampling.BICUBIC)
+    else:
+        a = np.asarray(im)
+        edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).mean(axis=0).astype(np.uint8)
+        im = ImageOps.pad(im, (max(w, h),) * 2, color=tuple(int(c) for c in edge))
+    return np.asarray(im.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 32), (31, 33), (64, 48), (120, 100), (150, 60),
+                                  (60, 150), (191, 191), (180, 30)])
+def test_small_images_convert_exactly_as_before(size):
+    rng = np.random.default_rng(sum(size))
+    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    for fmt in ("PNG", "JPEG"):
+        data = png_bytes(im, fmt)
+        with Image.open(io.BytesIO(data)) as reference:
+            expected = old_to_cifar_image(reference)
+        np.testing.assert_array_equal(decode_image(data), expected)
+
+
+def test_large_images_still_match_the_full_size_conversion_closely():
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    im = Image.fromarray(small).resize((3000, 2250), Image.Resampling.BICUBIC)  # smooth content
+    data = png_bytes(im)
+    with Image.open(io.BytesIO(data)) as reference:
+        expected = old_to_cifar_image(reference).astype(int)
+    assert np.abs(decode_image(data).astype(int) - expected).mean() < 2.0

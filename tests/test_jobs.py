@@ -40,9 +40,9 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     first.request_stop()
     wait_for(lambda: first.status()["state"] == "stopped", what="run 1 to stop")
     wait_for(lambda: second.status()["state"] == "completed", what="run 2 to complete")
-    assert second.predictions_path.exists() and second.model_path.exists()
+    assert second.load_predictions() is not None and second.has_model()
     done = len(first.metrics().epochs)
-    assert 1 <= done < 30 and first.checkpoint_path.exists() and can_resume(first)
+    assert 1 <= done < 30 and first.has_checkpoint() and can_resume(first)
 
     first_settings = first.settings()
     first_settings.epochs = done + 1  # finish quickly: only one more epoch
@@ -50,6 +50,6 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     procs.append(start_run(store, first.id, data_dir, resume=True))
     wait_for(lambda: first.status()["state"] in ("completed", "failed"), what="resumed run to finish")
     assert first.status()["state"] == "completed", first.log_path.read_text()
-    assert [e["epoch"] for e in first.metrics().epochs] == list(range(1, done + 2))
+    assert [e.epoch for e in first.metrics().epochs] == list(range(1, done + 2))
     for p in procs:
         p.wait(timeout=30)

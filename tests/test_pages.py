@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from cifar_app.records import BatchStats
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/home.py", "pages/train.py", "pages/compare.py", "pages/misclassified.py",
          "pages/classify.py", "pages/model.py"]
@@ -27,6 +29,16 @@ def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [i.value for i in at.info] + [w.value for w in at.warning]
     parts += [e.value for e in at.error] + [s.value for s in at.success] + [c.value for c in at.caption]
     return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_server():
+    """Pages run as on a server bound to 127.0.0.1 (the project's config) unless a test says not."""
+    from streamlit import config
+
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", "127.0.0.1")
 
 
 @pytest.fixture
@@ -96,8 +108,7 @@ def test_pages_with_a_running_run(app_env, page):
 
     run = RunStore(app_env / "runs", reference_root=None).create(TrainSettings(norm="layer", epochs=3))
     run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
-    run.append_metrics(*[{"type": "batch", "step": i, "epoch": 1, "batch": i, "batches": 10,
-                          "loss": 2.3 - i / 10, "lr": 0.01 * i, "t": time.time()} for i in range(1, 6)])
+    run.append_metrics(*[BatchStats(i, 1, i, 10, 2.3 - i / 10, 0.01 * i, time.time()) for i in range(1, 6)])
     at = run_page(page, {"run": run.id})
     if page == "pages/train.py":
         assert any("running" in str(p.proto.text) for p in at.get("progress"))
@@ -143,3 +154,137 @@ def test_fresh_install_shows_the_reference_runs_without_data(app_env, monkeypatc
     assert not at.exception and len(at.get("plotly_chart")) >= 1
     at = run_page("pages/misclassified.py")
     assert "needs the dataset" in texts(at)
+
+
+# ------------------------------------------------------------------ damaged runs on every page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_damaged_run_is_named_on_every_page_and_the_others_still_work(completed_env, page):
+    import shutil
+
+    bad = completed_env.path.with_name("20990101-000000-group-bad001")
+    shutil.copytree(completed_env.path, bad)
+    (bad / "metrics.jsonl").write_bytes(b"\xff\xfe garbage\n")
+    (bad / "status.json").write_text("[1, 2]")
+    at = run_page(page, {"run": bad.name})
+    if page != "pages/model.py":
+        assert "damaged: " in texts(at), texts(at)
+    at = run_page(page, {"run": completed_env.id})  # the good run is unaffected
+    if page == "pages/home.py":
+        table = at.dataframe[0].value
+        status = dict(zip(table["id"], table["status"]))
+        assert status == {completed_env.id: "completed", bad.name: "damaged"}
+
+
+def test_a_run_with_settings_that_are_a_list_shows_damaged_on_the_train_page(completed_env):
+    (completed_env.path / "settings.json").write_text('["batch"]')
+    at = run_page("pages/train.py", {"run": completed_env.id})
+    assert any("damaged: settings.json" in e.value for e in at.error)
+
+
+# ------------------------------------------------------------------ unwritable store
+
+
+def test_start_with_an_unwritable_runs_folder_says_which_path_and_why(app_env, monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(not_a_folder))
+    at = run_page("pages/train.py")
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert any(str(not_a_folder) in e.value and "not a folder" in e.value for e in at.error)
+    assert not_a_folder.read_text() == ""
+
+
+# ------------------------------------------------------------------ access token
+
+
+def exposed(monkeypatch, token: str | None = "s3cret-token"):
+    from streamlit import config
+
+    config.set_option("server.address", "0.0.0.0")
+    if token is None:
+        monkeypatch.delenv("CIFAR_APP_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("CIFAR_APP_TOKEN", token)
+
+
+ACTIONS = {"pages/train.py": ["start"], "pages/home.py": ["rename", "delete"]}
+
+
+def test_on_loopback_actions_need_no_token(completed_env):
+    at = run_page("pages/train.py", {"run": completed_env.id})
+    assert not at.button(key="start").disabled and not at.sidebar.text_input
+
+
+@pytest.mark.parametrize("page", list(ACTIONS))
+def test_exposed_without_the_token_the_app_is_read_only(completed_env, monkeypatch, page):
+    exposed(monkeypatch)
+    at = run_page(page, {"run": completed_env.id})
+    assert "Read-only" in "\n".join(i.value for i in at.sidebar.info)
+    for key in ACTIONS[page]:
+        assert at.button(key=key).disabled
+    at.sidebar.text_input(key="_access_token_input").input("wrong").run()
+    assert any("not the access token" in e.value for e in at.sidebar.error)
+    assert all(at.button(key=k).disabled for k in ACTIONS[page])
+
+
+def test_exposed_with_the_token_actions_work(completed_env, monkeypatch):
+    exposed(monkeypatch)
+    at = run_page("pages/home.py", {"run": completed_env.id})
+    at.sidebar.text_input(key="_access_token_input").input("s3cret-token").run()
+    assert not at.exception and not at.button(key="rename").disabled
+    at.text_input(key="rename_to").input("renamed by token").run()
+    at.button(key="rename").click().run()
+    assert completed_env.label == "renamed by token"
+
+
+def test_exposed_the_token_in_the_url_unlocks_and_leaves_the_url(completed_env, monkeypatch):
+    exposed(monkeypatch)
+    at = run_page("pages/train.py", {"run": completed_env.id, "token": "s3cret-token"})
+    assert not at.button(key="start").disabled and "token" not in at.query_params
+
+
+def test_exposed_without_a_configured_token_one_is_generated_and_printed(completed_env, monkeypatch,
+                                                                        capsys):
+    from cifar_app import access
+
+    exposed(monkeypatch, token=None)
+    monkeypatch.setattr(access, "_generated", None)
+    at = run_page("pages/train.py", {"run": completed_env.id})
+    assert at.button(key="start").disabled
+    token, generated = access.server_token()
+    assert generated and token in capsys.readouterr().err
+    at = run_page("pages/train.py", {"run": completed_env.id, "token": token})
+    assert not at.button(key="start").disabled
+
+
+def test_a_forced_token_applies_on_loopback_too(completed_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_APP_REQUIRE_TOKEN", "1")
+    monkeypatch.setenv("CIFAR_APP_TOKEN", "behind-a-proxy")
+    at = run_page("pages/train.py", {"run": completed_env.id})
+    assert at.button(key="start").disabled
+
+
+@pytest.mark.parametrize("address,loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
+                                              ("localhost", True), ("", False), ("0.0.0.0", False),
+                                              ("::", False), ("192.168.1.5", False), ("myhost", False)])
+def test_which_addresses_count_as_loopback(address, loopback):
+    from cifar_app import access
+
+    assert access.is_loopback(address) is loopback
+    assert access.token_required(address, env={}) is (not loopback)
+
+
+def test_the_navigation_internal_still_exists():
+    """ui.ensure_navigation flips PagesManager.uses_pages_directory (a Streamlit internal, see its
+    docstring). If a Streamlit upgrade renames or drops it, deep links lose the app's navigation:
+    this test fails loudly so that the helper gets updated."""
+    import inspect
+
+    from streamlit.runtime import pages_manager
+    from streamlit.runtime.scriptrunner import script_runner
+
+    assert hasattr(pages_manager.PagesManager, "uses_pages_directory")
+    assert "PagesManager.uses_pages_directory" in inspect.getsource(script_runner)

@@ -1,0 +1,161 @@
+"""Small pure functions: progress and ETA, run tables, analysis helpers, chart smoothing, packaging."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_app.analysis import Evaluation, confusion_matrix, misclassified, per_class_accuracy
+from cifar_app.charts import compare_curves, smooth, training_curves
+from cifar_app.progress import format_duration, training_progress
+from cifar_app.records import BatchStats, EpochStats, RecordError, parse_record
+from cifar_app.runstore import Metrics, RunSummary
+from cifar_app.tables import comparison_rows, default_selection, runs_table_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ep(n: int, acc: float, seconds: float = 10.0, speed: float = 1000.0,
+       ce: float | None = 0.9) -> EpochStats:
+    return EpochStats(n, 1.0, 0.6, 1.1, acc, seconds, speed, 0.1, ce)
+
+
+def summary(id_: str, norm: str, status: str = "completed", reference: bool = False,
+            best: float | None = 0.5) -> RunSummary:
+    return RunSummary(id_, id_, reference, norm, status, 2, 2, best, 2, best, 49_482, 20.0, 0.0,
+                      "damaged: x" if status == "damaged" else None, status == "completed")
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_mid_epoch_uses_batch_times_before_the_first_epoch_ends():
+    batches = [BatchStats(i, 1, i, 10, 2.0, 0.1, t=100.0 + i) for i in range(1, 5)]  # 1 batch/s
+    p = training_progress(Metrics(batches, []), epochs=2, batch_size=50, state="running")
+    assert (p.epoch, p.batch, p.batches) == (1, 4, 10) and p.fraction == pytest.approx(4 / 20)
+    assert p.images_per_s == pytest.approx(50.0) and p.eta_s == pytest.approx(16 * 50 / 50.0)
+
+
+def test_progress_after_an_epoch_adds_the_test_pass_of_each_remaining_epoch():
+    batches = [BatchStats(i, 1, i, 10, 2.0, 0.1) for i in range(1, 11)]
+    m = Metrics(batches, [ep(1, 0.4, seconds=12.0, speed=50.0)])  # 10 s training + 2 s testing
+    p = training_progress(m, epochs=3, batch_size=50, state="running")
+    assert (p.epoch, p.batch) == (1, 10) and p.eta_s == pytest.approx(20 * 50 / 50 + 2 * 2.0)
+    done = training_progress(m, epochs=3, batch_size=50, state="completed")
+    assert done.fraction == 1.0 and done.eta_s is None
+
+
+def test_progress_of_a_run_with_no_records_yet():
+    p = training_progress(Metrics(), epochs=5, batch_size=128, state="queued")
+    assert (p.epoch, p.batch, p.fraction, p.images_per_s, p.eta_s) == (1, 0, 0.0, None, None)
+
+
+@pytest.mark.parametrize("seconds,text", [(None, "-"), (12.3, "12 s"), (754, "12 min 34 s"),
+                                          (5400, "1 h 30 min"), (59.6, "1 min 00 s")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_default_selection_takes_the_latest_completed_run_per_norm_and_never_a_damaged_one():
+    runs = [summary("new-bn-damaged", "?", "damaged"), summary("new-gn-running", "group", "running"),
+            summary("old-bn", "batch"), summary("ref-group", "group", reference=True),
+            summary("ref-batch", "batch", reference=True), summary("only-ln-stopped", "layer", "stopped")]
+    assert default_selection(runs) == ["old-bn", "ref-group", "only-ln-stopped"]
+
+
+def test_comparison_rows_report_best_final_gap_and_speed():
+    rows = comparison_rows([(summary("a", "batch"), [ep(1, 0.5), ep(2, 0.7), ep(3, 0.6)]),
+                            (summary("empty", "group"), [])])
+    [row] = rows
+    assert row["best test acc (%)"] == 70.0 and row["epoch of best"] == 2
+    assert row["final test acc (%)"] == 60.0 and row["gap (pts)"] == 0.0 and row["s / epoch"] == 10.0
+
+
+def test_runs_table_rows_name_the_problem_of_a_damaged_run():
+    rows = runs_table_rows([summary("ok", "batch"), summary("bad", "?", "damaged", best=None)])
+    assert rows[0]["problem"] is None and rows[0]["best test acc (%)"] == 50.0
+    assert rows[1]["status"] == "damaged" and rows[1]["problem"] == "damaged: x"
+    assert rows[1]["best test acc (%)"] is None and rows[1]["open"] == "train?run=bad"
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def test_confusion_matrix_per_class_accuracy_and_misclassified():
+    labels = np.array([0, 0, 1, 1, 2])
+    preds = np.array([0, 1, 1, 0, 2])
+    cm = confusion_matrix(labels, preds, 3)
+    assert cm.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    np.testing.assert_allclose(per_class_accuracy(labels, preds, 4)[:3], [0.5, 0.5, 1.0])
+    assert np.isnan(per_class_accuracy(labels, preds, 4)[3])  # no image of class 3
+    probs = np.eye(3)[preds] * 0.5 + 0.1
+    probs[3, 0] = 0.9
+    ev = Evaluation(probs.astype(np.float32), labels)
+    wrong = misclassified(ev)
+    assert [m.index for m in wrong] == [3, 1]  # most confident mistake first
+    assert [m.index for m in misclassified(ev, true_class=0)] == [1]
+    assert [m.index for m in misclassified(ev, most_confident_first=False)] == [1, 3]
+    assert ev.accuracy == pytest.approx(0.6)
+
+
+# ---------------------------------------------------------------- charts
+
+
+def test_smoothing_is_bias_corrected_and_zero_weight_is_identity():
+    values = [4.0, 2.0, 2.0, 2.0]
+    np.testing.assert_allclose(smooth(values, 0.0), values)
+    s = smooth(values, 0.9)
+    assert s[0] == pytest.approx(4.0)  # no pull towards zero at the start
+    assert 2.0 < s[-1] < 4.0 and list(s) == sorted(s, reverse=True)
+
+
+def test_training_curves_show_a_comparable_train_loss_and_integer_epoch_ticks():
+    fig = training_curves([ep(1, 0.5, ce=0.8), ep(2, 0.6, ce=0.7)], "batch")
+    names = [t.name for t in fig.data]
+    assert names[0] == "train loss" and list(fig.data[0].y) == [0.8, 0.7]
+    assert fig.layout.xaxis.dtick == 1
+    old = training_curves([ep(1, 0.5, ce=None), ep(2, 0.6, ce=None)], "batch")
+    assert "label smoothing" in old.data[0].name  # an old log says its train loss is not comparable
+    cmp = compare_curves([{"label": "r", "norm": "group", "epochs": [ep(1, 0.5, ce=None)]}],
+                         "train_loss", "train loss")
+    assert "label-smoothed" in cmp.data[0].name
+
+
+# ---------------------------------------------------------------- records
+
+
+@pytest.mark.parametrize("line", [[1], 3, "x", {"type": "epoch"}, {"type": "batch", "step": "a"},
+                                  {"type": "nope"}, {"type": "epoch", "epoch": 0, "train_loss": 1}])
+def test_a_record_that_is_not_what_the_app_writes_is_refused(line):
+    with pytest.raises(RecordError):
+        parse_record(line)
+
+
+def test_records_round_trip():
+    for r in (ep(3, 0.5), BatchStats(1, 1, 1, 4, 2.0, 0.1, t=5.0), BatchStats(1, 1, 1, 4, 2.0, 0.1)):
+        assert parse_record(r.to_record()) == r
+
+
+# ---------------------------------------------------------------- packaging
+
+
+def test_pyproject_declares_the_same_pins_as_requirements_and_a_console_script():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()
+            if re.match(r"^[A-Za-z0-9_.-]+==", ln.strip())]
+    assert sorted(project["dependencies"]) == sorted(pins)
+    assert project["scripts"]["cifar-app"] == "cifar_app.cli:main"
+    assert "-e ." in (ROOT / "requirements.txt").read_text().splitlines()
+
+
+def test_no_sys_path_hacks_remain():
+    for path in [*ROOT.glob("benchmarks/*.py"), *ROOT.glob("cifar_app/*.py")]:
+        text = path.read_text()
+        assert "sys.path.insert" not in text and "PYTHONPATH" not in text, path
