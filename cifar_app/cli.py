@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .data import DataError, download_cifar10, load_cifar10, require_dataset
+from .experiments import ExperimentNotFound
 from .runstore import ACTIVE_STATES, ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
 from .settings import SettingsError, TrainSettings
 
@@ -267,6 +268,101 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - exec does not return
 
 
+def _experiment_json(exps, exp) -> dict:
+    points = exps.point_statuses(exp)
+    return {"id": exp.id, "name": exp.name, "preset": exp.preset, "status": exps.state(exp),
+            "points": len(points), "counts": exps.counts(exp),
+            "runs": [{"id": p.run_id, "settings": p.settings, "status": p.state,
+                      "best_test_acc": p.best_test_acc} for p in points]}
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .experiments import PRESETS, ExperimentStore, parse_cli_grid, run_experiment
+
+    exps = ExperimentStore(_store(args))
+    if args.resume:
+        exp = exps.get(args.resume)
+    else:
+        if args.preset and args.grid:
+            raise ValueError("give --preset or --grid, not both")
+        if not args.preset and not args.grid:
+            raise ValueError(f"give --preset ({', '.join(PRESETS)}) or at least one --grid FIELD=V1,V2")
+        base, grid = parse_cli_grid(args.grid, args.set)
+        rules = list(args.rule)
+        if args.preset:
+            preset = PRESETS[args.preset]
+            base, grid, rules = {**preset.base, **base}, dict(preset.grid), list(preset.rules) + rules
+        if not args.download:
+            require_dataset(args.data)
+        exp = exps.create(args.name or args.preset or "custom sweep", base, grid, rules,
+                          preset=args.preset, backend=args.backend, confirm_large=args.yes)
+    print(f"experiment {exp.id}: {len(exp.points)} points ({args.backend} backend)", file=sys.stderr)
+    bar = tqdm(total=len(exp.points), desc="points", unit="point", file=sys.stderr, dynamic_ncols=True,
+               disable=args.json)
+    bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in ("completed", "failed")))
+    try:
+        if args.backend == "ray":
+            from .ray_backend import run_experiment_on_ray
+
+            run_experiment_on_ray(exps, exp.id, address=args.ray_address, data_dir=args.data,
+                                  on_point=lambda i, n, state: bar.update(1))
+        else:
+            run_experiment(exps, exp.id, data=_loader(args.data, args.download, bar=not args.json),
+                           on_point=lambda i, n, state: bar.update(1))
+    except KeyboardInterrupt:
+        print(f"\nstopped; resume with: python -m cifar_app sweep --resume {exp.id}", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    exp = exps.get(exp.id)
+    if args.json:
+        print(json.dumps(_experiment_json(exps, exp), indent=1))
+    else:
+        for p in exps.point_statuses(exp):
+            print(f"{p.label:<40} {p.state:<11} best {_pct(p.best_test_acc):>8}  {p.run_id or ''}")
+    return 0
+
+
+def cmd_sweep_worker(args: argparse.Namespace) -> int:
+    from .experiments import ExperimentStore, run_experiment
+
+    exps = ExperimentStore(_store(args))
+    if exps.get(args.experiment).backend == "ray":
+        from .ray_backend import run_experiment_on_ray
+
+        run_experiment_on_ray(exps, args.experiment, address=args.ray_address, data_dir=args.data)
+    else:
+        run_experiment(exps, args.experiment, data=_loader(args.data, bar=False))
+    return 0
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    from .experiments import ExperimentStore
+
+    exps = ExperimentStore(_store(args))
+    rows = [_experiment_json(exps, e) for e in exps.list()]
+    if args.json:
+        print(json.dumps([{k: r[k] for k in ("id", "name", "preset", "status", "points", "counts")}
+                          for r in rows], indent=1))
+        return 0
+    if not rows:
+        print("no experiments yet: python -m cifar_app sweep --preset batch-size")
+    for r in rows:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items()))
+        print(f"{r['id']:<50} {r['status']:<11} {r['points']:>4} points ({counts})  {r['name']}")
+    return 0
+
+
+def cmd_sweep_stop(args: argparse.Namespace) -> int:
+    from .experiments import ExperimentStore
+
+    ExperimentStore(_store(args)).request_stop(args.experiment)
+    print(f"stop requested for {args.experiment}")
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     root = download_cifar10(args.data)
     print(f"CIFAR-10 is in {root}")
@@ -386,6 +482,42 @@ def build_parser() -> argparse.ArgumentParser:
     runs_dir(d)
     d.set_defaults(func=cmd_delete)
 
+    from .experiments import PRESETS, RULES
+
+    sw = sub.add_parser("sweep", help="run an experiment: a grid of runs (foreground, progress bar)")
+    sw.add_argument("--preset", choices=list(PRESETS), help="one of the ready-made experiments")
+    sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                    help="a settings field and its values (repeatable: the cross product runs)")
+    sw.add_argument("--set", action="append", default=[], metavar="FIELD=V",
+                    help="a setting for every point (repeatable)")
+    sw.add_argument("--rule", action="append", default=[], choices=list(RULES),
+                    help="a derived setting: " + "; ".join(f"{k}: {v}" for k, v in RULES.items()))
+    sw.add_argument("--name", help="a display name")
+    sw.add_argument("--backend", choices=["local", "ray"], default="local")
+    sw.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS)")
+    sw.add_argument("--resume", metavar="EXPERIMENT", help="continue a stopped or interrupted experiment")
+    sw.add_argument("--yes", action="store_true", help=f"run a grid of more than {200} points")
+    sw.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
+    sw.add_argument("--json", action="store_true")
+    data_dir(sw), runs_dir(sw)
+    sw.set_defaults(func=cmd_sweep)
+
+    sws = sub.add_parser("sweeps", help="list experiments with status and point counts")
+    sws.add_argument("--json", action="store_true")
+    runs_dir(sws)
+    sws.set_defaults(func=cmd_sweeps)
+
+    sst = sub.add_parser("sweep-stop", help="stop an experiment's running point, cancel the rest")
+    sst.add_argument("experiment")
+    runs_dir(sst)
+    sst.set_defaults(func=cmd_sweep_stop)
+
+    swk = sub.add_parser("sweep-worker", help="(internal) run a stored experiment; used by the dashboard")
+    swk.add_argument("experiment")
+    swk.add_argument("--ray-address", default=None)
+    data_dir(swk), runs_dir(swk)
+    swk.set_defaults(func=cmd_sweep_worker)
+
     sv = sub.add_parser("serve", help="start the dashboard (127.0.0.1 unless --address says otherwise)")
     sv.add_argument("--address", default="127.0.0.1",
                     help="address to listen on; anything but loopback asks for an access token")
@@ -403,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (DataError, SettingsError, RunNotFound, ReadOnlyRun, RunDamaged, StoreError,
-            FileNotFoundError, RuntimeError, ValueError) as e:
+            ExperimentNotFound, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # anything else the file system refuses: one line, not a traceback

@@ -1,0 +1,350 @@
+"""Experiments: a grid of ordinary runs that tests one claim about BN, GN and LN.
+
+An experiment has a name, base settings (any ``TrainSettings`` fields), a grid (fields, each with a
+list of values) and optional derived rules (``lr_scales_with_batch``: max_lr = base max_lr x
+batch_size / 128, the linear scaling rule of Goyal et al. used by the GroupNorm paper). Each grid
+point becomes a normal run in the run store, tagged ``{"experiment": id, "point": i}``, so every
+page and CLI verb works on sweep points unchanged.
+
+    <runs root>/.experiments/<experiment id>/
+        experiment.json    name, base, grid, rules, points (settings + run id), driver pid/heartbeat
+        stop               present = stop requested: the running point stops, the rest are cancelled
+
+The record is written atomically, like a run's files. A point's state is its run's state
+("pending" before its run exists); a failed or diverged point is a result and the sweep goes on.
+Resuming reruns only what is missing: completed and failed points are kept, a stopped or
+interrupted point continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .data import CifarData, load_cifar10
+from .runstore import (
+    ACTIVE_STATES,
+    RunDamaged,
+    RunNotFound,
+    RunStore,
+    StoreError,
+    pid_alive,
+    write_json_atomic,
+)
+from .settings import SettingsError, TrainSettings, parse_grid, parse_setting
+
+EXPERIMENTS_DIR = ".experiments"
+CONFIRM_ABOVE = 200
+RULES = {"lr_scales_with_batch": "max_lr = base max_lr × batch_size / 128 (linear scaling rule)"}
+REFERENCE_BATCH = 128
+_ID_RE = re.compile(r"^exp-[a-z0-9-]{1,60}$")
+TERMINAL = ("completed", "failed")
+
+
+class ExperimentNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no experiment {self.args[0]!r}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A one-click experiment answering one claim of the seed. ``note`` says what was reduced."""
+
+    name: str
+    claim: str
+    base: dict
+    grid: dict
+    rules: tuple[str, ...] = ()
+    x: str = "batch_size"          # the plot's x axis
+    note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "batch-size": Preset(
+        "batch-size", "GN and LN do not depend on the batch size; BN does.",
+        base={"epochs": 2, "train_limit": 5000, "test_limit": 2000, "max_lr": 0.2},
+        grid={"norm": ["batch", "group", "layer"], "batch_size": [2, 4, 8, 16, 32, 128]},
+        rules=("lr_scales_with_batch",), x="batch_size",
+        note="Reduced to fit 15 minutes: 2 epochs over the first 5,000 training images, scored on the "
+             "first 2,000 test images; every point sees the same 10,000 images, and max_lr scales "
+             "linearly with the batch size (0.2 at 128)."),
+    "learning-rate": Preset(
+        "learning-rate", "BN allows higher learning rates.",
+        base={"epochs": 2, "train_limit": 5000, "test_limit": 2000},
+        grid={"norm": ["none", "batch", "group", "layer"],
+              "max_lr": [0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]},
+        x="max_lr",
+        note="Reduced to fit 15 minutes: 2 epochs over the first 5,000 training images, scored on the "
+             "first 2,000 test images, batch 128."),
+    "seeds": Preset(
+        "seeds", "Are the differences between BN, GN and LN larger than seed noise?",
+        base={}, grid={"norm": ["batch", "group", "layer", "none"], "seed": [0, 1, 2]}, x="norm",
+        note="The full default recipe (20 epochs, all 50,000 images): 12 runs of 6-7 minutes each on "
+             "a fast 2-core machine, about 80 minutes; use the Ray backend to spread them."),
+}
+
+
+def expand(base: dict, grid: dict, rules: tuple[str, ...] | list[str] = ()) -> list[TrainSettings]:
+    """Every grid point as validated settings, in grid order (the first field varies slowest).
+    Raises ``SettingsError`` naming the field for any invalid value, before anything runs."""
+    for rule in rules:
+        if rule not in RULES:
+            raise SettingsError("rules", f"unknown rule {rule!r}; known: {', '.join(RULES)}")
+    for name, values in grid.items():
+        if name not in TrainSettings.names():
+            raise SettingsError(name, "unknown setting")
+        if not isinstance(values, list) or not values:
+            raise SettingsError(name, "a grid field needs a non-empty list of values")
+        for v in values:
+            TrainSettings.spec(name).check(name, v)
+    defaults = TrainSettings().replace(**base)  # validates base
+    points = []
+    for combo in itertools.product(*grid.values()):
+        values = {**defaults.to_dict(), **dict(zip(grid, combo))}
+        if "lr_scales_with_batch" in rules:
+            values["max_lr"] = defaults.max_lr * values["batch_size"] / REFERENCE_BATCH
+        points.append(TrainSettings.from_dict(values))
+    return points
+
+
+def parse_cli_grid(grids: list[str], sets: list[str]) -> tuple[dict, dict]:
+    """``--grid F=V1,V2`` and ``--set F=V`` texts -> (base, grid), each value validated."""
+    base = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise SettingsError(name or "set", "write a setting as NAME=VALUE")
+        base[name] = parse_setting(name, value)
+    grid = dict(parse_grid(g) for g in grids)
+    return base, grid
+
+
+@dataclass
+class Point:
+    """One grid point: its settings and, once created, its run's id."""
+
+    settings: dict
+    run_id: str | None = None
+
+    def describe(self, grid: dict) -> str:
+        """'norm=batch batch_size=8' for the fields the grid varies."""
+        return " ".join(f"{k}={self.settings[k]}" for k in grid)
+
+
+@dataclass
+class Experiment:
+    """An experiment record (see the module docstring)."""
+
+    id: str
+    name: str
+    base: dict
+    grid: dict
+    rules: list[str] = field(default_factory=list)
+    preset: str | None = None
+    backend: str = "local"
+    created: float = 0.0
+    points: list[Point] = field(default_factory=list)
+    driver_pid: int | None = None
+    heartbeat: float = 0.0
+    finished: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Experiment:
+        d = dict(d)
+        d["points"] = [Point(**p) for p in d.get("points", [])]
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PointStatus:
+    """A point as shown in tables: index, grid values, state, accuracy (0..1), seconds."""
+
+    index: int
+    label: str
+    settings: dict
+    run_id: str | None
+    state: str
+    best_test_acc: float | None
+    final_test_acc: float | None
+    seconds: float
+    error: str | None
+
+
+class ExperimentStore:
+    """Experiment records beside the runs of a ``RunStore``."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.runs = store
+        self.root = store.root / EXPERIMENTS_DIR
+
+    def _path(self, exp_id: str) -> Path:
+        if not isinstance(exp_id, str) or not _ID_RE.match(exp_id):
+            raise ExperimentNotFound(exp_id)
+        return self.root / exp_id
+
+    def create(self, name: str, base: dict, grid: dict, rules: list[str] | tuple[str, ...] = (),
+               preset: str | None = None, backend: str = "local", confirm_large: bool = False
+               ) -> Experiment:
+        """Validate and expand the grid, then store the experiment (no run starts here). A grid of
+        more than ``CONFIRM_ABOVE`` points needs ``confirm_large``."""
+        points = expand(base, grid, rules)
+        if len(points) > CONFIRM_ABOVE and not confirm_large:
+            raise SettingsError("grid", f"{len(points)} points is more than {CONFIRM_ABOVE}; confirm "
+                                "to run them all (CLI: --yes)")
+        if backend not in ("local", "ray"):
+            raise SettingsError("backend", f"must be local or ray, got {backend!r}")
+        self.runs.ensure_root()
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30] or "sweep"
+        exp = Experiment(id=f"exp-{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}",
+                         name=name.strip()[:80] or slug, base=base, grid=grid, rules=list(rules),
+                         preset=preset, backend=backend, created=time.time(),
+                         points=[Point(p.to_dict()) for p in points])
+        try:
+            self._path(exp.id).mkdir(parents=True)
+        except OSError as e:
+            raise StoreError(f"cannot write {self.root}: {e.strerror}") from None
+        self.save(exp)
+        return exp
+
+    def save(self, exp: Experiment) -> None:
+        write_json_atomic(self._path(exp.id) / "experiment.json", asdict(exp))
+
+    def get(self, exp_id: str) -> Experiment:
+        path = self._path(exp_id) / "experiment.json"
+        try:
+            return Experiment.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ExperimentNotFound(exp_id) from None
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise RunDamaged(exp_id, "experiment.json", f"unreadable ({e})") from None
+
+    def list(self) -> list[Experiment]:
+        """Experiments newest first (unreadable records are skipped)."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir(), reverse=True):
+            try:
+                out.append(self.get(p.name))
+            except (ExperimentNotFound, RunDamaged):
+                continue
+        return out
+
+    # -------------------------------------------------------------- stop
+    def request_stop(self, exp_id: str) -> None:
+        """Stop the running point and cancel the ones not started."""
+        exp = self.get(exp_id)
+        try:
+            (self._path(exp_id) / "stop").write_text(f"{time.time()}\n")
+        except OSError as e:
+            raise StoreError(f"cannot write {self._path(exp_id)}: {e.strerror}") from None
+        for p in self.point_statuses(exp):
+            if p.state in ACTIVE_STATES and p.run_id:
+                self.runs.get(p.run_id).request_stop()
+
+    def stop_requested(self, exp_id: str) -> bool:
+        return (self._path(exp_id) / "stop").exists()
+
+    def clear_stop(self, exp_id: str) -> None:
+        (self._path(exp_id) / "stop").unlink(missing_ok=True)
+
+    # -------------------------------------------------------------- status
+    def point_statuses(self, exp: Experiment) -> list[PointStatus]:
+        out = []
+        for i, p in enumerate(exp.points):
+            state, best, final, seconds, error = "pending", None, None, 0.0, None
+            if p.run_id:
+                try:
+                    s = self.runs.get(p.run_id).summary()
+                    state, best, final, seconds, error = (s.status, s.best_test_acc, s.final_test_acc,
+                                                          s.seconds, s.error)
+                except RunNotFound:
+                    state, error = "deleted", "its run was deleted"
+            out.append(PointStatus(i, p.describe(exp.grid), p.settings, p.run_id, state, best, final,
+                                   seconds, error))
+        return out
+
+    def state(self, exp: Experiment) -> str:
+        """running | completed | stopped | interrupted | pending."""
+        points = self.point_statuses(exp)
+        if exp.driver_pid is not None and pid_alive(exp.driver_pid):
+            return "running"
+        if all(p.state in (*TERMINAL, "deleted") for p in points):
+            return "completed"
+        if self.stop_requested(exp.id):
+            return "stopped"
+        if any(p.run_id for p in points):
+            return "interrupted"
+        return "pending"
+
+    def counts(self, exp: Experiment) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for p in self.point_statuses(exp):
+            counts[p.state] = counts.get(p.state, 0) + 1
+        return counts
+
+
+# ---------------------------------------------------------------------------- the local backend
+
+
+def run_experiment(exps: ExperimentStore, exp_id: str, data=None,
+                   on_point: Callable[[int, int, str], None] | None = None) -> Experiment:
+    """Run every missing point of the experiment here, one at a time through the run queue (the
+    local backend). ``data`` as for ``jobs.execute_run``; ``on_point(i, n, state)`` after each.
+    Completed and failed points are kept; stopped/interrupted points resume from their checkpoint."""
+    from .jobs import execute_run
+
+    exp = exps.get(exp_id)
+    exps.clear_stop(exp_id)
+    exp.driver_pid, exp.heartbeat, exp.finished = os.getpid(), time.time(), None
+    exps.save(exp)
+    store = exps.runs
+    loaded = {}
+
+    def data_once(progress=None) -> CifarData:  # CIFAR-10 is loaded once for all points
+        if "data" not in loaded:
+            loaded["data"] = data if isinstance(data, CifarData) else (data or load_cifar10)(
+                progress=progress)
+        return loaded["data"]
+
+    try:
+        for i, point in enumerate(exp.points):
+            if exps.stop_requested(exp_id):
+                break
+            run = None
+            if point.run_id:
+                try:
+                    run = store.get(point.run_id)
+                except RunNotFound:
+                    run = None
+            if run is not None and run.state() in TERMINAL:
+                continue
+            if run is None:
+                run = store.create(TrainSettings.from_dict(point.settings),
+                                   label=f"{exp.name}: {point.describe(exp.grid)}",
+                                   tags={"experiment": exp.id, "point": i})
+                point.run_id = run.id
+                exp.heartbeat = time.time()
+                exps.save(exp)
+            else:
+                run.clear_stop()
+            try:
+                execute_run(store, run.id, data=data_once, resume=run.has_checkpoint())
+            except (StoreError, KeyboardInterrupt):
+                raise
+            except Exception:  # noqa: BLE001 - a failed or diverged point is a result, recorded in its run
+                pass
+            if on_point is not None:
+                on_point(i, len(exp.points), run.state())
+    finally:
+        exp.driver_pid, exp.finished = None, time.time()
+        exps.save(exp)
+    return exp

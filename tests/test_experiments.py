@@ -1,0 +1,156 @@
+"""Experiments: grid expansion, the derived LR rule, validation, and tiny sweeps end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cifar_app.experiments import PRESETS, ExperimentStore, expand, parse_cli_grid, run_experiment
+from cifar_app.runstore import RunStore
+from cifar_app.settings import SettingsError
+from tests.conftest import synthetic_data, write_image_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"epochs": 1, "batch_size": 50, "max_lr": 0.05, "device": "cpu"}
+
+
+def test_grid_expands_in_order_with_the_first_field_slowest():
+    points = expand({"epochs": 3}, {"norm": ["batch", "group"], "seed": [0, 1, 2]})
+    assert [(p.norm, p.seed) for p in points] == [("batch", 0), ("batch", 1), ("batch", 2),
+                                                  ("group", 0), ("group", 1), ("group", 2)]
+    assert all(p.epochs == 3 for p in points)
+
+
+def test_the_lr_rule_scales_max_lr_linearly_with_the_batch_size():
+    points = expand({"max_lr": 0.2}, {"batch_size": [2, 32, 128, 256]}, ["lr_scales_with_batch"])
+    assert [p.max_lr for p in points] == pytest.approx([0.2 * 2 / 128, 0.05, 0.2, 0.4])
+
+
+@pytest.mark.parametrize("grid,field", [({"batch_size": [0, 4]}, "batch_size"),
+                                        ({"colour": ["red"]}, "colour"),
+                                        ({"max_lr": ["fast"]}, "max_lr"),
+                                        ({"norm": []}, "norm")])
+def test_an_invalid_grid_is_refused_naming_the_field(grid, field):
+    with pytest.raises(SettingsError) as err:
+        expand({}, grid)
+    assert err.value.field == field
+
+
+def test_cli_grid_text_is_parsed_and_validated():
+    base, grid = parse_cli_grid(["batch-size=2,4", "norm=batch,layer"], ["epochs=2"])
+    assert base == {"epochs": 2} and grid == {"batch_size": [2, 4], "norm": ["batch", "layer"]}
+    for bad in (["batch_size=0"], ["max_lr=abc"], ["nope=1"]):
+        with pytest.raises(SettingsError):
+            parse_cli_grid(bad, [])
+
+
+def test_every_preset_expands_to_valid_points():
+    sizes = {name: len(expand(p.base, p.grid, p.rules)) for name, p in PRESETS.items()}
+    assert sizes == {"batch-size": 18, "learning-rate": 28, "seeds": 12}
+
+
+def test_a_grid_over_200_points_needs_confirmation(tmp_path):
+    exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
+    grid = {"seed": list(range(201))}
+    with pytest.raises(SettingsError, match="confirm"):
+        exps.create("big", {}, grid)
+    assert not exps.list()
+    assert len(exps.create("big", {}, grid, confirm_large=True).points) == 201
+
+
+def test_a_four_point_sweep_runs_every_point_as_a_tagged_run(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    exps = ExperimentStore(store)
+    exp = exps.create("tiny", TINY, {"norm": ["batch", "group"], "seed": [0, 1]})
+    seen = []
+    run_experiment(exps, exp.id, data=synthetic_data(200, 50), on_point=lambda i, n, s: seen.append(s))
+    exp = exps.get(exp.id)
+    assert seen == ["completed"] * 4 and exps.state(exp) == "completed"
+    for i, status in enumerate(exps.point_statuses(exp)):
+        run = store.get(status.run_id)
+        s = run.summary()
+        assert s.tags == {"experiment": exp.id, "point": i} and s.status == "completed"
+        assert run.has_model() and run.load_predictions() is not None and len(run.metrics().epochs) == 1
+    assert len(store.list()) == 4  # ordinary runs: every page and CLI verb sees them
+
+
+def test_a_diverged_point_is_a_result_and_the_sweep_goes_on(tmp_path):
+    exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
+    exp = exps.create("lr", {**TINY, "norm": "none", "epochs": 2}, {"max_lr": [5.0, 0.05]})
+    run_experiment(exps, exp.id, data=synthetic_data(200, 50))
+    states = [p.state for p in exps.point_statuses(exps.get(exp.id))]
+    assert states == ["failed", "completed"]
+    assert "diverged" in exps.point_statuses(exps.get(exp.id))[0].error
+
+
+def test_stop_cancels_the_rest_and_resume_runs_only_what_is_missing(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    exps = ExperimentStore(store)
+    exp = exps.create("stop me", TINY, {"seed": [0, 1, 2]})
+
+    def stop_after_first(i, n, state):
+        if i == 0:
+            exps.request_stop(exp.id)
+
+    run_experiment(exps, exp.id, data=synthetic_data(200, 50), on_point=stop_after_first)
+    exp = exps.get(exp.id)
+    assert [p.state for p in exps.point_statuses(exp)] == ["completed", "pending", "pending"]
+    assert exps.state(exp) == "stopped"
+    first_run = exp.points[0].run_id
+    run_experiment(exps, exp.id, data=synthetic_data(200, 50))
+    exp = exps.get(exp.id)
+    assert [p.state for p in exps.point_statuses(exp)] == ["completed"] * 3
+    assert exp.points[0].run_id == first_run and len(store.list()) == 3  # the first was not rerun
+
+
+def test_killing_the_sweep_keeps_finished_points_and_resume_finishes(tmp_path):
+    data = write_image_tree(tmp_path / "data", per_class_train=10, per_class_test=2)
+    runs = tmp_path / "runs"
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "cifar_app", "sweep", "--grid", "seed=0,1,2,3",
+                             "--set", "epochs=1", "--set", "batch_size=4", "--set", "device=cpu",
+                             "--data", str(data), "--runs-dir", str(runs), "--json"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    exps = ExperimentStore(RunStore(runs, reference_root=None))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        listed = exps.list()
+        if listed and exps.counts(listed[0]).get("completed", 0) >= 1 and \
+                any(p.state == "running" for p in exps.point_statuses(listed[0])):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [exp] = exps.list()
+    states = [p.state for p in exps.point_statuses(exp)]
+    assert exps.state(exp) == "interrupted" and "completed" in states and "interrupted" in states
+    done = {p.run_id for p in exps.point_statuses(exp) if p.state == "completed"}
+
+    out = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", "--resume", exp.id, "--data",
+                          str(data), "--runs-dir", str(runs), "--json"], capture_output=True, text=True,
+                         timeout=240, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["id"] == exp.id and [r["status"] for r in result["runs"]] == ["completed"] * 4
+    assert done <= {r["id"] for r in result["runs"]}  # finished points were kept, not rerun
+    assert len(RunStore(runs, reference_root=None).list()) == 4
+    listed = json.loads(subprocess.run([sys.executable, "-m", "cifar_app", "sweeps", "--runs-dir",
+                                        str(runs), "--json"], capture_output=True, text=True,
+                                       cwd=ROOT).stdout)
+    assert listed == [{"id": exp.id, "name": "custom sweep", "preset": None, "status": "completed",
+                       "points": 4, "counts": {"completed": 4}}]
+
+
+def test_cli_refuses_a_bad_grid_before_anything_starts(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", "--grid", "batch_size=0,4",
+                          "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 2 and "batch_size" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "runs").exists()
