@@ -8,6 +8,7 @@ pages = [
     st.Page("pages/home.py", title="Runs", icon=":material/home:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
     st.Page("pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),

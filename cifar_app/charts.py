@@ -188,3 +188,45 @@ def norm_axes_figure() -> go.Figure:
                          row=1, col=i)
     fig.update_layout(height=300, margin=dict(l=40, r=20, t=70, b=40), template="plotly_white")
     return fig
+
+
+def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = False,
+               title: str = "") -> go.Figure:
+    """Final test accuracy (%) against the setting ``x``, one line per value of ``series``
+    (coloured by normalization). ``points``: ``experiments.PointStatus``. Failed (diverged) points
+    are marked with a red cross at the bottom of the plot; unfinished points are left out."""
+    fig = go.Figure()
+    groups: dict[str, list] = {}
+    for p in points:
+        groups.setdefault(str(p.settings.get(series)), []).append(p)
+    for name, pts in groups.items():
+        done = sorted((p for p in pts if p.state == "completed" and p.final_test_acc is not None),
+                      key=lambda p: p.settings[x])
+        color = NORM_COLORS.get(name, "#444")
+        fig.add_trace(go.Scatter(
+            x=[p.settings[x] for p in done], y=[100 * p.final_test_acc for p in done],
+            mode="lines+markers", name=NORM_LABELS.get(name, name), line=dict(color=color),
+            customdata=[p.run_id for p in done], hovertemplate=f"{x}=%{{x}}<br>%{{y:.2f}}%<extra>"
+            f"{NORM_LABELS.get(name, name)}</extra>"))
+        failed = [p for p in pts if p.state == "failed"]
+        if failed:
+            fig.add_trace(go.Scatter(
+                x=[p.settings[x] for p in failed], y=[10.0] * len(failed), mode="markers",
+                name=f"{NORM_LABELS.get(name, name)}: failed / diverged",
+                marker=dict(symbol="x", size=12, color=color, line=dict(width=2, color="#d62728")),
+                hovertext=[p.error or "failed" for p in failed], hoverinfo="text+x"))
+    fig.update_xaxes(title_text=x, type="log" if log_x else None)
+    fig.update_yaxes(title_text="final test accuracy (%)")
+    return _layout(fig, title, height=420, uirevision=title or x)
+
+
+def group_bars(stats: Sequence) -> go.Figure:
+    """Mean final test accuracy (%) per group with ± 1 std error bars (``experiments.GroupStats``)."""
+    fig = go.Figure(go.Bar(
+        x=[NORM_LABELS.get(g.group, g.group) for g in stats], y=[100 * g.mean for g in stats],
+        error_y=dict(type="data", array=[100 * g.std for g in stats], visible=True),
+        marker_color=[NORM_COLORS.get(g.group, "#444") for g in stats],
+        text=[f"{100 * g.mean:.2f} ± {100 * g.std:.2f} (n={g.n})" for g in stats], textposition="outside"))
+    lo = min((100 * (g.mean - g.std) for g in stats), default=0)
+    fig.update_yaxes(title_text="final test accuracy (%)", range=[max(0, lo - 5), 100])
+    return _layout(fig, "mean ± std over seeds", height=380)

@@ -250,6 +250,15 @@ class ExperimentStore:
             if p.state in ACTIVE_STATES and p.run_id:
                 self.runs.get(p.run_id).request_stop()
 
+    def log_path(self, exp_id: str) -> Path:
+        """Output of the experiment's driver process."""
+        return self._path(exp_id) / "log.txt"
+
+    def mark_started(self, exp_id: str, pid: int) -> None:
+        exp = self.get(exp_id)
+        exp.driver_pid, exp.heartbeat, exp.finished = pid, time.time(), None
+        self.save(exp)
+
     def stop_requested(self, exp_id: str) -> bool:
         return (self._path(exp_id) / "stop").exists()
 
@@ -348,3 +357,101 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None,
         exp.driver_pid, exp.finished = None, time.time()
         exps.save(exp)
     return exp
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Final test accuracy of the completed points of one group (e.g. one norm): mean, sample
+    standard deviation (0 for one point) and count; accuracies as fractions 0..1."""
+
+    group: str
+    mean: float
+    std: float
+    n: int
+
+
+def group_stats(points: list[PointStatus], by: str = "norm") -> list[GroupStats]:
+    """Mean ± std of the final test accuracy per value of ``by``, completed points only."""
+    import statistics
+
+    groups: dict[str, list[float]] = {}
+    for p in points:
+        if p.state == "completed" and p.final_test_acc is not None:
+            groups.setdefault(str(p.settings[by]), []).append(p.final_test_acc)
+    return [GroupStats(g, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
+            for g, v in groups.items()]
+
+
+def noise_verdict(stats: list[GroupStats]) -> list[str]:
+    """For each pair of groups, whether their mean difference exceeds the seed noise: more than
+    twice the standard error of the difference (sqrt(s1²/n1 + s2²/n2), roughly a 95% interval)."""
+    lines = []
+    for i, a in enumerate(stats):
+        for b in stats[i + 1:]:
+            if a.n < 2 or b.n < 2:
+                lines.append(f"{a.group} vs {b.group}: needs at least 2 seeds each")
+                continue
+            diff = a.mean - b.mean
+            se = (a.std ** 2 / a.n + b.std ** 2 / b.n) ** 0.5
+            larger = abs(diff) > 2 * se
+            lines.append(f"{a.group} − {b.group} = {100 * diff:+.2f} points, seed noise (2 SE) "
+                         f"{200 * se:.2f}: {'larger than the noise' if larger else 'within the noise'}")
+    return lines
+
+
+def estimate_seconds(settings: list[TrainSettings], speeds: dict[int, float], n_train: int = 50_000,
+                     n_test: int = 10_000, test_speed: float = 8_000.0) -> float | None:
+    """Estimated seconds for points not yet run: training images / measured images/s at that batch
+    size (the nearest measured one, scaled by the batch-size ratio below it), plus the test passes.
+    ``speeds``: {batch_size: images/s} measured on this machine; None when nothing was measured."""
+    if not speeds:
+        return None
+    total = 0.0
+    for s in settings:
+        near = min(speeds, key=lambda b: abs(b - s.batch_size))
+        speed = speeds[near] * min(1.0, s.batch_size / near) ** 0.5  # small batches are slower
+        train_images = s.epochs * min(n_train, s.train_limit or n_train)
+        total += train_images / speed + s.epochs * min(n_test, s.test_limit or n_test) / test_speed
+    return total
+
+
+def measured_speeds(store: RunStore) -> dict[int, float]:
+    """{batch_size: median training images/s} over this store's runs with a finished epoch."""
+    import statistics
+
+    seen: dict[int, list[float]] = {}
+    for run in store.list():
+        if run.reference:
+            continue
+        try:
+            s, epochs = run.settings(), run.metrics().epochs
+        except RunDamaged:
+            continue
+        if epochs:
+            seen.setdefault(s.batch_size, []).extend(e.images_per_s for e in epochs)
+    return {b: statistics.median(v) for b, v in seen.items()}
+
+
+def plot_axis(exp: Experiment) -> tuple[str, bool]:
+    """The setting on the x axis of the experiment's plot and whether it is log-scaled."""
+    if exp.preset in PRESETS:
+        x = PRESETS[exp.preset].x
+    else:
+        x = next((k for k in exp.grid if k != "norm"), "norm")
+    return x, x in ("batch_size", "max_lr", "weight_decay", "train_limit")
+
+
+def points_table_rows(points: list[PointStatus]) -> list[dict]:
+    """The Experiments page's table: one row per point with its grid values, state, accuracy (%),
+    seconds, what went wrong, and a link to its curves."""
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(100 * v, 2)
+
+    return [{"point": p.label, "state": p.state, "max_lr": p.settings["max_lr"],
+             "best test acc (%)": pct(p.best_test_acc), "final test acc (%)": pct(p.final_test_acc),
+             "seconds": round(p.seconds, 1),
+             "problem": p.error if p.state in ("failed", "deleted") else None,
+             "run": f"train?run={p.run_id}" if p.run_id else None} for p in points]

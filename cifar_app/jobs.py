@@ -232,6 +232,21 @@ def start_new_run(store: RunStore, settings: TrainSettings, label: str | None,
     return Started(run, behind)
 
 
+def start_experiment(exps, exp_id: str, data_dir: Path | str | None = None,
+                     ray_address: str | None = None) -> subprocess.Popen:
+    """Start ``python -m cifar_app sweep-worker EXP`` detached (the Experiments page's Start and
+    Resume): it runs the missing points of an ``experiments.ExperimentStore`` experiment."""
+    exps.clear_stop(exp_id)
+    args = ["sweep-worker", exp_id, "--runs-dir", str(exps.runs.root)]
+    if data_dir is not None:
+        args += ["--data", str(data_dir)]
+    if ray_address:
+        args += ["--ray-address", ray_address]
+    proc = _spawn_cli(args, exps.log_path(exp_id))
+    exps.mark_started(exp_id, proc.pid)
+    return proc
+
+
 def can_resume(run: Run) -> bool:
     """A user run that stopped, failed or was interrupted: it continues from its last epoch
     checkpoint (or from the start when it had not finished an epoch)."""

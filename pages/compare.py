@@ -4,6 +4,7 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import compare_curves
+from cifar_app.experiments import ExperimentStore
 from cifar_app.tables import comparison_rows, default_selection
 
 ui.page_setup()
@@ -16,9 +17,21 @@ if not runs:
     st.info("No run has finished an epoch yet. Train a model on the **Train** page.")
     st.stop()
 
+experiments = {e.id: e.name for e in ExperimentStore(store).list()}
+if experiments:
+    exp = st.selectbox("Experiment", [None, *experiments], key="compare_exp",
+                       format_func=lambda i: "all runs" if i is None else experiments[i])
+    if exp is not None:
+        runs = [s for s in runs if s.tags.get("experiment") == exp]
 by_id = {s.id: s for s in runs}
-chosen = st.multiselect("Runs", list(by_id), default=default_selection(runs),
-                        format_func=lambda i: ui.run_label(by_id[i]), key="compare_runs")
+default = default_selection(runs) if not experiments or exp is None else list(by_id)
+scope = exp if experiments else None
+if st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
+    st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
+else:  # keep the user's choice, minus runs that are gone
+    st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in by_id]
+chosen = st.multiselect("Runs", list(by_id), format_func=lambda i: ui.run_label(by_id[i]),
+                        key="compare_runs")
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()

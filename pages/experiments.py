@@ -1,0 +1,132 @@
+"""Experiments: sweeps that test the seed's claims about BN, GN and LN (grids of ordinary runs)."""
+
+import streamlit as st
+
+from cifar_app import ui
+from cifar_app.charts import group_bars, sweep_plot
+from cifar_app.experiments import (
+    PRESETS,
+    RULES,
+    ExperimentStore,
+    estimate_seconds,
+    expand,
+    group_stats,
+    measured_speeds,
+    noise_verdict,
+    parse_cli_grid,
+    plot_axis,
+    points_table_rows,
+)
+from cifar_app.jobs import start_experiment
+from cifar_app.progress import format_duration
+from cifar_app.runstore import StoreError
+from cifar_app.settings import SettingsError
+
+NEW = "new"
+
+ui.page_setup()
+st.title("Experiments")
+st.caption("An experiment is a grid of ordinary runs (they appear on every other page too), run one "
+           "at a time through the training queue. Each preset tests one claim of the seed.")
+store = ui.store()
+exps = ExperimentStore(store)
+listed = {e.id: e for e in exps.list()}
+wanted = st.query_params.get("exp")
+if wanted in listed and st.session_state.get("exp_pick") != wanted:
+    st.session_state["exp_pick"] = wanted
+pick = st.selectbox("Experiment", [NEW, *listed], key="exp_pick",
+                    format_func=lambda i: "➕ new experiment" if i == NEW
+                    else f"{listed[i].name} ({exps.state(listed[i])}, {len(listed[i].points)} points)")
+
+
+def new_experiment() -> None:
+    kind = st.radio("What to test", [*PRESETS, "custom"], horizontal=True, key="exp_kind")
+    if kind in PRESETS:
+        preset = PRESETS[kind]
+        st.markdown(f"**Claim:** {preset.claim}")
+        st.info(preset.note)
+        base, grid, rules = preset.base, preset.grid, list(preset.rules)
+    else:
+        grid_text = st.text_area("Grid: one FIELD=V1,V2,... per line", "norm=batch,group\nseed=0,1",
+                                 key="exp_grid")
+        base_text = st.text_area("Settings for every point: one FIELD=VALUE per line",
+                                 "epochs=2\ntrain_limit=5000\ntest_limit=2000", key="exp_base")
+        rules = [r for r in RULES if st.checkbox(RULES[r], key=f"exp_rule_{r}")]
+        try:
+            base, grid = parse_cli_grid([g for g in grid_text.splitlines() if g.strip()],
+                                        [b for b in base_text.splitlines() if b.strip()])
+        except SettingsError as e:
+            st.error(str(e))
+            return
+    try:
+        points = expand(base, grid, rules)
+    except SettingsError as e:
+        st.error(str(e))
+        return
+    eta = estimate_seconds(points, measured_speeds(store))
+    st.markdown(f"**{len(points)} points**, estimated "
+                f"{format_duration(eta) if eta else 'unknown (no run measured on this machine yet)'}"
+                " on this machine (from the images/s of your earlier runs).")
+    st.dataframe([{k: getattr(p, k) for k in ("norm", *[g for g in grid if g != "norm"], "max_lr",
+                                                "epochs", "train_limit")} for p in points],
+                 hide_index=True, key="exp_plan", height=min(400, 40 + 35 * len(points)))
+    name = st.text_input("Name", value=kind if kind in PRESETS else "custom sweep", key="exp_name")
+    confirm = len(points) <= 200 or st.checkbox(f"Yes, run all {len(points)} points", key="exp_big")
+    if ui.action_button("Start experiment", key="exp_start", type="primary", disabled=not confirm):
+        if ui.dataset() is None:
+            ui.data_missing_hint()
+            return
+        try:
+            exp = exps.create(name, base, grid, rules, preset=kind if kind in PRESETS else None,
+                              confirm_large=True)
+            start_experiment(exps, exp.id, ui.data_dir())
+        except (SettingsError, StoreError) as e:
+            st.error(str(e))
+            return
+        st.query_params["exp"] = exp.id
+        st.rerun()
+
+
+def show_experiment(exp_id: str) -> None:
+    """Status, points and the result plot; re-drawn every 2 s while the experiment runs."""
+    exp = exps.get(exp_id)
+    state, points = exps.state(exp), exps.point_statuses(exp)
+    counts = exps.counts(exp)
+    st.progress(sum(counts.get(k, 0) for k in ("completed", "failed")) / len(points),
+                text=f"**{state}** · " + " · ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if exp.preset in PRESETS:
+        st.caption(f"Claim: {PRESETS[exp.preset].claim} {PRESETS[exp.preset].note}")
+    x, log_x = plot_axis(exp)
+    if exp.preset == "seeds":
+        stats = group_stats(points)
+        if stats:
+            st.plotly_chart(group_bars(stats), key="exp_groups", width="stretch")
+            for line in noise_verdict(stats):
+                st.markdown(f"- {line}")
+    else:
+        st.plotly_chart(sweep_plot(points, x, log_x=log_x, title=f"test accuracy against {x}"),
+                        key="exp_plot", width="stretch")
+    st.dataframe(points_table_rows(points),
+                 hide_index=True, width="stretch", key="exp_points",
+                 column_config={"run": st.column_config.LinkColumn("run", display_text="curves")})
+
+
+if pick == NEW:
+    new_experiment()
+else:
+    st.query_params["exp"] = pick
+    exp = listed[pick]
+    state = exps.state(exp)
+    c1, c2, _ = st.columns([1, 1, 4])
+    with c1:
+        if state in ("running",) and ui.action_button("Stop", key="exp_stop"):
+            exps.request_stop(exp.id)
+            st.toast("Stop requested: the running point stops, the others are cancelled.")
+    with c2:
+        if state in ("stopped", "interrupted", "pending") and ui.action_button("Resume", key="exp_resume"):
+            try:
+                start_experiment(exps, exp.id, ui.data_dir())
+                st.rerun()
+            except StoreError as e:
+                st.error(str(e))
+    st.fragment(show_experiment, run_every=2.0 if state == "running" else None)(exp.id)
