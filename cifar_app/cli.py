@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from .data import DataError, download_cifar10, load_cifar10, require_dataset
+from .data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
 from .experiments import ExperimentNotFound
 from .runstore import ACTIVE_STATES, ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
 from .settings import SettingsError, TrainSettings
@@ -110,7 +110,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from .jobs import execute_run
 
-    execute_run(_store(args), args.run, data=_loader(args.data, bar=False), resume=args.resume)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    execute_run(_store(args), args.run, data=_loader(args.data, bar=False), resume=args.resume,
+                slot_held=args.slot_held)
     return 0
 
 
@@ -273,7 +278,8 @@ def _experiment_json(exps, exp) -> dict:
     return {"id": exp.id, "name": exp.name, "preset": exp.preset, "status": exps.state(exp),
             "points": len(points), "counts": exps.counts(exp),
             "runs": [{"id": p.run_id, "settings": p.settings, "status": p.state,
-                      "best_test_acc": p.best_test_acc} for p in points]}
+                      "best_test_acc": p.best_test_acc, "final_test_acc": p.final_test_acc,
+                      "seconds": p.seconds, "error": p.error} for p in points]}
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -297,19 +303,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not args.download:
             require_dataset(args.data)
         exp = exps.create(args.name or args.preset or "custom sweep", base, grid, rules,
-                          preset=args.preset, backend=args.backend, confirm_large=args.yes)
-    print(f"experiment {exp.id}: {len(exp.points)} points ({args.backend} backend)", file=sys.stderr)
+                          preset=args.preset, backend=args.backend, confirm_large=args.yes,
+                          ray_address=args.ray_address)
+    print(f"experiment {exp.id}: {len(exp.points)} points ({exp.backend} backend)", file=sys.stderr)
     bar = tqdm(total=len(exp.points), desc="points", unit="point", file=sys.stderr, dynamic_ncols=True,
                disable=args.json)
     bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in ("completed", "failed")))
     try:
-        if args.backend == "ray":
+        if exp.backend == "ray":
             from .ray_backend import run_experiment_on_ray
 
-            run_experiment_on_ray(exps, exp.id, address=args.ray_address, data_dir=args.data,
+            run_experiment_on_ray(exps, exp.id, address=args.ray_address or exp.ray_address,
+                                  data_dir=args.data,
                                   on_point=lambda i, n, state: bar.update(1))
         else:
             run_experiment(exps, exp.id, data=_loader(args.data, args.download, bar=not args.json),
+                           data_dir=args.data or default_data_dir(),
                            on_point=lambda i, n, state: bar.update(1))
     except KeyboardInterrupt:
         print(f"\nstopped; resume with: python -m cifar_app sweep --resume {exp.id}", file=sys.stderr)
@@ -329,12 +338,14 @@ def cmd_sweep_worker(args: argparse.Namespace) -> int:
     from .experiments import ExperimentStore, run_experiment
 
     exps = ExperimentStore(_store(args))
-    if exps.get(args.experiment).backend == "ray":
+    exp = exps.get(args.experiment)
+    if exp.backend == "ray":
         from .ray_backend import run_experiment_on_ray
 
-        run_experiment_on_ray(exps, args.experiment, address=args.ray_address, data_dir=args.data)
+        run_experiment_on_ray(exps, exp.id, address=args.ray_address or exp.ray_address, data_dir=args.data)
     else:
-        run_experiment(exps, args.experiment, data=_loader(args.data, bar=False))
+        run_experiment(exps, args.experiment, data=_loader(args.data, bar=False),
+                       data_dir=args.data or default_data_dir())
     return 0
 
 
@@ -433,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="(internal) train a stored run; used by the dashboard")
     w.add_argument("run")
     w.add_argument("--resume", action="store_true")
+    w.add_argument("--threads", type=_int_in(1, 256), default=None, help="torch threads")
+    w.add_argument("--slot-held", action="store_true",
+                   help="the caller holds the training lock (a sweep running two points at once)")
     data_dir(w), runs_dir(w)
     w.set_defaults(func=cmd_worker)
 

@@ -44,6 +44,10 @@ EXPERIMENTS_DIR = ".experiments"
 CONFIRM_ABOVE = 200
 RULES = {"lr_scales_with_batch": "max_lr = base max_lr × batch_size / 128 (linear scaling rule)"}
 REFERENCE_BATCH = 128
+# Two 1-thread points at once beat one 2-thread point on a 2-core CPU at every batch size measured
+# (1.86x at 2 down to 1.13x at 128); beyond 128 it was not measured, so such points run alone
+# (measured: benchmarks/results/sweep_parallelism.json, README "Experiments").
+PARALLEL_MAX_BATCH = 128
 _ID_RE = re.compile(r"^exp-[a-z0-9-]{1,60}$")
 TERMINAL = ("completed", "failed")
 
@@ -69,20 +73,20 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "batch-size": Preset(
         "batch-size", "GN and LN do not depend on the batch size; BN does.",
-        base={"epochs": 2, "train_limit": 5000, "test_limit": 2000, "max_lr": 0.2},
+        base={"epochs": 3, "train_limit": 10_000, "test_limit": 2000, "max_lr": 0.2},
         grid={"norm": ["batch", "group", "layer"], "batch_size": [2, 4, 8, 16, 32, 128]},
         rules=("lr_scales_with_batch",), x="batch_size",
-        note="Reduced to fit 15 minutes: 2 epochs over the first 5,000 training images, scored on the "
-             "first 2,000 test images; every point sees the same 10,000 images, and max_lr scales "
-             "linearly with the batch size (0.2 at 128)."),
+        note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, scored on "
+             "the first 2,000 test images; every point sees the same 30,000 images, and max_lr "
+             "scales linearly with the batch size (0.2 at 128)."),
     "learning-rate": Preset(
         "learning-rate", "BN allows higher learning rates.",
-        base={"epochs": 2, "train_limit": 5000, "test_limit": 2000},
+        base={"epochs": 3, "train_limit": 10_000, "test_limit": 2000},
         grid={"norm": ["none", "batch", "group", "layer"],
               "max_lr": [0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]},
         x="max_lr",
-        note="Reduced to fit 15 minutes: 2 epochs over the first 5,000 training images, scored on the "
-             "first 2,000 test images, batch 128."),
+        note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, scored on "
+             "the first 2,000 test images, batch 128."),
     "seeds": Preset(
         "seeds", "Are the differences between BN, GN and LN larger than seed noise?",
         base={}, grid={"norm": ["batch", "group", "layer", "none"], "seed": [0, 1, 2]}, x="norm",
@@ -150,6 +154,7 @@ class Experiment:
     rules: list[str] = field(default_factory=list)
     preset: str | None = None
     backend: str = "local"
+    ray_address: str | None = None  # the cluster, for the ray backend (None: $RAY_ADDRESS or local)
     created: float = 0.0
     points: list[Point] = field(default_factory=list)
     driver_pid: int | None = None
@@ -191,8 +196,8 @@ class ExperimentStore:
         return self.root / exp_id
 
     def create(self, name: str, base: dict, grid: dict, rules: list[str] | tuple[str, ...] = (),
-               preset: str | None = None, backend: str = "local", confirm_large: bool = False
-               ) -> Experiment:
+               preset: str | None = None, backend: str = "local", confirm_large: bool = False,
+               ray_address: str | None = None) -> Experiment:
         """Validate and expand the grid, then store the experiment (no run starts here). A grid of
         more than ``CONFIRM_ABOVE`` points needs ``confirm_large``."""
         points = expand(base, grid, rules)
@@ -205,7 +210,7 @@ class ExperimentStore:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30] or "sweep"
         exp = Experiment(id=f"exp-{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}",
                          name=name.strip()[:80] or slug, base=base, grid=grid, rules=list(rules),
-                         preset=preset, backend=backend, created=time.time(),
+                         preset=preset, backend=backend, ray_address=ray_address, created=time.time(),
                          points=[Point(p.to_dict()) for p in points])
         try:
             self._path(exp.id).mkdir(parents=True)
@@ -304,59 +309,125 @@ class ExperimentStore:
 # ---------------------------------------------------------------------------- the local backend
 
 
-def run_experiment(exps: ExperimentStore, exp_id: str, data=None,
-                   on_point: Callable[[int, int, str], None] | None = None) -> Experiment:
-    """Run every missing point of the experiment here, one at a time through the run queue (the
-    local backend). ``data`` as for ``jobs.execute_run``; ``on_point(i, n, state)`` after each.
-    Completed and failed points are kept; stopped/interrupted points resume from their checkpoint."""
+def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str | Path | None = None,
+                   on_point: Callable[[int, int, str], None] | None = None,
+                   parallel: bool = True) -> Experiment:
+    """Run every missing point of the experiment here, through the run queue (the local backend).
+
+    ``data`` as for ``jobs.execute_run``; ``on_point(i, n, state)`` after each point. Completed and
+    failed points are kept; stopped/interrupted points resume from their checkpoint. With
+    ``parallel`` and a ``data_dir`` the workers can load, two consecutive CPU points whose batch
+    sizes are at most ``PARALLEL_MAX_BATCH`` train at once in two 1-thread processes (measured
+    faster than one 2-thread run there: benchmarks/sweep_parallelism.py); others run one at a time.
+    """
     from .jobs import execute_run
 
     exp = exps.get(exp_id)
     exps.clear_stop(exp_id)
-    exp.driver_pid, exp.heartbeat, exp.finished = os.getpid(), time.time(), None
-    exps.save(exp)
+    exps.mark_started(exp_id, os.getpid())
+    exp = exps.get(exp_id)
     store = exps.runs
     loaded = {}
 
     def data_once(progress=None) -> CifarData:  # CIFAR-10 is loaded once for all points
         if "data" not in loaded:
-            loaded["data"] = data if isinstance(data, CifarData) else (data or load_cifar10)(
-                progress=progress)
+            if isinstance(data, CifarData):
+                loaded["data"] = data
+            elif data is not None:
+                loaded["data"] = data(progress=progress)
+            else:
+                loaded["data"] = load_cifar10(data_dir, progress=progress)
         return loaded["data"]
 
+    def todo(i: int) -> bool:
+        p = exp.points[i]
+        if not p.run_id:
+            return True
+        try:
+            return store.get(p.run_id).state() not in TERMINAL
+        except RunNotFound:
+            return True
+
+    def prepare(i: int):
+        point = exp.points[i]
+        run = None
+        if point.run_id:
+            try:
+                run = store.get(point.run_id)
+            except RunNotFound:
+                run = None
+        if run is None:
+            run = store.create(TrainSettings.from_dict(point.settings),
+                               label=f"{exp.name}: {point.describe(exp.grid)}",
+                               tags={"experiment": exp.id, "point": i})
+            point.run_id = run.id
+            exps.save(exp)
+        else:
+            run.clear_stop()
+        return run
+
+    def report(i: int, run) -> None:
+        if on_point is not None:
+            on_point(i, len(exp.points), run.state())
+
     try:
-        for i, point in enumerate(exp.points):
+        i = 0
+        while i < len(exp.points):
             if exps.stop_requested(exp_id):
                 break
-            run = None
-            if point.run_id:
-                try:
-                    run = store.get(point.run_id)
-                except RunNotFound:
-                    run = None
-            if run is not None and run.state() in TERMINAL:
+            if not todo(i):
+                i += 1
                 continue
-            if run is None:
-                run = store.create(TrainSettings.from_dict(point.settings),
-                                   label=f"{exp.name}: {point.describe(exp.grid)}",
-                                   tags={"experiment": exp.id, "point": i})
-                point.run_id = run.id
-                exp.heartbeat = time.time()
-                exps.save(exp)
-            else:
-                run.clear_stop()
+            j = next((k for k in range(i + 1, len(exp.points)) if todo(k)), None)
+            if parallel and data_dir is not None and j is not None and _pair_pays(exp, i, j):
+                a, b = prepare(i), prepare(j)
+                _run_pair(exps, exp_id, [a, b], data_dir)
+                report(i, a)
+                report(j, b)
+                continue
+            run = prepare(i)
             try:
                 execute_run(store, run.id, data=data_once, resume=run.has_checkpoint())
             except (StoreError, KeyboardInterrupt):
                 raise
             except Exception:  # noqa: BLE001 - a failed or diverged point is a result, recorded in its run
                 pass
-            if on_point is not None:
-                on_point(i, len(exp.points), run.state())
+            report(i, run)
+            i += 1
     finally:
+        exp = exps.get(exp_id)
         exp.driver_pid, exp.finished = None, time.time()
         exps.save(exp)
     return exp
+
+
+def _pair_pays(exp: Experiment, i: int, j: int) -> bool:
+    settings = [TrainSettings.from_dict(exp.points[k].settings) for k in (i, j)]
+    return all(s.batch_size <= PARALLEL_MAX_BATCH and s.device in ("cpu", "auto") for s in settings) \
+        and _on_cpu()
+
+
+def _on_cpu() -> bool:
+    from .engine import select_device
+
+    return select_device("auto").type == "cpu"
+
+
+def _run_pair(exps: ExperimentStore, exp_id: str, runs: list, data_dir: str | Path) -> None:
+    """Two points at once, one thread each, while this process holds the training lock for both."""
+    from .jobs import start_run, training_slot
+
+    for run in runs:
+        run.update_status(state="queued", pid=os.getpid(), heartbeat=time.time(), error=None)
+    with training_slot(exps.runs, runs, exclusive=True):
+        procs = [start_run(exps.runs, r.id, data_dir, resume=r.has_checkpoint(), threads=1,
+                           slot_held=True) for r in runs]
+        while any(p.poll() is None for p in procs):
+            if exps.stop_requested(exp_id):
+                for r in runs:
+                    if r.state() in ACTIVE_STATES:
+                        r.request_stop()
+            time.sleep(0.3)
 
 
 # ---------------------------------------------------------------------------- results

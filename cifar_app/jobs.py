@@ -43,11 +43,13 @@ class StopRequested(Exception):
 
 
 @contextlib.contextmanager
-def training_slot(store: RunStore, run: Run, exclusive: bool) -> Iterator[None]:
-    """Hold the store-wide training lock (when ``exclusive``), heartbeating while queued."""
+def training_slot(store: RunStore, runs: Run | list[Run], exclusive: bool) -> Iterator[None]:
+    """Hold the store-wide training lock (when ``exclusive``), heartbeating ``runs`` as queued while
+    waiting; ``StopRequested`` if any of them is asked to stop meanwhile."""
     if not exclusive:
         yield
         return
+    runs = runs if isinstance(runs, list) else [runs]
     root = store.ensure_root()
     try:
         lock = open(root / ".train.lock", "a+")
@@ -55,13 +57,14 @@ def training_slot(store: RunStore, run: Run, exclusive: bool) -> Iterator[None]:
         raise StoreError(f"cannot write {root / '.train.lock'}: {e.strerror}") from None
     with lock:
         while True:
-            if run.stop_requested():
+            if any(run.stop_requested() for run in runs):
                 raise StopRequested
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                run.heartbeat(state="queued", pid=os.getpid())
+                for run in runs:
+                    run.heartbeat(state="queued")
                 time.sleep(1.0)
         try:
             yield
@@ -75,13 +78,15 @@ def execute_run(
     data: DataSource = None,
     resume: bool = False,
     progress: Callable[[BatchStats | EpochStats], None] | None = None,
+    slot_held: bool = False,
 ) -> Run:
     """Train the stored run ``run_id`` in this process and record everything in the store.
 
     ``data`` is the dataset or a function ``f(progress=callback)`` that loads it (default:
     ``load_cifar10``); it is loaded only once this run's turn has come, and the run's status shows
     the loading's progress. Errors are stored as state "failed" and re-raised; a damaged
-    run is refused before anything is written.
+    run is refused before anything is written. ``slot_held``: the caller already holds the
+    training lock for this run (a sweep running two 1-thread points at once).
     """
     run = store.get(run_id)
     settings = run.settings()  # RunDamaged: nothing written
@@ -89,7 +94,7 @@ def execute_run(
     run.heartbeat(state="queued", pid=os.getpid(), error=None, phase=None)
     try:
         device = select_device(settings.device)
-        with training_slot(store, run, exclusive=device.type == "cpu"):
+        with training_slot(store, run, exclusive=device.type == "cpu" and not slot_held):
             data = _load(run, data)
             if run.stop_requested():
                 raise StopRequested
@@ -182,8 +187,20 @@ def _reap(proc: subprocess.Popen) -> None:
     threading.Thread(target=wait, name=f"reap-{proc.pid}", daemon=True).start()
 
 
-def _spawn_cli(args: list[str], log_path: Path) -> subprocess.Popen:
-    """Run ``python -m cifar_app ARGS`` detached (own session), output appended to ``log_path``."""
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the parent dies (Linux ``PR_SET_PDEATHSIG``)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the child outlives its parent
+        pass
+
+
+def _spawn_cli(args: list[str], log_path: Path, die_with_parent: bool = False) -> subprocess.Popen:
+    """Run ``python -m cifar_app ARGS`` detached (own session), output appended to ``log_path``.
+    ``die_with_parent``: the child is killed if this process dies (a sweep's paired points)."""
     try:
         log = open(log_path, "ab")
     except OSError as e:
@@ -191,16 +208,19 @@ def _spawn_cli(args: list[str], log_path: Path) -> subprocess.Popen:
     with log:
         proc = subprocess.Popen([sys.executable, "-m", "cifar_app", *args], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=_die_with_parent if die_with_parent else None)
     _reap(proc)
     return proc
 
 
 def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
-              resume: bool = False) -> subprocess.Popen:
+              resume: bool = False, threads: int | None = None,
+              slot_held: bool = False) -> subprocess.Popen:
     """Start ``python -m cifar_app worker RUN`` as a detached process (own session, output to the
     run's log.txt). Closing the browser or restarting the dashboard does not stop it. This is the
-    user's Start (or Resume), so an old stop request is forgotten first."""
+    user's Start (or Resume), so an old stop request is forgotten first. ``slot_held``: started by a
+    sweep that holds the training lock for it; it then dies with that sweep process."""
     run = store.get(run_id)
     run.clear_stop()
     args = ["worker", run_id, "--runs-dir", str(store.root)]
@@ -208,8 +228,12 @@ def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
         args += ["--data", str(data_dir)]
     if resume:
         args.append("--resume")
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    if slot_held:
+        args.append("--slot-held")
     run.update_status(state="queued", heartbeat=time.time(), error=None, pid=None)
-    proc = _spawn_cli(args, run.log_path)
+    proc = _spawn_cli(args, run.log_path, die_with_parent=slot_held)
     run.update_status(pid=proc.pid)  # the worker writes the same pid once it is up
     return proc
 

@@ -1,5 +1,7 @@
 """Experiments: sweeps that test the seed's claims about BN, GN and LN (grids of ordinary runs)."""
 
+import os
+
 import streamlit as st
 
 from cifar_app import ui
@@ -19,6 +21,7 @@ from cifar_app.experiments import (
 )
 from cifar_app.jobs import start_experiment
 from cifar_app.progress import format_duration
+from cifar_app.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.runstore import StoreError
 from cifar_app.settings import SettingsError
 
@@ -71,15 +74,25 @@ def new_experiment() -> None:
                                                 "epochs", "train_limit")} for p in points],
                  hide_index=True, key="exp_plan", height=min(400, 40 + 35 * len(points)))
     name = st.text_input("Name", value=kind if kind in PRESETS else "custom sweep", key="exp_name")
+    backend = st.radio("Backend", ["local", "ray"], horizontal=True, key="exp_backend",
+                       format_func={"local": "this machine (the run queue)",
+                                    "ray": "a Ray cluster (one task per point)"}.get)
+    address = None
+    if backend == "ray":
+        if not ray_available():
+            st.warning(f"Ray is not installed here: {INSTALL_HINT}.")
+        address = st.text_input("Ray cluster address (empty: $RAY_ADDRESS, else a local Ray)",
+                                os.environ.get("RAY_ADDRESS", ""), key="exp_ray_address") or None
     confirm = len(points) <= 200 or st.checkbox(f"Yes, run all {len(points)} points", key="exp_big")
-    if ui.action_button("Start experiment", key="exp_start", type="primary", disabled=not confirm):
+    blocked = not confirm or (backend == "ray" and not ray_available())
+    if ui.action_button("Start experiment", key="exp_start", type="primary", disabled=blocked):
         if ui.dataset() is None:
             ui.data_missing_hint()
             return
         try:
             exp = exps.create(name, base, grid, rules, preset=kind if kind in PRESETS else None,
-                              confirm_large=True)
-            start_experiment(exps, exp.id, ui.data_dir())
+                              backend=backend, confirm_large=True, ray_address=address)
+            start_experiment(exps, exp.id, ui.data_dir(), ray_address=address)
         except (SettingsError, StoreError) as e:
             st.error(str(e))
             return

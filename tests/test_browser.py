@@ -31,7 +31,7 @@ pytestmark = [
 ]
 # "model" first: a deep link opened before the entry page must still get the app's navigation
 PAGES = {"model": "model", "runs": "", "train": "train", "compare": "compare",
-         "misclassified": "misclassified", "classify": "classify"}
+         "experiments": "experiments", "misclassified": "misclassified", "classify": "classify"}
 
 
 def free_port() -> int:
@@ -172,6 +172,30 @@ def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
     shot(page, "runs")
     open_page(page, url, "model")
     shot(page, "model")
+
+
+def test_a_tiny_custom_sweep_from_the_page_fills_its_plot(server, page):
+    url, _ = server
+    open_page(page, url, "experiments")
+    page.get_by_text("custom", exact=True).click()
+    wait_idle(page)
+    grid = page.get_by_label("Grid: one FIELD=V1,V2,... per line")
+    grid.fill("norm=batch,layer")
+    base = page.get_by_label("Settings for every point: one FIELD=VALUE per line")
+    base.fill("epochs=1\ntrain_limit=300\ntest_limit=200\nbatch_size=50")
+    page.get_by_text("2 points", exact=False).first.click()  # blur: the text areas commit
+    wait_idle(page)
+    page.wait_for_function("() => document.body.innerText.includes('2 points')")
+    page.get_by_role("button", name="Start experiment").click()
+    page.wait_for_url(re.compile(r"exp=exp-"), timeout=60_000)
+    page.wait_for_function("() => document.body.innerText.includes('2 completed')", timeout=240_000)
+    page.wait_for_timeout(2500)  # the live fragment redraws every 2 s
+    wait_idle(page)
+    points = ".js-plotly-plot .scatterlayer .trace .points path"
+    page.wait_for_selector(points, timeout=30_000)
+    assert page.locator(points).count() >= 2  # one point per norm on the plot
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "experiments")
 
 
 def choose(page, label: str, option: str) -> None:
