@@ -9,6 +9,7 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("pages/inside.py", title="Inside", icon=":material/stacked_line_chart:"),
     st.Page("pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),

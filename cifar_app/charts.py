@@ -230,3 +230,79 @@ def group_bars(stats: Sequence) -> go.Figure:
     lo = min((100 * (g.mean - g.std) for g in stats), default=0)
     fig.update_yaxes(title_text="final test accuracy (%)", range=[max(0, lo - 5), 100])
     return _layout(fig, "mean ± std over seeds", height=380)
+
+
+def inside_bands(series: Sequence[dict], layer: str, where: str = "post") -> go.Figure:
+    """One panel per run side by side: the activation percentiles of ``layer`` over epochs, before
+    (``where="pre"``) or after (``"post"``) its normalization, as in the GroupNorm paper's Fig. 6:
+    a light band p1..p99, a darker band p20..p80 and the median line.
+
+    series: dicts with ``label``, ``norm`` and ``records`` (``Run.inside()``, epoch 0 = init)."""
+    n = max(1, len(series))
+    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[s["label"] for s in series] or [""])
+    for col, s in enumerate(series, start=1):
+        recs = [r for r in s["records"] if layer in r["layers"]]
+        x = [r["epoch"] for r in recs]
+        stat = [r["layers"][layer][where] for r in recs]
+        color = NORM_COLORS.get(s["norm"], "#444")
+        for lo, hi, alpha in (("p1", "p99", 0.15), ("p20", "p80", 0.35)):
+            fig.add_trace(go.Scatter(x=x, y=[v[hi] for v in stat], mode="lines", line=dict(width=0),
+                                     showlegend=False, hoverinfo="skip"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x, y=[v[lo] for v in stat], mode="lines", line=dict(width=0),
+                                     fill="tonexty", fillcolor=_rgba(color, alpha),
+                                     name=f"{lo}–{hi}", showlegend=col == 1, legendgroup=lo),
+                          row=1, col=col)
+        fig.add_trace(go.Scatter(x=x, y=[v["p50"] for v in stat], mode="lines+markers",
+                                 line=dict(color=color), name="median", showlegend=col == 1,
+                                 legendgroup="median"), row=1, col=col)
+        fig.update_xaxes(title_text="epoch (0 = init)", tick0=0, dtick=_epoch_dtick(len(x)), row=1, col=col)
+    fig.update_yaxes(title_text=f"{layer} activation {'after' if where == 'post' else 'before'} its norm",
+                     row=1, col=1)
+    return _layout(fig, "", height=380, uirevision=f"bands-{layer}-{where}")
+
+
+def inside_norms(series: Sequence[dict], key: str, title: str, log_y: bool = True) -> go.Figure:
+    """Per-layer ``key`` ("grad_norm" or "weight_norm") over epochs: one panel per run, one line per
+    C block (darker = deeper)."""
+    n = max(1, len(series))
+    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[s["label"] for s in series] or [""])
+    for col, s in enumerate(series, start=1):
+        layers = list(s["records"][0]["layers"]) if s["records"] else []
+        for i, layer in enumerate(layers):
+            shade = int(200 - 170 * i / max(1, len(layers) - 1))
+            fig.add_trace(go.Scatter(
+                x=[r["epoch"] for r in s["records"]], y=[r["layers"][layer][key] for r in s["records"]],
+                mode="lines", name=layer, legendgroup=layer, showlegend=col == 1,
+                line=dict(color=f"rgb({shade},{shade},{shade})")), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_yaxes(type="log" if log_y else None, title_text=key.replace("_", " "), row=1, col=1)
+    return _layout(fig, title, height=340, uirevision=f"norms-{key}")
+
+
+def bn_running_vs_batch(record: dict, layer: str) -> go.Figure:
+    """BatchNorm's running mean and variance per channel against the probe batch's own statistics
+    at one epoch: points on the diagonal mean eval mode normalizes as the batch would."""
+    bn = record["layers"][layer]["bn"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean per channel", "variance per channel"))
+    for col, (run_key, batch_key) in enumerate((("running_mean", "batch_mean"), ("running_var", "batch_var")),
+                                               start=1):
+        xs, ys = bn[batch_key], bn[run_key]
+        lo, hi = min(xs + ys), max(xs + ys)
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#bbb", dash="dot"),
+                                 showlegend=False, hoverinfo="skip"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker=dict(color=NORM_COLORS["batch"]),
+                                 name=run_key, showlegend=False,
+                                 hovertemplate="batch %{x:.3f}<br>running %{y:.3f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text="probe batch", row=1, col=col)
+        fig.update_yaxes(title_text="running (eval mode)", row=1, col=col)
+    return _layout(fig, f"{layer}: BatchNorm running statistics vs the probe batch, epoch {record['epoch']}",
+                   height=340)
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -43,6 +43,7 @@ class TrainResult:
     mean: torch.Tensor  # (3,) per-channel mean, [0, 1] units
     std: torch.Tensor   # (3,)
     history: list[EpochStats] = field(default_factory=list)
+    inside: list[dict] = field(default_factory=list)  # inside.probe_record per epoch (0 = init)
     stopped: bool = False
     test_probs: np.ndarray | None = None  # float32 (N_test, 10), final model, when not stopped
 
@@ -145,13 +146,16 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     checkpoint: Checkpointer | None = None,
     resume: bool = False,
+    on_inside: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train a ``CifarNet`` as ``settings`` say on ``data`` (limits in settings are applied here).
 
     Returns the trained model and history. After every epoch the state goes to ``checkpoint`` (then
     ``on_epoch`` is called); ``resume=True`` continues from ``checkpoint.load_checkpoint()``. When
     ``should_stop()`` turns true the current epoch is abandoned, ``stopped`` is set, and the last
-    epoch checkpoint stays for a later ``resume``.
+    epoch checkpoint stays for a later ``resume``. With ``on_inside``, the fixed probe batch (the first
+    256 test images) is measured at initialisation and after every epoch (``inside.probe_record``,
+    its cost in ``seconds``); the records go to ``on_inside`` and into the checkpoint.
     """
     s = settings.validate()
     data = data.limit(s.train_limit, s.test_limit)
@@ -175,10 +179,29 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt["epoch"])
         result.history = list(ckpt["history"])[:start_epoch]
+        result.inside = list(ckpt.get("inside", []))[:start_epoch + 1]
 
     train_x = data.train_x.to(device)
     train_y = data.train_y.to(device)
     test_x = data.test_x.to(device)
+    probe = None
+    if on_inside is not None:
+        from .inside import PROBE_SIZE, probe_record
+
+        px = normalize(data.test_x[:PROBE_SIZE].to(device), mean, std)
+        if device.type != "mps":
+            px = px.contiguous(memory_format=torch.channels_last)
+        py = data.test_y[:PROBE_SIZE].to(device)
+
+        def probe(epoch: int) -> dict:
+            t = time.perf_counter()
+            rec = probe_record(model, px, py, epoch)
+            rec["seconds"] = time.perf_counter() - t
+            result.inside.append(rec)
+            return rec
+
+        if ckpt is None:
+            on_inside(probe(0))
     # Losses are fetched from the GPU in bursts, so the CPU can queue work ahead.
     flush_every = 1 if device.type == "cpu" else 50
 
@@ -239,15 +262,18 @@ def train(
             images_per_s=seen / train_seconds, lr=lr, train_ce=ce_sum.item() / seen,
         )
         result.history.append(stats)
+        inside = probe(epoch) if probe is not None else None
         if checkpoint is not None:
             checkpoint.save_checkpoint({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
                 "history": [asdict(h) for h in result.history],
-                "mean": mean, "std": std, "settings": s.to_dict(),
+                "mean": mean, "std": std, "settings": s.to_dict(), "inside": result.inside,
             })
         if on_epoch is not None:
             on_epoch(stats)
+        if inside is not None:
+            on_inside(inside)
 
     result.test_probs = predict_probs(model, test_x, mean, std, device).numpy()
     return result

@@ -139,6 +139,7 @@ def _train_and_record(run: Run, settings: TrainSettings, data: CifarData, resume
     ckpt = run.load_checkpoint() if resume else None  # RunDamaged for a foreign or broken file
     done = int(ckpt["epoch"]) if ckpt else 0
     run.restore_log(done, ckpt["history"] if ckpt else [])
+    run.restore_inside(done, ckpt.get("inside", []) if ckpt else [])
     run.heartbeat(state="running", pid=os.getpid(), started=time.time(), epoch=done,
                   data_source=data.source, n_train=min(len(data.train_x), settings.train_limit or 10**9),
                   n_test=min(len(data.test_x), settings.test_limit or 10**9))
@@ -161,7 +162,8 @@ def _train_and_record(run: Run, settings: TrainSettings, data: CifarData, resume
             progress(e)
 
     result = train(settings, data, on_batch=on_batch, on_epoch=on_epoch,
-                   should_stop=run.stop_requested, checkpoint=run, resume=ckpt is not None)
+                   should_stop=run.stop_requested, checkpoint=run, resume=ckpt is not None,
+                   on_inside=run.append_inside)
     if result.stopped:
         _stopped(run)
         return

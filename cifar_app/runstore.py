@@ -10,6 +10,8 @@ a run's files; everything else goes through ``Run`` and ``RunStore``.
         model.pt           final weights + input normalization + settings + classes (inference)
         predictions.npz    final model's test-set probabilities (float16, N x 10), exact predicted
                            classes (uint8), labels and a fingerprint of the test set
+        inside.jsonl       one JSON object a line: the probe batch's activation statistics at
+                           initialisation (epoch 0) and after each epoch (see inside.py)
         stop               present = a stop was requested (removed by the worker that honours it)
         log.txt            stdout/stderr of the training process
 
@@ -51,6 +53,7 @@ REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
+INSIDE = "inside.jsonl"
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
 
 
@@ -376,6 +379,46 @@ class Run:
         text = "".join(json.dumps(r.to_record(), separators=(",", ":")) + "\n" for r in ordered)
         _atomic_write(self.path / METRICS, lambda f: f.write(text.encode()))
 
+    def append_inside(self, record: dict) -> None:
+        """Append one probe record (``inside.probe_record``) to inside.jsonl."""
+        self._writable()
+        try:
+            with open(self.path / INSIDE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, separators=(",", ":")) + "\n")
+                f.flush()
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path / INSIDE}: {_why(e)}") from None
+
+    def inside(self) -> list[dict]:
+        """Probe records by epoch (0 = initialisation); [] when the run has none (runs trained before
+        probing existed). A torn last line is skipped; any other bad line is ``RunDamaged``."""
+        try:
+            data = (self.path / INSIDE).read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise self._damaged(INSIDE, f"cannot be read ({_why(e)})") from None
+        by_epoch: dict[int, dict] = {}
+        for no, line in enumerate(data.split(b"\n")[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                raise self._damaged(INSIDE, f"line {no} is not a JSON record") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int) \
+                    or not isinstance(rec.get("layers"), dict):
+                raise self._damaged(INSIDE, f"line {no} is not a probe record")
+            by_epoch[rec["epoch"]] = rec
+        return [by_epoch[k] for k in sorted(by_epoch)]
+
+    def restore_inside(self, done_epochs: int, records: list[dict]) -> None:
+        """Make inside.jsonl hold exactly the checkpoint's probe records up to ``done_epochs``."""
+        self._writable()
+        keep = [r for r in records if r.get("epoch", 10**9) <= done_epochs]
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
+        _atomic_write(self.path / INSIDE, lambda f: f.write(text.encode()))
+
     def remove_temp_files(self) -> None:
         """Delete temp files a killed writer left behind (names start with '.' and end '.tmp')."""
         for p in self.path.glob(".*.tmp"):
@@ -636,7 +679,9 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     dst.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
-        for name in (SETTINGS, MODEL, PREDICTIONS):
+        for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE):
+            if name == INSIDE and not (src.path / name).is_file():
+                continue
             data = (src.path / name).read_bytes()
             _atomic_write(staging / name, lambda f, data=data: f.write(data))
         m = src.metrics()

@@ -202,6 +202,7 @@ def test_a_kill_at_any_step_of_an_epochs_end_then_resume_loses_nothing(tmp_path,
     assert run.state() == "completed"
     epochs = run.metrics().epochs
     assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert [r["epoch"] for r in run.inside()] == [0, 1, 2, 3]  # probe records agree too
     want = straight_run.metrics().epochs
     assert [e.test_acc for e in epochs] == pytest.approx([e.test_acc for e in want], abs=1e-6)
     assert not list(run.path.glob(".*.tmp"))  # no temp file left behind

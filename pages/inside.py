@@ -1,0 +1,59 @@
+"""Inside: what each normalization does to the activations, layer by layer, over training."""
+
+import streamlit as st
+
+from cifar_app import ui
+from cifar_app.charts import bn_running_vs_batch, inside_bands, inside_norms
+from cifar_app.runstore import ACTIVE_STATES, RunDamaged
+from cifar_app.tables import default_selection
+
+LAYERS = ["C1", "C2", "C3", "C4", "C5", "C7", "C8", "C9"]
+
+ui.page_setup()
+st.title("Inside the network")
+st.caption("A fixed probe batch (the first 256 test images, the same for every run) is measured at "
+           "initialisation and after every epoch: activation percentiles before and after each "
+           "block's normalization, gradient and weight norms, and BatchNorm's running statistics.")
+store = ui.store()
+summaries = store.summaries()
+ui.damaged_notice(summaries)
+with_probe = [s for s in summaries if not s.damaged and store.get(s.id).inside()]
+if not with_probe:
+    st.info("No run has probe records yet. Runs trained from now on record them (the shipped "
+            "reference runs do too once re-shipped); train one on the **Train** page.")
+    st.stop()
+by_id = {s.id: s for s in with_probe}
+chosen = st.multiselect("Runs (one panel each)", list(by_id), default=default_selection(with_probe),
+                        format_func=lambda i: ui.run_label(by_id[i]), key="inside_runs")
+c1, c2 = st.columns([3, 2])
+layer = c1.radio("Layer", LAYERS, horizontal=True, key="inside_layer")
+where = c2.radio("Activations", ["post", "pre"], horizontal=True, key="inside_where",
+                 format_func={"post": "after the norm", "pre": "before the norm (after ReLU)"}.get)
+if not chosen:
+    st.info("Choose at least one run.")
+    st.stop()
+
+
+def draw(ids: list[str], layer: str, where: str) -> None:
+    """The charts of the chosen runs; re-drawn every 2 s while one of them trains."""
+    series = []
+    for i in ids:
+        try:
+            series.append({"label": by_id[i].label, "norm": by_id[i].norm,
+                           "records": store.get(i).inside()})
+        except RunDamaged as e:
+            st.error(e.short)
+    st.plotly_chart(inside_bands(series, layer, where), key="inside_bands", width="stretch")
+    left, right = st.columns(2)
+    left.plotly_chart(inside_norms(series, "grad_norm", "gradient norm per layer (probe batch)"),
+                      key="inside_grad", width="stretch")
+    right.plotly_chart(inside_norms(series, "weight_norm", "weight norm per layer", log_y=False),
+                       key="inside_weight", width="stretch")
+    for s in series:
+        if s["norm"] == "batch" and s["records"] and "bn" in s["records"][-1]["layers"][layer]:
+            st.plotly_chart(bn_running_vs_batch(s["records"][-1], layer), key=f"inside_bn_{s['label']}",
+                            width="stretch")
+
+
+active = any(by_id[i].status in ACTIVE_STATES for i in chosen)
+st.fragment(draw, run_every=2.0 if active else None)(chosen, layer, where)
