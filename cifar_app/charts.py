@@ -215,7 +215,9 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
                 name=f"{NORM_LABELS.get(name, name)}: failed / diverged",
                 marker=dict(symbol="x", size=12, color=color, line=dict(width=2, color="#d62728")),
                 hovertext=[p.error or "failed" for p in failed], hoverinfo="text+x"))
-    fig.update_xaxes(title_text=x, type="log" if log_x else None)
+    values = sorted({p.settings[x] for p in points if isinstance(p.settings.get(x), (int, float))})
+    fig.update_xaxes(title_text=x, type="log" if log_x else None,
+                     tickvals=values if log_x else None)  # the grid's own values, not 2, 3, 4...
     fig.update_yaxes(title_text="final test accuracy (%)")
     return _layout(fig, title, height=420, uirevision=title or x)
 
@@ -306,3 +308,21 @@ def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def batchdep_plot(series: Sequence[dict]) -> go.Figure:
+    """Test accuracy (%) with train-mode batch statistics against the test batch size (log x), one
+    line per run, with its eval-mode accuracy as a dotted level.
+
+    series: dicts with ``label``, ``norm`` and ``result`` (``batchdep.BatchDependence``)."""
+    fig = go.Figure()
+    for s in series:
+        r, color = s["result"], NORM_COLORS.get(s["norm"], "#444")
+        ks = sorted(r.batch_stats)
+        fig.add_trace(go.Scatter(x=ks, y=[100 * r.batch_stats[k] for k in ks], mode="lines+markers",
+                                 name=f"{s['label']}: batch statistics", line=dict(color=color)))
+        fig.add_trace(go.Scatter(x=[ks[0], ks[-1]], y=[100 * r.eval_acc] * 2, mode="lines",
+                                 name=f"{s['label']}: eval mode", line=dict(color=color, dash="dot")))
+    fig.update_xaxes(title_text="test batch size", type="log")
+    fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
+    return _layout(fig, "accuracy when each test batch normalizes with its own statistics", height=380)

@@ -334,6 +334,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batchdep(args: argparse.Namespace) -> int:
+    """Batch dependence of a run's model (batchdep.py); cached with a user run."""
+    from .batchdep import batch_dependence
+    from .inference import load_model
+
+    run = _store(args).get(args.run)
+    loaded = load_model(run)
+    data = load_cifar10(args.data)
+    result = batch_dependence(loaded, data, args.test_limit)
+    if not run.reference:
+        run.save_result("batchdep", result.to_dict())
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    print(f"{run.id} on {result.n_test:,} test images: eval mode {_pct(result.eval_acc)}")
+    for k, acc in result.batch_stats.items():
+        print(f"  batch statistics, test batch {k:>4}: {_pct(acc):>8}  "
+              f"({result.differ_from_eval[k]:,} predictions differ from eval mode)")
+    if result.precise_bn_acc is not None:
+        print(f"  PreciseBN over {result.precise_bn_images:,} training images: {_pct(result.precise_bn_acc)}")
+    return 0
+
+
 def cmd_sweep_worker(args: argparse.Namespace) -> int:
     from .experiments import ExperimentStore, run_experiment
 
@@ -531,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     swk.add_argument("--ray-address", default=None)
     data_dir(swk), runs_dir(swk)
     swk.set_defaults(func=cmd_sweep_worker)
+
+    bd = sub.add_parser("batchdep", help="accuracy with eval-mode, batch and PreciseBN statistics")
+    bd.add_argument("run")
+    bd.add_argument("--test-limit", type=_setting_type("test_limit"), default=None)
+    bd.add_argument("--json", action="store_true")
+    data_dir(bd), runs_dir(bd)
+    bd.set_defaults(func=cmd_batchdep)
 
     sv = sub.add_parser("serve", help="start the dashboard (127.0.0.1 unless --address says otherwise)")
     sv.add_argument("--address", default="127.0.0.1",

@@ -273,6 +273,16 @@ def start_experiment(exps, exp_id: str, data_dir: Path | str | None = None,
     return proc
 
 
+def start_batchdep(store: RunStore, run_id: str, data_dir: Path | str | None = None) -> subprocess.Popen:
+    """Measure a run's batch dependence in the background (``python -m cifar_app batchdep``); the
+    result is cached with the run (output in its log.txt)."""
+    run = store.get(run_id)
+    args = ["batchdep", run_id, "--runs-dir", str(store.root)]
+    if data_dir is not None:
+        args += ["--data", str(data_dir)]
+    return _spawn_cli(args, run.log_path)
+
+
 def can_resume(run: Run) -> bool:
     """A user run that stopped, failed or was interrupted: it continues from its last epoch
     checkpoint (or from the start when it had not finished an epoch)."""

@@ -12,6 +12,7 @@ a run's files; everything else goes through ``Run`` and ``RunStore``.
                            classes (uint8), labels and a fingerprint of the test set
         inside.jsonl       one JSON object a line: the probe batch's activation statistics at
                            initialisation (epoch 0) and after each epoch (see inside.py)
+        batchdep.json      cached analysis of the final model: batch dependence (see batchdep.py)
         stop               present = a stop was requested (removed by the worker that honours it)
         log.txt            stdout/stderr of the training process
 
@@ -54,6 +55,7 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
 INSIDE = "inside.jsonl"
+RESULTS = ("batchdep",)  # analyses cached with a run, each as <name>.json
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
 
 
@@ -419,6 +421,24 @@ class Run:
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
         _atomic_write(self.path / INSIDE, lambda f: f.write(text.encode()))
 
+    def save_result(self, name: str, obj: dict) -> None:
+        """Cache an analysis of the final model (``name`` in ``RESULTS``) as JSON, atomically."""
+        if name not in RESULTS:
+            raise ValueError(f"unknown result {name!r}")
+        self._writable()
+        write_json_atomic(self.path / f"{name}.json", obj)
+
+    def load_result(self, name: str) -> dict | None:
+        """A cached analysis, None when absent or older than the model; ``RunDamaged`` if unreadable."""
+        if name not in RESULTS:
+            raise ValueError(f"unknown result {name!r}")
+        path = self.path / f"{name}.json"
+        if not path.is_file():
+            return None
+        if self.has_model() and path.stat().st_mtime < self.model_mtime() and not self.reference:
+            return None  # the model changed since
+        return self._read_object(path.name)
+
     def remove_temp_files(self) -> None:
         """Delete temp files a killed writer left behind (names start with '.' and end '.tmp')."""
         for p in self.path.glob(".*.tmp"):
@@ -679,8 +699,8 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     dst.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
-        for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE):
-            if name == INSIDE and not (src.path / name).is_file():
+        for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE, *(f"{r}.json" for r in RESULTS)):
+            if name not in (SETTINGS, MODEL, PREDICTIONS) and not (src.path / name).is_file():
                 continue
             data = (src.path / name).read_bytes()
             _atomic_write(staging / name, lambda f, data=data: f.write(data))

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from cifar_app import ui
-from cifar_app.charts import bn_running_vs_batch, inside_bands, inside_norms
+from cifar_app.batchdep import BatchDependence, batchdep_row
+from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, inside_norms
+from cifar_app.jobs import start_batchdep
 from cifar_app.runstore import ACTIVE_STATES, RunDamaged
 from cifar_app.tables import default_selection
 
@@ -57,3 +59,35 @@ def draw(ids: list[str], layer: str, where: str) -> None:
 
 active = any(by_id[i].status in ACTIVE_STATES for i in chosen)
 st.fragment(draw, run_every=2.0 if active else None)(chosen, layer, where)
+
+
+st.subheader("Batch dependence at inference")
+st.caption("Test accuracy (a) in eval mode, (b) when every test batch is normalized with its own "
+           "statistics, at batch sizes 1 to 1000, and (c) with BatchNorm's statistics recomputed over "
+           "10,000 training images (PreciseBN). GroupNorm, LayerNorm and no norm work per image, so "
+           "their answers cannot depend on the batch; BatchNorm's can.")
+results, rows = [], []
+for i in chosen:
+    run = store.get(i)
+    try:
+        cached = run.load_result("batchdep")
+    except RunDamaged as e:
+        st.error(e.short)
+        continue
+    if cached is None:
+        if run.reference:
+            st.caption(f"{by_id[i].label}: not measured (`python -m cifar_app batchdep {i}`).")
+        elif ui.action_button(f"Measure {by_id[i].label} (a minute or two, in the background)",
+                              key=f"bd_{i}"):
+            if ui.dataset() is None:
+                ui.data_missing_hint()
+            else:
+                start_batchdep(store, i, ui.data_dir())
+                st.toast("Measuring; this section fills in when it is done.")
+        continue
+    result = BatchDependence.from_dict(cached)
+    results.append({"label": by_id[i].label, "norm": by_id[i].norm, "result": result})
+    rows.append(batchdep_row(by_id[i].label, result))
+if results:
+    st.plotly_chart(batchdep_plot(results), key="inside_batchdep", width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", key="inside_batchdep_table")

@@ -98,3 +98,63 @@ def test_the_inside_page_shows_a_run(monkeypatch, tmp_path):
     at.radio(key="inside_layer").set_value("C9").run()
     at.radio(key="inside_where").set_value("pre").run()
     assert not at.exception and len(at.get("plotly_chart")) == 4
+
+
+# ------------------------------------------------------------------ batch dependence at inference
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("bd") / "runs", reference_root=None)
+    data = synthetic_data(300, 400)
+    runs = {}
+    for norm in ("batch", "group", "layer", "none"):
+        run = store.create(TrainSettings(norm=norm, epochs=2, batch_size=50, max_lr=0.05, device="cpu"))
+        execute_run(store, run.id, data=data)
+        runs[norm] = run
+    return store, runs, data
+
+
+@pytest.mark.parametrize("norm", ["group", "layer", "none"])
+def test_per_image_norms_give_the_same_answer_at_every_test_batch_size(tiny_models, norm):
+    from cifar_app.batchdep import TEST_BATCH_SIZES, batch_dependence
+    from cifar_app.inference import load_model
+
+    _, runs, data = tiny_models
+    r = batch_dependence(load_model(runs[norm]), data)
+    assert set(r.batch_stats) == set(TEST_BATCH_SIZES) and r.n_test == 400
+    assert all(n <= 2 for n in r.differ_from_eval.values()), r.differ_from_eval  # float rounding only
+    assert all(abs(a - r.eval_acc) <= 2 / 400 for a in r.batch_stats.values())
+    assert r.precise_bn_acc is None
+
+
+def test_batchnorm_depends_on_the_test_batch_and_precise_bn_is_measured(tiny_models):
+    from cifar_app.batchdep import BatchDependence, batch_dependence
+    from cifar_app.inference import load_model
+
+    _, runs, data = tiny_models
+    loaded = load_model(runs["batch"])
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    r = batch_dependence(loaded, data)
+    assert r.differ_from_eval[1] > r.differ_from_eval[128] and r.differ_from_eval[1] > 10
+    assert r.precise_bn_acc is not None and r.precise_bn_images == 300
+    for k, v in loaded.model.state_dict().items():  # nothing stored was changed
+        torch.testing.assert_close(v, before[k], atol=0, rtol=0)
+    assert BatchDependence.from_dict(r.to_dict()) == r
+
+
+def test_cli_batchdep_caches_the_result_with_the_run(tiny_models, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import write_image_tree
+
+    store, runs, _ = tiny_models
+    data_dir = write_image_tree(tmp_path / "data", per_class_train=3, per_class_test=3)
+    out = subprocess.run([sys.executable, "-m", "cifar_app", "batchdep", runs["batch"].id, "--runs-dir",
+                          str(store.root), "--data", str(data_dir), "--json"], capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["n_test"] == 30
+    assert runs["batch"].load_result("batchdep")["n_test"] == 30
