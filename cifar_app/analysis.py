@@ -102,3 +102,36 @@ def misclassified(ev: Evaluation, true_class: int | None = None, pred_class: int
     order = np.argsort(-conf if most_confident_first else conf, kind="stable")
     return [Mistake(int(idx[i]), int(ev.labels[idx[i]]), int(preds[idx[i]]), float(conf[i]),
                     float(ev.probs[idx[i], ev.labels[idx[i]]])) for i in order]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One right/wrong pattern over several runs on the same test images: ``right[i]`` says
+    whether run i is right; ``indices`` are the test images with that pattern."""
+
+    right: tuple[bool, ...]
+    indices: np.ndarray
+
+    def describe(self, names: list[str]) -> str:
+        """'all right', 'all wrong', or 'BN right; GN, LN wrong'."""
+        if all(self.right):
+            return "all right"
+        if not any(self.right):
+            return "all wrong"
+        ok = [n for n, r in zip(names, self.right) if r]
+        bad = [n for n, r in zip(names, self.right) if not r]
+        return f"{', '.join(ok)} right; {', '.join(bad)} wrong"
+
+
+def agreement_patterns(preds: list[np.ndarray], labels: np.ndarray) -> list[Pattern]:
+    """Every right/wrong pattern of 2-4 runs' predicted classes (each (N,), same test images as
+    ``labels``), most frequent first; patterns no image has are left out."""
+    if not 2 <= len(preds) <= 4:
+        raise ValueError("compare 2 to 4 runs")
+    right = np.stack([p == labels for p in preds], axis=1)              # (N, k) bool
+    codes = right.astype(np.int64) @ (1 << np.arange(len(preds)))        # one int per pattern
+    out = []
+    for code in np.unique(codes):
+        pattern = tuple(bool(code >> i & 1) for i in range(len(preds)))
+        out.append(Pattern(pattern, np.flatnonzero(codes == code)))
+    return sorted(out, key=lambda p: -len(p.indices))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -112,3 +113,20 @@ def batchdep_row(label: str, r: BatchDependence) -> dict:
         row[f"batch {k} (%)"] = round(100 * acc, 2)
     row["PreciseBN (%)"] = None if r.precise_bn_acc is None else round(100 * r.precise_bn_acc, 2)
     return row
+
+
+@torch.no_grad()
+def alone_and_in_batch(loaded: LoadedModel, image32, others: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Class probabilities (10,) for one uint8 (32, 32, 3) image three ways: eval mode; normalized
+    with batch statistics alone (a batch of one); and inside a batch with ``others`` (uint8
+    (N, 3, 32, 32), e.g. test images). Identical for per-image norms; BatchNorm's differ."""
+    x1 = torch.as_tensor(np.array(image32, dtype=np.uint8)).permute(2, 0, 1)[None]
+    batch = torch.cat([x1, others.to(x1.dtype)])
+    model = _with_batch_statistics(loaded.model)
+
+    def probs(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        xb = normalize(x, loaded.mean, loaded.std).contiguous(memory_format=torch.channels_last)
+        return m(xb).float().softmax(1)[0]
+
+    return {"eval mode": probs(loaded.model.eval(), x1), "alone": probs(model, x1),
+            f"in a batch of {len(batch)}": probs(model, batch)}

@@ -297,3 +297,37 @@ def setting_widget(name: str, label: str | None = None, key: str | None = None,
     step = 10 ** np.floor(np.log10(abs(float(default)))) / 10 if default else 0.01
     return float(st.number_input(text, low + (step if spec.low_open else 0.0), float(spec.high or 1e9),
                                  float(default), step=float(step), format="%g", **common))
+
+
+def image_grid(data: CifarData, indices: list[int], captions: list[str], key: str, view: object,
+               page_size: int = 40) -> None:
+    """Test images ``indices`` as a paged grid of pixel-crisp 128 px tiles with ``captions``;
+    the page resets to 1 when ``view`` (whatever defines the list) changes."""
+    pages = max(1, (len(indices) + page_size - 1) // page_size)
+    if st.session_state.get(f"{key}_view") != view or st.session_state.get(f"{key}_page", 1) > pages:
+        st.session_state[f"{key}_view"], st.session_state[f"{key}_page"] = view, 1
+    page = st.number_input(f"Page (of {pages}; {len(indices):,} images)", 1, pages, key=f"{key}_page")
+    lo, hi = (page - 1) * page_size, page * page_size
+    st.image([upscale(data.test_x[i].permute(1, 2, 0).numpy(), 4) for i in indices[lo:hi]],
+             caption=captions[lo:hi], width=128)
+
+
+def attribution_views(loaded, image32: np.ndarray, targets: dict[str, int], key: str,
+                      integrated: bool = True) -> None:
+    """Grad-CAM (chosen layer) for each of ``targets`` ({caption: class index}) and, with
+    ``integrated``, Integrated Gradients for the first one, overlaid on the upscaled image."""
+    from .attribution import GRADCAM_LAYERS, gradcam, integrated_gradients, layer_resolution, overlay
+
+    layer = st.radio("Grad-CAM layer", GRADCAM_LAYERS, horizontal=True, key=f"{key}_layer")
+    side = layer_resolution(loaded, layer)
+    st.caption(f"Grad-CAM at {layer} works on its {side}×{side} feature maps"
+               + (" — on the last stage of a 32×32 input that is an 8×8 map, upsampled, so it is "
+                  "coarse by construction" if side == 8 else "") + ". Attribution runs in eval mode "
+               "with the model's own preprocessing.")
+    cols = st.columns(len(targets) + int(integrated))
+    for col, (caption, target) in zip(cols, targets.items()):
+        col.image(overlay(image32, gradcam(loaded, image32, target, layer)), caption=f"Grad-CAM: {caption}")
+    if integrated:
+        caption, target = next(iter(targets.items()))
+        cols[-1].image(overlay(image32, integrated_gradients(loaded, image32, target)),
+                       caption=f"Integrated Gradients: {caption}")

@@ -3,12 +3,14 @@
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.batchdep import alone_and_in_batch
 from cifar_app.charts import NORM_COLORS, topk_bars
 from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_image, preview_image
 from cifar_app.runstore import RunDamaged
 from cifar_app.tables import default_selection
 
 ALL = "all normalizations side by side"
+BATCH_MATES = 127
 
 ui.page_setup()
 st.title("Classify your images")
@@ -21,6 +23,9 @@ by_id = {r.id: r for r in runs}
 choice = st.selectbox("Model", [ALL, *by_id], key="cls_run",
                       format_func=lambda i: i if i == ALL else ui.run_label(by_id[i]))
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
+show_batch = st.toggle("Also score each image alone and inside a batch of test images (batch "
+                       "statistics: only BatchNorm's answer changes)", key="cls_batch")
+show_cam = st.toggle("Show where each model looks (Grad-CAM at C9, eval mode)", key="cls_cam")
 files = st.file_uploader(
     f"Drop images here (PNG, JPEG, WebP, BMP, GIF; up to {MAX_FILE_BYTES // 2**20} MB each)",
     type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True, key="cls_files")
@@ -29,6 +34,8 @@ if not files:
                "and shrunk to 32×32 pixels, the size the network was trained on.")
     st.stop()
 
+data = ui.dataset() if show_batch else None
+batch_mates = data.test_x[:BATCH_MATES] if data is not None else None
 loaded = {}
 for m in models:
     try:
@@ -54,3 +61,15 @@ for f in files:
         [pred] = classify_each([image32], loaded[m.id])
         col.plotly_chart(topk_bars(pred.top_k, NORM_COLORS.get(m.norm, "#444"), m.label),
                          key=f"cls_{f.file_id}_{m.id}", width="stretch")
+        if show_cam:
+            from cifar_app.attribution import gradcam, overlay
+
+            index = loaded[m.id].classes.index(pred.top_k[0][0])
+            col.image(overlay(image32, gradcam(loaded[m.id], image32, index)),
+                      caption=f"Grad-CAM (C9, an 8×8 map) for {pred.top_k[0][0]}", width=160)
+        if batch_mates is not None:
+            top = pred.top_k[0][0]
+            index = loaded[m.id].classes.index(top)
+            ways = alone_and_in_batch(loaded[m.id], image32, batch_mates)
+            col.caption(f"P({top}) with the norm's own statistics — " + " · ".join(
+                f"{way}: {100 * float(p[index]):.1f}%" for way, p in ways.items()))

@@ -95,7 +95,7 @@ def page(server):
 
 def open_page(page, url: str, path: str, ready: str = "h1") -> None:
     page.goto(f"{url}/{path}")
-    page.wait_for_selector(ready, timeout=60_000)
+    page.wait_for_selector(ready, timeout=120_000)
     page.wait_for_timeout(1500)  # let the script run finish drawing
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]

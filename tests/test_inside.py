@@ -158,3 +158,136 @@ def test_cli_batchdep_caches_the_result_with_the_run(tiny_models, tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["n_test"] == 30
     assert runs["batch"].load_result("batchdep")["n_test"] == 30
+
+
+def test_an_image_alone_and_in_a_batch_differs_only_for_batchnorm(tiny_models):
+    import numpy as np
+
+    from cifar_app.batchdep import alone_and_in_batch
+    from cifar_app.inference import load_model
+
+    _, runs, data = tiny_models
+    image = data.test_x[0].permute(1, 2, 0).numpy()
+    for norm in ("batch", "group", "layer"):
+        ways = alone_and_in_batch(load_model(runs[norm]), image, data.test_x[1:64])
+        probs = [p.numpy() for p in ways.values()]
+        assert list(ways)[2] == "in a batch of 64" and all(abs(p.sum() - 1) < 1e-5 for p in probs)
+        if norm == "batch":
+            assert not np.allclose(probs[1], probs[2], atol=1e-3)  # alone vs in a batch
+        else:
+            assert np.allclose(probs[0], probs[1], atol=1e-5) and np.allclose(probs[1], probs[2], atol=1e-5)
+
+
+def test_classify_shows_alone_and_in_batch_scores(monkeypatch, tmp_path, tiny_models):
+    import io
+
+    from PIL import Image
+    from streamlit import config
+    from streamlit.runtime.caching import cache_resource
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import write_image_tree
+
+    store, runs, _ = tiny_models
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(store.root))
+    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
+    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 13)))
+    cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "pages/classify.py"), default_timeout=60)
+    at.run()
+    at.toggle(key="cls_batch").set_value(True).run()
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(buf, "PNG")
+    at.file_uploader(key="cls_files").set_value(("red.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value for c in at.caption if "own statistics" in c.value]
+    assert len(captions) == 4 and all("in a batch of 128" in c for c in captions)
+
+
+def test_the_disagreement_tab_counts_patterns_and_shows_their_images(monkeypatch, tmp_path, tiny_models):
+    from streamlit import config
+    from streamlit.runtime.caching import cache_resource
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import write_image_tree
+
+    store, runs, _ = tiny_models
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(store.root))
+    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
+    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 5)))
+    cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "pages/misclassified.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.multiselect(key="dis_runs").value) == 4
+    table = pattern_table(at)
+    assert table["images"].sum() == 50  # every test image falls in exactly one pattern
+    assert all(p in ("all right", "all wrong") or ("right; " in p and p.endswith("wrong"))
+               for p in table["pattern"])
+    at.multiselect(key="dis_runs").set_value([runs["batch"].id, runs["group"].id]).run()
+    assert not at.exception and pattern_table(at)["images"].sum() == 50
+
+
+def pattern_table(at):
+    [table] = [d.value for d in at.dataframe if "pattern" in d.value.columns]
+    return table
+
+
+# ------------------------------------------------------------------ attribution
+
+
+def test_gradcam_and_integrated_gradients_are_heatmaps_for_the_asked_class(tiny_models):
+    import numpy as np
+
+    from cifar_app.attribution import gradcam, integrated_gradients, layer_resolution, overlay
+    from cifar_app.inference import load_model
+
+    _, runs, data = tiny_models
+    loaded = load_model(runs["group"])
+    image = data.test_x[0].permute(1, 2, 0).numpy()
+    maps = [gradcam(loaded, image, c, "C7") for c in range(10)]
+    assert all(m.shape == (32, 32) and m.min() >= 0 and m.max() <= 1 for m in maps)
+    assert any(not np.allclose(maps[0], m) for m in maps[1:])  # the class changes the map
+    assert layer_resolution(loaded, "C9") == 8 and layer_resolution(loaded, "C1") == 32
+    ig = integrated_gradients(loaded, image, int(data.test_y[0]), steps=8)
+    assert ig.shape == (32, 32) and ig.max() == 1.0
+    assert overlay(image, ig).shape == (160, 160, 3)
+    assert not loaded.model.training  # eval mode
+
+
+def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny_models):
+    import io
+
+    from PIL import Image
+    from streamlit import config
+    from streamlit.runtime.caching import cache_resource
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import write_image_tree
+
+    store, runs, _ = tiny_models
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(store.root))
+    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
+    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 5)))
+    cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "pages/misclassified.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("Grad-CAM" in c for img in at.get("image") for c in img.captions)  # on demand
+    at.toggle(key="mis_explain_on").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum(c.startswith("Grad-CAM: predicted") or c.startswith("Grad-CAM: true") for c in captions) == 2
+    assert any(c.startswith("Integrated Gradients: predicted") for c in captions)
+    at = AppTest.from_file(str(ROOT / "pages/classify.py"), default_timeout=120)
+    at.run()
+    at.toggle(key="cls_cam").set_value(True).run()
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), (20, 30, 200)).save(buf, "PNG")
+    at.file_uploader(key="cls_files").set_value(("blue.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum(c.startswith("Grad-CAM (C9") for c in captions) == 4  # one per normalization

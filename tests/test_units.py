@@ -159,3 +159,20 @@ def test_no_sys_path_hacks_remain():
     for path in [*ROOT.glob("benchmarks/*.py"), *ROOT.glob("cifar_app/*.py")]:
         text = path.read_text()
         assert "sys.path.insert" not in text and "PYTHONPATH" not in text, path
+
+
+def test_agreement_patterns_count_every_right_wrong_combination():
+    from cifar_app.analysis import agreement_patterns
+
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    bn = np.array([0, 1, 2, 9, 9, 5])
+    gn = np.array([0, 1, 9, 3, 9, 9])
+    patterns = agreement_patterns([bn, gn], labels)
+    by = {p.right: p.indices.tolist() for p in patterns}
+    assert by == {(True, True): [0, 1], (True, False): [2, 5], (False, True): [3], (False, False): [4]}
+    assert sum(len(p.indices) for p in patterns) == 6 and len(patterns[0].indices) == 2
+    assert [p.describe(["BN", "GN"]) for p in patterns if p.right == (False, True)] == ["GN right; BN wrong"]
+    assert [p.describe(["BN", "GN"]) for p in patterns if p.right == (True, False)] == ["BN right; GN wrong"]
+    assert [p.describe(["BN", "GN"]) for p in patterns if p.right == (False, False)] == ["all wrong"]
+    with pytest.raises(ValueError):
+        agreement_patterns([bn], labels)
