@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
 from .experiments import ExperimentNotFound
+from .export import BundleError
 from .runstore import ACTIVE_STATES, ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
 from .settings import SettingsError, TrainSettings
 
@@ -357,6 +358,35 @@ def cmd_batchdep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_bundle, export_csv, export_onnx
+
+    run = _store(args).get(args.run)
+    if args.format == "bundle":
+        paths = [export_bundle(run, args.out)]
+    elif args.format == "onnx":
+        paths = [export_onnx(run, args.out)]
+    else:
+        names = None
+        if args.data is not None or Path(default_data_dir()).exists():
+            try:
+                names = load_cifar10(args.data).limit(test_limit=run.settings().test_limit).test_names
+            except DataError:
+                names = None
+        paths = export_csv(run, args.out, names)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .export import import_bundle
+
+    run = import_bundle(_store(args), args.bundle, origin=Path(args.bundle).name)
+    print(f"imported as {run.id} ({run.label})")
+    return 0
+
+
 def cmd_sweep_worker(args: argparse.Namespace) -> int:
     from .experiments import ExperimentStore, run_experiment
 
@@ -555,6 +585,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(swk), runs_dir(swk)
     swk.set_defaults(func=cmd_sweep_worker)
 
+    ex = sub.add_parser("export", help="a run as a bundle (.zip), its model as ONNX, or its numbers as CSV")
+    ex.add_argument("run")
+    ex.add_argument("--format", choices=["bundle", "onnx", "csv"], required=True)
+    ex.add_argument("--out", required=True, help="file (bundle, onnx) or folder (csv; any format)")
+    data_dir(ex), runs_dir(ex)
+    ex.set_defaults(func=cmd_export)
+
+    im = sub.add_parser("import", help="add a run from a bundle exported by this app")
+    im.add_argument("bundle")
+    runs_dir(im)
+    im.set_defaults(func=cmd_import)
+
     bd = sub.add_parser("batchdep", help="accuracy with eval-mode, batch and PreciseBN statistics")
     bd.add_argument("run")
     bd.add_argument("--test-limit", type=_setting_type("test_limit"), default=None)
@@ -578,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SettingsError, RunNotFound, ReadOnlyRun, RunDamaged, StoreError,
+    except (DataError, SettingsError, RunNotFound, ReadOnlyRun, RunDamaged, StoreError, BundleError,
             ExperimentNotFound, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

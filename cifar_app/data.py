@@ -53,12 +53,14 @@ class CifarData:
     test_y: torch.Tensor
     classes: tuple[str, ...]
     source: str  # human-readable: what was loaded from where
+    test_names: tuple[str, ...] | None = None  # file of each test image ("cat/0001.jpg"), folders only
 
     def limit(self, train_limit: int | None = None, test_limit: int | None = None) -> CifarData:
         """The first ``train_limit`` / ``test_limit`` images of each split (None keeps all)."""
         return CifarData(self.train_x[:train_limit], self.train_y[:train_limit],
                          self.test_x[:test_limit], self.test_y[:test_limit],
-                         self.classes, self.source)
+                         self.classes, self.source,
+                         None if self.test_names is None else self.test_names[:test_limit])
 
     @property
     def test_fingerprint(self) -> str:
@@ -177,6 +179,8 @@ def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
         for rel, label, size, mtime in files:
             digest.update(f"{rel}|{label}|{size}|{mtime}\n".encode())
     key = digest.hexdigest()
+    test_files = listings["test"]
+    test_names = tuple(test_files[i][0] for i in np.random.default_rng(0).permutation(len(test_files)))
 
     for cache in _cache_paths(tree, key):
         try:
@@ -185,7 +189,7 @@ def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
                     arrays = {k: torch.from_numpy(z[k]) for k in
                               ("train_x", "train_y", "test_x", "test_y")}
                     return CifarData(**arrays, classes=CLASSES,
-                                     source=f"image folders in {tree} (cached)")
+                                     source=f"image folders in {tree} (cached)", test_names=test_names)
         except (OSError, KeyError, ValueError, EOFError):
             continue
 
@@ -212,7 +216,7 @@ def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
         except OSError:
             continue
     return CifarData(**{k: torch.from_numpy(v) for k, v in arrays.items()}, classes=CLASSES,
-                     source=f"image folders in {tree}")
+                     source=f"image folders in {tree}", test_names=test_names)
 
 
 # ---------------------------------------------------------------- entry point

@@ -56,6 +56,8 @@ SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
 INSIDE = "inside.jsonl"
 RESULTS = ("batchdep",)  # analyses cached with a run, each as <name>.json
+# What a run bundle (export.py) may carry, besides status.json.
+PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, *(f"{r}.json" for r in RESULTS))
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
 
 
@@ -439,6 +441,18 @@ class Run:
             return None  # the model changed since
         return self._read_object(path.name)
 
+    def portable_files(self) -> dict[str, bytes]:
+        """The run's files that travel in a bundle (``PORTABLE``), as bytes, those present only."""
+        out = {}
+        for name in PORTABLE:
+            try:
+                out[name] = (self.path / name).read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise self._damaged(name, f"cannot be read ({_why(e)})") from None
+        return out
+
     def remove_temp_files(self) -> None:
         """Delete temp files a killed writer left behind (names start with '.' and end '.tmp')."""
         for p in self.path.glob(".*.tmp"):
@@ -625,6 +639,39 @@ class RunStore:
                 run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.norm}-{secrets.token_hex(3)}"
                 try:
                     os.rename(staging, root / run_id)  # fails if the id exists (a non-empty folder)
+                    return Run(root / run_id)
+                except OSError as e:
+                    if (root / run_id).exists():
+                        continue
+                    raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
+            raise StoreError(f"could not allocate a run id in {root}")  # pragma: no cover
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def add_run(self, files: dict[str, bytes], status: dict, preferred_id: str | None = None) -> Run:
+        """A new run from already validated file contents (``PORTABLE`` names) and a status, under
+        ``preferred_id`` when that is a valid id not taken, else a fresh one. Whole or not at all."""
+        unknown = set(files) - set(PORTABLE)
+        if unknown or SETTINGS not in files:
+            raise ValueError(f"not run files: {sorted(unknown) or 'no settings.json'}")
+        root = self.ensure_root()
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
+        except OSError as e:
+            raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
+        try:
+            for name, data in files.items():
+                _atomic_write(staging / name, lambda f, data=data: f.write(data))
+            write_json_atomic(staging / STATUS, status)
+            candidates = [preferred_id] if preferred_id and _ID_RE.match(preferred_id) else []
+            for _ in range(100):
+                run_id = candidates.pop() if candidates else (
+                    f"{time.strftime('%Y%m%d-%H%M%S')}-import-{secrets.token_hex(3)}")
+                if (root / run_id).exists() or (self.reference_root is not None
+                                                 and (self.reference_root / run_id).exists()):
+                    continue
+                try:
+                    os.rename(staging, root / run_id)
                     return Run(root / run_id)
                 except OSError as e:
                     if (root / run_id).exists():

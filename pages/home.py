@@ -3,6 +3,14 @@
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.export import (
+    BundleError,
+    bundle_bytes,
+    import_bundle,
+    metrics_csv,
+    onnx_bytes,
+    predictions_csv,
+)
 from cifar_app.jobs import download_status, start_download
 from cifar_app.progress import format_duration
 from cifar_app.runstore import StoreError
@@ -45,20 +53,17 @@ st.subheader("Runs")
 store = ui.store()
 summaries = store.summaries()
 if not summaries:
-    st.info("No runs yet. Train a model on the **Train** page.")
-    st.stop()
-
-rows = runs_table_rows(summaries)
-st.dataframe(rows, hide_index=True, width="stretch", key="runs_table", column_config={
-    "open": st.column_config.LinkColumn("open", display_text="curves"),
-    "params": st.column_config.NumberColumn(format="%d"),
-    "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),
-})
-for s in summaries:
-    if s.damaged:
-        st.error(f"`{s.id}` — {s.error}. Nothing was changed; delete it below if you want.")
-st.caption(f"Runs are stored in `{store.root.resolve()}`; total training time "
-           f"{format_duration(sum(s.seconds for s in summaries))}.")
+    st.info("No runs yet. Train a model on the **Train** page, or import a bundle below.")
+else:
+    st.dataframe(runs_table_rows(summaries), hide_index=True, width="stretch", key="runs_table",
+                 column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
+                                "params": st.column_config.NumberColumn(format="%d"),
+                                "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
+    for s in summaries:
+        if s.damaged:
+            st.error(f"`{s.id}` — {s.error}. Nothing was changed; delete it below if you want.")
+    st.caption(f"Runs are stored in `{store.root.resolve()}`; total training time "
+               f"{format_duration(sum(s.seconds for s in summaries))}.")
 
 mine = [s for s in summaries if not s.reference]
 if mine:
@@ -82,3 +87,35 @@ if mine:
                     st.rerun()
                 except (RuntimeError, StoreError) as e:
                     st.error(str(e))
+
+with st.expander("Export or import a run"):
+    exportable = {s.id: s for s in summaries if not s.damaged}
+    if exportable and st.session_state.get("export_run") not in exportable:
+        st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
+    chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
+                                         format_func=lambda i: ui.run_label(exportable[i])))
+    if chosen is not None:
+        run = store.get(chosen.id)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.download_button("Bundle (.zip)", bundle_bytes(run), f"{run.id}.zip", "application/zip",
+                           key="dl_bundle", help="everything the pages need to show this run elsewhere; "
+                           "import it with `python -m cifar_app import` or below")
+        c2.download_button("Metrics (.csv)", metrics_csv(run), f"{run.id}-metrics.csv", "text/csv",
+                           key="dl_metrics")
+        if chosen.has_model:
+            names = data.limit(test_limit=run.settings().test_limit).test_names if data is not None else None
+            c3.download_button("Predictions (.csv)", predictions_csv(run, names), f"{run.id}-predictions.csv",
+                               "text/csv", key="dl_predictions")
+            if c4.button("Prepare ONNX", key="make_onnx"):
+                st.session_state["onnx"] = (run.id, onnx_bytes(run))
+            if st.session_state.get("onnx", (None,))[0] == run.id:
+                c4.download_button("Model (.onnx)", st.session_state["onnx"][1], f"{run.id}.onnx",
+                                   "application/octet-stream", key="dl_onnx",
+                                   help="input float32 (N, 3, 32, 32) RGB in [0, 1]; output logits (N, 10)")
+    bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle")
+    if bundle is not None and ui.action_button("Import", key="import"):
+        try:
+            new = import_bundle(store, bundle.getvalue(), origin=bundle.name)
+            st.success(f"Imported as **{new.id}** ({new.label}).")
+        except (BundleError, StoreError) as e:
+            st.error(f"Not imported: {e}")
