@@ -89,7 +89,7 @@ PRESETS: dict[str, Preset] = {
              "the first 2,000 test images, batch 128."),
     "seeds": Preset(
         "seeds", "Are the differences between BN, GN and LN larger than seed noise?",
-        base={}, grid={"norm": ["batch", "group", "layer", "none"], "seed": [0, 1, 2]}, x="norm",
+        base={}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer", "none"]}, x="norm",
         note="The full default recipe (20 epochs, all 50,000 images): 12 runs of 6-7 minutes each on "
              "a fast 2-core machine, about 80 minutes; use the Ray backend to spread them."),
 }
