@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", required=True)
     p.add_argument("--data", default=None, help="recompute the test predictions on this data")
     p.add_argument("--batch-every", type=int, default=5)
+    p.add_argument("--batchdep", action="store_true",
+                   help="with --data: also measure and ship the batch dependence (batchdep.json)")
     args = p.parse_args(argv)
 
     src = Run(args.run_dir)
@@ -44,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         ev = evaluate_model(load_model(ref), data, ref.settings().test_limit)
         ref.save_predictions(ev.probs, ev.labels, data.limit(test_limit=len(ev.labels)).test_fingerprint)
         print(f"{args.name}: re-evaluated accuracy {100 * ev.accuracy:.2f}% on {len(ev.labels):,} images")
+        if args.batchdep:
+            from cifar_app.batchdep import batch_dependence
+
+            result = batch_dependence(load_model(ref), data, ref.settings().test_limit)
+            ref.save_result("batchdep", result.to_dict())
+            print(f"{args.name}: batch statistics accuracy by test batch size "
+                  + ", ".join(f"{k}: {100 * a:.2f}%" for k, a in result.batch_stats.items()))
     size = sum(f.stat().st_size for f in ref.path.iterdir())
     print(f"shipped {src.id} as {ref.path} ({size / 1024:.0f} KiB)")
     return 0

@@ -1,5 +1,7 @@
 """The trained runs shipped inside the package."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,13 +47,27 @@ def test_reference_model_reproduces_its_stored_predictions(ref):
     assert ev.accuracy == pytest.approx(stored_acc, abs=0.001)
 
 
-@pytest.mark.parametrize("ref", REFS)
-def test_runs_written_before_the_typed_records_still_load(ref):
-    """The shipped runs predate train_ce, status tags and the run summary: they load unchanged."""
-    run = RunStore("unused", reference_root=REFERENCE_ROOT).get(ref)
+OLD_RUN = Path(__file__).parent / "data" / "old-format-run"
+
+
+def test_runs_written_before_this_version_still_load(tmp_path):
+    """tests/data/old-format-run is the LayerNorm reference run as shipped before typed records,
+    train_ce, status tags and probe records existed: it loads, summarizes, predicts and exports."""
+    import shutil
+
+    from cifar_app.export import bundle_bytes, import_bundle
+
+    shutil.copytree(OLD_RUN, tmp_path / "refs" / "ref-old")
+    store = RunStore(tmp_path / "runs", reference_root=tmp_path / "refs")
+    run = store.get("ref-old")
     m = run.metrics()
     assert len(m.epochs) == 20 and all(e.train_ce is None for e in m.epochs)
     assert m.batches and m.batches[0].t is None  # thinned logs carry no wall-clock times
     s = run.summary()
     assert s.status == "completed" and not s.damaged and s.has_model and s.tags == {}
-    assert run.damage() is None
+    assert s.final_test_acc == pytest.approx(0.8111, abs=1e-4) and run.damage() is None
+    assert run.inside() == [] and run.load_result("batchdep") is None
+    stored = run.load_predictions()
+    assert float((stored["preds"] == stored["labels"]).mean()) == pytest.approx(s.final_test_acc, abs=1e-6)
+    assert count_parameters(load_model(run).model) < PARAM_BUDGET
+    assert import_bundle(store, bundle_bytes(run)).summary().status == "completed"
