@@ -114,6 +114,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except OSError as e:
         raise StoreError(f"cannot write {path}: {_why(e)}") from None
     try:
+        os.fchmod(fd, 0o644)  # as a plain open() would leave it (mkstemp makes it private)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -627,6 +628,7 @@ class RunStore:
         root = self.ensure_root()
         try:
             staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+            staging.chmod(0o755)
         except OSError as e:
             raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
         try:
@@ -657,6 +659,7 @@ class RunStore:
         root = self.ensure_root()
         try:
             staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
+            staging.chmod(0o755)
         except OSError as e:
             raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
         try:
@@ -745,6 +748,7 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    staging.chmod(0o755)
     try:
         for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE, *(f"{r}.json" for r in RESULTS)):
             if name not in (SETTINGS, MODEL, PREDICTIONS) and not (src.path / name).is_file():

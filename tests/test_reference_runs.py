@@ -71,3 +71,20 @@ def test_runs_written_before_this_version_still_load(tmp_path):
     assert float((stored["preds"] == stored["labels"]).mean()) == pytest.approx(s.final_test_acc, abs=1e-6)
     assert count_parameters(load_model(run).model) < PARAM_BUDGET
     assert import_bundle(store, bundle_bytes(run)).summary().status == "completed"
+
+
+@pytest.mark.parametrize("ref", ["ref-batch", "ref-group", "ref-layer"])
+def test_reference_runs_carry_probe_records_and_their_batch_dependence(ref):
+    from cifar_app.batchdep import TEST_BATCH_SIZES, BatchDependence
+
+    run = RunStore("unused", reference_root=REFERENCE_ROOT).get(ref)
+    records = run.inside()
+    assert [r["epoch"] for r in records] == list(range(21))
+    overhead = sum(r["seconds"] for r in records) / sum(e.seconds for e in run.metrics().epochs)
+    assert overhead < 0.02  # probing costs under 2% of training time
+    bd = BatchDependence.from_dict(run.load_result("batchdep"))
+    assert set(bd.batch_stats) == set(TEST_BATCH_SIZES) and bd.n_test == 10_000
+    if ref == "ref-batch":
+        assert bd.batch_stats[1] < 0.2 < 0.8 < bd.batch_stats[1000] and bd.precise_bn_acc > 0.8
+    else:
+        assert max(bd.differ_from_eval.values()) <= 2 and bd.precise_bn_acc is None
