@@ -14,7 +14,16 @@ TINY = {"epochs": 2, "batch_size": 50, "max_lr": 0.05, "device": "cpu"}
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    """A local Ray whose workers have no CIFAR-10 copy (no CIFAR_APP_DATA), so they must get the
+    driver's data through the object store, as on a cluster without the dataset."""
+    import os
+
+    saved = os.environ.pop("CIFAR_APP_DATA", None)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    finally:
+        if saved is not None:
+            os.environ["CIFAR_APP_DATA"] = saved
     yield
     ray.shutdown()
 

@@ -47,11 +47,11 @@ def test_reference_model_reproduces_its_stored_predictions(ref):
     assert ev.accuracy == pytest.approx(stored_acc, abs=0.001)
 
 
-OLD_RUN = Path(__file__).parent / "data" / "old-format-run"
+OLD_RUN = Path(__file__).parent / "fixtures" / "old-format-run"
 
 
 def test_runs_written_before_this_version_still_load(tmp_path):
-    """tests/data/old-format-run is the LayerNorm reference run as shipped before typed records,
+    """tests/fixtures/old-format-run is the LayerNorm reference run as shipped before typed records,
     train_ce, status tags and probe records existed: it loads, summarizes, predicts and exports."""
     import shutil
 
