@@ -358,6 +358,7 @@ class Run:
         batches: dict[int, BatchStats] = {}
         epochs: dict[int, EpochStats] = {}
         lines = data.split(b"\n")
+        _check_tail(self, METRICS, lines[-1])
         for no, line in enumerate(lines[:-1], start=1):  # after the last newline: maybe unfinished
             if not line.strip():
                 continue
@@ -404,6 +405,7 @@ class Run:
         except OSError as e:
             raise self._damaged(INSIDE, f"cannot be read ({_why(e)})") from None
         by_epoch: dict[int, dict] = {}
+        _check_tail(self, INSIDE, data.rsplit(b"\n", 1)[-1])
         for no, line in enumerate(data.split(b"\n")[:-1], start=1):
             if not line.strip():
                 continue
@@ -625,30 +627,15 @@ class RunStore:
         appears whole or not at all (assembled in a hidden folder, then renamed into place).
         ``tags`` (JSON values) are kept in the status, e.g. ``{"experiment": ID}``."""
         settings.validate()
-        root = self.ensure_root()
-        try:
-            staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
-            staging.chmod(0o755)
-        except OSError as e:
-            raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
-        try:
+
+        def write(folder: Path) -> None:
             now = time.time()
-            write_json_atomic(staging / SETTINGS, settings.to_dict())
-            write_json_atomic(staging / STATUS, {
+            write_json_atomic(folder / SETTINGS, settings.to_dict())
+            write_json_atomic(folder / STATUS, {
                 "state": "queued", "label": (label or "").strip()[:80] or None, "created": now,
                 "heartbeat": now, "pid": None, "params": settings.param_count(), "tags": tags or {}})
-            for _ in range(100):
-                run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.norm}-{secrets.token_hex(3)}"
-                try:
-                    os.rename(staging, root / run_id)  # fails if the id exists (a non-empty folder)
-                    return Run(root / run_id)
-                except OSError as e:
-                    if (root / run_id).exists():
-                        continue
-                    raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
-            raise StoreError(f"could not allocate a run id in {root}")  # pragma: no cover
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+        return self._new_run(write, settings.norm)
 
     def add_run(self, files: dict[str, bytes], status: dict, preferred_id: str | None = None) -> Run:
         """A new run from already validated file contents (``PORTABLE`` names) and a status, under
@@ -656,22 +643,32 @@ class RunStore:
         unknown = set(files) - set(PORTABLE)
         if unknown or SETTINGS not in files:
             raise ValueError(f"not run files: {sorted(unknown) or 'no settings.json'}")
+
+        def write(folder: Path) -> None:
+            for name, data in files.items():
+                _atomic_write(folder / name, lambda f, data=data: f.write(data))
+            write_json_atomic(folder / STATUS, status)
+
+        return self._new_run(write, "import", preferred_id)
+
+    def _new_run(self, write: Callable[[Path], None], kind: str, preferred_id: str | None = None) -> Run:
+        """Fill a hidden staging folder with ``write(folder)``, then rename it to ``preferred_id``
+        when that is a valid id free among user and reference runs, else to a fresh
+        ``<time>-<kind>-<hex>`` id. No partial run is ever visible."""
         root = self.ensure_root()
         try:
-            staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
+            staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
             staging.chmod(0o755)
         except OSError as e:
             raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
         try:
-            for name, data in files.items():
-                _atomic_write(staging / name, lambda f, data=data: f.write(data))
-            write_json_atomic(staging / STATUS, status)
+            write(staging)
             candidates = [preferred_id] if preferred_id and _ID_RE.match(preferred_id) else []
             for _ in range(100):
                 run_id = candidates.pop() if candidates else (
-                    f"{time.strftime('%Y%m%d-%H%M%S')}-import-{secrets.token_hex(3)}")
-                if (root / run_id).exists() or (self.reference_root is not None
-                                                 and (self.reference_root / run_id).exists()):
+                    f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}")
+                taken = self.reference_root is not None and (self.reference_root / run_id).exists()
+                if taken or (root / run_id).exists():
                     continue
                 try:
                     os.rename(staging, root / run_id)
@@ -734,6 +731,13 @@ class RunStore:
         except OSError as e:
             raise StoreError(f"cannot delete {run.path}: {_why(e)}") from None
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _check_tail(run: Run, name: str, tail: bytes) -> None:
+    """The text after a log's last newline may be a record a killed writer left unfinished: the
+    start of a JSON object in ASCII (json.dumps escapes the rest). Anything else is damage."""
+    if tail.strip() and not (tail.lstrip().startswith(b"{") and tail.isascii()):
+        raise run._damaged(name, "its last line is not (the start of) a record")
 
 
 def _is_run_dir(p: Path) -> bool:

@@ -80,6 +80,7 @@ def test_cli_stop_of_a_run_that_is_not_training_says_so(tmp_path):
 
 CORRUPTIONS = {
     "random bytes in metrics.jsonl": ("metrics.jsonl", os.urandom(64) + b"\n", "metrics.jsonl"),
+    "random bytes without a newline": ("metrics.jsonl", b"\x9c\xff" + os.urandom(62), "last line"),
     "a JSON line that is a list": ("metrics.jsonl", b'[1, 2]\n', "line 1"),
     "a JSON line that is a number": ("metrics.jsonl", b'{"type": "epoch", "epoch": 1}\n7\n', "line 1"),
     "status.json holding a list": ("status.json", b'["running"]', "status.json"),
