@@ -322,9 +322,8 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str 
     """
     from .jobs import execute_run
 
-    exp = exps.get(exp_id)
     exps.clear_stop(exp_id)
-    exps.mark_started(exp_id, os.getpid())
+    exps.mark_started(exp_id, os.getpid())  # reads and rewrites the record: read it after
     exp = exps.get(exp_id)
     store = exps.runs
     loaded = {}
@@ -340,30 +339,14 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str 
         return loaded["data"]
 
     def todo(i: int) -> bool:
-        p = exp.points[i]
-        if not p.run_id:
-            return True
-        try:
-            return store.get(p.run_id).state() not in TERMINAL
-        except RunNotFound:
-            return True
+        run = existing_run(exps, exp, i)
+        return run is None or run.state() not in TERMINAL
 
     def prepare(i: int):
-        point = exp.points[i]
-        run = None
-        if point.run_id:
-            try:
-                run = store.get(point.run_id)
-            except RunNotFound:
-                run = None
+        run = existing_run(exps, exp, i)
         if run is None:
-            run = store.create(TrainSettings.from_dict(point.settings),
-                               label=f"{exp.name}: {point.describe(exp.grid)}",
-                               tags={"experiment": exp.id, "point": i})
-            point.run_id = run.id
-            exps.save(exp)
-        else:
-            run.clear_stop()
+            return create_point_run(exps, exp, i)
+        run.clear_stop()
         return run
 
     def report(i: int, run) -> None:
@@ -399,6 +382,27 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str 
         exp.driver_pid, exp.finished = None, time.time()
         exps.save(exp)
     return exp
+
+
+def existing_run(exps: ExperimentStore, exp: Experiment, i: int):
+    """The run of point ``i``, or None before it was created (or after it was deleted)."""
+    if not exp.points[i].run_id:
+        return None
+    try:
+        return exps.runs.get(exp.points[i].run_id)
+    except RunNotFound:
+        return None
+
+
+def create_point_run(exps: ExperimentStore, exp: Experiment, i: int, **tags: object):
+    """Create the tagged run of point ``i`` and record its id in the experiment."""
+    point = exp.points[i]
+    run = exps.runs.create(TrainSettings.from_dict(point.settings),
+                           label=f"{exp.name}: {point.describe(exp.grid)}",
+                           tags={"experiment": exp.id, "point": i, **tags})
+    point.run_id = run.id
+    exps.save(exp)
+    return run
 
 
 def _pair_pays(exp: Experiment, i: int, j: int) -> bool:

@@ -25,9 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .experiments import TERMINAL, ExperimentStore
+from .experiments import TERMINAL, ExperimentStore, create_point_run, existing_run
 from .records import BatchStats, EpochStats
-from .runstore import RunNotFound
 from .settings import TrainSettings
 
 INSTALL_HINT = "the Ray backend needs Ray: pip install 'ray==2.60.0' (see requirements-dev.txt)"
@@ -137,7 +136,6 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
     exp = exps.get(exp_id)
     exps.clear_stop(exp_id)
     exps.mark_started(exp_id, os.getpid())
-    store = exps.runs
     queue = Queue()
     task = ray.remote(num_cpus=cpus_per_point, max_retries=0)(train_point)
     dataset = data if data is not None else load_cifar10(data_dir)
@@ -146,20 +144,11 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
     runs = {}
     try:
         for i, point in enumerate(exp.points):
-            run = None
-            if point.run_id:
-                try:
-                    run = store.get(point.run_id)
-                except RunNotFound:
-                    run = None
+            run = existing_run(exps, exp, i)
             if run is not None and run.state() in TERMINAL:
                 continue
             if run is None:
-                run = store.create(TrainSettings.from_dict(point.settings),
-                                   label=f"{exp.name}: {point.describe(exp.grid)}",
-                                   tags={"experiment": exp.id, "point": i, "backend": "ray"})
-                point.run_id = run.id
-                exps.save(exp)
+                run = create_point_run(exps, exp, i, backend="ray")
             ckpt = run.load_checkpoint()
             done = int(ckpt["epoch"]) if ckpt else 0
             run.restore_log(done, ckpt["history"] if ckpt else [])
