@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--runs-dir", default="runs-presets")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--resume", metavar="EXPERIMENT",
+                   help="finish a stopped run of this preset (wall time: the points' times, two at once)")
     args = p.parse_args(argv)
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", "--preset", args.preset, "--json",
+    what = ["--resume", args.resume] if args.resume else ["--preset", args.preset]
+    proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", *what, "--json",
                            "--data", args.data, "--runs-dir", args.runs_dir],
                           stdout=subprocess.PIPE, text=True, check=True)
     wall = time.time() - t0
@@ -35,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     by_norm: dict[str, list] = {}
     for r in result["runs"]:
         by_norm.setdefault(r["settings"]["norm"], []).append(r)
+    if args.resume:  # this invocation ran only the missing points; two points train at once
+        wall = sum(r["seconds"] or 0 for r in result["runs"]) / 2
     record = {"preset": args.preset, "experiment": result["id"], "wall_seconds": round(wall, 1),
+              "resumed": bool(args.resume),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "points": result["runs"], "by_norm": {
                   n: [(r["settings"]["batch_size"], r["settings"]["max_lr"], r["settings"]["seed"],

@@ -10,15 +10,9 @@ Chromium through Playwright, waits for it to finish drawing, and saves a PNG.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, dashboard
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,36 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "CIFAR_APP_RUNS": str(Path(args.runs_dir).resolve())}
-    if args.data:
-        env["CIFAR_APP_DATA"] = args.data
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port",
-                               str(port), "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": args.width, "height": args.height})
-            page.goto(f"{url}/{args.path}")
-            page.wait_for_selector("h1", timeout=60_000)
-            page.wait_for_timeout(args.wait * 1000)
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=args.out, full_page=True)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with dashboard(args.runs_dir, args.data) as (url, _), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.goto(f"{url}/{args.path}")
+        page.wait_for_selector("h1", timeout=60_000)
+        page.wait_for_timeout(args.wait * 1000)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=args.out, full_page=True)
+        browser.close()
     print(f"saved {args.out}")
     return 0
 

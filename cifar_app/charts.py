@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .records import BatchStats, EpochStats
+from .series import MAX_POINTS, decimate, smooth
 
 NORM_COLORS: dict[str, str] = {
     "batch": "#1f77b4", "group": "#2ca02c", "layer": "#d62728", "none": "#7f7f7f",
@@ -54,41 +55,27 @@ def _epoch_dtick(n: int) -> int:
     return max(1, -(-n // 10))
 
 
-def smooth(values: Sequence[float], weight: float) -> np.ndarray:
-    """Exponential moving average (TensorBoard style, bias-corrected); weight in [0, 1)."""
-    out = np.empty(len(values))
-    avg, norm = 0.0, 0.0
-    for i, v in enumerate(values):
-        avg = weight * avg + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out[i] = avg / norm
-    return out
-
-
-def batch_loss(batches: Sequence[BatchStats], norm: str, smoothing: float = 0.9,
-               uirevision: str = "batch-loss") -> go.Figure:
-    """Per-batch training loss (raw, faint) and its smoothed curve, against the global step."""
+def batch_curves(batches: Sequence[BatchStats], norm: str, smoothing: float = 0.9,
+                 max_points: int = MAX_POINTS, uirevision: str = "batch") -> go.Figure:
+    """Per-batch training loss (raw, faint, and smoothed over all steps) above the learning rate,
+    against the global step, in one figure. Each trace is decimated to ``max_points`` (first, last,
+    min and max of each stretch kept), so the figure stays small however long the run."""
     color = NORM_COLORS.get(norm, "#444")
-    steps = [b.step for b in batches]
-    losses = [b.loss for b in batches]
-    fig = go.Figure([
-        go.Scatter(x=steps, y=losses, mode="lines", name="loss per batch",
-                   line=dict(color=color, width=1), opacity=0.25),
-        go.Scatter(x=steps, y=smooth(losses, smoothing), mode="lines", name=f"smoothed ({smoothing:.2f})",
-                   line=dict(color=color, width=2)),
-    ])
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="loss (with label smoothing)")
-    return _layout(fig, "training loss per batch", uirevision=uirevision)
-
-
-def lr_schedule(batches: Sequence[BatchStats], uirevision: str = "lr") -> go.Figure:
-    """Learning rate per step (OneCycle)."""
-    fig = go.Figure(go.Scatter(x=[b.step for b in batches], y=[b.lr for b in batches],
-                               mode="lines", name="learning rate", line=dict(color="#9467bd")))
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="learning rate")
-    return _layout(fig, "learning-rate schedule", height=280, uirevision=uirevision)
+    steps = np.fromiter((b.step for b in batches), np.float64, len(batches))
+    losses = np.fromiter((b.loss for b in batches), np.float64, len(batches))
+    lrs = np.fromiter((b.lr for b in batches), np.float64, len(batches))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
+    for row, name, y, style in (
+        (1, "loss per batch", losses, dict(line=dict(color=color, width=1), opacity=0.25)),
+        (1, f"smoothed ({smoothing:.2f})", smooth(losses, smoothing), dict(line=dict(color=color, width=2))),
+        (2, "learning rate", lrs, dict(line=dict(color="#9467bd"))),
+    ):
+        x, yy = decimate(steps, y, max_points)
+        fig.add_trace(go.Scatter(x=x, y=yy, mode="lines", name=name, **style), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_yaxes(title_text="loss (label-smoothed)", row=1, col=1)
+    fig.update_yaxes(title_text="learning rate", row=2, col=1)
+    return _layout(fig, "training loss per batch and learning rate", height=480, uirevision=uirevision)
 
 
 def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:

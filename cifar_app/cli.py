@@ -269,7 +269,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"anything needs the access token\n    {env[access.TOKEN_ENV]}\nor open "
               f"http://{host}:{args.port}/?token={env[access.TOKEN_ENV]}", file=sys.stderr, flush=True)
     cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.address", args.address,
-           "--server.port", str(args.port)]
+           "--server.port", str(args.port), "--server.fileWatcherType", "none",
+           "--runner.postScriptGC", "false"]  # as in .streamlit/config.toml, from any folder
     os.execvpe(sys.executable, cmd, env)
     return 0  # pragma: no cover - exec does not return
 

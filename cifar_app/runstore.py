@@ -44,6 +44,7 @@ from typing import IO
 
 import numpy as np
 
+from .logreader import LogCache, LogDamaged
 from .records import BatchStats, EpochStats, RecordError, parse_record
 from .settings import SettingsError, TrainSettings
 
@@ -348,31 +349,15 @@ class Run:
 
     def metrics(self) -> Metrics:
         """Batch and epoch records. A torn last line (a writer killed mid-line) is skipped; any other
-        bad line makes the run damaged (``RunDamaged`` with the line number)."""
+        bad line makes the run damaged (``RunDamaged`` with the line number). Read incrementally
+        (``logreader``): an unchanged log costs one stat, a grown one only its new lines. The
+        result is shared with other readers: do not modify it."""
         try:
-            data = (self.path / METRICS).read_bytes()
-        except FileNotFoundError:
-            return Metrics()
+            return _LOGS.read(self.path / METRICS, _metrics_line, _build_metrics, Metrics)
+        except LogDamaged as e:
+            raise self._damaged(METRICS, str(e)) from None
         except OSError as e:
             raise self._damaged(METRICS, f"cannot be read ({_why(e)})") from None
-        batches: dict[int, BatchStats] = {}
-        epochs: dict[int, EpochStats] = {}
-        lines = data.split(b"\n")
-        _check_tail(self, METRICS, lines[-1])
-        for no, line in enumerate(lines[:-1], start=1):  # after the last newline: maybe unfinished
-            if not line.strip():
-                continue
-            try:
-                r = parse_record(json.loads(line.decode("utf-8")))
-            except UnicodeDecodeError:
-                raise self._damaged(METRICS, f"line {no} is not UTF-8 text") from None
-            except ValueError as e:  # JSONDecodeError and RecordError
-                raise self._damaged(METRICS, f"line {no}: {e}") from None
-            if isinstance(r, BatchStats):
-                batches[r.step] = r
-            else:
-                epochs[r.epoch] = r
-        return Metrics([batches[k] for k in sorted(batches)], [epochs[k] for k in sorted(epochs)])
 
     def restore_log(self, done_epochs: int, history: list[EpochStats]) -> None:
         """Make the log agree with a checkpoint at ``done_epochs``: keep the batch records of those
@@ -397,27 +382,14 @@ class Run:
 
     def inside(self) -> list[dict]:
         """Probe records by epoch (0 = initialisation); [] when the run has none (runs trained before
-        probing existed). A torn last line is skipped; any other bad line is ``RunDamaged``."""
+        probing existed). A torn last line is skipped; any other bad line is ``RunDamaged``. Read
+        incrementally, like ``metrics``; the list is shared: do not modify it."""
         try:
-            data = (self.path / INSIDE).read_bytes()
-        except FileNotFoundError:
-            return []
+            return _LOGS.read(self.path / INSIDE, _inside_line, lambda g: g.get("probe", []), list)
+        except LogDamaged as e:
+            raise self._damaged(INSIDE, str(e)) from None
         except OSError as e:
             raise self._damaged(INSIDE, f"cannot be read ({_why(e)})") from None
-        by_epoch: dict[int, dict] = {}
-        _check_tail(self, INSIDE, data.rsplit(b"\n", 1)[-1])
-        for no, line in enumerate(data.split(b"\n")[:-1], start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                raise self._damaged(INSIDE, f"line {no} is not a JSON record") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int) \
-                    or not isinstance(rec.get("layers"), dict):
-                raise self._damaged(INSIDE, f"line {no} is not a probe record")
-            by_epoch[rec["epoch"]] = rec
-        return [by_epoch[k] for k in sorted(by_epoch)]
 
     def restore_inside(self, done_epochs: int, records: list[dict]) -> None:
         """Make inside.jsonl hold exactly the checkpoint's probe records up to ``done_epochs``."""
@@ -733,11 +705,23 @@ class RunStore:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def _check_tail(run: Run, name: str, tail: bytes) -> None:
-    """The text after a log's last newline may be a record a killed writer left unfinished: the
-    start of a JSON object in ASCII (json.dumps escapes the rest). Anything else is damage."""
-    if tail.strip() and not (tail.lstrip().startswith(b"{") and tail.isascii()):
-        raise run._damaged(name, "its last line is not (the start of) a record")
+_LOGS = LogCache()  # this process's parsed metrics and probe logs, by path
+
+
+def _metrics_line(obj: dict, no: int) -> tuple[str, int, BatchStats | EpochStats]:
+    r = parse_record(obj)  # RecordError (a ValueError) names the field
+    return ("batch", r.step, r) if isinstance(r, BatchStats) else ("epoch", r.epoch, r)
+
+
+def _build_metrics(kinds: dict[str, list]) -> Metrics:
+    return Metrics(kinds.get("batch", []), kinds.get("epoch", []))
+
+
+def _inside_line(obj: dict, no: int) -> tuple[str, int, dict]:
+    if not isinstance(obj.get("epoch"), int) or isinstance(obj.get("epoch"), bool) \
+            or not isinstance(obj.get("layers"), dict):
+        raise ValueError("not a probe record")
+    return "probe", obj["epoch"], obj
 
 
 def _is_run_dir(p: Path) -> bool:

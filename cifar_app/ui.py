@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from . import access
@@ -250,6 +252,17 @@ def loaded_model(run: Run):
 
 
 # ---------------------------------------------------------------------------- widgets
+
+
+def memo_figure(name: str, version: object, build: Callable[[], go.Figure]) -> go.Figure:
+    """``build()``'s figure, rebuilt only when ``version`` (a cheap fingerprint of its data, e.g. the
+    number of epochs logged) changes. A live page redraws every 2 s and most ticks bring nothing new:
+    the same figure then goes out unchanged, and the browser does not redraw it."""
+    memo = st.session_state.setdefault("_figures", {})
+    hit = memo.get(name)
+    if hit is None or hit[0] != version:
+        memo[name] = hit = (version, build())
+    return hit[1]
 
 
 def upscale(image: np.ndarray, factor: int = 4) -> np.ndarray:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cifar_app import ui
-from cifar_app.charts import batch_loss, lr_schedule, training_curves
+from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
 from cifar_app.model import PARAM_BUDGET
 from cifar_app.progress import format_duration, training_progress
@@ -56,8 +56,16 @@ with form:
                 st.rerun()
 
 
-def show_run(run_id: str) -> None:
-    """Progress, controls and curves of one run; re-drawn every 2 s while it trains."""
+# How often the live views poll the run store (s). The progress line keeps the lag from a logged
+# batch to the screen near 1 s; the per-batch chart, the costliest to redraw, follows less often.
+# Measured in benchmarks/watch_overhead.py (README: "Watching is free").
+PROGRESS_EVERY_S, BATCH_CHART_EVERY_S, QUEUED_EVERY_S = 2.0, 8.0, 5.0
+
+
+def show_run(run_id: str, polled_state: str | None) -> None:
+    """Progress, controls and epoch curves of one run; re-drawn every 2 s while it trains (5 s while
+    queued). When a polled run's state changes, the whole page reruns once, so polling follows it
+    (faster once it runs, none once it ends)."""
     run = store.get(run_id)
     try:
         status, metrics, s = run.status(), run.metrics(), run.settings()
@@ -65,6 +73,8 @@ def show_run(run_id: str) -> None:
         st.error(f"{e.short}. The run is left as it is; delete it on the **Runs** page if you want.")
         return
     state = status.get("state", "unknown")
+    if polled_state is not None and state != polled_state:
+        st.rerun(scope="app")
     p = training_progress(metrics, s.epochs, s.batch_size, state)
     speed = f"{p.images_per_s:,.0f} images/s" if p.images_per_s else "measuring speed"
     st.progress(p.fraction, text=f"**{state}** · epoch {p.epoch}/{p.epochs} · batch "
@@ -95,16 +105,26 @@ def show_run(run_id: str) -> None:
         c1.metric("Test accuracy (last epoch)", f"{100 * metrics.epochs[-1].test_acc:.2f}%")
         c2.metric("Best", f"{100 * best.test_acc:.2f}%", f"epoch {best.epoch}", delta_color="off")
         c3.metric("Seconds per epoch", f"{metrics.epochs[-1].seconds:.1f}")
-        st.plotly_chart(training_curves(metrics.epochs, s.norm, uirevision=run.id),
-                        key="train_curves", width="stretch")
+        fig = ui.memo_figure("train_curves", (run.id, len(metrics.epochs), metrics.epochs[-1]),
+                             lambda: training_curves(metrics.epochs, s.norm, uirevision=run.id))
+        st.plotly_chart(fig, key="train_curves", width="stretch")
+    if not metrics.batches and state in ACTIVE_STATES:
+        st.caption("Waiting for the first batch (loading data and the model)…")
+
+
+def show_batches(run_id: str) -> None:
+    """Per-batch loss and learning rate of one run; re-drawn every 8 s while it trains."""
+    run = store.get(run_id)
+    try:
+        metrics, s = run.metrics(), run.settings()
+    except RunDamaged:
+        return  # show_run says so
     if metrics.batches:
         smoothing = st.slider("Smoothing", 0.0, 0.99, 0.9, 0.01, key="smoothing")
-        st.plotly_chart(batch_loss(metrics.batches, s.norm, smoothing, uirevision=run.id),
-                        key="train_batch_loss", width="stretch")
-        st.plotly_chart(lr_schedule(metrics.batches, uirevision=run.id), key="train_lr",
-                        width="stretch")
-    elif state in ACTIVE_STATES:
-        st.caption("Waiting for the first batch (loading data and the model)…")
+        last = metrics.batches[-1]
+        fig = ui.memo_figure("train_batches", (run.id, len(metrics.batches), last.step, smoothing),
+                             lambda: batch_curves(metrics.batches, s.norm, smoothing, uirevision=run.id))
+        st.plotly_chart(fig, key="train_batches", width="stretch")
 
 
 with live_col:
@@ -116,5 +136,6 @@ with live_col:
         st.info("No runs yet: choose the settings on the left and press **Start training**.")
     else:
         chosen = ui.pick_run(summaries, key="train_run")
-        active = chosen.status in ACTIVE_STATES
-        st.fragment(show_run, run_every=2.0 if active else None)(chosen.id)
+        every = {"running": PROGRESS_EVERY_S, "queued": QUEUED_EVERY_S}.get(chosen.status)
+        st.fragment(show_run, run_every=every)(chosen.id, chosen.status if every else None)
+        st.fragment(show_batches, run_every=BATCH_CHART_EVERY_S if every else None)(chosen.id)

@@ -1,6 +1,7 @@
 """Every page renders under Streamlit's AppTest: with no runs, a completed run and a running run."""
 
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -113,6 +114,8 @@ def test_pages_with_a_running_run(app_env, page):
     if page == "pages/train.py":
         assert any("running" in str(p.proto.text) for p in at.get("progress"))
         assert any(b.label == "Stop" for b in at.button)
+        charts = at.get("plotly_chart")  # no epoch yet: the batch figure only (loss and LR)
+        assert len(charts) == 1 and len(json.loads(charts[0].proto.spec)["data"]) == 3
 
 
 def png(color=(200, 30, 30), size=(48, 40)) -> bytes:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from cifar_app.analysis import Evaluation, confusion_matrix, misclassified, per_class_accuracy
-from cifar_app.charts import compare_curves, smooth, training_curves
+from cifar_app.charts import batch_curves, compare_curves, training_curves
 from cifar_app.progress import format_duration, training_progress
 from cifar_app.records import BatchStats, EpochStats, RecordError, parse_record
 from cifar_app.runstore import Metrics, RunSummary
+from cifar_app.series import decimate, smooth
 from cifar_app.tables import comparison_rows, default_selection, runs_table_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +115,42 @@ def test_smoothing_is_bias_corrected_and_zero_weight_is_identity():
     s = smooth(values, 0.9)
     assert s[0] == pytest.approx(4.0)  # no pull towards zero at the start
     assert 2.0 < s[-1] < 4.0 and list(s) == sorted(s, reverse=True)
+
+
+def test_decimate_keeps_first_last_min_max_and_the_bound():
+    rng = np.random.default_rng(0)
+    x = np.arange(1, 62_501, dtype=float)
+    y = rng.normal(2.0, 0.3, len(x))
+    y[12_345], y[40_000] = -5.0, 9.0  # one low and one high outlier
+    xs, ys = decimate(x, y, 2000)
+    assert len(xs) <= 2000 and list(xs) == sorted(xs)
+    assert (xs[0], xs[-1]) == (1, 62_500)
+    assert ys.min() == -5.0 and ys.max() == 9.0 and 12_346 in xs and 40_001 in xs
+    # every bucket keeps its own extremes: the decimated curve covers the same band in every stretch
+    for lo, hi in ((0, 6_000), (30_000, 36_000), (56_000, 62_500)):
+        part = (xs > lo) & (xs <= hi)
+        assert ys[part].min() == pytest.approx(y[lo:hi].min())
+        assert ys[part].max() == pytest.approx(y[lo:hi].max())
+
+
+def test_decimate_leaves_short_series_whole_and_keeps_a_nan():
+    xs, ys = decimate([1, 2, 3], [3.0, 1.0, 2.0], 2000)
+    assert list(xs) == [1, 2, 3] and list(ys) == [3.0, 1.0, 2.0]
+    y = np.ones(10_000)
+    y[5_000] = np.nan  # a diverged step shows as a gap, not silently dropped
+    assert np.isnan(decimate(np.arange(10_000), y, 400)[1]).sum() == 1
+    with pytest.raises(ValueError):
+        decimate([1, 2], [1.0], 100)
+
+
+def test_batch_curves_stay_small_for_a_long_run():
+    batches = [BatchStats(i, 1 + i // 3125, 1 + i % 3125, 3125, 2.3 / (1 + i / 1e4), 0.4 * i / 62_500)
+               for i in range(1, 62_501)]
+    fig = batch_curves(batches, "group", 0.9, max_points=2000)
+    assert [t.name for t in fig.data] == ["loss per batch", "smoothed (0.90)", "learning rate"]
+    assert all(len(t.x) <= 2000 for t in fig.data)
+    assert fig.data[0].x[0] == 1 and fig.data[0].x[-1] == 62_500
+    assert len(fig.to_json()) < 300_000
 
 
 def test_training_curves_show_a_comparable_train_loss_and_integer_epoch_ticks():
