@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024   # 20 MiB
 MAX_PIXELS = 40_000_000             # width * height
 CROP_MAX_ASPECT = 4 / 3
 WORK_SIDE = 96                      # pixels kept before the final resample to 32 (3x, as reducing_gap)
-PREVIEW_MAX_SIDE = 640
+PREVIEW_MAX_SIDE = 320              # the Classify page shows it at most ~300 px wide
 
 
 class ImageError(ValueError):
@@ -84,23 +86,37 @@ def _check_size(n_bytes: int) -> None:
                          f"{MAX_FILE_BYTES // 2**20} MiB")
 
 
-def _open(data: bytes, work_side: int = WORK_SIDE) -> Image.Image:
+def _open(data: bytes, work_side: int = WORK_SIDE, load: bool = True) -> Image.Image:
     """Decode ``data`` (first frame), refusing empty, oversized and bomb files. A JPEG is decoded
     at a reduced scale (``Image.draft``) when that still leaves ``work_side`` pixels where the
-    output needs them, so decoding a phone photo costs a fraction of its full size."""
+    output needs them, so decoding a phone photo costs a fraction of its full size. With ``load``
+    False only the header is read (and the scale chosen): call ``_load`` before using the pixels."""
     _check_size(len(data))
+    with _decoding():
+        im = Image.open(io.BytesIO(data))
+        if im.width * im.height > MAX_PIXELS:
+            raise ImageError(f"the image is {im.width}x{im.height} pixels; the limit is "
+                             f"{MAX_PIXELS // 1_000_000} megapixels")
+        im.seek(0)  # first frame of an animation
+        factor = _reduction(im.size, work_side)
+        if factor >= 2 and im.format == "JPEG":
+            im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
+    return _load(im) if load else im
+
+
+def _load(im: Image.Image) -> Image.Image:
+    with _decoding():
+        im.load()
+    return im
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Turn what PIL raises on a bad file into an ``ImageError`` that says what is wrong."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageError(f"the image is {im.width}x{im.height} pixels; the limit is "
-                                 f"{MAX_PIXELS // 1_000_000} megapixels")
-            im.seek(0)  # first frame of an animation
-            factor = _reduction(im.size, work_side)
-            if factor >= 2 and im.format == "JPEG":
-                im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
-            im.load()
+            yield
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -110,7 +126,6 @@ def _open(data: bytes, work_side: int = WORK_SIDE) -> Image.Image:
         raise ImageError(f"the image is too large to decode safely ({e})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ImageError(f"the image is damaged or truncated ({e})") from None
-    return im
 
 
 def _reduction(size: tuple[int, int], work_side: int) -> int:
@@ -216,7 +231,10 @@ def preview_image(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE,
     """An image for display: uint8 (H, W, 3) RGB, EXIF-rotated, with its long side at most
     ``max_side`` pixels; a small one is upscaled pixel-crisp (nearest neighbour, integer factor)
     towards ``min_side`` without passing ``max_side``. Bounded like ``decode_image``."""
-    im = _open(_read(source), work_side=max_side)
+    return _preview(_open(_read(source), work_side=max_side), max_side, min_side)
+
+
+def _preview(im: Image.Image, max_side: int, min_side: int = 160) -> np.ndarray:
     try:
         im = _to_rgb(_bounded(im, max_side))
         if max(im.size) > max_side:
@@ -227,6 +245,26 @@ def preview_image(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE,
     h, w = arr.shape[:2]
     factor = min(-(-min_side // max(1, min(h, w))), max_side // max(h, w))
     return np.repeat(np.repeat(arr, factor, axis=0), factor, axis=1) if factor > 1 else arr
+
+
+def decode_upload(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(model input, preview) of one upload, exactly as ``decode_image`` and ``preview_image`` give
+    them, decoding the file once when both would decode it at the same scale: always for PNG, WebP,
+    ...; for a JPEG when both drafts pick the same reduced scale (a photo of 12 MP and more, for the
+    default preview size). Otherwise the JPEG is decoded twice, each at its own reduced scale."""
+    data = _read(source)
+    im = _open(data, work_side=max_side, load=False)
+    if im.format == "JPEG" and _open(data, load=False).size != im.size:
+        image32 = decode_image(data)
+        _load(im)
+    else:
+        _load(im)
+        try:
+            image32 = to_cifar_image(im)
+        except (OSError, ValueError) as e:
+            raise ImageError(f"the image could not be converted ({e})") from None
+    return image32, _preview(im, max_side)
 
 
 ImageSource = bytes | str | Path | np.ndarray

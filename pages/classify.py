@@ -5,7 +5,7 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.batchdep import alone_and_in_batch
 from cifar_app.charts import NORM_COLORS, topk_bars
-from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_image, preview_image
+from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_upload
 from cifar_app.runstore import RunDamaged
 from cifar_app.tables import default_selection
 
@@ -49,7 +49,7 @@ for f in files:
     data = f.getvalue()
     st.divider()
     try:
-        image32, shown = decode_image(data), preview_image(data)
+        image32, shown = decode_upload(data)
     except ImageError as e:
         st.error(f"**{f.name}**: {e}")
         continue

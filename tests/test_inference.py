@@ -224,3 +224,24 @@ def test_large_images_still_match_the_full_size_conversion_closely():
     with Image.open(io.BytesIO(data)) as reference:
         expected = old_to_cifar_image(reference).astype(int)
     assert np.abs(decode_image(data).astype(int) - expected).mean() < 2.0
+
+
+@pytest.mark.parametrize("size, fmt, decodes", [
+    ((32, 32), "PNG", 1), ((150, 60), "JPEG", 1), ((1000, 800), "JPEG", 2), ((1000, 800), "PNG", 1),
+    ((4000, 3000), "JPEG", 1), ((3000, 40), "PNG", 1)])
+def test_decode_upload_gives_the_same_input_and_preview_decoding_once_where_it_can(
+        monkeypatch, size, fmt, decodes):
+    """The Classify page decodes an upload once for both the model input and the preview; a JPEG
+    whose two reduced scales differ is decoded twice, so the model input is never different."""
+    rng = np.random.default_rng(size[0])
+    small = rng.integers(0, 256, (max(2, size[1] // 40), max(2, size[0] // 40), 3), dtype=np.uint8)
+    data = png_bytes(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC), fmt)
+    expected = decode_image(data), inference.preview_image(data)
+    loads = []
+    real_load = inference._load
+    monkeypatch.setattr(inference, "_load", lambda im: loads.append(im.size) or real_load(im))
+    image32, preview = inference.decode_upload(data)
+    np.testing.assert_array_equal(image32, expected[0])
+    np.testing.assert_array_equal(preview, expected[1])
+    assert len(loads) == decodes, loads
+    assert max(preview.shape[:2]) <= inference.PREVIEW_MAX_SIDE
