@@ -15,7 +15,8 @@ server and Chromium used while it trained, and, watched, the lag from the worker
 the page showing it (or a later batch) in the progress line, read by a MutationObserver.
 
 Writes ``benchmarks/results/watch_overhead.json`` and prints a table. ``--app-dir`` serves another
-checkout (e.g. the code before a change) with the same harness.
+checkout (e.g. the code before a change) with the same harness; the runs go to a temporary
+``runs-watch-*`` folder inside it, where the default ``./runs`` would be.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         plan += [(f"watched x{t}", t) for t in args.tabs] + [("alone", 0)]
     results = []
-    with tempfile.TemporaryDirectory(prefix="watch-") as tmp, \
+    # the runs folder sits in the app's folder, as the default ./runs does
+    with tempfile.TemporaryDirectory(prefix="runs-watch-", dir=args.app_dir) as tmp, \
             dashboard(tmp, args.data, args.app_dir) as (url, server), sync_playwright() as pw:
         for mode, tabs in plan:
             rec = one_run(mode, tabs, args, url, server.pid, Path(tmp), pw)
