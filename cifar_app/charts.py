@@ -265,7 +265,7 @@ def inside_norms(series: Sequence[dict], key: str, title: str, log_y: bool = Tru
                 x=[r["epoch"] for r in s["records"]], y=[r["layers"][layer][key] for r in s["records"]],
                 mode="lines", name=layer, legendgroup=layer, showlegend=col == 1,
                 line=dict(color=f"rgb({shade},{shade},{shade})")), row=1, col=col)
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
+        fig.update_xaxes(title_text="epoch", tick0=0, dtick=_epoch_dtick(len(s["records"])), row=1, col=col)
     fig.update_yaxes(type="log" if log_y else None, title_text=key.replace("_", " "), row=1, col=1)
     return _layout(fig, title, height=340, uirevision=f"norms-{key}")
 

@@ -77,6 +77,9 @@ def test_inside_charts_draw_a_panel_per_run():
     assert len(fig.data) == 2 * 5 and list(fig.data[4].y) == [0, 0, 0]  # 2 bands (2 traces) + median
     assert len(inside_norms(series, "grad_norm", "g").data) == 2
     assert len(bn_running_vs_batch(records[-1], "C1").data) == 4
+    for fig in (inside_bands(series, "C1", "pre"), inside_norms(series, "weight_norm", "w")):
+        epoch_axes = [a for a in fig.select_xaxes() if "epoch" in (a.title.text or "")]
+        assert epoch_axes and all(a.dtick == 1 for a in epoch_axes)  # "0, 1, 2", never "0.5"
 
 
 def test_the_inside_page_shows_a_run(monkeypatch, tmp_path):
