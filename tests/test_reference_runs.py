@@ -73,7 +73,7 @@ def test_runs_written_before_this_version_still_load(tmp_path):
     assert import_bundle(store, bundle_bytes(run)).summary().status == "completed"
 
 
-@pytest.mark.parametrize("ref", ["ref-batch", "ref-group", "ref-layer"])
+@pytest.mark.parametrize("ref", REFS)
 def test_reference_runs_carry_probe_records_and_their_batch_dependence(ref):
     from cifar_app.batchdep import TEST_BATCH_SIZES, BatchDependence
 
