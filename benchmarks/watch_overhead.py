@@ -3,9 +3,11 @@
     python benchmarks/watch_overhead.py --data PATH [--rounds 2] [--tabs 1 3] [--app-dir DIR]
 
 In one invocation on one machine: start the dashboard, then train the same run (GroupNorm,
-3 epochs of 20,000 images by default, as `python -m cifar_app train` does) again and again,
+3 epochs of 20,000 images by default, in the worker process the dashboard starts) again and again,
 alternating *alone* (no page open) with *watched* (the Train page open on that run in headless
-Chromium; with ``--tabs 3`` also Compare and Runs in two more tabs), ending alone:
+Chromium; with ``--tabs 3`` also Compare and Runs in two more tabs), ending alone. A watched run's
+tabs are opened while it is queued and left ``--settle`` seconds to load before its worker starts,
+as for a user who pressed Start and watches, nobody touching the page:
 
     alone, watched x1, watched x3, alone, watched x1, watched x3, alone
 
@@ -42,7 +44,7 @@ window.__seen = [];
 let last = null;
 new MutationObserver(() => {
   const el = document.querySelector('[data-testid="stProgress"]');
-  const text = el ? el.innerText : null;
+  const text = el ? el.textContent : null;  // not innerText: that forces a layout
   if (text && text !== last) { last = text; window.__seen.push([Date.now() / 1000, text]); }
 }).observe(document, {subtree: true, childList: true, characterData: true});
 """
@@ -97,19 +99,6 @@ def _exe(pid: int) -> str:
         return ""
 
 
-def _new_run(runs: Path, before: set[str], proc: subprocess.Popen, timeout_s: float = 120) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        new = [p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")
-               and p.name not in before]
-        if new:
-            return new[0]
-        if proc.poll() is not None:
-            raise RuntimeError(f"training exited with {proc.returncode} before creating its run")
-        time.sleep(0.05)
-    raise RuntimeError("no run appeared")
-
-
 def _log(runs: Path, run_id: str) -> tuple[list[dict], list[dict]]:
     recs = [json.loads(line) for line in (runs / run_id / "metrics.jsonl").read_text().splitlines() if line]
     return [r for r in recs if r["type"] == "batch"], [r for r in recs if r["type"] == "epoch"]
@@ -133,14 +122,23 @@ def lag_seconds(batches: list[dict], seen: list[tuple[float, str]]) -> list[floa
     return lags
 
 
+CREATE = """import sys
+from cifar_app.runstore import RunStore
+from cifar_app.settings import TrainSettings
+runs, norm, epochs, train_limit, test_limit, label = sys.argv[1:]
+run = RunStore(runs).create(TrainSettings(norm=norm, epochs=int(epochs), train_limit=int(train_limit),
+                                          test_limit=int(test_limit)), label=label)
+print(run.id)
+"""
+
+
 def one_run(mode: str, tabs: int, args: argparse.Namespace, url: str, server_pid: int, runs: Path,
             pw) -> dict:
-    before = {p.name for p in runs.iterdir()}
-    cmd = [sys.executable, "-m", "cifar_app", "train", "--norm", args.norm, "--epochs", str(args.epochs),
-           "--train-limit", str(args.train_limit), "--test-limit", str(args.test_limit),
-           "--runs-dir", str(runs), "--data", args.data, "--label", f"bench {mode}"]
-    trainer = subprocess.Popen(cmd, cwd=args.app_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run_id = _new_run(runs, before, trainer)
+    """Create a queued run (with the app under test), open its tabs and let them settle, then start
+    the worker the dashboard would start, and measure while it trains."""
+    run_id = subprocess.run([sys.executable, "-c", CREATE, str(runs), args.norm, str(args.epochs),
+                             str(args.train_limit), str(args.test_limit), f"bench {mode}"],
+                            cwd=args.app_dir, check=True, capture_output=True, text=True).stdout.strip()
     browser, pages = None, []
     if tabs:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -149,7 +147,11 @@ def one_run(mode: str, tabs: int, args: argparse.Namespace, url: str, server_pid
         for path in TABS[tabs]:
             page = context.new_page()
             page.goto(f"{url}/{path.format(run=run_id)}")
+            page.wait_for_selector("h1", timeout=60_000)
             pages.append(page)
+        time.sleep(args.settle)  # opened before the run starts, as a user who pressed Start has it
+    cmd = [sys.executable, "-m", "cifar_app", "worker", run_id, "--runs-dir", str(runs), "--data", args.data]
+    trainer = subprocess.Popen(cmd, cwd=args.app_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cpu0, t0 = cpu_by_role(server_pid, trainer.pid), time.time()
     cpu1, t1 = cpu0, t0
     while trainer.poll() is None:
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-limit", type=int, default=20_000)
     p.add_argument("--test-limit", type=int, default=10_000)
+    p.add_argument("--settle", type=float, default=8.0, help="seconds between opening the tabs and the start")
     p.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout to serve and train with")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/watch_overhead.json"))
     args = p.parse_args(argv)

@@ -56,16 +56,18 @@ with form:
                 st.rerun()
 
 
-# How often the live views poll the run store (s). The progress line keeps the lag from a logged
-# batch to the screen near 1 s; the per-batch chart, the costliest to redraw, follows less often.
-# Measured in benchmarks/watch_overhead.py (README: "Watching is free").
-PROGRESS_EVERY_S, BATCH_CHART_EVERY_S, QUEUED_EVERY_S = 2.0, 8.0, 5.0
+# How often the live views poll the run store (s), each in its own fragment: a tick costs the
+# browser little when nothing changed, but a changed Plotly figure is re-mounted. The progress line
+# keeps the lag from a logged batch to the screen near 1 s; the epoch figure changes once an epoch;
+# the per-batch figure, the costliest to redraw, follows slowest. Measured in
+# benchmarks/watch_overhead.py (README: "Watching a run").
+PROGRESS_EVERY_S, DETAILS_EVERY_S, BATCH_CHART_EVERY_S, QUEUED_EVERY_S = 2.0, 5.0, 20.0, 5.0
 
 
-def show_run(run_id: str, polled_state: str | None) -> None:
-    """Progress, controls and epoch curves of one run; re-drawn every 2 s while it trains (5 s while
-    queued). When a polled run's state changes, the whole page reruns once, so polling follows it
-    (faster once it runs, none once it ends)."""
+def show_progress(run_id: str, polled_state: str | None) -> None:
+    """The progress line of one run; re-drawn every 2 s while it trains (5 s while queued). When a
+    polled run's state changes, the whole page reruns once, so polling follows it (faster once it
+    runs, none once it ends)."""
     run = store.get(run_id)
     try:
         status, metrics, s = run.status(), run.metrics(), run.settings()
@@ -83,8 +85,20 @@ def show_run(run_id: str, polled_state: str | None) -> None:
         st.info("Queued: waiting for the run that is training now to finish.")
     if status.get("phase") and state in ACTIVE_STATES:
         st.caption(str(status["phase"]))
+    elif not metrics.batches and state in ACTIVE_STATES:
+        st.caption("Waiting for the first batch (loading data and the model)…")
     if status.get("error") and state in ("failed", "interrupted"):
         st.error(f"{state}: {status['error']}")
+
+
+def show_details(run_id: str) -> None:
+    """Stop / Resume, the epoch figures and the epoch curves of one run; re-drawn every 5 s while
+    it trains."""
+    run = store.get(run_id)
+    try:
+        state, metrics, s = run.state(), run.metrics(), run.settings()
+    except RunDamaged:
+        return  # show_progress says so
     if state in ACTIVE_STATES and not run.reference:
         if ui.action_button("Stop", key="stop"):
             try:
@@ -108,17 +122,15 @@ def show_run(run_id: str, polled_state: str | None) -> None:
         fig = ui.memo_figure("train_curves", (run.id, len(metrics.epochs), metrics.epochs[-1]),
                              lambda: training_curves(metrics.epochs, s.norm, uirevision=run.id))
         st.plotly_chart(fig, key="train_curves", width="stretch")
-    if not metrics.batches and state in ACTIVE_STATES:
-        st.caption("Waiting for the first batch (loading data and the model)…")
 
 
 def show_batches(run_id: str) -> None:
-    """Per-batch loss and learning rate of one run; re-drawn every 8 s while it trains."""
+    """Per-batch loss and learning rate of one run; re-drawn every 20 s while it trains."""
     run = store.get(run_id)
     try:
         metrics, s = run.metrics(), run.settings()
     except RunDamaged:
-        return  # show_run says so
+        return  # show_progress says so
     if metrics.batches:
         smoothing = st.slider("Smoothing", 0.0, 0.99, 0.9, 0.01, key="smoothing")
         last = metrics.batches[-1]
@@ -137,5 +149,6 @@ with live_col:
     else:
         chosen = ui.pick_run(summaries, key="train_run")
         every = {"running": PROGRESS_EVERY_S, "queued": QUEUED_EVERY_S}.get(chosen.status)
-        st.fragment(show_run, run_every=every)(chosen.id, chosen.status if every else None)
+        st.fragment(show_progress, run_every=every)(chosen.id, chosen.status if every else None)
+        st.fragment(show_details, run_every=DETAILS_EVERY_S if every else None)(chosen.id)
         st.fragment(show_batches, run_every=BATCH_CHART_EVERY_S if every else None)(chosen.id)

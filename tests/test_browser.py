@@ -252,7 +252,7 @@ def test_a_live_run_redraws_only_what_changed_and_polling_ends_with_it(server, p
     open_page(page, url, f"train?run={run.id}")
     page.wait_for_function(f"() => {charts}.length === 2", timeout=30_000)  # epochs, batches
     page.evaluate(f"() => {charts}.forEach(e => {{ e.__mark = 1 }})")
-    page.wait_for_timeout(9_000)  # 4 ticks of the progress line, 1 of the batch chart: no new data
+    page.wait_for_timeout(9_000)  # 4 ticks of the progress line, 1-2 of the epoch figures: no new data
     assert page.evaluate(f"() => {charts}.every(e => e.__mark === 1)"), "redrawn without new data"
     epoch(2)
     t0 = time.time()
