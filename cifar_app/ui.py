@@ -254,6 +254,20 @@ def loaded_model(run: Run):
 # ---------------------------------------------------------------------------- widgets
 
 
+_STILL = """<style>
+/* A live page re-runs its fragments every few seconds; Streamlit fades re-run elements and
+   animates the progress bar and the running indicator each time. In Chromium that repainting cost
+   more than the re-rendering itself (benchmarks/watch_overhead.py): keep the page still. */
+[data-testid="stMain"] *:not([data-testid="stSpinner"] *),
+[data-testid="stStatusWidget"] * { transition: none !important; animation: none !important; }
+</style>"""
+
+
+def still_live_page() -> None:
+    """Call on a page that polls: no fades or animations on each re-run (spinners still turn)."""
+    st.html(_STILL)
+
+
 def memo_figure(name: str, version: object, build: Callable[[], go.Figure]) -> go.Figure:
     """``build()``'s figure, rebuilt only when ``version`` (a cheap fingerprint of its data, e.g. the
     number of epochs logged) changes. A live page redraws every 2 s and most ticks bring nothing new:

@@ -17,6 +17,7 @@ LABELS = {"epochs": "Epochs", "batch_size": "Batch size", "max_lr": "Max learnin
           "train_limit": "Quick demo: training images", "test_limit": "Test images per epoch"}
 
 ui.page_setup()
+ui.still_live_page()
 st.title("Train")
 store = ui.store()
 form, live_col = st.columns([1, 2], gap="large")
