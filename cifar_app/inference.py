@@ -219,7 +219,10 @@ def _read(source: bytes | str | Path) -> bytes:
 
 def decode_image(source: bytes | str | Path) -> np.ndarray:
     """Bytes or a file path -> uint8 (32, 32, 3). Raises ``ImageError`` for anything unusable."""
-    im = _open(_read(source))
+    return _model_input(_open(_read(source)))
+
+
+def _model_input(im: Image.Image) -> np.ndarray:
     try:
         return to_cifar_image(im)
     except (OSError, ValueError) as e:
@@ -254,17 +257,10 @@ def decode_upload(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE
     ...; for a JPEG when both drafts pick the same reduced scale (a photo of 12 MP and more, for the
     default preview size). Otherwise the JPEG is decoded twice, each at its own reduced scale."""
     data = _read(source)
-    im = _open(data, work_side=max_side, load=False)
-    if im.format == "JPEG" and _open(data, load=False).size != im.size:
-        image32 = decode_image(data)
-        _load(im)
-    else:
-        _load(im)
-        try:
-            image32 = to_cifar_image(im)
-        except (OSError, ValueError) as e:
-            raise ImageError(f"the image could not be converted ({e})") from None
-    return image32, _preview(im, max_side)
+    shown = _open(data, work_side=max_side, load=False)
+    own = _open(data, load=False)  # the scale decode_image decodes at (headers only so far)
+    _load(shown)
+    return _model_input(shown if own.size == shown.size else _load(own)), _preview(shown, max_side)
 
 
 ImageSource = bytes | str | Path | np.ndarray

@@ -34,9 +34,10 @@ class LogDamaged(ValueError):
     """A line that is not a record: ``reason`` says which line and why."""
 
 
-# (JSON object, line number) -> (kind, order, record): records of one kind are kept in ``order``,
-# and a later record of the same kind and order replaces the earlier one.
-ParseLine = Callable[[dict, int], tuple[str, int, Any]]
+# JSON object -> (kind, order, record): records of one kind are kept in ``order``, and a later
+# record of the same kind and order replaces the earlier one. A ValueError's message is reported
+# with the line number.
+ParseLine = Callable[[dict], tuple[str, int, Any]]
 Build = Callable[[dict[str, list]], Any]   # {kind: records in order} (fresh lists) -> the result
 
 
@@ -127,7 +128,7 @@ class LogCache:
             if not isinstance(obj, dict):
                 raise LogDamaged(f"line {state.lines}: a JSON {type(obj).__name__}, not a record")
             try:
-                kind, order, record = parse_line(obj, state.lines)
+                kind, order, record = parse_line(obj)
             except ValueError as e:
                 raise LogDamaged(f"line {state.lines}: {e}") from None
             state.parses += 1

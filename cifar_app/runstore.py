@@ -708,7 +708,7 @@ class RunStore:
 _LOGS = LogCache()  # this process's parsed metrics and probe logs, by path
 
 
-def _metrics_line(obj: dict, no: int) -> tuple[str, int, BatchStats | EpochStats]:
+def _metrics_line(obj: dict) -> tuple[str, int, BatchStats | EpochStats]:
     r = parse_record(obj)  # RecordError (a ValueError) names the field
     return ("batch", r.step, r) if isinstance(r, BatchStats) else ("epoch", r.epoch, r)
 
@@ -717,7 +717,7 @@ def _build_metrics(kinds: dict[str, list]) -> Metrics:
     return Metrics(kinds.get("batch", []), kinds.get("epoch", []))
 
 
-def _inside_line(obj: dict, no: int) -> tuple[str, int, dict]:
+def _inside_line(obj: dict) -> tuple[str, int, dict]:
     if not isinstance(obj.get("epoch"), int) or isinstance(obj.get("epoch"), bool) \
             or not isinstance(obj.get("layers"), dict):
         raise ValueError("not a probe record")

@@ -17,7 +17,7 @@ def _line(kind: str, n: int, value: float = 1.0) -> str:
     return json.dumps({"kind": kind, "n": n, "v": value}) + "\n"
 
 
-def _parse(obj: dict, no: int) -> tuple[str, int, float]:
+def _parse(obj: dict) -> tuple[str, int, float]:
     if "n" not in obj:
         raise ValueError("missing field 'n'")
     return obj["kind"], obj["n"], obj["v"]
