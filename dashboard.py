@@ -1,17 +1,26 @@
-"""CIFAR-10 Normalization Lab — entry point: ``streamlit run dashboard.py``."""
+"""CIFAR-10 Normalization Lab — entry point: ``streamlit run dashboard.py``.
+
+``streamlit run`` finds ``app`` below and serves it (Streamlit's pages plus the read-only live-view
+routes of ``cifar_app.webapp``); each browser session then runs this file as ``__main__``, which
+draws the navigation and the chosen page.
+"""
 
 import streamlit as st
 
-st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
+if __name__ != "__main__":  # imported by `streamlit run` to build the server
+    from cifar_app.webapp import routes
 
-pages = [
-    st.Page("pages/home.py", title="Runs", icon=":material/home:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
-    st.Page("pages/inside.py", title="Inside", icon=":material/stacked_line_chart:"),
-    st.Page("pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
-    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
-    st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
-]
-st.navigation(pages).run()
+    app = st.App("dashboard.py", routes=routes(st.get_option("server.baseUrlPath")))
+else:  # a session's script run
+    st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
+    pages = [
+        st.Page("pages/home.py", title="Runs", icon=":material/home:", default=True),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+        st.Page("pages/inside.py", title="Inside", icon=":material/stacked_line_chart:"),
+        st.Page("pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
+        st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
+        st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
+    ]
+    st.navigation(pages).run()

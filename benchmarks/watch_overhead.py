@@ -43,7 +43,8 @@ OBSERVER = """
 window.__seen = [];
 let last = null;
 new MutationObserver(() => {
-  const el = document.querySelector('[data-testid="stProgress"]');
+  // the live view's line (now), or Streamlit's progress element (an older checkout, --app-dir)
+  const el = document.querySelector('[data-testid="labProgressText"], [data-testid="stProgress"]');
   const text = el ? el.textContent : null;  // not innerText: that forces a layout
   if (text && text !== last) { last = text; window.__seen.push([Date.now() / 1000, text]); }
 }).observe(document, {subtree: true, childList: true, characterData: true});

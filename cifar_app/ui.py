@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from . import access
@@ -254,29 +252,49 @@ def loaded_model(run: Run):
 # ---------------------------------------------------------------------------- widgets
 
 
-_STILL = """<style>
-/* A live page re-runs its fragments every few seconds; Streamlit fades re-run elements and
-   animates the progress bar and the running indicator each time. In Chromium that repainting cost
-   more than the re-rendering itself (benchmarks/watch_overhead.py): keep the page still. */
-[data-testid="stMain"] *:not([data-testid="stSpinner"] *),
-[data-testid="stStatusWidget"] * { transition: none !important; animation: none !important; }
-</style>"""
+_LIVE_CSS = """
+.lab-live { font-family: var(--st-font, sans-serif); color: var(--st-text-color, inherit); }
+.lab-live .lab-text { font-size: 0.875rem; margin-bottom: 0.3rem; }
+.lab-live .lab-bar { height: 0.5rem; border-radius: 0.25rem; overflow: hidden;
+                     background: var(--st-secondary-background-color, #f0f2f6); }
+.lab-live .lab-fill { height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b); }
+.lab-live .lab-note { font-size: 0.875rem; opacity: 0.75; margin-top: 0.5rem; }
+.lab-live .lab-error { color: var(--st-red-color, #d33); margin-top: 0.5rem; }
+.lab-live .lab-chart { height: 480px; }
+"""
+_live_component = st.components.v2.component(
+    "cifar_lab_live", js=(Path(__file__).parent / "live_view.js").read_text(), css=_LIVE_CSS,
+    isolate_styles=False)  # plotly.js needs its chart in the document, not in a shadow root
+
+# How often a live view asks the server for news (ms): the progress line keeps the lag from a logged
+# batch to the screen under 1 s; the figures follow slower, the per-batch one, the costliest to
+# redraw, slowest. A tick without news costs a request answered "no change". Measured in
+# benchmarks/watch_overhead.py (README: "Watching a run").
+PROGRESS_EVERY_MS = 1000
+FIGURE_EVERY_MS = {"epochs": 3000, "batches": 10000}
 
 
-def still_live_page() -> None:
-    """Call on a page that polls: no fades or animations on each re-run (spinners still turn)."""
-    st.html(_STILL)
+def live_progress(run_id: str, snapshot: dict) -> None:
+    """The progress line of a running or queued run, kept up to date in the browser
+    (``live_view.js``); ``snapshot`` is ``live.run_snapshot`` now, drawn at once. When the run logs
+    an epoch or changes state, the fragment around it (or the page) re-runs once."""
+    _live_component(key=f"live_progress_{run_id}", on_changed_change=lambda: None, data={
+        "view": "progress", "run": run_id, "snapshot": snapshot, "state": snapshot["state"],
+        "epochs": snapshot["epochs"], "every_ms": PROGRESS_EVERY_MS, "base": _base_url_path()})
 
 
-def memo_figure(name: str, version: object, build: Callable[[], go.Figure]) -> go.Figure:
-    """``build()``'s figure, rebuilt only when ``version`` (a cheap fingerprint of its data, e.g. the
-    number of epochs logged) changes. A live page redraws every 2 s and most ticks bring nothing new:
-    the same figure then goes out unchanged, and the browser does not redraw it."""
-    memo = st.session_state.setdefault("_figures", {})
-    hit = memo.get(name)
-    if hit is None or hit[0] != version:
-        memo[name] = hit = (version, build())
-    return hit[1]
+def live_figure(run_id: str, name: str, smoothing: float = 0.9) -> None:
+    """One of a running run's figures (``live.FIGURES``: "epochs" or "batches"), fetched and
+    updated in place in the browser while it trains."""
+    from .webapp import plotly_js_path
+
+    _live_component(key=f"live_{name}_{run_id}", data={
+        "view": "figure", "figure": name, "run": run_id, "smoothing": smoothing,
+        "every_ms": FIGURE_EVERY_MS[name], "plotly": plotly_js_path(), "base": _base_url_path()})
+
+
+def _base_url_path() -> str:
+    return str(st.get_option("server.baseUrlPath") or "").strip("/")
 
 
 def upscale(image: np.ndarray, factor: int = 4) -> np.ndarray:

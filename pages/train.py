@@ -5,9 +5,9 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
+from cifar_app.live import run_snapshot
 from cifar_app.model import PARAM_BUDGET
-from cifar_app.progress import format_duration, training_progress
-from cifar_app.runstore import ACTIVE_STATES, RunDamaged, StoreError
+from cifar_app.runstore import ACTIVE_STATES, Run, RunDamaged, StoreError
 from cifar_app.settings import SettingsError, TrainSettings
 
 BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
@@ -17,7 +17,6 @@ LABELS = {"epochs": "Epochs", "batch_size": "Batch size", "max_lr": "Max learnin
           "train_limit": "Quick demo: training images", "test_limit": "Test images per epoch"}
 
 ui.page_setup()
-ui.still_live_page()
 st.title("Train")
 store = ui.store()
 form, live_col = st.columns([1, 2], gap="large")
@@ -57,87 +56,70 @@ with form:
                 st.rerun()
 
 
-# How often the live views poll the run store (s), each in its own fragment: a tick costs the
-# browser little when nothing changed, but a changed Plotly figure is re-mounted. The progress line
-# keeps the lag from a logged batch to the screen near 1 s; the epoch figure changes once an epoch;
-# the per-batch figure, the costliest to redraw, follows slowest. Measured in
-# benchmarks/watch_overhead.py (README: "Watching a run").
-PROGRESS_EVERY_S, DETAILS_EVERY_S, BATCH_CHART_EVERY_S, QUEUED_EVERY_S = 2.0, 5.0, 20.0, 5.0
+def show_status(snapshot: dict) -> None:
+    """Where a run that is not training stands (a training one gets ``ui.live_progress``)."""
+    st.progress(snapshot["fraction"], text=snapshot["text"])
+    if snapshot["note"]:
+        st.caption(snapshot["note"])
+    if snapshot["error"]:
+        st.error(f"{snapshot['state']}: {snapshot['error']}")
 
 
-def show_progress(run_id: str, polled_state: str | None) -> None:
-    """The progress line of one run; re-drawn every 2 s while it trains (5 s while queued). When a
-    polled run's state changes, the whole page reruns once, so polling follows it (faster once it
-    runs, none once it ends)."""
+def show_summary(run_id: str, was_training: bool) -> None:
+    """Progress, Stop / Resume and the epoch figures of one run. A fragment: the live progress line
+    re-runs it when the run logs an epoch, and when the run starts or stops training, the whole page
+    re-runs (its figures are drawn live only while it trains)."""
     run = store.get(run_id)
-    try:
-        status, metrics, s = run.status(), run.metrics(), run.settings()
-    except RunDamaged as e:
-        st.error(f"{e.short}. The run is left as it is; delete it on the **Runs** page if you want.")
+    snapshot = run_snapshot(run)
+    if snapshot["damaged"]:
+        st.error(f"{snapshot['damaged']}. The run is left as it is; delete it on the **Runs** page "
+                 "if you want.")
         return
-    state = status.get("state", "unknown")
-    if polled_state is not None and state != polled_state:
+    training = snapshot["state"] in ACTIVE_STATES
+    if training != was_training:
         st.rerun(scope="app")
-    p = training_progress(metrics, s.epochs, s.batch_size, state)
-    speed = f"{p.images_per_s:,.0f} images/s" if p.images_per_s else "measuring speed"
-    st.progress(p.fraction, text=f"**{state}** · epoch {p.epoch}/{p.epochs} · batch "
-                f"{p.batch}/{p.batches or '?'} · {speed} · {format_duration(p.eta_s)} left")
-    if state == "queued":
-        st.info("Queued: waiting for the run that is training now to finish.")
-    if status.get("phase") and state in ACTIVE_STATES:
-        st.caption(str(status["phase"]))
-    elif not metrics.batches and state in ACTIVE_STATES:
-        st.caption("Waiting for the first batch (loading data and the model)…")
-    if status.get("error") and state in ("failed", "interrupted"):
-        st.error(f"{state}: {status['error']}")
-
-
-def show_details(run_id: str) -> None:
-    """Stop / Resume, the epoch figures and the epoch curves of one run; re-drawn every 5 s while
-    it trains."""
-    run = store.get(run_id)
-    try:
-        state, metrics, s = run.state(), run.metrics(), run.settings()
-    except RunDamaged:
-        return  # show_progress says so
-    if state in ACTIVE_STATES and not run.reference:
-        if ui.action_button("Stop", key="stop"):
+    if training:
+        ui.live_progress(run.id, snapshot)
+        if not run.reference and ui.action_button("Stop", key="stop"):
             try:
                 run.request_stop()
                 st.toast("Stop requested: the run stops after the current batch; its last epoch "
                          "checkpoint is kept.")
             except StoreError as e:
                 st.error(str(e))
-    elif can_resume(run) and ui.action_button("Resume from the last checkpoint", key="resume"):
-        try:
-            start_run(store, run.id, ui.data_dir(), resume=True)
-            st.rerun()
-        except StoreError as e:
-            st.error(f"Could not resume: {e}")
+    else:
+        show_status(snapshot)
+        if can_resume(run) and ui.action_button("Resume from the last checkpoint", key="resume"):
+            try:
+                start_run(store, run.id, ui.data_dir(), resume=True)
+                st.rerun()
+            except StoreError as e:
+                st.error(f"Could not resume: {e}")
+    metrics = run.metrics()
     if metrics.epochs:
-        best = metrics.best
+        best, last = metrics.best, metrics.epochs[-1]
         c1, c2, c3 = st.columns(3)
-        c1.metric("Test accuracy (last epoch)", f"{100 * metrics.epochs[-1].test_acc:.2f}%")
+        c1.metric("Test accuracy (last epoch)", f"{100 * last.test_acc:.2f}%")
         c2.metric("Best", f"{100 * best.test_acc:.2f}%", f"epoch {best.epoch}", delta_color="off")
-        c3.metric("Seconds per epoch", f"{metrics.epochs[-1].seconds:.1f}")
-        fig = ui.memo_figure("train_curves", (run.id, len(metrics.epochs), metrics.epochs[-1]),
-                             lambda: training_curves(metrics.epochs, s.norm, uirevision=run.id))
-        st.plotly_chart(fig, key="train_curves", width="stretch")
+        c3.metric("Seconds per epoch", f"{last.seconds:.1f}")
 
 
-def show_batches(run_id: str) -> None:
-    """Per-batch loss and learning rate of one run; re-drawn every 20 s while it trains."""
-    run = store.get(run_id)
-    try:
-        metrics, s = run.metrics(), run.settings()
-    except RunDamaged:
-        return  # show_progress says so
-    if metrics.batches:
+def show_figures(run: Run, training: bool) -> None:
+    """The epoch curves and the per-batch loss / LR of one run; a training run's are drawn in the
+    browser and follow it in place."""
+    metrics, s = run.metrics(), run.settings()
+    if training:
+        ui.live_figure(run.id, "epochs")
+    elif metrics.epochs:
+        st.plotly_chart(training_curves(metrics.epochs, s.norm, uirevision=run.id), key="train_curves",
+                        width="stretch")
+    if metrics.batches or training:
         smoothing = st.slider("Smoothing", 0.0, 0.99, 0.9, 0.01, key="smoothing")
-        last = metrics.batches[-1]
-        fig = ui.memo_figure("train_batches", (run.id, len(metrics.batches), last.step, smoothing),
-                             lambda: batch_curves(metrics.batches, s.norm, smoothing, uirevision=run.id))
-        st.plotly_chart(fig, key="train_batches", width="stretch")
+        if training:
+            ui.live_figure(run.id, "batches", smoothing)
+        else:
+            st.plotly_chart(batch_curves(metrics.batches, s.norm, smoothing, uirevision=run.id),
+                            key="train_batches", width="stretch")
 
 
 with live_col:
@@ -147,9 +129,11 @@ with live_col:
     summaries = store.summaries()
     if not summaries:
         st.info("No runs yet: choose the settings on the left and press **Start training**.")
-    else:
-        chosen = ui.pick_run(summaries, key="train_run")
-        every = {"running": PROGRESS_EVERY_S, "queued": QUEUED_EVERY_S}.get(chosen.status)
-        st.fragment(show_progress, run_every=every)(chosen.id, chosen.status if every else None)
-        st.fragment(show_details, run_every=DETAILS_EVERY_S if every else None)(chosen.id)
-        st.fragment(show_batches, run_every=BATCH_CHART_EVERY_S if every else None)(chosen.id)
+    elif chosen := ui.pick_run(summaries, key="train_run"):
+        run = store.get(chosen.id)
+        training = run.state() in ACTIVE_STATES
+        st.fragment(show_summary)(run.id, training)
+        try:
+            show_figures(run, training)
+        except RunDamaged:
+            pass  # show_summary says so

@@ -111,11 +111,14 @@ def test_pages_with_a_running_run(app_env, page):
     run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
     run.append_metrics(*[BatchStats(i, 1, i, 10, 2.3 - i / 10, 0.01 * i, time.time()) for i in range(1, 6)])
     at = run_page(page, {"run": run.id})
-    if page == "pages/train.py":
-        assert any("running" in str(p.proto.text) for p in at.get("progress"))
+    if page == "pages/train.py":  # followed in the browser (cifar_app/live_view.js), not by re-runs
+        views = [json.loads(e.proto.json) for e in at.get("bidi_component")]
+        progress = next(v for v in views if v["view"] == "progress")
+        assert progress["snapshot"]["text"].startswith("running · epoch 1/3 · batch 5/10 · ")
+        assert [(v["figure"], v["run"]) for v in views if v["view"] == "figure"] == [
+            ("epochs", run.id), ("batches", run.id)]
+        assert not at.get("progress") and not at.get("plotly_chart")
         assert any(b.label == "Stop" for b in at.button)
-        charts = at.get("plotly_chart")  # no epoch yet: the batch figure only (loss and LR)
-        assert len(charts) == 1 and len(json.loads(charts[0].proto.spec)["data"]) == 3
 
 
 def png(color=(200, 30, 30), size=(48, 40)) -> bytes:

@@ -1,0 +1,81 @@
+"""What a page watching a run shows, as JSON-ready data (pure functions over the run store).
+
+The Train page draws a running run through a small browser component that asks the server for
+:func:`run_snapshot` every second and for :func:`batch_figure` now and then, and patches the page in
+place, instead of re-running Streamlit fragments (see :mod:`cifar_app.webapp` for the routes and
+README "Watching a run" for why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from .charts import batch_curves, training_curves
+from .progress import format_duration, training_progress
+from .runstore import ACTIVE_STATES, Run, RunDamaged
+
+
+def progress_text(state: str, epoch: int, epochs: int, batch: int, batches: int,
+                  images_per_s: float | None, eta_s: float | None) -> str:
+    """The one-line progress summary, e.g. 'running · epoch 2/20 · batch 40/391 · 2,900 images/s ·
+    5 min 10 s left'."""
+    speed = f"{images_per_s:,.0f} images/s" if images_per_s else "measuring speed"
+    return (f"{state} · epoch {epoch}/{epochs} · batch {batch}/{batches or '?'} · {speed} · "
+            f"{format_duration(eta_s)} left")
+
+
+def run_snapshot(run: Run) -> dict[str, Any]:
+    """Where ``run`` stands, for the live view.
+
+    Returns a dict: ``state``; ``text`` (the progress line); ``fraction`` (0..1); ``note`` (what it is
+    doing now, or None); ``error`` (why it failed or stopped, or None); ``epochs`` and ``batches``
+    (records logged so far: a change in either means new data); ``damaged`` (why the run cannot be
+    read, or None; the other fields are then empty).
+    """
+    try:
+        status, metrics, s = run.status(), run.metrics(), run.settings()
+    except RunDamaged as e:
+        return {"state": "damaged", "text": "", "fraction": 0.0, "note": None, "error": None,
+                "epochs": 0, "batches": 0, "damaged": e.short}
+    state = str(status.get("state", "unknown"))
+    p = training_progress(metrics, s.epochs, s.batch_size, state)
+    note = None
+    if state == "queued":
+        note = "Queued: waiting for the run that is training now to finish."
+    elif status.get("phase") and state in ACTIVE_STATES:
+        note = str(status["phase"])
+    elif not metrics.batches and state in ACTIVE_STATES:
+        note = "Waiting for the first batch (loading data and the model)…"
+    error = str(status["error"]) if status.get("error") and state in ("failed", "interrupted") else None
+    return {"state": state, "fraction": p.fraction, "note": note, "error": error,
+            "text": progress_text(state, p.epoch, p.epochs, p.batch, p.batches, p.images_per_s, p.eta_s),
+            "epochs": len(metrics.epochs), "batches": len(metrics.batches), "damaged": None}
+
+
+FIGURES = ("epochs", "batches")  # training_curves, batch_curves
+
+
+def figure_version(run: Run, name: str, smoothing: float) -> str | None:
+    """A fingerprint of ``figure(run, name, smoothing)``'s data, None while it has none: equal
+    fingerprints give equal figures, so a page that has one is not sent it again. Raises
+    ``RunDamaged`` when the run cannot be read."""
+    metrics = run.metrics()
+    if name == "epochs":
+        return f"e{len(metrics.epochs)}-{metrics.epochs[-1].seconds}" if metrics.epochs else None
+    if name == "batches":
+        last = metrics.batches[-1] if metrics.batches else None
+        return f"b{len(metrics.batches)}-{last.step}-{last.t}-{smoothing:.2f}" if last else None
+    raise ValueError(f"no figure {name!r}; there are {', '.join(FIGURES)}")
+
+
+def figure(run: Run, name: str, smoothing: float) -> go.Figure | None:
+    """One of the Train page's figures of ``run``: "epochs" (``charts.training_curves``) or
+    "batches" (``charts.batch_curves`` with ``smoothing`` in 0..0.99); None while it has no data."""
+    metrics, norm = run.metrics(), run.settings().norm
+    if name == "epochs":
+        return training_curves(metrics.epochs, norm, uirevision=run.id) if metrics.epochs else None
+    if name == "batches":
+        return batch_curves(metrics.batches, norm, smoothing, uirevision=run.id) if metrics.batches else None
+    raise ValueError(f"no figure {name!r}; there are {', '.join(FIGURES)}")

@@ -1,0 +1,108 @@
+"""The dashboard's server: Streamlit's own app plus three read-only HTTP routes for live views.
+
+``dashboard.py`` builds ``st.App("dashboard.py", routes=routes())``, so ``streamlit run dashboard.py``
+serves these next to the pages (under ``server.baseUrlPath`` when one is set):
+
+- ``GET lab/runs/{run_id}/live`` — ``live.run_snapshot`` as JSON: a few hundred bytes a second per
+  watching tab, where a Streamlit fragment re-run re-renders the page's elements in the browser;
+- ``GET lab/runs/{run_id}/figures/{epochs|batches}?smoothing=0.9&have=VERSION`` — the epoch curves
+  or the per-batch figure as Plotly JSON, which the page applies in place with ``Plotly.react``
+  (304 when it has that version already, 204 before there is data);
+- ``GET lab/plotly-{version}.min.js`` — plotly.js from the installed ``plotly`` package (cached
+  for a year: the version is in the name), for the live view's chart.
+
+They only read, as every page may without the access token (``cifar_app.access``): they show what
+the Train page shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import plotly
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import live
+from .runstore import RunDamaged, RunNotFound, RunStore, default_runs_dir
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PLOTLY_VERSION = plotly.offline.get_plotlyjs_version()
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@lru_cache(maxsize=8)
+def _store(root: str) -> RunStore:
+    return RunStore(root)
+
+
+def store() -> RunStore:
+    """The run store the pages use ($CIFAR_APP_RUNS or ./runs)."""
+    return _store(str(default_runs_dir()))
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+
+
+def live_json(request: Request) -> Response:
+    """``live.run_snapshot`` of one run; 404 for an unknown run."""
+    try:
+        run = store().get(request.path_params["run_id"])
+    except RunNotFound:
+        return _error(404, "no such run")
+    return JSONResponse(live.run_snapshot(run), headers=NO_STORE)
+
+
+def figure_json(request: Request) -> Response:
+    """One of a run's live figures (``live.FIGURES``): ``{"version": ..., "figure": <Plotly JSON>}``;
+    304 when the request's ``have`` already names this version, 204 while it has no data."""
+    name = request.path_params["name"]
+    try:
+        smoothing = float(request.query_params.get("smoothing", "0.9"))
+    except ValueError:
+        smoothing = math.nan
+    if name not in live.FIGURES:
+        return _error(404, f"no figure {name!r}")
+    if not 0.0 <= smoothing <= 0.99:
+        return _error(400, "smoothing must be a number in 0..0.99")
+    try:
+        run = store().get(request.path_params["run_id"])
+        version = live.figure_version(run, name, smoothing)
+        if version is None:
+            return Response(status_code=204, headers=NO_STORE)
+        if request.query_params.get("have") == version:
+            return Response(status_code=304, headers=NO_STORE)
+        fig = live.figure(run, name, smoothing)
+    except RunNotFound:
+        return _error(404, "no such run")
+    except RunDamaged as e:
+        return _error(409, e.short)
+    body = f'{{"version": {json.dumps(version)}, "figure": {fig.to_json()}}}'
+    return Response(body, media_type="application/json", headers=NO_STORE)
+
+
+def plotly_js(request: Request) -> Response:
+    """plotly.min.js, cached for a year (its version is in the address)."""
+    return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+def routes(base_url_path: str = "") -> list[Route]:
+    """The live-view routes, under ``base_url_path`` (Streamlit's ``server.baseUrlPath``)."""
+    base = "/" + base_url_path.strip("/") if base_url_path.strip("/") else ""
+    return [
+        Route(f"{base}/lab/runs/{{run_id}}/live", live_json, methods=["GET"]),
+        Route(f"{base}/lab/runs/{{run_id}}/figures/{{name}}", figure_json, methods=["GET"]),
+        Route(f"{base}/lab/plotly-{PLOTLY_VERSION}.min.js", plotly_js, methods=["GET"]),
+    ]
+
+
+def plotly_js_path() -> str:
+    """The address of plotly.js relative to the app's root (for the live view's script)."""
+    return f"lab/plotly-{PLOTLY_VERSION}.min.js"
+
