@@ -10,8 +10,9 @@
 //   GET lab/runs/{run}/figures/{figure} every data.every_ms, applied with Plotly.react (updated in
 //   place, never re-mounted); an unchanged figure is not sent again (the request names the version
 //   it has). plotly.js (served by the app, cached) is loaded once, when the view mounts.
-// A hidden tab polls 10x less often. A route that answers 404 (a server without them) falls back to
-// re-running the page every 5 s, as before; a lost connection is retried with back-off.
+// A hidden tab polls 10x less often. On a server without the routes the progress line falls back to
+// re-running its fragment every 5 s; a deleted run re-runs it once; other failures (a restarting
+// server, a damaged log) are shown and retried with back-off.
 
 const HIDDEN_FACTOR = 10;
 const views = new WeakMap();
@@ -43,36 +44,43 @@ function build(root, view) {
   el.innerHTML = view === "progress"
     ? `<div class="lab-text" data-testid="labProgressText"></div>
        <div class="lab-bar"><div class="lab-fill"></div></div>
-       <div class="lab-note"></div><div class="lab-error"></div>`
-    : `<div class="lab-note"></div><div class="lab-chart" data-testid="labFigure"></div>`;
+       <div class="lab-note"></div><div class="lab-error"></div><div class="lab-status"></div>`
+    : `<div class="lab-status"></div><div class="lab-chart" data-testid="labFigure"></div>`;
   root.appendChild(el);
   return el;
 }
 
-function showSnapshot(el, snap) {
-  const text = snap.damaged ? `damaged: ${snap.damaged}` : snap.text;
-  el.querySelector(".lab-text").textContent = text;
-  el.querySelector(".lab-fill").style.width = `${(100 * snap.fraction).toFixed(2)}%`;
-  const note = el.querySelector(".lab-note");
-  note.textContent = snap.note || "";
-  note.hidden = !snap.note;
-  const error = el.querySelector(".lab-error");
-  error.textContent = snap.error ? `${snap.state}: ${snap.error}` : "";
-  error.hidden = !snap.error;
+function show(element, text) {
+  element.textContent = text || "";
+  element.hidden = !text;
 }
 
-function say(el, message) {
-  const note = el.querySelector(".lab-note");
-  note.textContent = message || "";
-  note.hidden = !message;
+function showSnapshot(el, snap) {
+  el.querySelector(".lab-text").textContent = snap.damaged ? `damaged: ${snap.damaged}` : snap.text;
+  el.querySelector(".lab-fill").style.width = `${(100 * snap.fraction).toFixed(2)}%`;
+  show(el.querySelector(".lab-note"), snap.note);
+  show(el.querySelector(".lab-error"), snap.error && `${snap.state}: ${snap.error}`);
+}
+
+// GET one of the app's live routes: its JSON, or null for "nothing new" (204, 304). A reply that is
+// not JSON comes from a server without the routes (Streamlit answers unknown paths with its page).
+async function getJson(data, path) {
+  const r = await fetch(url(data, path), { cache: "no-store" });
+  if (r.status === 204 || r.status === 304) return null;
+  if (!(r.headers.get("content-type") || "").includes("application/json")) {
+    throw Object.assign(new Error("this server has no live routes"), { fallback: true });
+  }
+  const body = await r.json();
+  if (!r.ok) {
+    throw Object.assign(new Error(body.error || `the server answered ${r.status}`),
+                        { gone: r.status === 404 });
+  }
+  return body;
 }
 
 async function tickProgress(v) {
   const { data, el } = v;
-  const r = await fetch(url(data, `lab/runs/${data.run}/live`), { cache: "no-store" });
-  if (r.status === 404) throw Object.assign(new Error("no live route"), { fallback: true });
-  if (!r.ok) throw new Error(`the server answered ${r.status}`);
-  const snap = await r.json();
+  const snap = await getJson(data, `lab/runs/${data.run}/live`);
   showSnapshot(el, snap);
   const seen = `${snap.state}/${snap.epochs}`;
   if (seen !== `${data.state}/${data.epochs}` && seen !== v.triggered) {
@@ -84,12 +92,9 @@ async function tickProgress(v) {
 async function tickFigure(v) {
   const { data, el } = v;
   const q = new URLSearchParams({ smoothing: data.smoothing, have: v.version || "" });
-  const r = await fetch(url(data, `lab/runs/${data.run}/figures/${data.figure}?${q}`),
-                        { cache: "no-store" });
-  if (r.status === 404) throw Object.assign(new Error("no live route"), { fallback: true });
-  if (r.status === 304 || r.status === 204) return;
-  if (!r.ok) throw new Error(`the server answered ${r.status}`);
-  const { version, figure } = await r.json();
+  const reply = await getJson(data, `lab/runs/${data.run}/figures/${data.figure}?${q}`);
+  if (reply === null) return;
+  const { version, figure } = reply;
   const Plotly = await loadPlotly(url(data, data.plotly));
   const chart = el.querySelector(".lab-chart");
   const style = getComputedStyle(chart);  // the app's theme: text colour and font
@@ -106,23 +111,28 @@ function schedule(v, delay) {
   clearTimeout(v.timer);
   if (!v.running) return;
   v.timer = setTimeout(async () => {
-    const tick = v.data.view === "progress" ? tickProgress : tickFigure;
+    const progress = v.data.view === "progress";
+    const status = v.el.querySelector(".lab-status");
     let next = v.data.every_ms;
     try {
-      await tick(v);
+      await (progress ? tickProgress : tickFigure)(v);
       v.failures = 0;
-      if (v.data.view === "progress" && v.lost) say(v.el, "");
-      v.lost = false;
+      show(status, "");
     } catch (e) {
-      if (e.fallback) {  // a server without the live routes: re-run the page instead
-        say(v.el, "Live updates need the server started by `streamlit run dashboard.py`; " +
-                  "refreshing every 5 s instead.");
-        if (v.data.view === "progress") v.setTriggerValue("changed", `poll-${Date.now()}`);
+      if (e.fallback) {  // the progress line falls back to re-running its fragment
+        show(status, progress
+          ? "Live updates need the server that `streamlit run dashboard.py` starts; refreshing every 5 s."
+          : "Live figures need the server that `streamlit run dashboard.py` starts.");
+        if (!progress) return;
+        v.setTriggerValue("changed", `poll-${Date.now()}`);
         next = 5000;
-      } else {
+      } else if (e.gone) {  // the run was deleted: let the page redraw without it
+        show(status, `This run is gone (${e.message}).`);
+        if (progress) v.setTriggerValue("changed", "gone");
+        return;
+      } else {  // server restarting, network down, a damaged log: retry, less and less often
         v.failures = (v.failures || 0) + 1;
-        v.lost = true;
-        say(v.el, `Live updates paused (${e.message}); retrying.`);
+        show(status, `Live updates paused (${e.message}); retrying.`);
         next = Math.min(30000, v.data.every_ms * 2 ** v.failures);
       }
     }

@@ -258,7 +258,7 @@ _LIVE_CSS = """
 .lab-live .lab-bar { height: 0.5rem; border-radius: 0.25rem; overflow: hidden;
                      background: var(--st-secondary-background-color, #f0f2f6); }
 .lab-live .lab-fill { height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b); }
-.lab-live .lab-note { font-size: 0.875rem; opacity: 0.75; margin-top: 0.5rem; }
+.lab-live .lab-note, .lab-live .lab-status { font-size: 0.875rem; opacity: 0.75; margin-top: 0.5rem; }
 .lab-live .lab-error { color: var(--st-red-color, #d33); margin-top: 0.5rem; }
 .lab-live .lab-chart { height: 480px; }
 """

@@ -7,7 +7,7 @@ from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
 from cifar_app.live import run_snapshot
 from cifar_app.model import PARAM_BUDGET
-from cifar_app.runstore import ACTIVE_STATES, Run, RunDamaged, StoreError
+from cifar_app.runstore import ACTIVE_STATES, Run, RunDamaged, RunNotFound, StoreError
 from cifar_app.settings import SettingsError, TrainSettings
 
 BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
@@ -69,7 +69,10 @@ def show_summary(run_id: str, was_training: bool) -> None:
     """Progress, Stop / Resume and the epoch figures of one run. A fragment: the live progress line
     re-runs it when the run logs an epoch, and when the run starts or stops training, the whole page
     re-runs (its figures are drawn live only while it trains)."""
-    run = store.get(run_id)
+    try:
+        run = store.get(run_id)
+    except RunNotFound:  # deleted meanwhile: the page picks another
+        st.rerun(scope="app")
     snapshot = run_snapshot(run)
     if snapshot["damaged"]:
         st.error(f"{snapshot['damaged']}. The run is left as it is; delete it on the **Runs** page "

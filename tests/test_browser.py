@@ -280,3 +280,34 @@ def test_a_live_run_is_followed_in_place_and_polling_ends_with_it(server, page):
     assert asked == [], "still polling a finished run"
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "train-live")
+
+def test_a_watched_run_that_is_damaged_or_deleted_is_reported_not_crashed(server, page):
+    """Hostile: while the Train page follows a run, its log is overwritten with garbage (the page
+    names the damaged file), and another run's folder is removed by hand (the page moves on)."""
+    import shutil
+
+    from cifar_app.records import BatchStats
+    from cifar_app.runstore import RunStore
+    from cifar_app.settings import TrainSettings
+
+    url, base = server
+    store = RunStore(base / "runs", reference_root=None)
+    runs = [store.create(TrainSettings(norm="layer", epochs=3), label=f"hostile {i}") for i in (1, 2)]
+    for run in runs:
+        run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
+        run.append_metrics(BatchStats(1, 1, 1, 10, 2.3, 0.1, time.time()))
+    damaged, deleted = runs
+
+    open_page(page, url, f"train?run={damaged.id}")
+    page.wait_for_selector('[data-testid="labProgressText"]', timeout=30_000)
+    (damaged.path / "metrics.jsonl").write_bytes(b"\x00\xff garbage\n")
+    page.wait_for_function("() => !document.querySelector('.lab-live') && "
+                           "document.body.innerText.includes('metrics.jsonl')", timeout=15_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+    open_page(page, url, f"train?run={deleted.id}")
+    page.wait_for_selector('[data-testid="labProgressText"]', timeout=30_000)
+    shutil.rmtree(deleted.path)
+    page.wait_for_url(lambda u: deleted.id not in u, timeout=15_000)
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
