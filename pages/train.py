@@ -74,13 +74,13 @@ def show_summary(run_id: str, was_training: bool) -> None:
     except RunNotFound:  # deleted meanwhile: the page picks another
         st.rerun(scope="app")
     snapshot = run_snapshot(run)
+    training = snapshot["state"] in ACTIVE_STATES  # a damaged run is not
+    if training != was_training:
+        st.rerun(scope="app")
     if snapshot["damaged"]:
         st.error(f"{snapshot['damaged']}. The run is left as it is; delete it on the **Runs** page "
                  "if you want.")
         return
-    training = snapshot["state"] in ACTIVE_STATES
-    if training != was_training:
-        st.rerun(scope="app")
     if training:
         ui.live_progress(run.id, snapshot)
         if not run.reference and ui.action_button("Stop", key="stop"):
@@ -134,7 +134,7 @@ with live_col:
         st.info("No runs yet: choose the settings on the left and press **Start training**.")
     elif chosen := ui.pick_run(summaries, key="train_run"):
         run = store.get(chosen.id)
-        training = run.state() in ACTIVE_STATES
+        training = run_snapshot(run)["state"] in ACTIVE_STATES
         st.fragment(show_summary)(run.id, training)
         try:
             show_figures(run, training)
