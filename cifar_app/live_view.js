@@ -7,14 +7,18 @@
 //   data.every_ms; when the run logs a new epoch or changes state, a trigger re-runs the fragment
 //   around it once (new epoch figures; a finished run is then drawn without this view).
 // data.view === "figure": the figure data.figure ("epochs" or "batches"), from
-//   GET lab/runs/{run}/figures/{figure} every data.every_ms, applied with Plotly.react (updated in
+//   GET lab/runs/{run}/figures/{figure} at most every data.every_ms, and only when the progress view
+//   has seen new records of its kind (an event on window), applied with Plotly.react (updated in
 //   place, never re-mounted); an unchanged figure is not sent again (the request names the version
 //   it has). plotly.js (served by the app, cached) is loaded once, when the view mounts.
-// A hidden tab polls 10x less often. On a server without the routes the progress line falls back to
+// A line that has not changed for 3 ticks (a queued run, an epoch's test pass) asks every 3 s until
+// it changes again; a hidden tab asks 10x less often. On a server without the routes the progress line falls back to
 // re-running its fragment every 5 s; a deleted run re-runs it once; other failures (a restarting
 // server, a damaged log) are shown and retried with back-off.
 
 const HIDDEN_FACTOR = 10;
+const QUIET_TICKS = 3, QUIET_EVERY_MS = 3000;  // a line unchanged 3 times asks every 3 s
+const NEWS = "cifar-lab-live-news";  // progress view -> figure views: records logged so far
 const views = new WeakMap();
 
 function url(data, path) {
@@ -56,10 +60,14 @@ function show(element, text) {
 }
 
 function showSnapshot(el, snap) {
+  const key = JSON.stringify(snap);
+  if (el.__shown === key) return false;  // nothing new: leave the page alone
+  el.__shown = key;
   el.querySelector(".lab-text").textContent = snap.damaged ? `damaged: ${snap.damaged}` : snap.text;
   el.querySelector(".lab-fill").style.width = `${(100 * snap.fraction).toFixed(2)}%`;
   show(el.querySelector(".lab-note"), snap.note);
   show(el.querySelector(".lab-error"), snap.error && `${snap.state}: ${snap.error}`);
+  return true;
 }
 
 // GET one of the app's live routes: its JSON, or null for "nothing new" (204, 304). A reply that is
@@ -81,7 +89,9 @@ async function getJson(data, path) {
 async function tickProgress(v) {
   const { data, el } = v;
   const snap = await getJson(data, `lab/runs/${data.run}/live`);
-  showSnapshot(el, snap);
+  v.quiet = showSnapshot(el, snap) ? 0 : (v.quiet || 0) + 1;
+  window.dispatchEvent(new CustomEvent(NEWS, {
+    detail: { run: data.run, epochs: snap.epochs, batches: snap.batches } }));
   const seen = `${snap.state}/${snap.epochs}`;
   if (seen !== `${data.state}/${data.epochs}` && seen !== v.triggered) {
     v.triggered = seen;  // once per change; the re-run brings new data and resets it
@@ -91,9 +101,11 @@ async function tickProgress(v) {
 
 async function tickFigure(v) {
   const { data, el } = v;
+  const wanted = v.latest;  // records logged, as the progress line last saw them
+  if (wanted !== undefined && wanted === v.fetchedFor) return;  // nothing new to ask for
   const q = new URLSearchParams({ smoothing: data.smoothing, have: v.version || "" });
   const reply = await getJson(data, `lab/runs/${data.run}/figures/${data.figure}?${q}`);
-  if (reply === null) return;
+  if (reply === null) { v.fetchedFor = wanted; return; }
   const { version, figure } = reply;
   const Plotly = await loadPlotly(url(data, data.plotly));
   const chart = el.querySelector(".lab-chart");
@@ -105,6 +117,7 @@ async function tickFigure(v) {
   if (figure.layout.height) chart.style.height = `${figure.layout.height}px`;
   await Plotly.react(chart, figure.data, layout, { displaylogo: false, responsive: true });
   v.version = version;
+  v.fetchedFor = wanted;
 }
 
 function schedule(v, delay) {
@@ -118,6 +131,7 @@ function schedule(v, delay) {
       await (progress ? tickProgress : tickFigure)(v);
       v.failures = 0;
       show(status, "");
+      if (progress && v.quiet >= QUIET_TICKS) next = QUIET_EVERY_MS;
     } catch (e) {
       if (e.fallback) {  // the progress line falls back to re-running its fragment
         show(status, progress
@@ -150,17 +164,20 @@ export default function (component) {
     if (data.view === "progress") showSnapshot(v.el, data.snapshot);
     else loadPlotly(url(data, data.plotly)).catch(() => {});  // before it is needed
   }
-  if (changed) v.version = null;
+  if (changed) v.version = v.fetchedFor = null;
   v.data = data;
   v.setTriggerValue = setTriggerValue;
   v.triggered = null;
   v.running = true;
   schedule(v, data.view === "figure" && changed ? 0 : data.every_ms);
   const wake = () => { if (!document.hidden) schedule(v, 0); };
+  const news = (e) => { if (e.detail.run === v.data.run) v.latest = e.detail[v.data.figure]; };
   document.addEventListener("visibilitychange", wake);
+  if (data.view === "figure") window.addEventListener(NEWS, news);
   return () => {
     v.running = false;
     clearTimeout(v.timer);
     document.removeEventListener("visibilitychange", wake);
+    window.removeEventListener(NEWS, news);
   };
 }
