@@ -66,9 +66,9 @@ def show_status(snapshot: dict) -> None:
 
 
 def show_summary(run_id: str, was_training: bool) -> None:
-    """Progress, Stop / Resume and the epoch figures of one run. A fragment: the live progress line
-    re-runs it when the run logs an epoch, and when the run starts or stops training, the whole page
-    re-runs (its figures are drawn live only while it trains)."""
+    """Progress, Stop / Resume and the last epoch's accuracy and speed of one run. A fragment: the
+    live progress line re-runs it when the run logs an epoch, and when the run starts or stops
+    training, the whole page re-runs (its figures are drawn live only while it trains)."""
     try:
         run = store.get(run_id)
     except RunNotFound:  # deleted meanwhile: the page picks another
