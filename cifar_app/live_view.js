@@ -1,5 +1,5 @@
-// The Train page's live view of a running run (a Streamlit components-v2 component, see
-// cifar_app/ui.py: live_view). It asks the server's read-only routes (cifar_app/webapp.py) for new
+// The Train page's live view of a running run (a Streamlit components-v2 component, mounted by
+// cifar_app/ui.py: live_progress, live_figure). It asks the server's read-only routes (cifar_app/webapp.py) for new
 // data and patches the page in place, so a tick that brings nothing new costs the browser next to
 // nothing, where a Streamlit fragment re-run re-renders its elements each time.
 //
@@ -12,9 +12,9 @@
 //   place, never re-mounted); an unchanged figure is not sent again (the request names the version
 //   it has). plotly.js (served by the app, cached) is loaded once, when the view mounts.
 // A line that has not changed for 3 ticks (a queued run, an epoch's test pass) asks every 3 s until
-// it changes again; a hidden tab asks 10x less often. On a server without the routes the progress line falls back to
-// re-running its fragment every 5 s; a deleted run re-runs it once; other failures (a restarting
-// server, a damaged log) are shown and retried with back-off.
+// it changes again; a hidden tab asks 10x less often. On a server without the routes the progress
+// line falls back to re-running its fragment every 5 s; a deleted run re-runs it once; other
+// failures (a restarting server, a damaged log) are shown and retried with back-off.
 
 const HIDDEN_FACTOR = 10;
 const QUIET_TICKS = 3, QUIET_EVERY_MS = 3000;  // a line unchanged 3 times asks every 3 s
@@ -170,14 +170,19 @@ export default function (component) {
   v.triggered = null;
   v.running = true;
   schedule(v, data.view === "figure" && changed ? 0 : data.every_ms);
+  if (v.unlisten) v.unlisten();  // called again with new data: one set of listeners per view
   const wake = () => { if (!document.hidden) schedule(v, 0); };
   const news = (e) => { if (e.detail.run === v.data.run) v.latest = e.detail[v.data.figure]; };
   document.addEventListener("visibilitychange", wake);
   if (data.view === "figure") window.addEventListener(NEWS, news);
+  v.unlisten = () => {
+    document.removeEventListener("visibilitychange", wake);
+    window.removeEventListener(NEWS, news);
+    v.unlisten = null;
+  };
   return () => {
     v.running = false;
     clearTimeout(v.timer);
-    document.removeEventListener("visibilitychange", wake);
-    window.removeEventListener(NEWS, news);
+    if (v.unlisten) v.unlisten();
   };
 }
