@@ -28,6 +28,7 @@ and why); it is shown as such and never rewritten or deleted unless the user ask
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -759,3 +760,14 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Run(dst)
+
+
+@functools.lru_cache(maxsize=16)
+def _store_at(root: str) -> RunStore:
+    return RunStore(root)
+
+
+def default_store() -> RunStore:
+    """The store of ``default_runs_dir()``, one per folder in this process: the one the dashboard's
+    pages and its live routes share."""
+    return _store_at(str(default_runs_dir()))

@@ -16,7 +16,7 @@ import streamlit as st
 from . import access
 from .charts import NORM_LABELS
 from .data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
-from .runstore import Run, RunStore, RunSummary, default_runs_dir
+from .runstore import Run, RunStore, RunSummary, default_store
 from .settings import TrainSettings
 
 READ_ONLY_HELP = "Read-only: enter the access token in the sidebar to change anything."
@@ -117,14 +117,9 @@ def data_dir() -> Path:
     return default_data_dir()
 
 
-@st.cache_resource(show_spinner=False)
-def _store(root: str) -> RunStore:
-    return RunStore(root)
-
-
 def store() -> RunStore:
-    """The run store ($CIFAR_APP_RUNS or ./runs), one per server."""
-    return _store(str(default_runs_dir()))
+    """The run store ($CIFAR_APP_RUNS or ./runs), one per server (shared with the live routes)."""
+    return default_store()
 
 
 _DATA: dict[tuple, CifarData] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache
 from pathlib import Path
 
 import plotly
@@ -28,21 +27,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from . import live
-from .runstore import RunDamaged, RunNotFound, RunStore, default_runs_dir
+from .runstore import RunDamaged, RunNotFound, default_store
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PLOTLY_VERSION = plotly.offline.get_plotlyjs_version()
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-@lru_cache(maxsize=8)
-def _store(root: str) -> RunStore:
-    return RunStore(root)
-
-
-def store() -> RunStore:
-    """The run store the pages use ($CIFAR_APP_RUNS or ./runs)."""
-    return _store(str(default_runs_dir()))
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -52,7 +41,7 @@ def _error(status: int, message: str) -> JSONResponse:
 def live_json(request: Request) -> Response:
     """``live.run_snapshot`` of one run; 404 for an unknown run."""
     try:
-        run = store().get(request.path_params["run_id"])
+        run = default_store().get(request.path_params["run_id"])
     except RunNotFound:
         return _error(404, "no such run")
     return JSONResponse(live.run_snapshot(run), headers=NO_STORE)
@@ -71,7 +60,7 @@ def figure_json(request: Request) -> Response:
     if not 0.0 <= smoothing <= 0.99:
         return _error(400, "smoothing must be a number in 0..0.99")
     try:
-        run = store().get(request.path_params["run_id"])
+        run = default_store().get(request.path_params["run_id"])
         version = live.figure_version(run, name, smoothing)
         if version is None:
             return Response(status_code=204, headers=NO_STORE)
