@@ -4,8 +4,9 @@
 // nothing, where a Streamlit fragment re-run re-renders its elements each time.
 //
 // data.view === "progress": progress bar + line + note, from GET lab/runs/{run}/live every
-//   data.every_ms; when the run logs a new epoch or changes state, a trigger re-runs the fragment
-//   around it once (new epoch figures; a finished run is then drawn without this view).
+//   data.every_ms; when the run logs a new epoch (or its probe record) or changes state, a trigger
+//   re-runs the fragment around it once (new epoch figures; a finished run is then drawn without
+//   this view).
 // data.view === "figure": the figure data.figure ("epochs" or "batches"), from
 //   GET lab/runs/{run}/figures/{figure} at most every data.every_ms, and only when the progress view
 //   has seen new records of its kind (an event on window), applied with Plotly.react (updated in
@@ -92,8 +93,8 @@ async function tickProgress(v) {
   v.quiet = showSnapshot(el, snap) ? 0 : (v.quiet || 0) + 1;
   window.dispatchEvent(new CustomEvent(NEWS, {
     detail: { run: data.run, epochs: snap.epochs, batches: snap.batches } }));
-  const seen = `${snap.state}/${snap.epochs}`;
-  if (seen !== `${data.state}/${data.epochs}` && seen !== v.triggered) {
+  const seen = `${snap.state}/${snap.epochs}/${snap.probes}`;
+  if (seen !== `${data.state}/${data.epochs}/${data.probes}` && seen !== v.triggered) {
     v.triggered = seen;  // once per change; the re-run brings new data and resets it
     v.setTriggerValue("changed", seen);
   }

@@ -272,10 +272,11 @@ FIGURE_EVERY_MS = {"epochs": 3000, "batches": 10000}
 def live_progress(run_id: str, snapshot: dict) -> None:
     """The progress line of a running or queued run, kept up to date in the browser
     (``live_view.js``); ``snapshot`` is ``live.run_snapshot`` now, drawn at once. When the run logs
-    an epoch or changes state, the fragment around it (or the page) re-runs once."""
+    an epoch or a probe record or changes state, the fragment around it (or the page) re-runs once."""
     _live_component(key=f"live_progress_{run_id}", on_changed_change=lambda: None, data={
         "view": "progress", "run": run_id, "snapshot": snapshot, "state": snapshot["state"],
-        "epochs": snapshot["epochs"], "every_ms": PROGRESS_EVERY_MS, "base": _base_url_path()})
+        "epochs": snapshot["epochs"], "probes": snapshot["probes"], "every_ms": PROGRESS_EVERY_MS,
+        "base": _base_url_path()})
 
 
 def live_figure(run_id: str, name: str, smoothing: float = 0.9) -> None:

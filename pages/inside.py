@@ -6,7 +6,8 @@ from cifar_app import ui
 from cifar_app.batchdep import BatchDependence, batchdep_row
 from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, inside_norms
 from cifar_app.jobs import start_batchdep
-from cifar_app.runstore import ACTIVE_STATES, RunDamaged
+from cifar_app.live import run_snapshot
+from cifar_app.runstore import ACTIVE_STATES, RunDamaged, RunNotFound
 from cifar_app.tables import default_selection
 
 LAYERS = ["C1", "C2", "C3", "C4", "C5", "C7", "C8", "C9"]
@@ -37,7 +38,16 @@ if not chosen:
 
 
 def draw(ids: list[str], layer: str, where: str) -> None:
-    """The charts of the chosen runs; re-drawn every 2 s while one of them trains."""
+    """The charts of the chosen runs. A chosen run that trains shows its live progress line, which
+    re-runs this fragment when the run logs an epoch and its probe record (no polling re-runs)."""
+    for i in ids:
+        try:
+            snapshot = run_snapshot(store.get(i))
+        except RunNotFound:  # deleted meanwhile
+            st.rerun(scope="app")
+        if snapshot["state"] in ACTIVE_STATES:
+            st.caption(by_id[i].label)
+            ui.live_progress(i, snapshot)
     series = []
     for i in ids:
         try:
@@ -57,8 +67,7 @@ def draw(ids: list[str], layer: str, where: str) -> None:
                             width="stretch")
 
 
-active = any(by_id[i].status in ACTIVE_STATES for i in chosen)
-st.fragment(draw, run_every=2.0 if active else None)(chosen, layer, where)
+st.fragment(draw)(chosen, layer, where)
 
 
 st.subheader("Batch dependence at inference")

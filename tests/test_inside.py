@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,14 @@ def test_the_inside_page_shows_a_run(monkeypatch, tmp_path):
     assert len(at.get("plotly_chart")) == 4  # bands, gradient norms, weight norms, BN statistics
     at.radio(key="inside_layer").set_value("C9").run()
     at.radio(key="inside_where").set_value("pre").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 4
+    assert not at.get("bidi_component")  # a finished run: nothing live
+    # while it trains, its live progress line stands in for polling (it re-runs the charts' fragment
+    # when an epoch and its probe record arrive)
+    run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
+    at.run()
+    views = [json.loads(e.proto.json) for e in at.get("bidi_component")]
+    assert [(v["view"], v["run"], v["probes"]) for v in views] == [("progress", run.id, 3)]
     assert not at.exception and len(at.get("plotly_chart")) == 4
 
 

@@ -56,7 +56,9 @@ def test_snapshot_of_a_running_run_follows_its_log(running):
     assert snap["fraction"] == pytest.approx(4 / 40) and snap["note"] is None
     running.append_metrics(*_batches(1)[4:], _epoch(1))
     snap = live.run_snapshot(running)
-    assert snap["epochs"] == 1 and "1,000 images/s" in snap["text"]
+    assert snap["epochs"] == 1 and "1,000 images/s" in snap["text"] and snap["probes"] == 0
+    running.append_inside({"epoch": 1, "layers": {}})  # the epoch's probe record, just after it
+    assert live.run_snapshot(running)["probes"] == 1
     json.dumps(snap)  # plain JSON
 
 
