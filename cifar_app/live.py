@@ -8,11 +8,13 @@ README "Watching a run" for why).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import plotly.graph_objects as go
 
 from .charts import batch_curves, training_curves
+from .experiments import Experiment, ExperimentStore
 from .progress import format_duration, training_progress
 from .runstore import ACTIVE_STATES, Run, RunDamaged
 
@@ -81,3 +83,13 @@ def figure(run: Run, name: str, smoothing: float) -> go.Figure | None:
     if name == "batches":
         return batch_curves(metrics.batches, norm, smoothing, uirevision=run.id) if metrics.batches else None
     raise ValueError(f"no figure {name!r}; there are {', '.join(FIGURES)}")
+
+
+def experiment_snapshot(exps: ExperimentStore, exp: Experiment) -> dict[str, Any]:
+    """Where a sweep stands, for the live view: ``state``, ``counts`` (points per state) and
+    ``version``, a fingerprint of what the Experiments page draws of it (each point's state, run,
+    accuracies and error): a page whose version differs has something new to draw."""
+    points = exps.point_statuses(exp)
+    state = exps.state(exp)
+    drawn = [state] + [[p.state, p.run_id, p.best_test_acc, p.final_test_acc, p.error] for p in points]
+    return {"state": state, "counts": exps.counts(exp), "version": json.dumps(drawn)}

@@ -12,6 +12,9 @@
 //   has seen new records of its kind (an event on window), applied with Plotly.react (updated in
 //   place, never re-mounted); an unchanged figure is not sent again (the request names the version
 //   it has). plotly.js (served by the app, cached) is loaded once, when the view mounts.
+// data.view === "watch": draws nothing; asks GET data.path every data.every_ms and re-runs the
+//   fragment around it once when the reply's version differs from data.version (a running sweep on
+//   the Experiments page).
 // A line that has not changed for 3 ticks (a queued run, an epoch's test pass) asks every 3 s until
 // it changes again; a hidden tab asks 10x less often. On a server without the routes the progress
 // line falls back to re-running its fragment every 5 s; a deleted run re-runs it once; other
@@ -46,11 +49,13 @@ function build(root, view) {
   if (el) return el;
   el = document.createElement("div");
   el.className = "lab-live";
-  el.innerHTML = view === "progress"
-    ? `<div class="lab-text" data-testid="labProgressText"></div>
-       <div class="lab-bar"><div class="lab-fill"></div></div>
-       <div class="lab-note"></div><div class="lab-error"></div><div class="lab-status"></div>`
-    : `<div class="lab-status"></div><div class="lab-chart" data-testid="labFigure"></div>`;
+  el.innerHTML = {
+    progress: `<div class="lab-text" data-testid="labProgressText"></div>
+               <div class="lab-bar"><div class="lab-fill"></div></div>
+               <div class="lab-note"></div><div class="lab-error"></div><div class="lab-status"></div>`,
+    figure: `<div class="lab-status"></div><div class="lab-chart" data-testid="labFigure"></div>`,
+    watch: `<div class="lab-status"></div>`,
+  }[view];
   root.appendChild(el);
   return el;
 }
@@ -121,6 +126,17 @@ async function tickFigure(v) {
   v.fetchedFor = wanted;
 }
 
+async function tickWatch(v) {
+  const { data } = v;
+  const { version } = await getJson(data, data.path);
+  if (version !== data.version && version !== v.triggered) {
+    v.triggered = version;
+    v.setTriggerValue("changed", "news");
+  }
+}
+
+const TICKS = { progress: tickProgress, figure: tickFigure, watch: tickWatch };
+
 function schedule(v, delay) {
   clearTimeout(v.timer);
   if (!v.running) return;
@@ -129,21 +145,21 @@ function schedule(v, delay) {
     const status = v.el.querySelector(".lab-status");
     let next = v.data.every_ms;
     try {
-      await (progress ? tickProgress : tickFigure)(v);
+      await TICKS[v.data.view](v);
       v.failures = 0;
       show(status, "");
       if (progress && v.quiet >= QUIET_TICKS) next = QUIET_EVERY_MS;
     } catch (e) {
       if (e.fallback) {  // the progress line falls back to re-running its fragment
-        show(status, progress
-          ? "Live updates need the server that `streamlit run dashboard.py` starts; refreshing every 5 s."
-          : "Live figures need the server that `streamlit run dashboard.py` starts.");
-        if (!progress) return;
+        show(status, v.data.view === "figure"
+          ? "Live figures need the server that `streamlit run dashboard.py` starts."
+          : "Live updates need the server that `streamlit run dashboard.py` starts; refreshing every 5 s.");
+        if (v.data.view === "figure") return;
         v.setTriggerValue("changed", `poll-${Date.now()}`);
         next = 5000;
       } else if (e.gone) {  // the run was deleted: let the page redraw without it
-        show(status, `This run is gone (${e.message}).`);
-        if (progress) v.setTriggerValue("changed", "gone");
+        show(status, `Gone: ${e.message}.`);
+        if (v.data.view !== "figure") v.setTriggerValue("changed", "gone");
         return;
       } else {  // server restarting, network down, a damaged log: retry, less and less often
         v.failures = (v.failures || 0) + 1;
@@ -163,7 +179,7 @@ export default function (component) {
     v = { el: build(parentElement, data.view) };
     views.set(parentElement, v);
     if (data.view === "progress") showSnapshot(v.el, data.snapshot);
-    else loadPlotly(url(data, data.plotly)).catch(() => {});  // before it is needed
+    if (data.view === "figure") loadPlotly(url(data, data.plotly)).catch(() => {});  // before it is needed
   }
   if (changed) v.version = v.fetchedFor = null;
   v.data = data;

@@ -267,6 +267,7 @@ _live_component = st.components.v2.component(
 # benchmarks/watch_overhead.py (README: "Watching a run").
 PROGRESS_EVERY_MS = 1000
 FIGURE_EVERY_MS = {"epochs": 3000, "batches": 10000}
+WATCH_EVERY_MS = 2000
 
 
 def live_progress(run_id: str, snapshot: dict) -> None:
@@ -287,6 +288,14 @@ def live_figure(run_id: str, name: str, smoothing: float = 0.9) -> None:
     _live_component(key=f"live_{name}_{run_id}", data={
         "view": "figure", "figure": name, "run": run_id, "smoothing": smoothing,
         "every_ms": FIGURE_EVERY_MS[name], "plotly": plotly_js_path(), "base": _base_url_path()})
+
+
+def live_watch(path: str, version: str, key: str) -> None:
+    """Nothing to see: asks ``path`` (a live route answering ``{"version": ...}``) every 2 s in the
+    browser and re-runs the fragment around it once the version differs from ``version``."""
+    _live_component(key=key, on_changed_change=lambda: None, data={
+        "view": "watch", "path": path, "version": version, "every_ms": WATCH_EVERY_MS,
+        "base": _base_url_path()})
 
 
 def _base_url_path() -> str:

@@ -1,4 +1,4 @@
-"""The dashboard's server: Streamlit's own app plus three read-only HTTP routes for live views.
+"""The dashboard's server: Streamlit's own app plus read-only HTTP routes for its live views.
 
 ``dashboard.py`` builds ``st.App("dashboard.py", routes=routes())``, so ``streamlit run dashboard.py``
 serves these next to the pages (under ``server.baseUrlPath`` when one is set):
@@ -8,6 +8,8 @@ serves these next to the pages (under ``server.baseUrlPath`` when one is set):
 - ``GET lab/runs/{run_id}/figures/{epochs|batches}?smoothing=0.9&have=VERSION`` — the epoch curves
   or the per-batch figure as Plotly JSON, which the page applies in place with ``Plotly.react``
   (304 when it has that version already, 204 before there is data);
+- ``GET lab/experiments/{exp_id}/live`` — ``live.experiment_snapshot``: the Experiments page
+  re-draws a running sweep when its version changes;
 - ``GET lab/plotly-{version}.min.js`` — plotly.js from the installed ``plotly`` package (cached
   for a year: the version is in the name), for the live view's chart.
 
@@ -27,6 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from . import live
+from .experiments import ExperimentNotFound, ExperimentStore
 from .runstore import RunDamaged, RunNotFound, default_store
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -75,6 +78,18 @@ def figure_json(request: Request) -> Response:
     return Response(body, media_type="application/json", headers=NO_STORE)
 
 
+def experiment_json(request: Request) -> Response:
+    """``live.experiment_snapshot`` of one sweep; 404 for an unknown one, 409 for a damaged one."""
+    exps = ExperimentStore(default_store())
+    try:
+        exp = exps.get(request.path_params["exp_id"])
+        return JSONResponse(live.experiment_snapshot(exps, exp), headers=NO_STORE)
+    except ExperimentNotFound:
+        return _error(404, "no such experiment")
+    except RunDamaged as e:
+        return _error(409, e.short)
+
+
 def plotly_js(request: Request) -> Response:
     """plotly.min.js, cached for a year (its version is in the address)."""
     return FileResponse(PLOTLY_JS, media_type="text/javascript",
@@ -87,6 +102,7 @@ def routes(base_url_path: str = "") -> list[Route]:
     return [
         Route(f"{base}/lab/runs/{{run_id}}/live", live_json, methods=["GET"]),
         Route(f"{base}/lab/runs/{{run_id}}/figures/{{name}}", figure_json, methods=["GET"]),
+        Route(f"{base}/lab/experiments/{{exp_id}}/live", experiment_json, methods=["GET"]),
         Route(f"{base}/lab/plotly-{PLOTLY_VERSION}.min.js", plotly_js, methods=["GET"]),
     ]
 

@@ -9,6 +9,7 @@ from cifar_app.charts import group_bars, sweep_plot
 from cifar_app.experiments import (
     PRESETS,
     RULES,
+    ExperimentNotFound,
     ExperimentStore,
     estimate_seconds,
     expand,
@@ -20,6 +21,7 @@ from cifar_app.experiments import (
     points_table_rows,
 )
 from cifar_app.jobs import start_experiment
+from cifar_app.live import experiment_snapshot
 from cifar_app.progress import format_duration
 from cifar_app.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.runstore import StoreError
@@ -100,11 +102,20 @@ def new_experiment() -> None:
         st.rerun()
 
 
-def show_experiment(exp_id: str) -> None:
-    """Status, points and the result plot; re-drawn every 2 s while the experiment runs."""
-    exp = exps.get(exp_id)
-    state, points = exps.state(exp), exps.point_statuses(exp)
-    counts = exps.counts(exp)
+def show_experiment(exp_id: str, was_state: str) -> None:
+    """Status, points and the result plot. While the sweep runs, a live watch in the browser re-runs
+    this fragment when a point changes (its state or accuracy), and the page once the sweep's state
+    changes (Stop / Resume follow it)."""
+    try:
+        exp = exps.get(exp_id)
+    except ExperimentNotFound:  # deleted meanwhile
+        st.rerun(scope="app")
+    snapshot = experiment_snapshot(exps, exp)
+    state, points, counts = snapshot["state"], exps.point_statuses(exp), snapshot["counts"]
+    if state != was_state:
+        st.rerun(scope="app")
+    if state == "running":
+        ui.live_watch(f"lab/experiments/{exp.id}/live", snapshot["version"], key=f"watch_{exp.id}")
     st.progress(sum(counts.get(k, 0) for k in ("completed", "failed")) / len(points),
                 text=f"**{state}** · " + " · ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if exp.preset in PRESETS:
@@ -142,4 +153,4 @@ else:
                 st.rerun()
             except StoreError as e:
                 st.error(str(e))
-    st.fragment(show_experiment, run_every=2.0 if state == "running" else None)(exp.id)
+    st.fragment(show_experiment)(exp.id, state)

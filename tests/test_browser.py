@@ -189,7 +189,7 @@ def test_a_tiny_custom_sweep_from_the_page_fills_its_plot(server, page):
     page.get_by_role("button", name="Start experiment").click()
     page.wait_for_url(re.compile(r"exp=exp-"), timeout=60_000)
     page.wait_for_function("() => document.body.innerText.includes('2 completed')", timeout=240_000)
-    page.wait_for_timeout(2500)  # the live fragment redraws every 2 s
+    page.wait_for_timeout(2500)  # the sweep's end re-runs the page once
     wait_idle(page)
     points = ".js-plotly-plot .scatterlayer .trace .points path"
     page.wait_for_selector(points, timeout=30_000)

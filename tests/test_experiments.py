@@ -206,6 +206,7 @@ def test_the_page_shows_a_finished_experiment_with_its_plot_and_table(page_env):
     traces = json.loads(plot.proto.spec)["data"]
     assert len(traces) == 2 and all(len(t["x"]) == 2 for t in traces)  # one line per norm
     assert len(at.dataframe[-1].value) == 4
+    assert not at.get("bidi_component")  # finished: nothing to watch
 
 
 def test_the_page_follows_a_running_experiment_and_offers_stop(page_env):
@@ -218,6 +219,11 @@ def test_the_page_follows_a_running_experiment_and_offers_stop(page_env):
     at = page({"exp": exp.id})
     assert "running" in at.get("progress")[0].proto.text
     assert any(b.label == "Stop" for b in at.button)
+    from cifar_app.live import experiment_snapshot  # followed by a watch in the browser, no polling
+
+    [watch] = [json.loads(e.proto.json) for e in at.get("bidi_component")]
+    assert watch["view"] == "watch" and watch["path"] == f"lab/experiments/{exp.id}/live"
+    assert watch["version"] == experiment_snapshot(page_env, page_env.get(exp.id))["version"]
     states = list(at.dataframe[-1].value["state"])
     assert states == ["running", "pending", "pending"]
     at.button(key="exp_stop").click().run()

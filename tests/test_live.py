@@ -157,3 +157,22 @@ def test_streamlit_run_serves_the_dashboard_with_its_routes():
 
     found = discover_asgi_app(ROOT / "dashboard.py")
     assert found.is_asgi_app and found.import_string == "dashboard:app"
+
+
+def test_experiment_route_versions_what_the_page_draws(client, store):
+    from cifar_app.experiments import ExperimentStore
+
+    exps = ExperimentStore(store)
+    exp = exps.create("watched", {"epochs": 1, "batch_size": 64}, {"seed": [0, 1]})
+    url = f"/lab/experiments/{exp.id}/live"
+    first = client.get(url).json()
+    assert first["state"] == "pending" and first["counts"] == {"pending": 2}
+    assert client.get(url).json()["version"] == first["version"]  # nothing happened
+    run = store.create(TrainSettings(epochs=1, batch_size=64), tags={"experiment": exp.id, "point": 0})
+    run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
+    exp.points[0].run_id = run.id
+    exps.save(exp)
+    second = client.get(url).json()
+    assert second["counts"] == {"pending": 1, "running": 1} and second["version"] != first["version"]
+    assert client.get("/lab/experiments/exp-nope/live").status_code == 404
+    assert client.get("/lab/experiments/..%2f..%2fetc/live").status_code == 404
