@@ -34,14 +34,19 @@ def run_snapshot(run: Run) -> dict[str, Any]:
     Returns a dict: ``state``; ``text`` (the progress line); ``fraction`` (0..1); ``note`` (what it is
     doing now, or None); ``error`` (why it failed or stopped, or None); ``epochs`` and ``batches``
     (records logged so far: a change in either means new data); ``probes`` (probe records in
-    inside.jsonl, one per epoch after the epoch's own record); ``damaged`` (why the run cannot be
+    inside.jsonl, one per epoch after the epoch's own record; -1 when that file is damaged, which
+    does not stop the rest); ``damaged`` (why the run cannot be
     read, or None; the other fields are then empty).
     """
     try:
-        status, metrics, s, probes = run.status(), run.metrics(), run.settings(), run.inside()
+        status, metrics, s = run.status(), run.metrics(), run.settings()
     except RunDamaged as e:
         return {"state": "damaged", "text": "", "fraction": 0.0, "note": None, "error": None,
                 "epochs": 0, "batches": 0, "probes": 0, "damaged": e.short}
+    try:
+        probes = len(run.inside())
+    except RunDamaged:  # the Inside page names it; training and its progress go on
+        probes = -1
     state = str(status.get("state", "unknown"))
     p = training_progress(metrics, s.epochs, s.batch_size, state)
     note = None
@@ -54,7 +59,7 @@ def run_snapshot(run: Run) -> dict[str, Any]:
     error = str(status["error"]) if status.get("error") and state in ("failed", "interrupted") else None
     return {"state": state, "fraction": p.fraction, "note": note, "error": error,
             "text": progress_text(state, p.epoch, p.epochs, p.batch, p.batches, p.images_per_s, p.eta_s),
-            "epochs": len(metrics.epochs), "batches": len(metrics.batches), "probes": len(probes),
+            "epochs": len(metrics.epochs), "batches": len(metrics.batches), "probes": probes,
             "damaged": None}
 
 

@@ -69,6 +69,9 @@ def test_snapshot_of_queued_failed_and_damaged_runs(store, running):
     running.update_status(state="failed", error="CUDA out of memory")
     snap = live.run_snapshot(running)
     assert snap["state"] == "failed" and snap["error"] == "CUDA out of memory"
+    (running.path / "inside.jsonl").mkdir()  # unreadable probe records do not stop the progress
+    snap = live.run_snapshot(running)
+    assert snap["state"] == "failed" and snap["probes"] == -1 and snap["damaged"] is None
     (running.path / "metrics.jsonl").write_bytes(b"\xff\xfe not a log\n")
     snap = live.run_snapshot(running)
     assert snap["state"] == "damaged" and "metrics.jsonl" in snap["damaged"]
