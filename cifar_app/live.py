@@ -1,14 +1,16 @@
 """What a page watching a run shows, as JSON-ready data (pure functions over the run store).
 
-The Train page draws a running run through a small browser component that asks the server for
-:func:`run_snapshot` every second and for :func:`batch_figure` now and then, and patches the page in
-place, instead of re-running Streamlit fragments (see :mod:`cifar_app.webapp` for the routes and
-README "Watching a run" for why).
+The Train page draws a running run through a small browser component (``live_view.js``) that asks
+the server for :func:`run_snapshot` every second and for a :func:`figure` when there is news, and
+patches the page in place, instead of re-running Streamlit fragments; the Experiments page watches
+:func:`experiment_snapshot`. See :mod:`cifar_app.webapp` for the routes and README "Watching a run"
+for why.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import plotly.graph_objects as go
@@ -35,8 +37,8 @@ def run_snapshot(run: Run) -> dict[str, Any]:
     doing now, or None); ``error`` (why it failed or stopped, or None); ``epochs`` and ``batches``
     (records logged so far: a change in either means new data); ``probes`` (probe records in
     inside.jsonl, one per epoch after the epoch's own record; -1 when that file is damaged, which
-    does not stop the rest); ``damaged`` (why the run cannot be
-    read, or None; the other fields are then empty).
+    does not stop the rest); ``damaged`` (why the run cannot be read, or None; the other fields are
+    then empty).
     """
     try:
         status, metrics, s = run.status(), run.metrics(), run.settings()
@@ -72,7 +74,8 @@ def figure_version(run: Run, name: str, smoothing: float) -> str | None:
     ``RunDamaged`` when the run cannot be read."""
     metrics = run.metrics()
     if name == "epochs":
-        return f"e{len(metrics.epochs)}-{metrics.epochs[-1].seconds}" if metrics.epochs else None
+        last = metrics.epochs[-1] if metrics.epochs else None
+        return f"e{len(metrics.epochs)}-{last.seconds}-{last.test_acc}" if last else None
     if name == "batches":
         last = metrics.batches[-1] if metrics.batches else None
         return f"b{len(metrics.batches)}-{last.step}-{last.t}-{smoothing:.2f}" if last else None
@@ -97,4 +100,5 @@ def experiment_snapshot(exps: ExperimentStore, exp: Experiment) -> dict[str, Any
     points = exps.point_statuses(exp)
     state = exps.state(exp)
     drawn = [state] + [[p.state, p.run_id, p.best_test_acc, p.final_test_acc, p.error] for p in points]
-    return {"state": state, "counts": exps.counts(exp), "version": json.dumps(drawn)}
+    return {"state": state, "counts": dict(Counter(p.state for p in points)),
+            "version": json.dumps(drawn)}
