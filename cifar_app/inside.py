@@ -27,7 +27,7 @@ def _stats(x: torch.Tensor, gen: torch.Generator) -> dict:
     random subsample of ``SAMPLE`` values (their error is well under the spread shown)."""
     flat = x[:STATS_IMAGES].detach().float().flatten()
     sample = flat if flat.numel() <= SAMPLE else flat[torch.randint(flat.numel(), (SAMPLE,), generator=gen)]
-    q = torch.quantile(sample, torch.tensor([p / 100 for p in PERCENTILES]))
+    q = torch.quantile(sample, torch.tensor([p / 100 for p in PERCENTILES], device=sample.device))
     out = {f"p{p}": float(v) for p, v in zip(PERCENTILES, q)}
     std, mean = torch.std_mean(flat)
     out["mean"], out["std"] = float(mean), float(std)
