@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,7 @@ import time
 from pathlib import Path
 
 from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard
+from results_file import write_result
 from watch_overhead import cpu_by_role
 
 BATCHES_PER_EPOCH, EPOCH_S = 156, 12.0
@@ -101,12 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         for case in ("finished", "quiet", "live"):
             results.append(measure(case, args, url, server.pid, Path(tmp), pw))
             print(json.dumps(results[-1]), flush=True)
-    record = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "app_dir": str(args.app_dir), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "pace": {"batches_per_epoch": BATCHES_PER_EPOCH, "epoch_s": EPOCH_S}, "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1))
-    print(f"-> {args.out}")
+    write_result(args.out, {"app_dir": str(args.app_dir), "date": time.strftime("%Y-%m-%d %H:%M"),
+                            "pace": {"batches_per_epoch": BATCHES_PER_EPOCH, "epoch_s": EPOCH_S},
+                            "results": results})
     return 0
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from results_file import write_result
 
 from cifar_app.inference import PREVIEW_MAX_SIDE, _open, classify, decode_upload, load_model
 from cifar_app.runstore import RunStore
@@ -82,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                             for norm, ms in row["model_ms"].items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    record = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "torch_threads": 1, "repeats": args.repeats, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1))
-    print(f"-> {args.out}")
+    write_result(args.out, {"torch_threads": 1, "repeats": args.repeats, "rows": rows})
     return 0
 
 

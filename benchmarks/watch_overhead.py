@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard
+from results_file import write_result
 
 TICK = os.sysconf("SC_CLK_TCK")
 PROGRESS = re.compile(r"epoch (\d+)/\d+ · batch (\d+)/(\d+)")
@@ -221,19 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             "lag_median_s": round(statistics.fmean(r["lag_s"]["median"] for r in rs), 2),
             "lag_p90_s": round(statistics.fmean(r["lag_s"]["p90"] for r in rs), 2),
             "lag_max_s": max(r["lag_s"]["max"] for r in rs)}
-    record = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "app_dir": str(args.app_dir), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "setup": {k: getattr(args, k)
-                        for k in ("norm", "epochs", "train_limit", "test_limit", "rounds")},
-              "summary": summary, "runs": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1))
+    write_result(args.out, {"app_dir": str(args.app_dir), "date": time.strftime("%Y-%m-%d %H:%M"),
+                            "setup": {k: getattr(args, k)
+                                      for k in ("norm", "epochs", "train_limit", "test_limit", "rounds")},
+                            "summary": summary, "runs": results})
     print(f"\n{'run':<12} {'img/s':>8} {'ratio':>6} {'server s':>9} {'browser s':>10} {'lag med/p90 s':>14}")
     for r in results:
         lag = f"{r['lag_s']['median']}/{r['lag_s']['p90']}" if r["tabs"] else ""
         print(f"{r['mode']:<12} {r['mean_images_per_s']:>8.0f} {r.get('ratio', ''):>6} "
               f"{r['cpu_s']['server']:>9} {r['cpu_s']['browser']:>10} {lag:>14}")
-    print(f"summary: {json.dumps(summary)}\n-> {args.out}")
+    print(f"summary: {json.dumps(summary)}")
     return 0
 
 

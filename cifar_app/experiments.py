@@ -286,9 +286,10 @@ class ExperimentStore:
                                    seconds, error))
         return out
 
-    def state(self, exp: Experiment) -> str:
-        """running | completed | stopped | interrupted | pending."""
-        points = self.point_statuses(exp)
+    def state(self, exp: Experiment, points: list[PointStatus] | None = None) -> str:
+        """running | completed | stopped | interrupted | pending. ``points``: its
+        ``point_statuses``, when the caller has them already."""
+        points = self.point_statuses(exp) if points is None else points
         if exp.driver_pid is not None and pid_alive(exp.driver_pid):
             return "running"
         if all(p.state in (*TERMINAL, "deleted") for p in points):

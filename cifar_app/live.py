@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from .charts import batch_curves, training_curves
-from .experiments import Experiment, ExperimentStore
+from .experiments import Experiment, ExperimentStore, PointStatus
 from .progress import format_duration, training_progress
 from .runstore import ACTIVE_STATES, Run, RunDamaged
 
@@ -93,12 +93,14 @@ def figure(run: Run, name: str, smoothing: float) -> go.Figure | None:
     raise ValueError(f"no figure {name!r}; there are {', '.join(FIGURES)}")
 
 
-def experiment_snapshot(exps: ExperimentStore, exp: Experiment) -> dict[str, Any]:
+def experiment_snapshot(exps: ExperimentStore, exp: Experiment,
+                        points: list[PointStatus] | None = None) -> dict[str, Any]:
     """Where a sweep stands, for the live view: ``state``, ``counts`` (points per state) and
     ``version``, a fingerprint of what the Experiments page draws of it (each point's state, run,
-    accuracies and error): a page whose version differs has something new to draw."""
-    points = exps.point_statuses(exp)
-    state = exps.state(exp)
+    accuracies and error): a page whose version differs has something new to draw. ``points``:
+    its ``point_statuses``, when the caller has them already (each reads every point's run)."""
+    points = exps.point_statuses(exp) if points is None else points
+    state = exps.state(exp, points)
     drawn = [state] + [[p.state, p.run_id, p.best_test_acc, p.final_test_acc, p.error] for p in points]
     return {"state": state, "counts": dict(Counter(p.state for p in points)),
             "version": json.dumps(drawn)}

@@ -110,8 +110,9 @@ def show_experiment(exp_id: str, was_state: str) -> None:
         exp = exps.get(exp_id)
     except ExperimentNotFound:  # deleted meanwhile
         st.rerun(scope="app")
-    snapshot = experiment_snapshot(exps, exp)
-    state, points, counts = snapshot["state"], exps.point_statuses(exp), snapshot["counts"]
+    points = exps.point_statuses(exp)
+    snapshot = experiment_snapshot(exps, exp, points)
+    state, counts = snapshot["state"], snapshot["counts"]
     if state != was_state:
         st.rerun(scope="app")
     if state == "running":
