@@ -8,19 +8,21 @@ draws the navigation and the chosen page.
 import streamlit as st
 
 if __name__ != "__main__":  # imported by `streamlit run` to build the server
+    from cifar_app import access
     from cifar_app.webapp import routes
 
-    app = st.App("dashboard.py", routes=routes(st.get_option("server.baseUrlPath")))
+    app = st.App("dashboard.py", routes=routes(st.get_option("server.baseUrlPath"),
+                                               access.policy(st.get_option("server.address"))))
 else:  # a session's script run
     st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
     pages = [
-        st.Page("pages/home.py", title="Runs", icon=":material/home:", default=True),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
-        st.Page("pages/inside.py", title="Inside", icon=":material/stacked_line_chart:"),
-        st.Page("pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
-        st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
-        st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
+        st.Page("app_pages/home.py", title="Runs", icon=":material/home:", default=True),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
+        st.Page("app_pages/inside.py", title="Inside", icon=":material/stacked_line_chart:"),
+        st.Page("app_pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
+        st.Page("app_pages/classify.py", title="Classify", icon=":material/image_search:"),
+        st.Page("app_pages/model.py", title="Model", icon=":material/account_tree:"),
     ]
     st.navigation(pages).run()

@@ -1,25 +1,80 @@
-"""Who may change things in the dashboard.
+"""Who may do what in the dashboard: the one place the access policy is written.
 
-By default the server listens on 127.0.0.1 only (``.streamlit/config.toml``), and whoever can open
-it may start, stop and delete runs, as with TensorBoard or Jupyter on localhost. When the app is
-exposed (bound to an address that is not loopback, or ``CIFAR_APP_REQUIRE_TOKEN=1`` behind a
-reverse proxy), every action that changes state asks for an access token: ``$CIFAR_APP_TOKEN``, or
-one generated at start and printed in the server's console, as Jupyter does. Without it the app is
-read-only.
+By default the server listens on 127.0.0.1 only (``.streamlit/config.toml``) and whoever can open it
+may do everything, as with TensorBoard or Jupyter on localhost. A server that is *exposed* (bound to
+an address that is not loopback, or ``CIFAR_APP_REQUIRE_TOKEN=1`` behind a reverse proxy on the same
+machine) asks for an access token: ``$CIFAR_APP_TOKEN``, or one generated at start and printed in the
+server's console, as Jupyter does. A visitor without it gets:
+
+- by default, nothing but the token prompt (as Jupyter): no page, no run, no live route;
+- with ``--public-read`` (``CIFAR_APP_PUBLIC_READ=1``), a read-only viewer of curves and tables (as
+  TensorBoard shows its runs): no download, no upload, no export, nothing computed for them on the
+  server, no server folders.
+
+With the token, everything is allowed. ``Action`` names what a page or route is about to do;
+``Policy.allows`` is the only rule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
 import secrets
 import threading
+from dataclasses import dataclass
+from enum import StrEnum
 
 TOKEN_ENV = "CIFAR_APP_TOKEN"
 REQUIRE_ENV = "CIFAR_APP_REQUIRE_TOKEN"
+PUBLIC_READ_ENV = "CIFAR_APP_PUBLIC_READ"
+ROUTE_KEY_HEADER = "X-Lab-Key"  # how the live view proves its page session holds the token
 _generated: str | None = None
 _lock = threading.Lock()
+
+
+class Action(StrEnum):
+    """What a visitor may be allowed to do."""
+
+    VIEW = "view"          # see the pages' curves, tables and images; the live routes
+    CHANGE = "change"      # start, stop, resume, rename, delete, import a run, download CIFAR-10
+    DOWNLOAD = "download"  # take a run's files away: bundle, metrics and predictions CSV, ONNX
+    COMPUTE = "compute"    # make the server work for them: classify uploads, ONNX export, batch
+                           # dependence, Grad-CAM / Integrated Gradients
+    PATHS = "paths"        # see the server's folders (runs, data)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The access policy of one server.
+
+    Args:
+        token_required: the server is exposed (see the module docstring).
+        public_read: visitors without the token may view (``Action.VIEW`` only).
+    """
+
+    token_required: bool
+    public_read: bool = False
+
+    def allows(self, action: Action, granted: bool) -> bool:
+        """Whether a visitor may do ``action``; ``granted``: they gave the token."""
+        if not self.token_required or granted:
+            return True
+        return self.public_read and action == Action.VIEW
+
+    def describe(self, granted: bool) -> str:
+        """What a visitor without the token can do, in the sidebar's words (from ``allows``)."""
+        if not self.token_required or granted:
+            return "You can view and change everything."
+        if self.allows(Action.VIEW, granted):
+            return ("**Read-only.** This app is reachable from other machines, so without the access "
+                    "token you can only view curves and tables. Starting, stopping, renaming, "
+                    "deleting, importing, downloading or exporting runs, classifying images and "
+                    "measuring need the token (`CIFAR_APP_TOKEN`, or the one printed in the "
+                    "server's console).")
+        return ("**Private.** This app is reachable from other machines, so it shows nothing without "
+                "the access token (`CIFAR_APP_TOKEN`, or the one printed in the server's console).")
 
 
 def is_loopback(address: str | None) -> bool:
@@ -35,11 +90,21 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+def _flag(env: dict, name: str) -> bool:
+    return str(env.get(name, "")).strip().lower() in ("1", "true", "yes", "on")
+
+
 def token_required(address: str | None, env: dict | None = None) -> bool:
-    """Whether state-changing actions need the token for a server bound to ``address``."""
+    """Whether a server bound to ``address`` asks for the token."""
     env = os.environ if env is None else env
-    forced = str(env.get(REQUIRE_ENV, "")).strip().lower() in ("1", "true", "yes", "on")
-    return forced or not is_loopback(address)
+    return _flag(env, REQUIRE_ENV) or not is_loopback(address)
+
+
+def policy(address: str | None, env: dict | None = None) -> Policy:
+    """The policy of a server bound to ``address`` (``$CIFAR_APP_REQUIRE_TOKEN``,
+    ``$CIFAR_APP_PUBLIC_READ`` from ``env``, default the process environment)."""
+    env = os.environ if env is None else env
+    return Policy(token_required(address, env), _flag(env, PUBLIC_READ_ENV))
 
 
 def server_token(env: dict | None = None) -> tuple[str, bool]:
@@ -55,6 +120,25 @@ def server_token(env: dict | None = None) -> tuple[str, bool]:
         return _generated, True
 
 
-def token_matches(given: str | None, expected: str) -> bool:
-    """Constant-time comparison; an empty token never matches."""
-    return bool(given) and bool(expected) and hmac.compare_digest(str(given).strip(), expected)
+def token_matches(given: object, expected: str) -> bool:
+    """Constant-time comparison of UTF-8 bytes (any text gives True or False, never an error); an
+    empty token never matches. Surrounding whitespace is ignored (pasted tokens)."""
+    if not isinstance(given, str) or not expected:
+        return False
+    given_b = given.strip().encode("utf-8", "surrogatepass")
+    return bool(given_b) and hmac.compare_digest(given_b, expected.encode("utf-8"))
+
+
+def route_key(token: str) -> str:
+    """The key the live view sends with each request (``ROUTE_KEY_HEADER``) once its page session
+    holds the token: derived from it, so the token itself never travels again."""
+    return hmac.new(token.encode("utf-8"), b"cifar-app live routes", hashlib.sha256).hexdigest()
+
+
+def route_allowed(pol: Policy, key: object, token: str) -> bool:
+    """Whether a request to a live route (``Action.VIEW``) is allowed: always when the policy lets
+    anyone view, else only with the key of a session that gave the token."""
+    if pol.allows(Action.VIEW, granted=False):
+        return True
+    return isinstance(key, str) and hmac.compare_digest(key.encode("utf-8", "surrogatepass"),
+                                                        route_key(token).encode())

@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 from .records import BatchStats, EpochStats
 from .series import MAX_POINTS, decimate, smooth
+from .states import RunState
 
 NORM_COLORS: dict[str, str] = {
     "batch": "#1f77b4", "group": "#2ca02c", "layer": "#d62728", "none": "#7f7f7f",
@@ -187,7 +188,7 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
     for p in points:
         groups.setdefault(str(p.settings.get(series)), []).append(p)
     for name, pts in groups.items():
-        done = sorted((p for p in pts if p.state == "completed" and p.final_test_acc is not None),
+        done = sorted((p for p in pts if p.state == RunState.COMPLETED and p.final_test_acc is not None),
                       key=lambda p: p.settings[x])
         color = NORM_COLORS.get(name, "#444")
         fig.add_trace(go.Scatter(
@@ -195,7 +196,7 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
             mode="lines+markers", name=NORM_LABELS.get(name, name), line=dict(color=color),
             customdata=[p.run_id for p in done], hovertemplate=f"{x}=%{{x}}<br>%{{y:.2f}}%<extra>"
             f"{NORM_LABELS.get(name, name)}</extra>"))
-        failed = [p for p in pts if p.state == "failed"]
+        failed = [p for p in pts if p.state == RunState.FAILED]
         if failed:
             fig.add_trace(go.Scatter(
                 x=[p.settings[x] for p in failed], y=[10.0] * len(failed), mode="markers",

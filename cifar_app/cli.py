@@ -11,8 +11,9 @@ from pathlib import Path
 from .data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
 from .experiments import ExperimentNotFound
 from .export import BundleError
-from .runstore import ACTIVE_STATES, ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
+from .runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
 from .settings import SettingsError, TrainSettings
+from .states import ACTIVE, TERMINAL, RunState
 
 # Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
 _NOT_FLAGS = ("norm",)
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     summary = run.summary()
-    if summary.status == "stopped":
+    if summary.status == RunState.STOPPED:
         print(f"{run.id}\tstopped after {summary.epoch} epochs; resume with: "
               f"python -m cifar_app resume {run.id}")
         return 0
@@ -134,7 +135,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run.clear_stop()  # the user's resume: an old stop request no longer applies
     execute_run(store, run.id, data=_loader(args.data), resume=True)
     summary = run.summary()
-    if summary.status == "stopped":
+    if summary.status == RunState.STOPPED:
         print(f"{run.id}\tstopped after {summary.epoch} epochs")
         return 0
     print(f"{run.id}\tfinal test accuracy {_pct(summary.final_test_acc)}")
@@ -235,7 +236,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     run = _store(args).get(args.run)
     state = run.state()
-    if state not in ACTIVE_STATES:
+    if state not in ACTIVE:
         print(f"error: {run.id} is {state}, not training; nothing to stop", file=sys.stderr)
         return 2
     run.request_stop()
@@ -310,7 +311,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"experiment {exp.id}: {len(exp.points)} points ({exp.backend} backend)", file=sys.stderr)
     bar = tqdm(total=len(exp.points), desc="points", unit="point", file=sys.stderr, dynamic_ncols=True,
                disable=args.json)
-    bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in ("completed", "failed")))
+    bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in TERMINAL))
     try:
         if exp.backend == "ray":
             from .ray_backend import run_experiment_on_ray

@@ -11,7 +11,7 @@ page and CLI verb works on sweep points unchanged.
         stop               present = stop requested: the running point stops, the rest are cancelled
 
 The record is written atomically, like a run's files. A point's state is its run's state
-("pending" before its run exists); a failed or diverged point is a result and the sweep goes on.
+(``PointState.PENDING`` before its run exists); a failed or diverged point is a result and the sweep goes on.
 Resuming reruns only what is missing: completed and failed points are kept, a stopped or
 interrupted point continues from its checkpoint.
 """
@@ -29,16 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import CifarData, load_cifar10
-from .runstore import (
-    ACTIVE_STATES,
-    RunDamaged,
-    RunNotFound,
-    RunStore,
-    StoreError,
-    pid_alive,
-    write_json_atomic,
-)
+from .runstore import RunDamaged, RunNotFound, RunStore, StoreError, file_lock, pid_alive, write_json_atomic
 from .settings import SettingsError, TrainSettings, parse_grid, parse_setting
+from .states import ACTIVE, POINT_DONE, TERMINAL, ExperimentState, PointState, RunState
 
 EXPERIMENTS_DIR = ".experiments"
 CONFIRM_ABOVE = 200
@@ -49,7 +42,7 @@ REFERENCE_BATCH = 128
 # (measured: benchmarks/results/sweep_parallelism.json, README "Experiments").
 PARALLEL_MAX_BATCH = 128
 _ID_RE = re.compile(r"^exp-[a-z0-9-]{1,60}$")
-TERMINAL = ("completed", "failed")
+BACKENDS = {"local": "this machine (the run queue)", "ray": "a Ray cluster (one task per point)"}
 
 
 class ExperimentNotFound(KeyError):
@@ -160,6 +153,7 @@ class Experiment:
     driver_pid: int | None = None
     heartbeat: float = 0.0
     finished: float | None = None
+    error: str | None = None        # why the driver stopped early (e.g. the Ray cluster refused it)
 
     @classmethod
     def from_dict(cls, d: dict) -> Experiment:
@@ -176,7 +170,7 @@ class PointStatus:
     label: str
     settings: dict
     run_id: str | None
-    state: str
+    state: RunState | PointState
     best_test_acc: float | None
     final_test_acc: float | None
     seconds: float
@@ -204,8 +198,8 @@ class ExperimentStore:
         if len(points) > CONFIRM_ABOVE and not confirm_large:
             raise SettingsError("grid", f"{len(points)} points is more than {CONFIRM_ABOVE}; confirm "
                                 "to run them all (CLI: --yes)")
-        if backend not in ("local", "ray"):
-            raise SettingsError("backend", f"must be local or ray, got {backend!r}")
+        if backend not in BACKENDS:
+            raise SettingsError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.runs.ensure_root()
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30] or "sweep"
         exp = Experiment(id=f"exp-{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}",
@@ -221,6 +215,15 @@ class ExperimentStore:
 
     def save(self, exp: Experiment) -> None:
         write_json_atomic(self._path(exp.id) / "experiment.json", asdict(exp))
+
+    def update(self, exp_id: str, change: Callable[[Experiment], None]) -> Experiment:
+        """Read the record, ``change(exp)`` it and write it back, under the experiment's lock: the
+        page starting a sweep and the sweep's driver never undo each other's fields."""
+        with file_lock(self._path(exp_id) / ".lock"):
+            exp = self.get(exp_id)
+            change(exp)
+            self.save(exp)
+        return exp
 
     def get(self, exp_id: str) -> Experiment:
         path = self._path(exp_id) / "experiment.json"
@@ -252,7 +255,7 @@ class ExperimentStore:
         except OSError as e:
             raise StoreError(f"cannot write {self._path(exp_id)}: {e.strerror}") from None
         for p in self.point_statuses(exp):
-            if p.state in ACTIVE_STATES and p.run_id:
+            if p.state in ACTIVE and p.run_id:
                 self.runs.get(p.run_id).request_stop()
 
     def log_path(self, exp_id: str) -> Path:
@@ -260,9 +263,18 @@ class ExperimentStore:
         return self._path(exp_id) / "log.txt"
 
     def mark_started(self, exp_id: str, pid: int) -> None:
-        exp = self.get(exp_id)
-        exp.driver_pid, exp.heartbeat, exp.finished = pid, time.time(), None
-        self.save(exp)
+        """``pid`` drives the sweep now (a fresh attempt: no error)."""
+        def change(exp: Experiment) -> None:
+            exp.driver_pid, exp.heartbeat, exp.finished, exp.error = pid, time.time(), None, None
+
+        self.update(exp_id, change)
+
+    def mark_finished(self, exp_id: str, error: str | None = None) -> None:
+        """The driver is done (``error``: why it gave up early)."""
+        def change(exp: Experiment) -> None:
+            exp.driver_pid, exp.finished, exp.error = None, time.time(), error
+
+        self.update(exp_id, change)
 
     def stop_requested(self, exp_id: str) -> bool:
         return (self._path(exp_id) / "stop").exists()
@@ -274,31 +286,30 @@ class ExperimentStore:
     def point_statuses(self, exp: Experiment) -> list[PointStatus]:
         out = []
         for i, p in enumerate(exp.points):
-            state, best, final, seconds, error = "pending", None, None, 0.0, None
+            state, best, final, seconds, error = PointState.PENDING, None, None, 0.0, None
             if p.run_id:
                 try:
                     s = self.runs.get(p.run_id).summary()
                     state, best, final, seconds, error = (s.status, s.best_test_acc, s.final_test_acc,
                                                           s.seconds, s.error)
                 except RunNotFound:
-                    state, error = "deleted", "its run was deleted"
+                    state, error = PointState.DELETED, "its run was deleted"
             out.append(PointStatus(i, p.describe(exp.grid), p.settings, p.run_id, state, best, final,
                                    seconds, error))
         return out
 
-    def state(self, exp: Experiment, points: list[PointStatus] | None = None) -> str:
-        """running | completed | stopped | interrupted | pending. ``points``: its
-        ``point_statuses``, when the caller has them already."""
+    def state(self, exp: Experiment, points: list[PointStatus] | None = None) -> ExperimentState:
+        """The sweep's state. ``points``: its ``point_statuses``, when the caller has them already."""
         points = self.point_statuses(exp) if points is None else points
         if exp.driver_pid is not None and pid_alive(exp.driver_pid):
-            return "running"
-        if all(p.state in (*TERMINAL, "deleted") for p in points):
-            return "completed"
+            return ExperimentState.RUNNING
+        if all(p.state in POINT_DONE for p in points):
+            return ExperimentState.COMPLETED
         if self.stop_requested(exp.id):
-            return "stopped"
+            return ExperimentState.STOPPED
         if any(p.run_id for p in points):
-            return "interrupted"
-        return "pending"
+            return ExperimentState.INTERRUPTED
+        return ExperimentState.PENDING
 
     def counts(self, exp: Experiment) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -379,10 +390,8 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str 
             report(i, run)
             i += 1
     finally:
-        exp = exps.get(exp_id)
-        exp.driver_pid, exp.finished = None, time.time()
-        exps.save(exp)
-    return exp
+        exps.mark_finished(exp_id)
+    return exps.get(exp_id)
 
 
 def existing_run(exps: ExperimentStore, exp: Experiment, i: int):
@@ -396,13 +405,17 @@ def existing_run(exps: ExperimentStore, exp: Experiment, i: int):
 
 
 def create_point_run(exps: ExperimentStore, exp: Experiment, i: int, **tags: object):
-    """Create the tagged run of point ``i`` and record its id in the experiment."""
+    """Create the tagged run of point ``i`` and record its id in the experiment (and in ``exp``)."""
     point = exp.points[i]
     run = exps.runs.create(TrainSettings.from_dict(point.settings),
                            label=f"{exp.name}: {point.describe(exp.grid)}",
                            tags={"experiment": exp.id, "point": i, **tags})
     point.run_id = run.id
-    exps.save(exp)
+
+    def change(stored: Experiment) -> None:
+        stored.points[i].run_id = run.id
+
+    exps.update(exp.id, change)
     return run
 
 
@@ -423,14 +436,14 @@ def _run_pair(exps: ExperimentStore, exp_id: str, runs: list, data_dir: str | Pa
     from .jobs import start_run, training_slot
 
     for run in runs:
-        run.update_status(state="queued", pid=os.getpid(), heartbeat=time.time(), error=None)
+        run.update_status(state=RunState.QUEUED, pid=os.getpid(), heartbeat=time.time(), error=None)
     with training_slot(exps.runs, runs, exclusive=True):
         procs = [start_run(exps.runs, r.id, data_dir, resume=r.has_checkpoint(), threads=1,
                            slot_held=True) for r in runs]
         while any(p.poll() is None for p in procs):
             if exps.stop_requested(exp_id):
                 for r in runs:
-                    if r.state() in ACTIVE_STATES:
+                    if r.state() in ACTIVE:
                         r.request_stop()
             time.sleep(0.3)
 
@@ -455,7 +468,7 @@ def group_stats(points: list[PointStatus], by: str = "norm") -> list[GroupStats]
 
     groups: dict[str, list[float]] = {}
     for p in points:
-        if p.state == "completed" and p.final_test_acc is not None:
+        if p.state == RunState.COMPLETED and p.final_test_acc is not None:
             groups.setdefault(str(p.settings[by]), []).append(p.final_test_acc)
     return [GroupStats(g, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
             for g, v in groups.items()]
@@ -529,5 +542,5 @@ def points_table_rows(points: list[PointStatus]) -> list[dict]:
     return [{"point": p.label, "state": p.state, "max_lr": p.settings["max_lr"],
              "best test acc (%)": pct(p.best_test_acc), "final test acc (%)": pct(p.final_test_acc),
              "seconds": round(p.seconds, 1),
-             "problem": p.error if p.state in ("failed", "deleted") else None,
+             "problem": p.error if p.state in (RunState.FAILED, PointState.DELETED) else "",
              "run": f"train?run={p.run_id}" if p.run_id else None} for p in points]

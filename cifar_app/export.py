@@ -4,9 +4,12 @@ bundle: a .zip of the run's portable files (settings, metrics, model, prediction
     inside statistics, cached analyses) plus its status and a ``bundle.json`` manifest. Importing
     is an attack surface, so every entry is checked in memory before anything is written: a flat
     name from the known set (no folders, ``..``, absolute paths or symlinks), at most 1,000 entries
-    and 200 MB unpacked, torch files loadable with ``weights_only`` (no pickled code), settings that
-    validate, every metrics line a record, a model whose tensors fit its settings. Only then does
-    the run store add the run, whole, under its old id when free, else a new one.
+    and 200 MB unpacked; then each file by the run store's own parser for it
+    (``runstore.validate_file``, the one that reads it from a stored run): torch files loadable
+    with ``weights_only`` (no pickled code), settings that validate, every metrics and probe line a
+    record, a model whose tensors fit its settings, predictions whose arrays are checked against a
+    size cap before they are unpacked. Only then does the run store add the run, whole, under its
+    old id when free, else a new one.
 onnx: the model with the input normalization built in: float32 (N, 3, 32, 32) RGB in [0, 1] ->
     logits (N, 10), dynamic batch.
 csv: the epoch metrics, and the test predictions (index, true, predicted, confidence, file).
@@ -22,25 +25,25 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from .records import EpochStats, RecordError, parse_record
+from .records import EpochStats
 from .runstore import (
-    CHECKPOINT,
-    INSIDE,
-    METRICS,
     MODEL,
     PORTABLE,
     PREDICTIONS,
     SETTINGS,
     STATUS,
+    FileInvalid,
     Run,
     RunDamaged,
     RunStore,
+    parse_object,
+    parse_settings,
+    validate_file,
 )
-from .settings import SettingsError, TrainSettings
+from .states import ACTIVE, IMPORTABLE, RunState
 
 FORMAT = "cifar-app-run-bundle"
 VERSION = 1
@@ -70,8 +73,8 @@ def bundle_bytes(run: Run) -> bytes:
     """The bundle of ``run`` as bytes (for a download button)."""
     files = run.portable_files()
     status = {k: v for k, v in run.raw_status().items() if k in KEPT_STATUS}
-    if status.get("state") in ("queued", "running"):
-        status["state"] = "stopped"
+    if status.get("state") in ACTIVE:
+        status["state"] = RunState.STOPPED
     manifest = {"format": FORMAT, "version": VERSION, "run_id": run.id, "exported": time.time(),
                 "files": sorted(files)}
     buf = io.BytesIO()
@@ -91,29 +94,25 @@ def import_bundle(store: RunStore, source: Path | str | bytes, origin: str | Non
     ``BundleError`` says why a bundle is refused; nothing is written then."""
     data = source if isinstance(source, bytes) else _read_file(Path(source))
     files, status, manifest = _read_zip(data)
-    settings = _check_settings(files[SETTINGS])
-    _check_metrics(files.get(METRICS, b""))
-    if MODEL in files:
-        _check_model(files[MODEL], settings)
-    if CHECKPOINT in files:
-        _check_torch(files[CHECKPOINT], CHECKPOINT, ("model", "optimizer", "epoch", "history"))
-    if PREDICTIONS in files:
-        _check_predictions(files[PREDICTIONS])
-    if INSIDE in files:
-        _check_inside(files[INSIDE])
-    for name in files:
-        if name.endswith(".json") and name != SETTINGS:
-            _json_object(files[name], name)
+    try:
+        settings = parse_settings(files[SETTINGS])
+    except FileInvalid as e:
+        raise BundleError(f"{SETTINGS}: {e}") from None
+    for name, content in files.items():  # the run store's own parser for each file
+        try:
+            validate_file(name, content, settings)
+        except FileInvalid as e:
+            raise BundleError(f"{name}: {e}") from None
     old_id = str(manifest.get("run_id") or "")
     label = str(status.get("label") or old_id or "imported run")[:60]
     where = origin or "a bundle"
     status = {k: v for k, v in status.items() if k in KEPT_STATUS}
     state = status.get("state")
-    status.update(state=state if state in ("completed", "stopped", "failed") else "stopped",
+    status.update(state=state if state in IMPORTABLE else RunState.STOPPED,
                   label=f"{label} (imported from {where})"[:80], pid=None, heartbeat=time.time(),
                   imported_from=old_id or None, imported=time.time())
-    if status["state"] == "completed" and MODEL not in files:
-        status["state"] = "stopped"
+    if status["state"] == RunState.COMPLETED and MODEL not in files:
+        status["state"] = RunState.STOPPED
     if not isinstance(status.get("params"), int):
         status["params"] = settings.param_count()
     if not isinstance(status.get("tags"), dict):
@@ -168,91 +167,20 @@ def _read_zip(data: bytes) -> tuple[dict[str, bytes], dict, dict]:
             files[name] = content
     if MANIFEST not in files:
         raise BundleError(f"no {MANIFEST}: not a bundle exported by this app")
-    manifest = _json_object(files.pop(MANIFEST), MANIFEST)
+    manifest = _object(files.pop(MANIFEST), MANIFEST)
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise BundleError(f"{MANIFEST} does not describe a version-{VERSION} run bundle")
-    status = _json_object(files.pop(STATUS), STATUS) if STATUS in files else {}
+    status = _object(files.pop(STATUS), STATUS) if STATUS in files else {}
     if SETTINGS not in files:
         raise BundleError(f"the bundle has no {SETTINGS}")
     return files, status, manifest
 
 
-def _json_object(data: bytes, name: str) -> dict:
+def _object(data: bytes, name: str) -> dict:
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise BundleError(f"{name} is not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise BundleError(f"{name} holds a JSON {type(obj).__name__}, not an object")
-    return obj
-
-
-def _check_settings(data: bytes) -> TrainSettings:
-    try:
-        return TrainSettings.from_dict(_json_object(data, SETTINGS))
-    except (SettingsError, TypeError) as e:
-        raise BundleError(f"{SETTINGS}: {e}") from None
-
-
-def _check_metrics(data: bytes) -> None:
-    for no, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            parse_record(json.loads(line.decode("utf-8")))
-        except (UnicodeDecodeError, ValueError, RecordError) as e:
-            raise BundleError(f"{METRICS} line {no} is not a metrics record ({e})") from None
-
-
-def _check_torch(data: bytes, name: str, keys: tuple[str, ...]) -> dict:
-    import pickle
-
-    try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise BundleError(f"{name} holds objects other than tensors and plain values (possibly code); "
-                          "it is not a file this app wrote and will not be loaded") from None
-    except Exception as e:  # noqa: BLE001 - any other failure to read is a damaged file
-        raise BundleError(f"{name} cannot be read ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or any(k not in obj for k in keys):
-        raise BundleError(f"{name} is not a {name.split('.')[0]} this app wrote")
-    return obj
-
-
-def _check_model(data: bytes, settings: TrainSettings) -> None:
-    from .model import build_model
-
-    rec = _check_torch(data, MODEL, ("model", "mean", "std", "settings", "classes"))
-    model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
-    try:
-        model.load_state_dict(rec["model"])
-    except (RuntimeError, TypeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:200]
-        raise BundleError(f"{MODEL} does not fit the bundle's settings ({first})") from None
-    if rec.get("settings") != settings.to_dict():
-        raise BundleError(f"{MODEL} was trained with other settings than {SETTINGS}")
-
-
-def _check_predictions(data: bytes) -> None:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            probs, labels = z["probs"], z["labels"]
-            if probs.ndim != 2 or probs.shape[1] != 10 or len(labels) != len(probs):
-                raise ValueError("shapes do not match")
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise BundleError(f"{PREDICTIONS} is not a predictions file this app wrote ({e})") from None
-
-
-def _check_inside(data: bytes) -> None:
-    for no, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            rec = None
-        if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int):
-            raise BundleError(f"{INSIDE} line {no} is not a probe record")
+        return parse_object(data)
+    except FileInvalid as e:
+        raise BundleError(f"{name}: {e}") from None
 
 
 # ---------------------------------------------------------------------------- ONNX

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import CifarData, load_cifar10
-from .engine import model_record, select_device, train
+from .engine import select_device
+from .recorder import Recorder, data_info, outcome, run_training
 from .records import BatchStats, EpochStats
-from .runstore import ACTIVE_STATES, Run, RunDamaged, RunStore, StoreError, pid_alive, write_json_atomic
+from .runstore import Run, RunDamaged, RunStore, StoreError, pid_alive, write_json_atomic
 from .settings import TrainSettings
+from .states import ACTIVE, RESUMABLE, DownloadState, RunState
 
-HEARTBEAT_EVERY_S = 2.0
 DataSource = CifarData | Callable[..., CifarData] | None
 
 
@@ -64,7 +65,7 @@ def training_slot(store: RunStore, runs: Run | list[Run], exclusive: bool) -> It
                 break
             except BlockingIOError:
                 for run in runs:
-                    run.heartbeat(state="queued")
+                    run.heartbeat(state=RunState.QUEUED)
                 time.sleep(1.0)
         try:
             yield
@@ -91,30 +92,30 @@ def execute_run(
     run = store.get(run_id)
     settings = run.settings()  # RunDamaged: nothing written
     run.remove_temp_files()
-    run.heartbeat(state="queued", pid=os.getpid(), error=None, phase=None)
+    rec = Recorder(run, progress=progress)
+    rec.queued()
     try:
         device = select_device(settings.device)
         with training_slot(store, run, exclusive=device.type == "cpu" and not slot_held):
             data = _load(run, data)
             if run.stop_requested():
                 raise StopRequested
-            _train_and_record(run, settings, data, resume, progress)
+            rec.restore(resume)  # RunDamaged for a foreign or broken checkpoint
+            rec.started(**data_info(data, settings))
+            result = run_training(rec, settings, data, resume, should_stop=run.stop_requested)
+            if result.stopped:
+                raise StopRequested
+            rec.finish(outcome(result, settings, data))
     except StopRequested:
-        _stopped(run)
+        rec.stopped()
     except BaseException as e:  # noqa: BLE001 - record every failure, then re-raise it
         if isinstance(e, KeyboardInterrupt):
-            _stopped(run)
+            rec.stopped()
         elif not isinstance(e, StoreError):  # an unwritable store cannot record anything
-            tb = None if isinstance(e, RunDamaged) else traceback.format_exc(limit=8)
-            run.update_status(state="failed", error=str(e) or type(e).__name__, finished=time.time(),
-                              pid=None, phase=None, traceback=tb)
+            rec.failed(str(e) or type(e).__name__,
+                       None if isinstance(e, RunDamaged) else traceback.format_exc(limit=8))
         raise
     return run
-
-
-def _stopped(run: Run) -> None:
-    run.update_status(state="stopped", finished=time.time(), pid=None, phase=None)
-    run.clear_stop()  # honoured: consumed
 
 
 def _load(run: Run, data: DataSource) -> CifarData:
@@ -132,45 +133,6 @@ def _load(run: Run, data: DataSource) -> CifarData:
     result = load(progress=loading)
     run.heartbeat(phase=None)
     return result
-
-
-def _train_and_record(run: Run, settings: TrainSettings, data: CifarData, resume: bool,
-                      progress: Callable[[BatchStats | EpochStats], None] | None) -> None:
-    ckpt = run.load_checkpoint() if resume else None  # RunDamaged for a foreign or broken file
-    done = int(ckpt["epoch"]) if ckpt else 0
-    run.restore_log(done, ckpt["history"] if ckpt else [])
-    run.restore_inside(done, ckpt.get("inside", []) if ckpt else [])
-    run.heartbeat(state="running", pid=os.getpid(), started=time.time(), epoch=done,
-                  data_source=data.source, n_train=min(len(data.train_x), settings.train_limit or 10**9),
-                  n_test=min(len(data.test_x), settings.test_limit or 10**9))
-    last_beat = 0.0
-
-    def on_batch(b: BatchStats) -> None:
-        nonlocal last_beat
-        b.t = round(time.time(), 3)
-        run.append_metrics(b)
-        if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
-            run.heartbeat()
-            last_beat = time.monotonic()
-        if progress is not None:
-            progress(b)
-
-    def on_epoch(e: EpochStats) -> None:
-        run.append_metrics(e)
-        run.heartbeat(epoch=e.epoch)
-        if progress is not None:
-            progress(e)
-
-    result = train(settings, data, on_batch=on_batch, on_epoch=on_epoch,
-                   should_stop=run.stop_requested, checkpoint=run, resume=ckpt is not None,
-                   on_inside=run.append_inside)
-    if result.stopped:
-        _stopped(run)
-        return
-    run.save_model(model_record(result, settings, data.classes))
-    limited = data.limit(settings.train_limit, settings.test_limit)
-    run.save_predictions(result.test_probs, limited.test_y.numpy(), limited.test_fingerprint)
-    run.update_status(state="completed", finished=time.time(), pid=None, phase=None)
 
 
 # ---------------------------------------------------------------------------- background processes
@@ -234,7 +196,7 @@ def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
         args += ["--threads", str(threads)]
     if slot_held:
         args.append("--slot-held")
-    run.update_status(state="queued", heartbeat=time.time(), error=None, pid=None)
+    run.update_status(state=RunState.QUEUED, heartbeat=time.time(), error=None, pid=None)
     proc = _spawn_cli(args, run.log_path, die_with_parent=slot_held)
     run.update_status(pid=proc.pid)  # the worker writes the same pid once it is up
     return proc
@@ -252,7 +214,7 @@ def start_new_run(store: RunStore, settings: TrainSettings, label: str | None,
                   data_dir: Path | str | None) -> Started:
     """Create a run and start its worker; say which active runs it will queue behind (the queue
     policy: one run at a time on a CPU). ``StoreError`` when the store cannot be written."""
-    behind = [r.id for r in store.list() if not r.reference and r.state() in ACTIVE_STATES]
+    behind = [r.id for r in store.list() if not r.reference and r.state() in ACTIVE]
     run = store.create(settings, label=label)
     start_run(store, run.id, data_dir)
     return Started(run, behind)
@@ -286,7 +248,7 @@ def start_batchdep(store: RunStore, run_id: str, data_dir: Path | str | None = N
 def can_resume(run: Run) -> bool:
     """A user run that stopped, failed or was interrupted: it continues from its last epoch
     checkpoint (or from the start when it had not finished an epoch)."""
-    return not run.reference and run.state() in ("stopped", "failed", "interrupted")
+    return not run.reference and run.state() in RESUMABLE
 
 
 def start_download(data_dir: Path | str) -> None:
@@ -302,7 +264,7 @@ def start_download(data_dir: Path | str) -> None:
 
 
 def download_status(data_dir: Path | str) -> dict | None:
-    """None if no download was started here, else ``{"state": "running"|"done"|"failed",
+    """None if no download was started here, else ``{"state": DownloadState,
     "message": last line of its output}``."""
     from .data import dataset_status
 
@@ -319,7 +281,7 @@ def download_status(data_dir: Path | str) -> dict | None:
         lines = []
     message = lines[-1].split("\r")[-1] if lines else ""
     if pid_alive(info.get("pid")):
-        return {"state": "running", "message": message}
+        return {"state": DownloadState.RUNNING, "message": message}
     if dataset_status(root)["found"]:
-        return {"state": "done", "message": message}
-    return {"state": "failed", "message": message or "the download process ended without output"}
+        return {"state": DownloadState.DONE, "message": message}
+    return {"state": DownloadState.FAILED, "message": message or "the download process ended without output"}

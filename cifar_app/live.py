@@ -18,16 +18,21 @@ import plotly.graph_objects as go
 from .charts import batch_curves, training_curves
 from .experiments import Experiment, ExperimentStore, PointStatus
 from .progress import format_duration, training_progress
-from .runstore import ACTIVE_STATES, Run, RunDamaged
+from .runstore import Run, RunDamaged
+from .states import ACTIVE, RunState
 
 
 def progress_text(state: str, epoch: int, epochs: int, batch: int, batches: int,
                   images_per_s: float | None, eta_s: float | None) -> str:
     """The one-line progress summary, e.g. 'running · epoch 2/20 · batch 40/391 · 2,900 images/s ·
-    5 min 10 s left'."""
+    5 min 10 s left'; a run that is not training says no time left ('completed · epoch 20/20 ·
+    batch 391/391 · 2,900 images/s')."""
     speed = f"{images_per_s:,.0f} images/s" if images_per_s else "measuring speed"
-    return (f"{state} · epoch {epoch}/{epochs} · batch {batch}/{batches or '?'} · {speed} · "
-            f"{format_duration(eta_s)} left")
+    text = f"{state} · epoch {epoch}/{epochs} · batch {batch}/{batches or '?'} · {speed}"
+    if state not in ACTIVE:
+        return text
+    left = f"{format_duration(eta_s)} left" if eta_s is not None else "estimating the time left"
+    return f"{text} · {left}"
 
 
 def run_snapshot(run: Run) -> dict[str, Any]:
@@ -43,22 +48,23 @@ def run_snapshot(run: Run) -> dict[str, Any]:
     try:
         status, metrics, s = run.status(), run.metrics(), run.settings()
     except RunDamaged as e:
-        return {"state": "damaged", "text": "", "fraction": 0.0, "note": None, "error": None,
+        return {"state": RunState.DAMAGED, "text": "", "fraction": 0.0, "note": None, "error": None,
                 "epochs": 0, "batches": 0, "probes": 0, "damaged": e.short}
     try:
         probes = len(run.inside())
     except RunDamaged:  # the Inside page names it; training and its progress go on
         probes = -1
-    state = str(status.get("state", "unknown"))
+    state = RunState(status["state"])
     p = training_progress(metrics, s.epochs, s.batch_size, state)
     note = None
-    if state == "queued":
+    if state == RunState.QUEUED:
         note = "Queued: waiting for the run that is training now to finish."
-    elif status.get("phase") and state in ACTIVE_STATES:
+    elif status.get("phase") and state in ACTIVE:
         note = str(status["phase"])
-    elif not metrics.batches and state in ACTIVE_STATES:
+    elif not metrics.batches and state in ACTIVE:
         note = "Waiting for the first batch (loading data and the model)…"
-    error = str(status["error"]) if status.get("error") and state in ("failed", "interrupted") else None
+    failed = state in (RunState.FAILED, RunState.INTERRUPTED)
+    error = str(status["error"]) if status.get("error") and failed else None
     return {"state": state, "fraction": p.fraction, "note": note, "error": error,
             "text": progress_text(state, p.epoch, p.epochs, p.batch, p.batches, p.images_per_s, p.eta_s),
             "epochs": len(metrics.epochs), "batches": len(metrics.batches), "probes": probes,

@@ -3,6 +3,8 @@
 // data and patches the page in place, so a tick that brings nothing new costs the browser next to
 // nothing, where a Streamlit fragment re-run re-renders its elements each time.
 //
+// Every view asks GET data.path (the route's address, written once in cifar_app/webapp.py), with
+// the page session's route key (data.key, in the header data.key_header) when the server is private.
 // data.view === "progress": progress bar + line + note, from GET lab/runs/{run}/live every
 //   data.every_ms; when the run logs a new epoch (or its probe record) or changes state, a trigger
 //   re-runs the fragment around it once (new epoch figures; a finished run is then drawn without
@@ -79,7 +81,8 @@ function showSnapshot(el, snap) {
 // GET one of the app's live routes: its JSON, or null for "nothing new" (204, 304). A reply that is
 // not JSON comes from a server without the routes (Streamlit answers unknown paths with its page).
 async function getJson(data, path) {
-  const r = await fetch(url(data, path), { cache: "no-store" });
+  const headers = data.key ? { [data.key_header]: data.key } : {};
+  const r = await fetch(url(data, path), { cache: "no-store", headers });
   if (r.status === 204 || r.status === 304) return null;
   if (!(r.headers.get("content-type") || "").includes("application/json")) {
     throw Object.assign(new Error("this server has no live routes"), { fallback: true });
@@ -94,7 +97,7 @@ async function getJson(data, path) {
 
 async function tickProgress(v) {
   const { data, el } = v;
-  const snap = await getJson(data, `lab/runs/${data.run}/live`);
+  const snap = await getJson(data, data.path);
   v.quiet = showSnapshot(el, snap) ? 0 : (v.quiet || 0) + 1;
   window.dispatchEvent(new CustomEvent(NEWS, {
     detail: { run: data.run, epochs: snap.epochs, batches: snap.batches } }));
@@ -110,7 +113,7 @@ async function tickFigure(v) {
   const wanted = v.latest;  // records logged, as the progress line last saw them
   if (wanted !== undefined && wanted === v.fetchedFor) return;  // nothing new to ask for
   const q = new URLSearchParams({ smoothing: data.smoothing, have: v.version || "" });
-  const reply = await getJson(data, `lab/runs/${data.run}/figures/${data.figure}?${q}`);
+  const reply = await getJson(data, `${data.path}?${q}`);
   if (reply === null) { v.fetchedFor = wanted; return; }
   const { version, figure } = reply;
   const Plotly = await loadPlotly(url(data, data.plotly));

@@ -112,28 +112,13 @@ class LogCache:
             data = f.read()
         lines = data.split(b"\n")
         tail = lines.pop()
-        if tail.strip() and not (tail.lstrip().startswith(b"{") and tail.isascii()):
-            raise LogDamaged("its last line is not (the start of) a record")
+        _check_tail(tail)
         changed = False
-        for line in lines:
-            state.lines += 1
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise LogDamaged(f"line {state.lines} is not UTF-8 text") from None
-            except ValueError as e:
-                raise LogDamaged(f"line {state.lines}: {e}") from None
-            if not isinstance(obj, dict):
-                raise LogDamaged(f"line {state.lines}: a JSON {type(obj).__name__}, not a record")
-            try:
-                kind, order, record = parse_line(obj)
-            except ValueError as e:
-                raise LogDamaged(f"line {state.lines}: {e}") from None
+        for kind, order, record in _parse_lines(lines, state.lines, parse_line):
             state.parses += 1
             _put(state.orders.setdefault(kind, []), state.records.setdefault(kind, []), order, record)
             changed = True
+        state.lines += len(lines)
         consumed = len(data) - len(tail)
         if consumed:
             if state.offset == 0:
@@ -145,6 +130,39 @@ class LogCache:
         if changed or state.result is None:
             state.result = build({kind: list(rs) for kind, rs in state.records.items()})
         return state
+
+
+def check_log(data: bytes, parse_line: ParseLine) -> int:
+    """Validate a whole log held in memory (e.g. inside an imported bundle) exactly as ``LogCache``
+    reads one: every complete line must be a record ``parse_line`` accepts, and an unfinished last
+    line must look like the start of one. Returns the number of records; ``LogDamaged`` otherwise."""
+    lines = data.split(b"\n")
+    _check_tail(lines.pop())
+    return sum(1 for _ in _parse_lines(lines, 0, parse_line))
+
+
+def _check_tail(tail: bytes) -> None:
+    if tail.strip() and not (tail.lstrip().startswith(b"{") and tail.isascii()):
+        raise LogDamaged("its last line is not (the start of) a record")
+
+
+def _parse_lines(lines: list[bytes], before: int, parse_line: ParseLine):
+    """(kind, order, record) for each non-empty line; ``before`` lines precede them in the file."""
+    for no, line in enumerate(lines, start=before + 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise LogDamaged(f"line {no} is not UTF-8 text") from None
+        except ValueError as e:
+            raise LogDamaged(f"line {no}: {e}") from None
+        if not isinstance(obj, dict):
+            raise LogDamaged(f"line {no}: a JSON {type(obj).__name__}, not a record")
+        try:
+            yield parse_line(obj)
+        except ValueError as e:
+            raise LogDamaged(f"line {no}: {e}") from None
 
 
 def _put(orders: list[int], records: list, order: int, record: Any) -> None:

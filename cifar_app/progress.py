@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .runstore import Metrics
+from .states import ACTIVE, RunState
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def training_progress(metrics: Metrics, epochs: int, batch_size: int, state: str
         epoch, batch = done_epochs, batches
     total_steps = epochs * batches
     steps_done = (epoch - 1) * batches + batch if batches else 0
-    if state == "completed":
+    if state == RunState.COMPLETED:
         fraction = 1.0
     else:
         fraction = min(1.0, steps_done / total_steps) if total_steps else 0.0
@@ -45,7 +46,7 @@ def training_progress(metrics: Metrics, epochs: int, batch_size: int, state: str
         if first.t is not None and last_b.t is not None and last_b.t > first.t:
             speed = (last_b.step - first.step) * batch_size / (last_b.t - first.t)
     eta = None
-    if speed and total_steps and state in ("running", "queued"):
+    if speed and total_steps and state in ACTIVE:
         eta = (total_steps - steps_done) * batch_size / speed
         if metrics.epochs:  # add the test pass of each remaining epoch
             per_epoch_eval = max(0.0, metrics.epochs[-1].seconds - batches * batch_size / speed)

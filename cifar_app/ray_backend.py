@@ -13,24 +13,46 @@ ones. A worker loads CIFAR-10 itself when it has a copy (``$CIFAR_APP_DATA`` on 
 ``data_dir`` given); otherwise it gets the arrays once from the driver through the object store.
 Torch threads per point follow the CPUs Ray assigned to it.
 
-Start a cluster with ``ray start --head`` on one machine and ``ray start --address=HEAD:6379`` on the
-others; pass the address with ``--ray-address`` or ``RAY_ADDRESS``.
+Start a cluster with ``ray start --head --port P`` on one machine and ``ray start --address HEAD:P``
+on the others; pass the address with ``--ray-address`` or ``RAY_ADDRESS``. ``connect`` meets the
+cluster as a user's shell would: when Ray's access token is on this machine (``$RAY_AUTH_TOKEN``,
+``$RAY_AUTH_TOKEN_PATH`` or the ``~/.ray/auth_token`` that ``ray start --head`` uses) it turns on
+Ray's token mode, which Ray 2.60 never does by itself for an explicit address; an unreachable head
+or a missing or refused token is one ``RayConnectError`` line with the fix, checked in seconds
+instead of Ray's 20-40 s of retries and log lines.
 """
 
 from __future__ import annotations
 
-import io
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .experiments import TERMINAL, ExperimentStore, create_point_run, existing_run
-from .records import BatchStats, EpochStats
+from .experiments import ExperimentStore, create_point_run, existing_run
+from .recorder import (
+    Recorder,
+    Relay,
+    checkpoint_to_bytes,
+    data_info,
+    from_bytes,
+    outcome,
+    run_training,
+    to_bytes,
+)
 from .settings import TrainSettings
+from .states import TERMINAL
 
 INSTALL_HINT = "the Ray backend needs Ray: pip install 'ray==2.60.0' (see requirements-dev.txt)"
 CPUS_PER_POINT = 1
+AUTH_MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
+TOKEN_HELP = ("copy the head's ~/.ray/auth_token to ~/.ray/auth_token on this machine (or set "
+              "RAY_AUTH_TOKEN to its content, or RAY_AUTH_TOKEN_PATH to a copy)")
+
+
+class RayConnectError(ConnectionError):
+    """The Ray cluster cannot be used from here; the message names the cause and the fix."""
 
 
 def ray_available() -> bool:
@@ -41,46 +63,99 @@ def ray_available() -> bool:
     return True
 
 
-def _tensor_bytes(obj: object) -> bytes:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _from_bytes(data: bytes) -> dict:
-    import torch
-
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+def token_source(env: dict | None = None) -> str | None:
+    """Where Ray will find its access token on this machine, in Ray's own order of precedence
+    (``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``); None when nowhere."""
+    env = os.environ if env is None else env
+    if env.get(TOKEN_ENV, "").strip():
+        return f"${TOKEN_ENV}"
+    if env.get(TOKEN_PATH_ENV):
+        return env[TOKEN_PATH_ENV]
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
 
 
-class _QueueCheckpoint:
-    """The engine's checkpoint store inside a task: saves go to the driver through the queue."""
+def _host_port(address: str) -> tuple[str, int]:
+    if "://" in address:
+        raise RayConnectError(f"{address!r}: give the head's GCS address as HOST:PORT (the port of "
+                              "`ray start --head --port PORT`), not a URL")
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RayConnectError(f"{address!r} is not a Ray address: write HOST:PORT, as `ray start "
+                              "--head --port PORT` prints it")
+    return host.strip("[]"), int(port)
 
-    def __init__(self, queue, index: int, start: bytes | None) -> None:
-        self.queue, self.index, self.start = queue, index, start
 
-    def load_checkpoint(self) -> dict | None:
-        if self.start is None:
-            return None
-        ckpt = _from_bytes(self.start)
-        ckpt["history"] = [EpochStats.from_dict(h) for h in ckpt["history"]]
-        return ckpt
+def check_cluster(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with the fix, when the head at ``address`` cannot be reached or will not take
+    this machine's token. Turns on Ray's token mode when a token is here (a cluster without
+    authentication accepts it too)."""
+    host, port = _host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise RayConnectError(f"no Ray head answers at {address} ({why}): start one there with `ray "
+                              f"start --head --port {port}`, or check the address and that the port "
+                              "is open to this machine") from None
+    source = token_source()
+    if source is not None and AUTH_MODE_ENV not in os.environ:
+        os.environ[AUTH_MODE_ENV] = "token"
+    from ray._raylet import GcsClient  # the client ray.init itself uses; one request, no retries
+    from ray.exceptions import AuthenticationError
 
-    def save_checkpoint(self, state: dict) -> None:
-        self.queue.put((self.index, "checkpoint", _tensor_bytes(state)))
+    try:
+        GcsClient(address=f"{host}:{port}").internal_kv_get(b"cifar-app-probe", None)
+    except AuthenticationError:
+        if os.environ.get(AUTH_MODE_ENV, "").lower() != "token":
+            have = ("RAY_AUTH_MODE=disabled is set here" if AUTH_MODE_ENV in os.environ
+                    else "this machine has none")
+            raise RayConnectError(f"the Ray cluster at {address} asks for an access token and {have}: "
+                                  f"{TOKEN_HELP}") from None
+        raise RayConnectError(f"the Ray cluster at {address} refused the access token from {source}: "
+                              f"it is not the head's; {TOKEN_HELP}") from None
+    except Exception as e:  # noqa: BLE001 - anything else: the GCS is not a usable Ray head
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise RayConnectError(f"the Ray head at {address} did not answer as a Ray {_ray_version()} "
+                              f"cluster ({first}); check the address and that both sides run the "
+                              "same Ray version") from None
+
+
+def _ray_version() -> str:
+    import ray
+
+    return ray.__version__
+
+
+def connect(address: str | None = None) -> None:
+    """Join the cluster at ``address`` (default ``$RAY_ADDRESS``), after ``check_cluster``, shipping
+    this package to its workers; without an address, start a Ray of this machine only. A Ray
+    already initialised in this process is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        return
+    check_cluster(address)
+    try:
+        ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]},
+                 logging_level="ERROR", log_to_driver=False)
+    except ConnectionError as e:
+        raise RayConnectError(f"{e}; check that `ray start --head` is still running there") from None
 
 
 def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str | None,
                 checkpoint: bytes | None) -> dict:
-    """Body of the Ray task for one point (see the module docstring). Returns the model record and
-    test predictions as bytes/arrays; raises what training raises (recorded by the driver)."""
+    """Body of the Ray task for one point: trains with a ``Relay`` that sends every event through
+    ``queue`` to the driver's ``Recorder``. Returns the outcome (the model record as bytes);
+    raises what training raises (recorded by the driver)."""
     import ray
     import torch
 
     from .data import DataError, load_cifar10
-    from .engine import model_record, train
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -91,34 +166,26 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
     except DataError:
         data = ray.get(data_box[0])  # the driver's copy, fetched once from the object store
         source = "driver"
-    queue.put((index, "start", {"data_source": f"{data.source} (loaded by the {source})",
-                                "node": ray.get_runtime_context().get_node_id()[:12],
-                                "threads": torch.get_num_threads()}))
-
-    def on_batch(b: BatchStats) -> None:
-        b.t = round(time.time(), 3)
-        queue.put((index, "batch", b.to_record()))
-
-    def on_epoch(e: EpochStats) -> None:
-        queue.put((index, "epoch", e.to_record()))
-
-    result = train(s, data, on_batch=on_batch, on_epoch=on_epoch,
-                   checkpoint=_QueueCheckpoint(queue, index, checkpoint), resume=checkpoint is not None)
-    limited = data.limit(s.train_limit, s.test_limit)
-    return {"model": _tensor_bytes(model_record(result, s, data.classes)), "probs": result.test_probs,
-            "labels": limited.test_y.numpy(), "fingerprint": limited.test_fingerprint}
+    queue.put((index, "started", {**data_info(data, s),
+                                  "data_source": f"{data.source} (loaded by the {source})",
+                                  "node": ray.get_runtime_context().get_node_id()[:12],
+                                  "threads": torch.get_num_threads()}))
+    relay = Relay(lambda kind, payload: queue.put((index, kind, payload)), checkpoint)
+    result = run_training(relay, s, data, resume=checkpoint is not None)
+    done = outcome(result, s, data)
+    return {**done, "model": to_bytes(done["model"])}
 
 
 def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | None = None,
                           data_dir: str | None = None, data=None,
                           on_point: Callable[[int, int, str], None] | None = None,
                           cpus_per_point: int = CPUS_PER_POINT, poll_s: float = 0.2) -> None:
-    """Run the experiment's missing points as Ray tasks and relay their progress into the run store.
+    """Run the experiment's missing points as Ray tasks and record their progress in the run store.
 
-    ``address``: the cluster (default ``$RAY_ADDRESS``; an already initialised Ray is used as it
-    is). ``data``: the driver's dataset (default: loaded from ``data_dir``) for workers without one.
-    Stop (``exps.request_stop``) cancels the running tasks and the queued ones; a lost worker leaves
-    its point interrupted, and resuming continues it from its last relayed checkpoint."""
+    ``address``: the cluster (``connect``). ``data``: the driver's dataset (default: loaded from
+    ``data_dir``) for workers without one. Stop (``exps.request_stop``) cancels the running tasks
+    and the queued ones; a lost worker leaves its point interrupted, and resuming continues it from
+    its last relayed checkpoint."""
     try:
         import ray
         from ray.util.queue import Empty, Queue
@@ -126,13 +193,7 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
         raise RuntimeError(INSTALL_HINT) from None
     from .data import load_cifar10
 
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:  # a cluster: ship this package to its workers (they need its requirements)
-            ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]},
-                     logging_level="ERROR", log_to_driver=False)
-        else:  # no cluster given: a local Ray on this machine only
-            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    connect(address)
     exp = exps.get(exp_id)
     exps.clear_stop(exp_id)
     exps.mark_started(exp_id, os.getpid())
@@ -141,7 +202,7 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
     dataset = data if data is not None else load_cifar10(data_dir)
     data_ref = ray.put(dataset)
     pending: dict = {}  # object ref -> point index
-    runs = {}
+    recorders: dict[int, Recorder] = {}
     try:
         for i, point in enumerate(exp.points):
             run = existing_run(exps, exp, i)
@@ -149,82 +210,66 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
                 continue
             if run is None:
                 run = create_point_run(exps, exp, i, backend="ray")
-            ckpt = run.load_checkpoint()
-            done = int(ckpt["epoch"]) if ckpt else 0
-            run.restore_log(done, ckpt["history"] if ckpt else [])
+            rec = Recorder(run, pid=os.getpid())  # this driver owns the run while its task runs
+            ckpt = rec.restore(resume=run.has_checkpoint())
             run.clear_stop()
-            run.update_status(state="queued", pid=os.getpid(), heartbeat=time.time(), error=None)
-            start = None if ckpt is None else _tensor_bytes(
-                {**ckpt, "history": [e.__dict__ for e in ckpt["history"]]})
+            rec.queued()
+            start = None if ckpt is None else checkpoint_to_bytes(ckpt)
             ref = task.remote(i, point.settings, queue, [data_ref], data_dir, start)
-            pending[ref], runs[i] = i, run
+            pending[ref], recorders[i] = i, rec
         beat = 0.0
         while pending:
-            _drain(queue, runs, Empty)
+            _drain(queue, recorders, Empty)
             if exps.stop_requested(exp_id):
                 for ref, i in pending.items():
                     ray.cancel(ref, force=True)
-                    runs[i].update_status(state="stopped", pid=None, finished=time.time())
-                    runs[i].clear_stop()
+                    recorders[i].stopped()
                 pending.clear()
                 break
             if time.monotonic() - beat > 2:
                 for i in pending.values():
-                    runs[i].heartbeat()
+                    recorders[i].heartbeat()
                 beat = time.monotonic()
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
             for ref in ready:
                 i = pending.pop(ref)
-                _drain(queue, runs, Empty)
-                _finish(ray, ref, runs[i])
+                _drain(queue, recorders, Empty)
+                _finish(ray, ref, recorders[i])
                 if on_point is not None:
-                    on_point(i, len(exp.points), runs[i].state())
+                    on_point(i, len(exp.points), recorders[i].run.state())
     finally:
-        exp = exps.get(exp_id)
-        exp.driver_pid, exp.finished = None, time.time()
-        exps.save(exp)
+        exps.mark_finished(exp_id)
         queue.shutdown()
 
 
-def _drain(queue, runs: dict, empty_error: type) -> None:
-    """Write every queued event into its local run."""
+def _drain(queue, recorders: dict[int, Recorder], empty_error: type) -> None:
+    """Record every event the tasks have sent so far."""
     while True:
         try:
             i, kind, payload = queue.get_nowait()
         except empty_error:
             return
-        run = runs[i]
-        if kind == "start":
-            run.heartbeat(state="running", started=time.time(), **payload)
-        elif kind == "batch":
-            run.append_metrics(BatchStats.from_dict(payload))
-        elif kind == "epoch":
-            e = EpochStats.from_dict(payload)
-            run.append_metrics(e)
-            run.heartbeat(epoch=e.epoch)
-        elif kind == "checkpoint":
-            run.save_checkpoint(_from_bytes(payload))
+        if kind == "started":
+            recorders[i].started(**payload)
+        else:
+            recorders[i].apply(kind, payload)
 
 
-def _finish(ray, ref, run) -> None:
-    """Store a finished task's model and predictions, or record why it did not finish."""
+def _finish(ray, ref, rec: Recorder) -> None:
+    """Store a finished task's outcome, or record why it did not finish."""
     from ray.exceptions import RayTaskError, TaskCancelledError
 
     try:
         out = ray.get(ref)
     except TaskCancelledError:
-        run.update_status(state="stopped", pid=None, finished=time.time())
+        rec.stopped()
         return
     except RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         text = str(cause).strip()
-        run.update_status(state="failed", pid=None, finished=time.time(),
-                          error=text.splitlines()[-1] if text else type(cause).__name__)
+        rec.failed(text.splitlines()[-1] if text else type(cause).__name__)
         return
     except Exception as e:  # noqa: BLE001 - a worker or node lost: resumable from the last checkpoint
-        run.update_status(state="interrupted", pid=None, finished=time.time(),
-                          error=f"the Ray worker was lost ({type(e).__name__}); resume continues it")
+        rec.interrupted(f"the Ray worker was lost ({type(e).__name__}); resume continues it")
         return
-    run.save_model(_from_bytes(out["model"]))
-    run.save_predictions(out["probs"], out["labels"], out["fingerprint"])
-    run.update_status(state="completed", pid=None, finished=time.time())
+    rec.finish({**out, "model": from_bytes(out["model"])})

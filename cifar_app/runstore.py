@@ -28,7 +28,10 @@ and why); it is shown as such and never rewritten or deleted unless the user ask
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import io
 import json
 import os
 import pickle
@@ -45,22 +48,25 @@ from typing import IO
 
 import numpy as np
 
-from .logreader import LogCache, LogDamaged
+from .logreader import LogCache, LogDamaged, check_log
 from .records import BatchStats, EpochStats, RecordError, parse_record
 from .settings import SettingsError, TrainSettings
+from .states import ACTIVE, RunState
 
-STATES = ("queued", "running", "completed", "failed", "stopped", "interrupted", "damaged")
-ACTIVE_STATES = ("queued", "running")
 HEARTBEAT_STALE_S = 120.0
 REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
 INSIDE = "inside.jsonl"
+STATUS_LOCK = ".status.lock"  # held by every read-modify-write of status.json
 RESULTS = ("batchdep",)  # analyses cached with a run, each as <name>.json
 # What a run bundle (export.py) may carry, besides status.json.
 PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, *(f"{r}.json" for r in RESULTS))
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
+# predictions.npz unpacks to ~0.3 MB for the 10,000 test images; a member claiming more is refused
+# before it is decompressed (a small zip can unpack to gigabytes).
+MAX_PREDICTIONS_BYTES = 64 * 2**20
 
 
 class RunNotFound(KeyError):
@@ -155,25 +161,196 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _torch_load(run_id: str, path: Path, map_location: str = "cpu") -> dict:
-    """Load a torch file this app wrote, weights only. Anything else is ``RunDamaged`` with a plain
-    message (never PyTorch's advice to disable ``weights_only``, which would run the payload)."""
+class FileInvalid(ValueError):
+    """Bytes that are not a valid run file of their kind; the message says why."""
+
+
+def file_lock(path: Path):
+    """An exclusive ``flock`` on ``path`` (created if needed) for a read-modify-write of a file
+    other processes also write; released when the block ends, or by the OS if the holder dies.
+    ``StoreError`` when the lock file cannot be created (a read-only store)."""
+    return _file_lock(Path(path))
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StoreError(f"cannot write {path}: {_why(e)}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- file formats
+# One parser per run file, used both to read a stored run and to check a bundle before import
+# (export.py): what one accepts, the other accepts.
+
+
+def parse_object(data: bytes) -> dict:
+    """A JSON object (settings.json, status.json, <result>.json)."""
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise FileInvalid(f"not UTF-8 text (byte {e.start})") from None
+    except ValueError as e:
+        raise FileInvalid(f"not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise FileInvalid(f"holds a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def parse_status(data: bytes) -> dict:
+    """status.json: an object whose ``state`` is one this app writes."""
+    st = parse_object(data)
+    if st.get("state") not in set(RunState) - {RunState.DAMAGED}:
+        raise FileInvalid(f"unknown state {str(st.get('state'))[:40]!r}")
+    return st
+
+
+def parse_settings(data: bytes) -> TrainSettings:
+    """settings.json: the run's validated settings."""
+    try:
+        return TrainSettings.from_dict(parse_object(data))
+    except (SettingsError, TypeError) as e:
+        raise FileInvalid(str(e)) from None
+
+
+def check_metrics(data: bytes) -> int:
+    """metrics.jsonl: every line a batch or epoch record; returns how many."""
+    try:
+        return check_log(data, _metrics_line)
+    except LogDamaged as e:
+        raise FileInvalid(str(e)) from None
+
+
+def check_inside(data: bytes) -> int:
+    """inside.jsonl: every line a probe record (an int ``epoch`` and its ``layers``)."""
+    try:
+        return check_log(data, _inside_line)
+    except LogDamaged as e:
+        raise FileInvalid(str(e)) from None
+
+
+def parse_torch(source: bytes | Path, keys: tuple[str, ...], map_location: str = "cpu") -> dict:
+    """A torch file this app wrote (a dict with ``keys``), loaded weights only: one holding code or
+    other objects is refused with a plain message (never PyTorch's advice to disable
+    ``weights_only``, which would run the payload)."""
     import torch
 
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source,
+                         map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError:
-        raise RunDamaged(run_id, path.name, "not a file this app wrote: it holds objects other "
-                         "than tensors and plain values (possibly code), so it will not be loaded") from None
+        raise FileInvalid("not a file this app wrote: it holds objects other than tensors and plain "
+                          "values (possibly code), so it will not be loaded") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError,
-            TypeError, KeyError) as e:
+            TypeError, KeyError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunDamaged(run_id, path.name, f"unreadable or truncated ({first[:160]})") from None
+        raise FileInvalid(f"unreadable or truncated ({first[:160]})") from None
     if not isinstance(obj, dict):
-        raise RunDamaged(run_id, path.name, f"holds a {type(obj).__name__}, not a dict")
+        raise FileInvalid(f"holds a {type(obj).__name__}, not a dict")
+    for key in keys:
+        if key not in obj:
+            raise FileInvalid(f"has no {key!r}")
     return obj
+
+
+def parse_checkpoint(source: bytes | Path, map_location: str = "cpu") -> dict:
+    """checkpoint.pt: model, optimizer, epoch and the epoch history (as ``EpochStats``)."""
+    ckpt = parse_torch(source, ("model", "optimizer", "epoch", "history"), map_location)
+    try:
+        ckpt["history"] = [EpochStats.from_dict(h) for h in ckpt["history"]]
+    except (RecordError, TypeError, AttributeError) as e:
+        raise FileInvalid(f"bad history ({e})") from None
+    return ckpt
+
+
+def parse_model(source: bytes | Path, settings: TrainSettings, map_location: str = "cpu") -> dict:
+    """model.pt: weights that fit ``settings``' network, its input normalization, settings and
+    classes."""
+    from .model import build_model
+
+    rec = parse_torch(source, ("model", "mean", "std", "settings", "classes"), map_location)
+    model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
+    try:
+        model.load_state_dict(rec["model"])
+    except (RuntimeError, TypeError, KeyError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise FileInvalid(f"does not fit the run's settings ({first})") from None
+    if rec.get("settings") != settings.to_dict():
+        raise FileInvalid(f"was trained with other settings than {SETTINGS}")
+    return rec
+
+
+def parse_predictions(source: bytes | Path) -> dict:
+    """predictions.npz: ``{"probs": (N,10) float32, "preds": (N,) int64, "labels": (N,),
+    "fingerprint": str}``. Each member's unpacked size is checked against
+    ``MAX_PREDICTIONS_BYTES`` from the zip's headers and the array's own header before anything is
+    decompressed, and no member is read past its declared size."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > MAX_PREDICTIONS_BYTES:
+                raise FileInvalid(f"unpacks to {total / 2**20:,.0f} MB; a predictions file is at most "
+                                  f"{MAX_PREDICTIONS_BYTES // 2**20} MB, so it was not unpacked")
+            arrays = {}
+            for info in infos:
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise FileInvalid(f"{info.filename} holds Python objects")
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                    raise FileInvalid(f"{info.filename} claims a {shape} array larger than its data")
+                arrays[info.filename.removesuffix(".npy")] = np.load(io.BytesIO(z.read(info)),
+                                                                     allow_pickle=False)
+    except FileInvalid:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as e:
+        raise FileInvalid(f"not a predictions file this app wrote ({type(e).__name__}: "
+                          f"{str(e)[:160]})") from None
+    try:
+        probs = arrays["probs"].astype(np.float32)
+        labels = arrays["labels"].astype(np.int64)
+        preds = arrays["preds"] if "preds" in arrays else probs.argmax(1)  # files before preds
+        fingerprint = str(arrays["fingerprint"])
+    except KeyError as e:
+        raise FileInvalid(f"has no {e.args[0]!r} array") from None
+    except (ValueError, TypeError) as e:
+        raise FileInvalid(f"unexpected arrays ({e})") from None
+    if probs.ndim != 2 or probs.shape[1] != 10 or len(labels) != len(probs) or preds.shape != labels.shape:
+        raise FileInvalid("its arrays' shapes do not match (probs N x 10, preds and labels N)")
+    return {"probs": probs, "preds": preds.astype(np.int64), "labels": labels, "fingerprint": fingerprint}
+
+
+def validate_file(name: str, data: bytes, settings: TrainSettings) -> None:
+    """Check the bytes of the run file ``name`` (one of ``PORTABLE``) with the same parser that
+    reads it from a stored run; ``FileInvalid`` says why not."""
+    if name == SETTINGS:
+        parse_settings(data)
+    elif name == METRICS:
+        check_metrics(data)
+    elif name == INSIDE:
+        check_inside(data)
+    elif name == MODEL:
+        parse_model(data, settings)
+    elif name == CHECKPOINT:
+        parse_checkpoint(data)
+    elif name == PREDICTIONS:
+        parse_predictions(data)
+    elif name in (f"{r}.json" for r in RESULTS):
+        parse_object(data)
+    else:
+        raise FileInvalid(f"{name!r} is not a run file")
 
 
 @dataclass
@@ -198,7 +375,7 @@ class RunSummary:
     label: str
     reference: bool
     norm: str                     # "?" when the settings are damaged
-    status: str                   # one of STATES
+    status: RunState
     epoch: int                    # epochs finished
     epochs: int | None            # epochs planned
     best_test_acc: float | None
@@ -213,7 +390,7 @@ class RunSummary:
 
     @property
     def damaged(self) -> bool:
-        return self.status == "damaged"
+        return self.status == RunState.DAMAGED
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -257,47 +434,42 @@ class Run:
     def _damaged(self, file: str, reason: str) -> RunDamaged:
         return RunDamaged(self.id, file, reason)
 
-    def _read_text(self, name: str) -> str:
+    def _read_bytes(self, name: str) -> bytes:
         try:
-            data = (self.path / name).read_bytes()
+            return (self.path / name).read_bytes()
         except FileNotFoundError:
             raise self._damaged(name, "missing") from None
         except OSError as e:
             raise self._damaged(name, f"cannot be read ({_why(e)})") from None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise self._damaged(name, f"not UTF-8 text (byte {e.start})") from None
 
     def _read_object(self, name: str) -> dict:
         try:
-            obj = json.loads(self._read_text(name))
-        except ValueError as e:
-            raise self._damaged(name, f"not valid JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise self._damaged(name, f"holds a JSON {type(obj).__name__}, not an object")
-        return obj
+            return parse_object(self._read_bytes(name))
+        except FileInvalid as e:
+            raise self._damaged(name, str(e)) from None
 
     # ------------------------------------------------------------------ settings & status
     def settings(self) -> TrainSettings:
         """The run's settings; ``RunDamaged`` when settings.json is missing or invalid (never the
         defaults: resuming would train something else)."""
-        raw = self._read_object(SETTINGS)
         try:
-            return TrainSettings.from_dict(raw)
-        except (SettingsError, TypeError) as e:
+            return parse_settings(self._read_bytes(SETTINGS))
+        except FileInvalid as e:
             raise self._damaged(SETTINGS, str(e)) from None
 
     def raw_status(self) -> dict:
         """status.json as written, without the liveness check (``RunDamaged`` if unreadable)."""
-        return self._read_object(STATUS)
+        try:
+            return parse_status(self._read_bytes(STATUS))
+        except FileInvalid as e:
+            raise self._damaged(STATUS, str(e)) from None
 
     def status(self) -> dict:
         """status.json, with an active run whose process died reported as 'interrupted'.
 
         A run nobody has started yet (no pid) is 'queued' while its heartbeat is fresh."""
         st = self.raw_status()
-        if st.get("state") in ACTIVE_STATES and not self.reference:
+        if st.get("state") in ACTIVE and not self.reference:
             try:
                 beat = float(st.get("heartbeat") or 0)
             except (TypeError, ValueError):
@@ -305,25 +477,28 @@ class Run:
             stale = time.time() - beat > HEARTBEAT_STALE_S
             pid = st.get("pid")
             # a queued run has no pid until its worker starts; a running one always has one
-            dead = not pid_alive(pid) if pid is not None or st.get("state") == "running" else False
+            dead = not pid_alive(pid) if pid is not None or st.get("state") == RunState.RUNNING else False
             if stale or dead:
                 why = ("the training process ended without finishing" if st.get("pid") is not None
                        else "no training process ever started for it")
-                st = {**st, "state": "interrupted", "error": st.get("error") or why}
+                st = {**st, "state": RunState.INTERRUPTED, "error": st.get("error") or why}
         return st
 
-    def state(self) -> str:
-        """The run's state, 'damaged' when a file it needs is unreadable."""
+    def state(self) -> RunState:
+        """The run's state, ``DAMAGED`` when a file it needs is unreadable."""
         try:
-            return str(self.status().get("state", "damaged"))
+            return RunState(self.status()["state"])
         except RunDamaged:
-            return "damaged"
+            return RunState.DAMAGED
 
     def update_status(self, **fields: object) -> dict:
-        """Merge ``fields`` into status.json (atomically) and return the new status."""
+        """Merge ``fields`` into status.json and return the new status. The read, merge and atomic
+        rewrite happen under the run's status lock, so two writers (the worker's heartbeat and a
+        rename from a page) never undo each other's fields."""
         self._writable()
-        st = {**self.raw_status(), **fields}
-        write_json_atomic(self.path / STATUS, st)
+        with file_lock(self.path / STATUS_LOCK):
+            st = {**self.raw_status(), **fields}
+            write_json_atomic(self.path / STATUS, st)
         return st
 
     def heartbeat(self, **fields: object) -> None:
@@ -466,15 +641,10 @@ class Run:
         path = self.path / CHECKPOINT
         if not path.is_file():
             return None
-        ckpt = _torch_load(self.id, path, map_location)
-        for key in ("model", "optimizer", "epoch", "history"):
-            if key not in ckpt:
-                raise self._damaged(CHECKPOINT, f"has no {key!r}")
         try:
-            ckpt["history"] = [EpochStats.from_dict(h) for h in ckpt["history"]]
-        except (RecordError, TypeError, AttributeError) as e:
-            raise self._damaged(CHECKPOINT, f"bad history ({e})") from None
-        return ckpt
+            return parse_checkpoint(path, map_location)
+        except FileInvalid as e:
+            raise self._damaged(CHECKPOINT, str(e)) from None
 
     def save_model(self, record: dict) -> None:
         """Store the final model record (see ``engine.model_record``) atomically."""
@@ -489,11 +659,10 @@ class Run:
         path = self.path / MODEL
         if not path.is_file():
             raise FileNotFoundError(f"run {self.id} has no trained model yet (state: {self.state()})")
-        rec = _torch_load(self.id, path, map_location)
-        for key in ("model", "mean", "std", "settings", "classes"):
-            if key not in rec:
-                raise self._damaged(MODEL, f"has no {key!r}")
-        return rec
+        try:
+            return parse_model(path, self.settings(), map_location)
+        except FileInvalid as e:
+            raise self._damaged(MODEL, str(e)) from None
 
     # ------------------------------------------------------------------ predictions
     def save_predictions(self, probs: np.ndarray, labels: np.ndarray, fingerprint: str) -> None:
@@ -508,15 +677,8 @@ class Run:
         """``{"probs": (N,10) float32, "preds": (N,) int64, "labels": (N,), "fingerprint": str}``,
         or None when absent or unreadable (they are a cache: the model can recompute them)."""
         try:
-            with np.load(self.path / PREDICTIONS, allow_pickle=False) as z:
-                probs = z["probs"].astype(np.float32)
-                preds = z["preds"] if "preds" in z.files else probs.argmax(1)  # files before preds
-                labels = z["labels"].astype(np.int64)
-                if probs.ndim != 2 or len(probs) != len(labels) or len(preds) != len(labels):
-                    return None
-                return {"probs": probs, "preds": preds.astype(np.int64), "labels": labels,
-                        "fingerprint": str(z["fingerprint"])}
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return parse_predictions(self.path / PREDICTIONS)
+        except (FileInvalid, OSError):
             return None
 
     # ------------------------------------------------------------------ summary
@@ -542,13 +704,13 @@ class Run:
                 st = self.raw_status()
             except RunDamaged:
                 st = {}
-            return RunSummary(self.id, str(st.get("label") or self.id), self.reference, "?", "damaged",
+            return RunSummary(self.id, str(st.get("label") or self.id), self.reference, "?", RunState.DAMAGED,
                               0, None, None, None, None, None, 0.0, _float(st.get("created")), e.short,
                               self.has_model(), _tags(st))
         best = m.best
         return RunSummary(
             id=self.id, label=str(st.get("label") or self.id), reference=self.reference, norm=s.norm,
-            status=str(st.get("state", "damaged")), epoch=len(m.epochs), epochs=s.epochs,
+            status=RunState(st["state"]), epoch=len(m.epochs), epochs=s.epochs,
             best_test_acc=best.test_acc if best else None, best_epoch=best.epoch if best else None,
             final_test_acc=m.epochs[-1].test_acc if m.epochs else None,
             params=st.get("params") if isinstance(st.get("params"), int) else None,
@@ -605,7 +767,7 @@ class RunStore:
             now = time.time()
             write_json_atomic(folder / SETTINGS, settings.to_dict())
             write_json_atomic(folder / STATUS, {
-                "state": "queued", "label": (label or "").strip()[:80] or None, "created": now,
+                "state": RunState.QUEUED, "label": (label or "").strip()[:80] or None, "created": now,
                 "heartbeat": now, "pid": None, "params": settings.param_count(), "tags": tags or {}})
 
         return self._new_run(write, settings.norm)
@@ -696,7 +858,7 @@ class RunStore:
         run = self.get(run_id)
         run._writable()
         state = run.state()
-        if state in ACTIVE_STATES:
+        if state in ACTIVE:
             raise RuntimeError(f"{run_id} is still {state}: stop it first")
         trash = self.root / f".deleted-{run_id}-{secrets.token_hex(3)}"
         try:

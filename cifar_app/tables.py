@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .records import EpochStats
 from .runstore import RunSummary
+from .states import PROBLEMS, RunState
 
 NORM_ORDER = ("batch", "group", "layer", "none")
 
@@ -15,7 +16,7 @@ def default_selection(summaries: list[RunSummary]) -> list[str]:
     chosen: dict[str, str] = {}
     for completed_only in (True, False):
         for s in summaries:
-            if s.damaged or s.norm in chosen or (completed_only and s.status != "completed"):
+            if s.damaged or s.norm in chosen or (completed_only and s.status != RunState.COMPLETED):
                 continue
             chosen[s.norm] = s.id
     return [chosen[n] for n in sorted(chosen, key=lambda n: NORM_ORDER.index(n) if n in NORM_ORDER else 9)]
@@ -35,8 +36,8 @@ def runs_table_rows(summaries: list[RunSummary]) -> list[dict]:
             "epoch": f"{s.epoch}/{'?' if s.epochs is None else s.epochs}",
             "best test acc (%)": _pct(s.best_test_acc),
             "params": s.params, "minutes": round(s.seconds / 60, 1),
-            "experiment": s.tags.get("experiment"),
-            "problem": s.error if s.status in ("damaged", "failed", "interrupted") else None,
+            "experiment": s.tags.get("experiment") or "",
+            "problem": s.error if s.status in PROBLEMS else "",
             "open": f"train?run={s.id}", "id": s.id,
         })
     return rows

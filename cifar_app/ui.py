@@ -8,53 +8,48 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from . import access
+from . import access, webapp
+from .access import Action
 from .charts import NORM_LABELS
 from .data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
 from .runstore import Run, RunStore, RunSummary, default_store
 from .settings import TrainSettings
 
-READ_ONLY_HELP = "Read-only: enter the access token in the sidebar to change anything."
+READ_ONLY_HELP = "Needs the access token: enter it in the sidebar."
 
 
 # ---------------------------------------------------------------------------- page setup & access
 
 
 def page_setup() -> None:
-    """Call first on every page: the app's navigation for deep links, and the access sidebar."""
-    ensure_navigation()
+    """Call first on every page: the access sidebar; on a private exposed server, a visitor without
+    the token sees the token prompt and nothing else (the page stops here)."""
     _access_sidebar()
-
-
-def ensure_navigation() -> None:
-    """Make a deep link (e.g. ``/train?run=...``) use ``dashboard.py``'s navigation.
-
-    Streamlit treats an app with a ``pages/`` folder as an old-style multipage app until its entry
-    script has called ``st.navigation`` once in this server process; a page opened by URL before
-    that would run alone, without the app's navigation and layout. Switch the flag and rerun: the
-    rerun goes through ``dashboard.py``, which routes to the same page. This uses a Streamlit
-    internal; ``tests/test_pages.py::test_the_navigation_internal_still_exists`` fails loudly when
-    an upgrade changes it.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if not may(Action.VIEW):
+        st.title("CIFAR-10 Normalization Lab")
+        st.info(policy().describe(granted=False) + " Enter it in the sidebar, or open the link with "
+                "`?token=…` that the server printed.")
+        st.stop()
 
 
 def _server_address() -> str | None:
     return st.get_option("server.address")
 
 
+def policy() -> access.Policy:
+    """This server's access policy (``cifar_app.access``)."""
+    return access.policy(_server_address())
+
+
 def token_required() -> bool:
-    """Whether this server asks for the access token before changing anything."""
-    return access.token_required(_server_address())
+    """Whether this server asks for the access token."""
+    return policy().token_required
 
 
 @st.cache_resource(show_spinner=False)
@@ -64,16 +59,30 @@ def _announce_token(address: str) -> str:
     if generated:
         port = st.get_option("server.port")
         print(f"CIFAR-10 Normalization Lab is reachable beyond this machine ({address or 'all interfaces'})."
-              f"\nChanging anything needs this access token (or set ${access.TOKEN_ENV}):\n    {token}\n"
+              f"\nIt needs this access token (or set ${access.TOKEN_ENV}):\n    {token}\n"
               f"or open http://<this host>:{port}/?token={token}", file=sys.stderr, flush=True)
     return token
 
 
-def may_change() -> bool:
-    """True when this browser session may start, stop, delete, import or download."""
-    if not token_required():
-        return True
+def _granted() -> bool:
     return bool(st.session_state.get("_access_granted"))
+
+
+def may(action: Action) -> bool:
+    """Whether this browser session may do ``action`` (the policy is ``access.Policy.allows``)."""
+    return policy().allows(action, _granted())
+
+
+def may_change() -> bool:
+    """True when this browser session may start, stop, delete or import."""
+    return may(Action.CHANGE)
+
+
+def route_key() -> str | None:
+    """The live routes' key for this session (None where anyone may view)."""
+    if not token_required() or not _granted():
+        return None
+    return access.route_key(access.server_token()[0])
 
 
 def _access_sidebar() -> None:
@@ -84,29 +93,47 @@ def _access_sidebar() -> None:
     if given is not None:
         if access.token_matches(given, token):
             st.session_state["_access_granted"] = True
+        else:
+            st.session_state["_access_refused"] = True
         del st.query_params["token"]  # keep it out of the address bar and of shared links
     with st.sidebar:
-        if st.session_state.get("_access_granted"):
-            st.caption("🔓 Access token accepted: you can change runs.")
+        if _granted():
+            st.caption("🔓 Access token accepted: you can view and change everything.")
             return
-        st.info("**Read-only.** This app is reachable from other machines, so starting, stopping, "
-                "deleting and downloading need the access token (`CIFAR_APP_TOKEN`, or the one "
-                "printed in the server's console).")
-        entered = st.text_input("Access token", type="password", key="_access_token_input")
+        st.info(policy().describe(granted=False))
+        entered = st.text_input("Access token", type="password", key="_access_token_input", max_chars=512)
         if entered:
             if access.token_matches(entered, token):
                 st.session_state["_access_granted"] = True
+                st.session_state.pop("_access_refused", None)
                 st.rerun()
+            st.error("That is not the access token.")
+        elif st.session_state.pop("_access_refused", False):
             st.error("That is not the access token.")
 
 
-def action_button(label: str, key: str, **kwargs: object) -> bool:
-    """A button for an action that changes state: disabled (with the reason) while this session is
-    read-only, and never reported as pressed without access, whatever the client sends."""
-    allowed = may_change()
+def action_button(label: str, key: str, action: Action = Action.CHANGE, **kwargs: object) -> bool:
+    """A button for ``action``: disabled (with the reason) while this session may not do it, and
+    never reported as pressed without access, whatever the client sends."""
+    allowed = may(action)
     if not allowed:
         kwargs = {**kwargs, "disabled": True, "help": READ_ONLY_HELP}
     return st.button(label, key=key, **kwargs) and allowed  # type: ignore[arg-type]
+
+
+def download_button(label: str, data: Callable[[], bytes | str], file_name: str, mime: str, key: str,
+                    help: str | None = None, container: object = st) -> None:
+    """A download of a run's file, built only when clicked (``data`` is called then, on the
+    server); without access a disabled button that hands out nothing."""
+    if not may(Action.DOWNLOAD):
+        container.button(label, key=key, disabled=True, help=READ_ONLY_HELP)
+        return
+    container.download_button(label, data, file_name, mime, key=key, help=help)
+
+
+def server_path(path: Path | str) -> str:
+    """A server folder as the page may show it: the path with access, else a placeholder."""
+    return str(Path(path).resolve()) if may(Action.PATHS) else "(a folder on the server)"
 
 
 # ---------------------------------------------------------------------------- store & data
@@ -168,7 +195,7 @@ def data_missing_hint() -> None:
     """Tell the user the test set is missing and where to fix it."""
     st.warning("The CIFAR-10 test set is not available, so this needs the dataset. "
                "See the **Runs** page to download it, or point `CIFAR_APP_DATA` at a copy.")
-    if st.session_state.get("data_error"):
+    if st.session_state.get("data_error") and may(Action.PATHS):  # it names server folders
         with st.expander("details"):
             st.text(st.session_state["data_error"])
 
@@ -277,29 +304,30 @@ def live_progress(run_id: str, snapshot: dict) -> None:
     _live_component(key=f"live_progress_{run_id}", on_changed_change=lambda: None, data={
         "view": "progress", "run": run_id, "snapshot": snapshot, "state": snapshot["state"],
         "epochs": snapshot["epochs"], "probes": snapshot["probes"], "every_ms": PROGRESS_EVERY_MS,
-        "base": _base_url_path()})
+        "path": webapp.path(webapp.RUN_LIVE, run_id=run_id), **_route_data()})
 
 
 def live_figure(run_id: str, name: str, smoothing: float = 0.9) -> None:
     """One of a running run's figures (``live.FIGURES``: "epochs" or "batches"), fetched and
     updated in place in the browser while it trains."""
-    from .webapp import plotly_js_path
-
     _live_component(key=f"live_{name}_{run_id}", data={
         "view": "figure", "figure": name, "run": run_id, "smoothing": smoothing,
-        "every_ms": FIGURE_EVERY_MS[name], "plotly": plotly_js_path(), "base": _base_url_path()})
+        "every_ms": FIGURE_EVERY_MS[name], "plotly": webapp.plotly_js_path(),
+        "path": webapp.path(webapp.RUN_FIGURE, run_id=run_id, name=name), **_route_data()})
 
 
-def live_watch(path: str, version: str, key: str) -> None:
-    """Nothing to see: asks ``path`` (a live route answering ``{"version": ...}``) every 2 s in the
-    browser and re-runs the fragment around it once the version differs from ``version``."""
-    _live_component(key=key, on_changed_change=lambda: None, data={
-        "view": "watch", "path": path, "version": version, "every_ms": WATCH_EVERY_MS,
-        "base": _base_url_path()})
+def live_watch_experiment(exp_id: str, version: str) -> None:
+    """Nothing to see: asks the sweep's live route every 2 s in the browser and re-runs the
+    fragment around it once its version differs from ``version``."""
+    _live_component(key=f"watch_{exp_id}", on_changed_change=lambda: None, data={
+        "view": "watch", "path": webapp.path(webapp.EXPERIMENT_LIVE, exp_id=exp_id), "version": version,
+        "every_ms": WATCH_EVERY_MS, **_route_data()})
 
 
-def _base_url_path() -> str:
-    return str(st.get_option("server.baseUrlPath") or "").strip("/")
+def _route_data() -> dict:
+    """What every live view needs to reach the routes: the base URL path and this session's key."""
+    return {"base": str(st.get_option("server.baseUrlPath") or "").strip("/"), "key": route_key(),
+            "key_header": access.ROUTE_KEY_HEADER}
 
 
 def upscale(image: np.ndarray, factor: int = 4) -> np.ndarray:

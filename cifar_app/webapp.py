@@ -13,8 +13,10 @@ serves these next to the pages (under ``server.baseUrlPath`` when one is set):
 - ``GET lab/plotly-{version}.min.js`` — plotly.js from the installed ``plotly`` package (cached
   for a year: the version is in the name), for the live view's chart.
 
-They only read, as every page may without the access token (``cifar_app.access``): they show what
-the Train page shows.
+They only read, and show what the pages show: anyone may ask them when the server's access policy
+lets anyone view (``cifar_app.access``); a private exposed server answers 403 unless the request
+carries the route key of a page session that gave the token. The routes' addresses are written
+here only (``RUN_LIVE``, ``RUN_FIGURE``, ``EXPERIMENT_LIVE``); pages get them from ``path``.
 """
 
 from __future__ import annotations
@@ -28,17 +30,38 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from . import live
+from . import access, live
 from .experiments import ExperimentNotFound, ExperimentStore
 from .runstore import RunDamaged, RunNotFound, default_store
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PLOTLY_VERSION = plotly.offline.get_plotlyjs_version()
 NO_STORE = {"Cache-Control": "no-store"}
+RUN_LIVE = "lab/runs/{run_id}/live"
+RUN_FIGURE = "lab/runs/{run_id}/figures/{name}"
+EXPERIMENT_LIVE = "lab/experiments/{exp_id}/live"
+
+
+def path(route: str, **params: str) -> str:
+    """The address of ``route`` (one of the patterns above) for ``params``, relative to the app."""
+    from urllib.parse import quote
+
+    return route.format(**{k: quote(str(v), safe="") for k, v in params.items()})
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+
+
+def _guarded(handler, pol: access.Policy):
+    """``handler``, answering 403 instead when ``pol`` does not let this request view."""
+    def guarded(request: Request) -> Response:
+        if not access.route_allowed(pol, request.headers.get(access.ROUTE_KEY_HEADER),
+                                    access.server_token()[0]):
+            return _error(403, "this lab is private: open it with the access token")
+        return handler(request)
+
+    return guarded
 
 
 def live_json(request: Request) -> Response:
@@ -96,14 +119,16 @@ def plotly_js(request: Request) -> Response:
                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
-def routes(base_url_path: str = "") -> list[Route]:
-    """The live-view routes, under ``base_url_path`` (Streamlit's ``server.baseUrlPath``)."""
+def routes(base_url_path: str = "", pol: access.Policy | None = None) -> list[Route]:
+    """The live-view routes, under ``base_url_path`` (Streamlit's ``server.baseUrlPath``), guarded
+    by the server's access policy ``pol`` (default: open, as on loopback)."""
+    pol = pol or access.Policy(token_required=False)
     base = "/" + base_url_path.strip("/") if base_url_path.strip("/") else ""
     return [
-        Route(f"{base}/lab/runs/{{run_id}}/live", live_json, methods=["GET"]),
-        Route(f"{base}/lab/runs/{{run_id}}/figures/{{name}}", figure_json, methods=["GET"]),
-        Route(f"{base}/lab/experiments/{{exp_id}}/live", experiment_json, methods=["GET"]),
-        Route(f"{base}/lab/plotly-{PLOTLY_VERSION}.min.js", plotly_js, methods=["GET"]),
+        Route(f"{base}/{RUN_LIVE}", _guarded(live_json, pol), methods=["GET"]),
+        Route(f"{base}/{RUN_FIGURE}", _guarded(figure_json, pol), methods=["GET"]),
+        Route(f"{base}/{EXPERIMENT_LIVE}", _guarded(experiment_json, pol), methods=["GET"]),
+        Route(f"{base}/{plotly_js_path()}", plotly_js, methods=["GET"]),  # a public library
     ]
 
 

@@ -166,7 +166,7 @@ def test_cli_refuses_a_bad_grid_before_anything_starts(tmp_path):
 def page(query: dict | None = None):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages/experiments.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages/experiments.py"), default_timeout=60)
     for k, v in (query or {}).items():
         at.query_params[k] = v
     at.run()
@@ -245,7 +245,7 @@ def test_compare_offers_an_experiment_selector_that_picks_its_runs(page_env):
     from cifar_app.jobs import execute_run
 
     execute_run(page_env.runs, other.id, data=synthetic_data(200, 50))
-    at = AppTest.from_file(str(ROOT / "pages/compare.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages/compare.py"), default_timeout=60)
     at.run()
     assert not at.exception and len(at.multiselect(key="compare_runs").value) == 2  # latest per norm
     at.selectbox(key="compare_exp").set_value(exp.id).run()

@@ -201,7 +201,7 @@ def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src):
     monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 10)))
     monkeypatch.chdir(ROOT)
     cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "pages/home.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages/home.py"), default_timeout=60)
     at.run()
     assert "No runs yet" in "\n".join(i.value for i in at.info)
     at.file_uploader(key="import_bundle").set_value(("run.zip", bundle_bytes(src), "application/zip")).run()

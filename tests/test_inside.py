@@ -97,7 +97,7 @@ def test_the_inside_page_shows_a_run(monkeypatch, tmp_path):
     store = RunStore(tmp_path / "runs", reference_root=None)
     run = store.create(TrainSettings(norm="batch", **QUICK))
     execute_run(store, run.id, data=synthetic_data(200, 300))
-    at = AppTest.from_file(str(ROOT / "pages/inside.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages/inside.py"), default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) == 4  # bands, gradient norms, weight norms, BN statistics
@@ -208,7 +208,7 @@ def test_classify_shows_alone_and_in_batch_scores(monkeypatch, tmp_path, tiny_mo
     monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
     monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 13)))
     cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "pages/classify.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages/classify.py"), default_timeout=60)
     at.run()
     at.toggle(key="cls_batch").set_value(True).run()
     buf = io.BytesIO()
@@ -232,7 +232,7 @@ def test_the_disagreement_tab_counts_patterns_and_shows_their_images(monkeypatch
     monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
     monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 5)))
     cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "pages/misclassified.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages/misclassified.py"), default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.multiselect(key="dis_runs").value) == 4
@@ -287,7 +287,7 @@ def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny
     monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
     monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 5)))
     cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "pages/misclassified.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app_pages/misclassified.py"), default_timeout=120)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert not any("Grad-CAM" in c for img in at.get("image") for c in img.captions)  # on demand
@@ -296,7 +296,7 @@ def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny
     captions = [c for img in at.get("image") for c in img.captions]
     assert sum(c.startswith("Grad-CAM: predicted") or c.startswith("Grad-CAM: true") for c in captions) == 2
     assert any(c.startswith("Integrated Gradients: predicted") for c in captions)
-    at = AppTest.from_file(str(ROOT / "pages/classify.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app_pages/classify.py"), default_timeout=120)
     at.run()
     at.toggle(key="cls_cam").set_value(True).run()
     buf = io.BytesIO()

@@ -81,7 +81,11 @@ def test_progress_text():
     assert live.progress_text("running", 2, 20, 40, 391, 2900.4, 310) == \
         "running · epoch 2/20 · batch 40/391 · 2,900 images/s · 5 min 10 s left"
     assert live.progress_text("queued", 1, 3, 0, 0, None, None) == \
-        "queued · epoch 1/3 · batch 0/? · measuring speed · - left"
+        "queued · epoch 1/3 · batch 0/? · measuring speed · estimating the time left"
+    # a finished run has no time left to show (it read "1,390 images/s · - left")
+    assert live.progress_text("completed", 20, 20, 391, 391, 1390.0, None) == \
+        "completed · epoch 20/20 · batch 391/391 · 1,390 images/s"
+    assert live.progress_text("stopped", 3, 20, 12, 391, 1390.0, None).endswith("1,390 images/s")
 
 
 def test_live_route_answers_the_snapshot(client, running):

@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 from cifar_app.records import BatchStats
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/home.py", "pages/train.py", "pages/compare.py", "pages/misclassified.py",
-         "pages/classify.py", "pages/model.py"]
+PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/compare.py", "app_pages/misclassified.py",
+         "app_pages/classify.py", "app_pages/model.py"]
 
 
 def run_page(path: str, query: dict | None = None) -> AppTest:
@@ -70,9 +70,9 @@ def completed_env(app_env, monkeypatch):
     return run
 
 
-EMPTY_HINTS = {"pages/home.py": "No runs yet", "pages/train.py": "No runs yet",
-               "pages/compare.py": "No run has finished", "pages/misclassified.py": "No trained model",
-               "pages/classify.py": "No trained model", "pages/model.py": "49,482"}
+EMPTY_HINTS = {"app_pages/home.py": "No runs yet", "app_pages/train.py": "No runs yet",
+               "app_pages/compare.py": "No run has finished", "app_pages/misclassified.py": "No trained model",
+               "app_pages/classify.py": "No trained model", "app_pages/model.py": "49,482"}
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -89,16 +89,16 @@ def test_dashboard_entry_opens_the_runs_page(app_env):
 
 def test_missing_dataset_offers_the_download(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "nothing-here"))
-    at = run_page("pages/home.py")
+    at = run_page("app_pages/home.py")
     assert "not in" in texts(at) and any(b.label == "Download CIFAR-10" for b in at.button)
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_with_a_completed_run(completed_env, page):
     at = run_page(page, {"run": completed_env.id})
-    if page == "pages/misclassified.py":
+    if page == "app_pages/misclassified.py":
         assert "misclassified" in texts(at) and len(at.get("imgs") + at.get("image")) >= 1
-    if page == "pages/home.py":
+    if page == "app_pages/home.py":
         assert completed_env.id in str(at.dataframe[0].value)
 
 
@@ -111,7 +111,7 @@ def test_pages_with_a_running_run(app_env, page):
     run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
     run.append_metrics(*[BatchStats(i, 1, i, 10, 2.3 - i / 10, 0.01 * i, time.time()) for i in range(1, 6)])
     at = run_page(page, {"run": run.id})
-    if page == "pages/train.py":  # followed in the browser (cifar_app/live_view.js), not by re-runs
+    if page == "app_pages/train.py":  # followed in the browser (cifar_app/live_view.js), not by re-runs
         views = [json.loads(e.proto.json) for e in at.get("bidi_component")]
         progress = next(v for v in views if v["view"] == "progress")
         assert progress["snapshot"]["text"].startswith("running · epoch 1/3 · batch 5/10 · ")
@@ -128,7 +128,7 @@ def png(color=(200, 30, 30), size=(48, 40)) -> bytes:
 
 
 def test_train_page_shows_params_and_refuses_bad_settings(app_env):
-    at = run_page("pages/train.py")
+    at = run_page("app_pages/train.py")
     assert any("Parameters" == m.label for m in at.metric)
     at.radio(key="norm").set_value("group").run()
     at.select_slider(key="groups").set_value(16).run()  # 16 does not divide 24
@@ -138,7 +138,7 @@ def test_train_page_shows_params_and_refuses_bad_settings(app_env):
 
 
 def test_classify_page_good_and_bad_upload(completed_env):
-    at = run_page("pages/classify.py", {"run": completed_env.id})
+    at = run_page("app_pages/classify.py", {"run": completed_env.id})
     at.file_uploader(key="cls_files").set_value([
         ("good.png", png(), "image/png"),
         ("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png"),
@@ -153,12 +153,12 @@ def test_classify_page_good_and_bad_upload(completed_env):
 def test_fresh_install_shows_the_reference_runs_without_data(app_env, monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR_APP_REFERENCE_RUNS")
     monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "no-data-yet"))
-    at = run_page("pages/compare.py")
+    at = run_page("app_pages/compare.py")
     assert len(at.get("plotly_chart")) >= 2 and "ref-batch" in at.multiselect(key="compare_runs").value
-    at = run_page("pages/classify.py")
+    at = run_page("app_pages/classify.py")
     at.file_uploader(key="cls_files").set_value(("cat.png", png(), "image/png")).run()
     assert not at.exception and len(at.get("plotly_chart")) >= 1
-    at = run_page("pages/misclassified.py")
+    at = run_page("app_pages/misclassified.py")
     assert "needs the dataset" in texts(at)
 
 
@@ -174,10 +174,10 @@ def test_a_damaged_run_is_named_on_every_page_and_the_others_still_work(complete
     (bad / "metrics.jsonl").write_bytes(b"\xff\xfe garbage\n")
     (bad / "status.json").write_text("[1, 2]")
     at = run_page(page, {"run": bad.name})
-    if page != "pages/model.py":
+    if page != "app_pages/model.py":
         assert "damaged: " in texts(at), texts(at)
     at = run_page(page, {"run": completed_env.id})  # the good run is unaffected
-    if page == "pages/home.py":
+    if page == "app_pages/home.py":
         table = at.dataframe[0].value
         status = dict(zip(table["id"], table["status"]))
         assert status == {completed_env.id: "completed", bad.name: "damaged"}
@@ -185,7 +185,7 @@ def test_a_damaged_run_is_named_on_every_page_and_the_others_still_work(complete
 
 def test_a_run_with_settings_that_are_a_list_shows_damaged_on_the_train_page(completed_env):
     (completed_env.path / "settings.json").write_text('["batch"]')
-    at = run_page("pages/train.py", {"run": completed_env.id})
+    at = run_page("app_pages/train.py", {"run": completed_env.id})
     assert any("damaged: settings.json" in e.value for e in at.error)
 
 
@@ -196,7 +196,7 @@ def test_start_with_an_unwritable_runs_folder_says_which_path_and_why(app_env, m
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("")
     monkeypatch.setenv("CIFAR_APP_RUNS", str(not_a_folder))
-    at = run_page("pages/train.py")
+    at = run_page("app_pages/train.py")
     at.button(key="start").click().run()
     assert not at.exception
     assert any(str(not_a_folder) in e.value and "not a folder" in e.value for e in at.error)
@@ -216,11 +216,11 @@ def exposed(monkeypatch, token: str | None = "s3cret-token"):
         monkeypatch.setenv("CIFAR_APP_TOKEN", token)
 
 
-ACTIONS = {"pages/train.py": ["start"], "pages/home.py": ["rename", "delete"]}
+ACTIONS = {"app_pages/train.py": ["start"], "app_pages/home.py": ["rename", "delete"]}
 
 
 def test_on_loopback_actions_need_no_token(completed_env):
-    at = run_page("pages/train.py", {"run": completed_env.id})
+    at = run_page("app_pages/train.py", {"run": completed_env.id})
     assert not at.button(key="start").disabled and not at.sidebar.text_input
 
 
@@ -238,7 +238,7 @@ def test_exposed_without_the_token_the_app_is_read_only(completed_env, monkeypat
 
 def test_exposed_with_the_token_actions_work(completed_env, monkeypatch):
     exposed(monkeypatch)
-    at = run_page("pages/home.py", {"run": completed_env.id})
+    at = run_page("app_pages/home.py", {"run": completed_env.id})
     at.sidebar.text_input(key="_access_token_input").input("s3cret-token").run()
     assert not at.exception and not at.button(key="rename").disabled
     at.text_input(key="rename_to").input("renamed by token").run()
@@ -248,7 +248,7 @@ def test_exposed_with_the_token_actions_work(completed_env, monkeypatch):
 
 def test_exposed_the_token_in_the_url_unlocks_and_leaves_the_url(completed_env, monkeypatch):
     exposed(monkeypatch)
-    at = run_page("pages/train.py", {"run": completed_env.id, "token": "s3cret-token"})
+    at = run_page("app_pages/train.py", {"run": completed_env.id, "token": "s3cret-token"})
     assert not at.button(key="start").disabled and "token" not in at.query_params
 
 
@@ -258,18 +258,18 @@ def test_exposed_without_a_configured_token_one_is_generated_and_printed(complet
 
     exposed(monkeypatch, token=None)
     monkeypatch.setattr(access, "_generated", None)
-    at = run_page("pages/train.py", {"run": completed_env.id})
+    at = run_page("app_pages/train.py", {"run": completed_env.id})
     assert at.button(key="start").disabled
     token, generated = access.server_token()
     assert generated and token in capsys.readouterr().err
-    at = run_page("pages/train.py", {"run": completed_env.id, "token": token})
+    at = run_page("app_pages/train.py", {"run": completed_env.id, "token": token})
     assert not at.button(key="start").disabled
 
 
 def test_a_forced_token_applies_on_loopback_too(completed_env, monkeypatch):
     monkeypatch.setenv("CIFAR_APP_REQUIRE_TOKEN", "1")
     monkeypatch.setenv("CIFAR_APP_TOKEN", "behind-a-proxy")
-    at = run_page("pages/train.py", {"run": completed_env.id})
+    at = run_page("app_pages/train.py", {"run": completed_env.id})
     assert at.button(key="start").disabled
 
 
@@ -281,16 +281,3 @@ def test_which_addresses_count_as_loopback(address, loopback):
 
     assert access.is_loopback(address) is loopback
     assert access.token_required(address, env={}) is (not loopback)
-
-
-def test_the_navigation_internal_still_exists():
-    """ui.ensure_navigation flips PagesManager.uses_pages_directory (a Streamlit internal, see its
-    docstring). If a Streamlit upgrade renames or drops it, deep links lose the app's navigation:
-    this test fails loudly so that the helper gets updated."""
-    import inspect
-
-    from streamlit.runtime import pages_manager
-    from streamlit.runtime.scriptrunner import script_runner
-
-    assert hasattr(pages_manager.PagesManager, "uses_pages_directory")
-    assert "PagesManager.uses_pages_directory" in inspect.getsource(script_runner)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.access import Action
 from cifar_app.export import (
     BundleError,
     bundle_bytes,
@@ -14,6 +15,7 @@ from cifar_app.export import (
 from cifar_app.jobs import download_status, start_download
 from cifar_app.progress import format_duration
 from cifar_app.runstore import StoreError
+from cifar_app.states import DownloadState
 from cifar_app.tables import runs_table_rows
 
 ui.page_setup()
@@ -25,22 +27,23 @@ st.markdown("Train the seed's 14-layer CNN (< 50,000 parameters) on CIFAR-10 wit
 st.subheader("Dataset")
 data = ui.dataset()
 if data is not None:
+    where = f" — {data.source}" if ui.may(Action.PATHS) else ""
     st.success(f"CIFAR-10 found: {len(data.train_x):,} training and {len(data.test_x):,} test "
-               f"images — {data.source}.")
+               f"images{where}.")
 else:
     root = ui.data_dir()
-    st.warning(f"CIFAR-10 is not in `{root.resolve()}`.")
+    st.warning(f"CIFAR-10 is not in the data folder `{ui.server_path(root)}`.")
     st.markdown("Either **download** it here (needs internet, ~170 MB), or put a copy there "
                 "(torchvision's `cifar-10-batches-py/` or `train/<class>/` + `test/<class>/` image "
                 "folders) or start the app with `CIFAR_APP_DATA=/path/to/cifar10`. The shipped "
                 "reference runs work without it on the Compare, Classify and Model pages.")
     dl = download_status(root)
-    if dl and dl["state"] == "running":
+    if dl and dl["state"] == DownloadState.RUNNING:
         st.info(f"Downloading… {dl['message']}")
         if st.button("Refresh"):
             st.rerun()
     else:
-        if dl and dl["state"] == "failed":
+        if dl and dl["state"] == DownloadState.FAILED:
             st.error(f"The download failed: {dl['message']}")
         if ui.action_button("Download CIFAR-10", key="download", type="primary"):
             try:
@@ -62,7 +65,7 @@ else:
     for s in summaries:
         if s.damaged:
             st.error(f"`{s.id}` — {s.error}. Nothing was changed; delete it below if you want.")
-    st.caption(f"Runs are stored in `{store.root.resolve()}`; total training time "
+    st.caption(f"Runs are stored in `{ui.server_path(store.root)}`; total training time "
                f"{format_duration(sum(s.seconds for s in summaries))}.")
 
 mine = [s for s in summaries if not s.reference]
@@ -94,25 +97,28 @@ with st.expander("Export or import a run"):
         st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
     chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
                                          format_func=lambda i: ui.run_label(exportable[i])))
-    if chosen is not None:
+    if chosen is not None:  # each file is made only when its button is clicked
         run = store.get(chosen.id)
         c1, c2, c3, c4 = st.columns(4)
-        c1.download_button("Bundle (.zip)", bundle_bytes(run), f"{run.id}.zip", "application/zip",
-                           key="dl_bundle", help="everything the pages need to show this run elsewhere; "
-                           "import it with `python -m cifar_app import` or below")
-        c2.download_button("Metrics (.csv)", metrics_csv(run), f"{run.id}-metrics.csv", "text/csv",
-                           key="dl_metrics")
+        ui.download_button("Bundle (.zip)", lambda: bundle_bytes(run), f"{run.id}.zip", "application/zip",
+                           key="dl_bundle", container=c1, help="everything the pages need to show this "
+                           "run elsewhere; import it with `python -m cifar_app import` or below")
+        ui.download_button("Metrics (.csv)", lambda: metrics_csv(run), f"{run.id}-metrics.csv", "text/csv",
+                           key="dl_metrics", container=c2)
         if chosen.has_model:
-            names = data.limit(test_limit=run.settings().test_limit).test_names if data is not None else None
-            c3.download_button("Predictions (.csv)", predictions_csv(run, names), f"{run.id}-predictions.csv",
-                               "text/csv", key="dl_predictions")
-            if c4.button("Prepare ONNX", key="make_onnx"):
-                st.session_state["onnx"] = (run.id, onnx_bytes(run))
-            if st.session_state.get("onnx", (None,))[0] == run.id:
-                c4.download_button("Model (.onnx)", st.session_state["onnx"][1], f"{run.id}.onnx",
-                                   "application/octet-stream", key="dl_onnx",
-                                   help="input float32 (N, 3, 32, 32) RGB in [0, 1]; output logits (N, 10)")
-    bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle")
+            def predictions() -> str:
+                names = data.limit(test_limit=run.settings().test_limit).test_names if data else None
+                return predictions_csv(run, names)
+
+            ui.download_button("Predictions (.csv)", predictions, f"{run.id}-predictions.csv", "text/csv",
+                               key="dl_predictions", container=c3)
+            ui.download_button("Model (.onnx)", lambda: onnx_bytes(run), f"{run.id}.onnx",
+                               "application/octet-stream", key="dl_onnx", container=c4,
+                               help="exported when clicked; input float32 (N, 3, 32, 32) RGB in "
+                               "[0, 1]; output logits (N, 10)")
+    bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle",
+                              disabled=not ui.may(Action.CHANGE), help=None if ui.may(Action.CHANGE)
+                              else ui.READ_ONLY_HELP)
     if bundle is not None and ui.action_button("Import", key="import"):
         try:
             new = import_bundle(store, bundle.getvalue(), origin=bundle.name)

@@ -7,6 +7,8 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.charts import group_bars, sweep_plot
 from cifar_app.experiments import (
+    BACKENDS,
+    CONFIRM_ABOVE,
     PRESETS,
     RULES,
     ExperimentNotFound,
@@ -26,6 +28,7 @@ from cifar_app.progress import format_duration
 from cifar_app.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.runstore import StoreError
 from cifar_app.settings import SettingsError
+from cifar_app.states import EXPERIMENT_RESUMABLE, TERMINAL, ExperimentState
 
 NEW = "new"
 
@@ -76,16 +79,16 @@ def new_experiment() -> None:
                                                 "epochs", "train_limit")} for p in points],
                  hide_index=True, key="exp_plan", height=min(400, 40 + 35 * len(points)))
     name = st.text_input("Name", value=kind if kind in PRESETS else "custom sweep", key="exp_name")
-    backend = st.radio("Backend", ["local", "ray"], horizontal=True, key="exp_backend",
-                       format_func={"local": "this machine (the run queue)",
-                                    "ray": "a Ray cluster (one task per point)"}.get)
+    backend = st.radio("Backend", list(BACKENDS), horizontal=True, key="exp_backend",
+                       format_func=BACKENDS.get)
     address = None
     if backend == "ray":
         if not ray_available():
             st.warning(f"Ray is not installed here: {INSTALL_HINT}.")
         address = st.text_input("Ray cluster address (empty: $RAY_ADDRESS, else a local Ray)",
                                 os.environ.get("RAY_ADDRESS", ""), key="exp_ray_address") or None
-    confirm = len(points) <= 200 or st.checkbox(f"Yes, run all {len(points)} points", key="exp_big")
+    confirm = len(points) <= CONFIRM_ABOVE or st.checkbox(f"Yes, run all {len(points)} points",
+                                                          key="exp_big")
     blocked = not confirm or (backend == "ray" and not ray_available())
     if ui.action_button("Start experiment", key="exp_start", type="primary", disabled=blocked):
         if ui.dataset() is None:
@@ -115,9 +118,11 @@ def show_experiment(exp_id: str, was_state: str) -> None:
     state, counts = snapshot["state"], snapshot["counts"]
     if state != was_state:
         st.rerun(scope="app")
-    if state == "running":
-        ui.live_watch(f"lab/experiments/{exp.id}/live", snapshot["version"], key=f"watch_{exp.id}")
-    st.progress(sum(counts.get(k, 0) for k in ("completed", "failed")) / len(points),
+    if state == ExperimentState.RUNNING:
+        ui.live_watch_experiment(exp.id, snapshot["version"])
+    if exp.error and state != ExperimentState.RUNNING:
+        st.error(f"The sweep's driver stopped: {exp.error}")
+    st.progress(sum(counts.get(k, 0) for k in TERMINAL) / len(points),
                 text=f"**{state}** · " + " · ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if exp.preset in PRESETS:
         st.caption(f"Claim: {PRESETS[exp.preset].claim} {PRESETS[exp.preset].note}")
@@ -144,11 +149,11 @@ else:
     state = exps.state(exp)
     c1, c2, _ = st.columns([1, 1, 4])
     with c1:
-        if state in ("running",) and ui.action_button("Stop", key="exp_stop"):
+        if state == ExperimentState.RUNNING and ui.action_button("Stop", key="exp_stop"):
             exps.request_stop(exp.id)
             st.toast("Stop requested: the running point stops, the others are cancelled.")
     with c2:
-        if state in ("stopped", "interrupted", "pending") and ui.action_button("Resume", key="exp_resume"):
+        if state in EXPERIMENT_RESUMABLE and ui.action_button("Resume", key="exp_resume"):
             try:
                 start_experiment(exps, exp.id, ui.data_dir())
                 st.rerun()

@@ -3,11 +3,13 @@
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.access import Action
 from cifar_app.batchdep import BatchDependence, batchdep_row
 from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, inside_norms
 from cifar_app.jobs import start_batchdep
 from cifar_app.live import run_snapshot
-from cifar_app.runstore import ACTIVE_STATES, RunDamaged, RunNotFound
+from cifar_app.runstore import RunDamaged, RunNotFound
+from cifar_app.states import ACTIVE
 from cifar_app.tables import default_selection
 
 LAYERS = ["C1", "C2", "C3", "C4", "C5", "C7", "C8", "C9"]
@@ -45,7 +47,7 @@ def draw(ids: list[str], layer: str, where: str) -> None:
             snapshot = run_snapshot(store.get(i))
         except RunNotFound:  # deleted meanwhile
             st.rerun(scope="app")
-        if snapshot["state"] in ACTIVE_STATES:
+        if snapshot["state"] in ACTIVE:
             st.caption(by_id[i].label)
             ui.live_progress(i, snapshot)
     series = []
@@ -87,7 +89,7 @@ for i in chosen:
         if run.reference:
             st.caption(f"{by_id[i].label}: not measured (`python -m cifar_app batchdep {i}`).")
         elif ui.action_button(f"Measure {by_id[i].label} (a minute or two, in the background)",
-                              key=f"bd_{i}"):
+                              key=f"bd_{i}", action=Action.COMPUTE):
             if ui.dataset() is None:
                 ui.data_missing_hint()
             else:

@@ -4,6 +4,7 @@ and where several runs disagree."""
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.access import Action
 from cifar_app.analysis import agreement_patterns, confusion_matrix, misclassified, per_class_accuracy
 from cifar_app.charts import NORM_LABELS, confusion_heatmap, per_class_bars
 from cifar_app.runstore import RunDamaged
@@ -59,7 +60,8 @@ def one_run() -> None:
                   [f"#{m.index} true {classes[m.true]} → {classes[m.pred]} ({100 * m.confidence:.0f}%)"
                    for m in mistakes], key="mis", view=(run.id, true_name, pred_name, order))
     if st.toggle("Where does the model look? Explain one of these images (Grad-CAM, Integrated "
-                 "Gradients)", key="mis_explain_on"):
+                 "Gradients)", key="mis_explain_on", disabled=not ui.may(Action.COMPUTE),
+                 help=None if ui.may(Action.COMPUTE) else ui.READ_ONLY_HELP) and ui.may(Action.COMPUTE):
         by_index = {m.index: m for m in mistakes}
         pick = st.selectbox("Image", list(by_index)[:200], key="mis_explain",
                             format_func=lambda i: f"#{i} true {classes[by_index[i].true]} → "

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.access import Action
 from cifar_app.batchdep import alone_and_in_batch
 from cifar_app.charts import NORM_COLORS, topk_bars
 from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_upload
@@ -23,12 +24,18 @@ by_id = {r.id: r for r in runs}
 choice = st.selectbox("Model", [ALL, *by_id], key="cls_run",
                       format_func=lambda i: i if i == ALL else ui.run_label(by_id[i]))
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
+allowed = ui.may(Action.COMPUTE)  # classifying runs the models on this server
 show_batch = st.toggle("Also score each image alone and inside a batch of test images (batch "
-                       "statistics: only BatchNorm's answer changes)", key="cls_batch")
-show_cam = st.toggle("Show where each model looks (Grad-CAM at C9, eval mode)", key="cls_cam")
+                       "statistics: only BatchNorm's answer changes)", key="cls_batch", disabled=not allowed)
+show_cam = st.toggle("Show where each model looks (Grad-CAM at C9, eval mode)", key="cls_cam",
+                     disabled=not allowed)
 files = st.file_uploader(
     f"Drop images here (PNG, JPEG, WebP, BMP, GIF; up to {MAX_FILE_BYTES // 2**20} MB each)",
-    type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True, key="cls_files")
+    type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True, key="cls_files",
+    disabled=not allowed, help=None if allowed else ui.READ_ONLY_HELP)
+if not allowed:
+    st.info("Classifying images runs the models on this server, so it needs the access token.")
+    st.stop()
 if not files:
     st.caption("Each image is centre-cropped to a square (or padded, if it is very wide or tall) "
                "and shrunk to 32×32 pixels, the size the network was trained on.")

@@ -7,8 +7,9 @@ from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
 from cifar_app.live import run_snapshot
 from cifar_app.model import PARAM_BUDGET
-from cifar_app.runstore import ACTIVE_STATES, Run, RunDamaged, RunNotFound, StoreError
+from cifar_app.runstore import Run, RunDamaged, RunNotFound, StoreError
 from cifar_app.settings import SettingsError, TrainSettings
+from cifar_app.states import ACTIVE
 
 BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
 ADVANCED = ("weight_decay", "label_smoothing", "crop_pad", "cutout", "momentum", "pct_start", "seed")
@@ -74,7 +75,7 @@ def show_summary(run_id: str, was_training: bool) -> None:
     except RunNotFound:  # deleted meanwhile: the page picks another
         st.rerun(scope="app")
     snapshot = run_snapshot(run)
-    training = snapshot["state"] in ACTIVE_STATES  # a damaged run is not
+    training = snapshot["state"] in ACTIVE  # a damaged run is not
     if training != was_training:
         st.rerun(scope="app")
     if snapshot["damaged"]:
@@ -134,7 +135,7 @@ with live_col:
         st.info("No runs yet: choose the settings on the left and press **Start training**.")
     elif chosen := ui.pick_run(summaries, key="train_run"):
         run = store.get(chosen.id)
-        training = run_snapshot(run)["state"] in ACTIVE_STATES
+        training = run_snapshot(run)["state"] in ACTIVE
         st.fragment(show_summary)(run.id, training)
         try:
             show_figures(run, training)
