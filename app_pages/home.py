@@ -13,6 +13,7 @@ from cifar_app.export import (
     predictions_csv,
 )
 from cifar_app.jobs import download_status, start_download
+from cifar_app.model import PARAM_BUDGET
 from cifar_app.progress import format_duration
 from cifar_app.runstore import StoreError
 from cifar_app.states import DownloadState
@@ -20,7 +21,7 @@ from cifar_app.tables import runs_table_rows
 
 ui.page_setup()
 st.title("CIFAR-10 Normalization Lab")
-st.markdown("Train the seed's 14-layer CNN (< 50,000 parameters) on CIFAR-10 with **batch, group, "
+st.markdown(f"Train the seed's 14-layer CNN (< {PARAM_BUDGET:,} parameters) on CIFAR-10 with **batch, group, "
             "layer or no normalization**, watch it learn live, compare the runs, and probe the "
             "models with test images and your own.")
 

@@ -8,11 +8,10 @@ from cifar_app.batchdep import BatchDependence, batchdep_row
 from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, inside_norms
 from cifar_app.jobs import start_batchdep
 from cifar_app.live import run_snapshot
+from cifar_app.model import CONV_BLOCKS
 from cifar_app.runstore import RunDamaged, RunNotFound
 from cifar_app.states import ACTIVE
 from cifar_app.tables import default_selection
-
-LAYERS = ["C1", "C2", "C3", "C4", "C5", "C7", "C8", "C9"]
 
 ui.page_setup()
 st.title("Inside the network")
@@ -31,7 +30,7 @@ by_id = {s.id: s for s in with_probe}
 chosen = st.multiselect("Runs (one panel each)", list(by_id), default=default_selection(with_probe),
                         format_func=lambda i: ui.run_label(by_id[i]), key="inside_runs")
 c1, c2 = st.columns([3, 2])
-layer = c1.radio("Layer", LAYERS, horizontal=True, key="inside_layer")
+layer = c1.radio("Layer", CONV_BLOCKS, horizontal=True, key="inside_layer")
 where = c2.radio("Activations", ["post", "pre"], horizontal=True, key="inside_where",
                  format_func={"post": "after the norm", "pre": "before the norm (after ReLU)"}.get)
 if not chosen:

@@ -5,6 +5,7 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
 from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, summarize
+from cifar_app.settings import TrainSettings
 
 ui.page_setup()
 st.title("The model")
@@ -13,8 +14,8 @@ st.markdown("`C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10` — **C** = 3×3 conv
             "global average pool, **c10** = 1×1 convolution to the 10 class scores.")
 c1, c2 = st.columns([1, 3])
 norm = c1.radio("Normalization", NORMS, format_func=NORM_LABELS.get, key="model_norm")
-groups = c1.select_slider("Groups", [1, 2, 4, 8, 16], value=4, key="model_groups",
-                          disabled=norm != "group")
+groups = c1.select_slider("Groups", TrainSettings.spec("groups").suggested,
+                          value=TrainSettings.default("groups"), key="model_groups", disabled=norm != "group")
 model = build_model(norm, groups)
 total = count_parameters(model)
 c1.metric("Parameters", f"{total:,}", f"{PARAM_BUDGET - total:,} under the {PARAM_BUDGET:,} budget",

@@ -35,7 +35,7 @@ with form:
     try:
         settings = TrainSettings(**values).validate()
         params = settings.param_count()
-        st.metric("Parameters", f"{params:,}", f"{PARAM_BUDGET - params:,} under the 50,000 budget",
+        st.metric("Parameters", f"{params:,}", f"{PARAM_BUDGET - params:,} under the {PARAM_BUDGET:,} budget",
                   delta_color="off")
     except SettingsError as e:
         error = str(e)

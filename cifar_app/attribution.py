@@ -14,8 +14,9 @@ from PIL import Image
 
 from .engine import normalize
 from .inference import LoadedModel
+from .model import CONV_BLOCKS
 
-GRADCAM_LAYERS = ("C9", "C8", "C7", "C5", "C4", "C3", "C2", "C1")
+GRADCAM_LAYERS = tuple(reversed(CONV_BLOCKS))  # the last block first: its map is what the head sees
 
 
 def _input(loaded: LoadedModel, image32: np.ndarray) -> torch.Tensor:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
-from .experiments import ExperimentNotFound
+from .experiments import BACKENDS, CONFIRM_ABOVE, ExperimentNotFound
 from .export import BundleError
 from .runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
 from .settings import SettingsError, TrainSettings
@@ -262,12 +262,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not dashboard.is_file():
         raise FileNotFoundError(f"{dashboard} not found: run serve from a source checkout")
     env = dict(os.environ)
-    if access.token_required(args.address, env):
+    if args.public_read:
+        env[access.PUBLIC_READ_ENV] = "1"
+    pol = access.policy(args.address, env)
+    if pol.token_required:
         if not env.get(access.TOKEN_ENV):
             env[access.TOKEN_ENV] = secrets.token_urlsafe(24)
         host = args.address if args.address not in ("", "0.0.0.0", "::") else "<this host>"
-        print(f"The app is reachable beyond this machine ({args.address or 'all interfaces'}): changing "
-              f"anything needs the access token\n    {env[access.TOKEN_ENV]}\nor open "
+        without = ("visitors without it can only view curves and tables" if pol.public_read
+                   else "it shows nothing without it (--public-read lets anyone view)")
+        print(f"The app is reachable beyond this machine ({args.address or 'all interfaces'}): it needs "
+              f"the access token ({without})\n    {env[access.TOKEN_ENV]}\nor open "
               f"http://{host}:{args.port}/?token={env[access.TOKEN_ENV]}", file=sys.stderr, flush=True)
     cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.address", args.address,
            "--server.port", str(args.port), "--server.fileWatcherType", "none",
@@ -562,10 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--rule", action="append", default=[], choices=list(RULES),
                     help="a derived setting: " + "; ".join(f"{k}: {v}" for k, v in RULES.items()))
     sw.add_argument("--name", help="a display name")
-    sw.add_argument("--backend", choices=["local", "ray"], default="local")
+    sw.add_argument("--backend", choices=list(BACKENDS), default="local")
     sw.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS)")
     sw.add_argument("--resume", metavar="EXPERIMENT", help="continue a stopped or interrupted experiment")
-    sw.add_argument("--yes", action="store_true", help=f"run a grid of more than {200} points")
+    sw.add_argument("--yes", action="store_true", help=f"run a grid of more than {CONFIRM_ABOVE} points")
     sw.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     sw.add_argument("--json", action="store_true")
     data_dir(sw), runs_dir(sw)
@@ -609,6 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="start the dashboard (127.0.0.1 unless --address says otherwise)")
     sv.add_argument("--address", default="127.0.0.1",
                     help="address to listen on; anything but loopback asks for an access token")
+    sv.add_argument("--public-read", action="store_true",
+                    help="on an exposed address, let visitors without the token view curves and tables "
+                         "(no downloads, uploads, exports, computing or server folders); default: "
+                         "they see only the token prompt")
     sv.add_argument("--port", type=_int_in(1, 65535), default=8501)
     sv.set_defaults(func=cmd_serve)
 

@@ -20,6 +20,7 @@ NORMS: tuple[str, ...] = ("batch", "group", "layer", "none")
 LAYOUT: tuple[str, ...] = (
     "C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "c10",
 )
+CONV_BLOCKS: tuple[str, ...] = tuple(n for n in LAYOUT if n.startswith("C"))  # normalized, probed
 PARAM_BUDGET = 50_000
 
 

@@ -51,7 +51,7 @@ TOKEN_HELP = ("copy the head's ~/.ray/auth_token to ~/.ray/auth_token on this ma
               "RAY_AUTH_TOKEN to its content, or RAY_AUTH_TOKEN_PATH to a copy)")
 
 
-class RayConnectError(ConnectionError):
+class RayConnectError(RuntimeError):
     """The Ray cluster cannot be used from here; the message names the cause and the fix."""
 
 
@@ -193,7 +193,11 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
         raise RuntimeError(INSTALL_HINT) from None
     from .data import load_cifar10
 
-    connect(address)
+    try:
+        connect(address)
+    except RayConnectError as e:  # the Experiments page shows it too
+        exps.mark_finished(exp_id, error=str(e))
+        raise
     exp = exps.get(exp_id)
     exps.clear_stop(exp_id)
     exps.mark_started(exp_id, os.getpid())
