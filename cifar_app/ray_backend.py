@@ -24,8 +24,10 @@ instead of Ray's 20-40 s of retries and log lines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,13 +101,15 @@ def check_cluster(address: str, timeout_s: float = 5.0) -> None:
                               f"start --head --port {port}`, or check the address and that the port "
                               "is open to this machine") from None
     source = token_source()
-    if source is not None and AUTH_MODE_ENV not in os.environ:
-        os.environ[AUTH_MODE_ENV] = "token"
-    from ray._raylet import GcsClient  # the client ray.init itself uses; one request, no retries
+    from ray._raylet import Config, GcsClient  # the client ray.init itself uses: one request
     from ray.exceptions import AuthenticationError
 
+    if source is not None and AUTH_MODE_ENV not in os.environ:
+        os.environ[AUTH_MODE_ENV] = "token"
+        Config.initialize("")  # Ray's native side reads the mode once; as ray.init does for a local Ray
     try:
-        GcsClient(address=f"{host}:{port}").internal_kv_get(b"cifar-app-probe", None)
+        with _native_logs_hidden():  # Ray's C++ client logs each failed request on stderr
+            GcsClient(address=f"{host}:{port}").internal_kv_get(b"cifar-app-probe", None)
     except AuthenticationError:
         if os.environ.get(AUTH_MODE_ENV, "").lower() != "token":
             have = ("RAY_AUTH_MODE=disabled is set here" if AUTH_MODE_ENV in os.environ
@@ -119,6 +123,20 @@ def check_cluster(address: str, timeout_s: float = 5.0) -> None:
         raise RayConnectError(f"the Ray head at {address} did not answer as a Ray {_ray_version()} "
                               f"cluster ({first}); check the address and that both sides run the "
                               "same Ray version") from None
+
+
+@contextlib.contextmanager
+def _native_logs_hidden():
+    """Send what native code writes to stderr (file descriptor 2) nowhere while the block runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _ray_version() -> str:

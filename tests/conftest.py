@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,24 @@ from PIL import Image
 from cifar_app.data import CLASSES, CifarData
 
 REAL_DATA = os.environ.get("CIFAR_APP_DATA")  # an unpacked CIFAR-10 copy, for the real-data tests
+ROOT = Path(__file__).resolve().parent.parent  # the repository: dashboard.py, app_pages/
 
 # Ten easy-to-tell colours, one per class.
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [128, 128, 128]],
                    dtype=np.float32)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "the condition", every: float = 0.05):
+    """Poll ``predicate`` until it is true (returns its value); fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
 
 
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,3 +98,58 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory):
                                      device="cpu"), label="tiny BN")
     execute_run(store, run.id, data=synthetic_data(300, 100))
     return store
+
+
+class Pages:
+    """Open the dashboard's pages under Streamlit's AppTest, as a server with the given runs folder,
+    data folder and access settings would show them (see the ``pages`` fixture)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def use(self, runs: Path, data: Path | None = None) -> Pages:
+        """Serve ``runs`` (no reference runs) and ``data`` (None: no dataset)."""
+        self.monkeypatch.setenv("CIFAR_APP_RUNS", str(runs))
+        self.monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
+        if data is not None:
+            self.monkeypatch.setenv("CIFAR_APP_DATA", str(data))
+        return self
+
+    def expose(self, token: str | None = "s3cret-token", public_read: bool = False) -> Pages:
+        """As a server bound to 0.0.0.0 (``token`` None: generated), optionally ``--public-read``."""
+        from streamlit import config
+
+        config.set_option("server.address", "0.0.0.0")
+        if token is None:
+            self.monkeypatch.delenv("CIFAR_APP_TOKEN", raising=False)
+        else:
+            self.monkeypatch.setenv("CIFAR_APP_TOKEN", token)
+        if public_read:
+            self.monkeypatch.setenv("CIFAR_APP_PUBLIC_READ", "1")
+        return self
+
+    def open(self, page: str, query: dict | None = None, timeout: float = 60, check: bool = True):
+        """Run ``app_pages/<page>.py`` once (``query``: URL parameters); no exception unless
+        ``check`` is False."""
+        from streamlit.testing.v1 import AppTest
+
+        at = AppTest.from_file(str(ROOT / "app_pages" / f"{page}.py"), default_timeout=timeout)
+        for k, v in (query or {}).items():
+            at.query_params[k] = v
+        at.run()
+        if check:
+            assert not at.exception, [e.value for e in at.exception]
+        return at
+
+
+@pytest.fixture
+def pages(monkeypatch: pytest.MonkeyPatch):
+    """``Pages`` on a loopback server, in the repository's folder, with Streamlit's caches empty."""
+    from streamlit import config
+    from streamlit.runtime.caching import cache_resource
+
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.chdir(ROOT)
+    cache_resource.clear()
+    yield Pages(monkeypatch)
+    config.set_option("server.address", "127.0.0.1")

@@ -163,44 +163,25 @@ def test_cli_refuses_a_bad_grid_before_anything_starts(tmp_path):
 # ------------------------------------------------------------------ the Experiments page
 
 
-def page(query: dict | None = None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / "app_pages/experiments.py"), default_timeout=60)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 @pytest.fixture
-def page_env(monkeypatch, tmp_path):
-    from streamlit import config
-    from streamlit.runtime.caching import cache_resource
-
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 1)))
-    monkeypatch.chdir(ROOT)
-    cache_resource.clear()
+def page_env(pages, tmp_path):
+    pages.use(tmp_path / "runs", write_image_tree(tmp_path / "data", 2, 1))
     return ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
 
 
-def test_the_page_plans_a_preset_and_refuses_a_bad_custom_grid(page_env):
-    at = page()
+def test_the_page_plans_a_preset_and_refuses_a_bad_custom_grid(page_env, pages):
+    at = pages.open("experiments")
     assert "18 points" in "\n".join(m.value for m in at.markdown)  # batch-size preset
     at.radio(key="exp_kind").set_value("custom").run()
     at.text_area(key="exp_grid").input("batch_size=0,4").run()
     assert any("batch_size" in e.value for e in at.error)
 
 
-def test_the_page_shows_a_finished_experiment_with_its_plot_and_table(page_env):
+def test_the_page_shows_a_finished_experiment_with_its_plot_and_table(page_env, pages):
     exp = page_env.create("done", TINY, {"norm": ["batch", "layer"], "batch_size": [25, 50]},
                           preset=None)
     run_experiment(page_env, exp.id, data=synthetic_data(200, 50))
-    at = page({"exp": exp.id})
+    at = pages.open("experiments", {"exp": exp.id})
     assert "completed" in at.get("progress")[0].proto.text
     [plot] = at.get("plotly_chart")
     traces = json.loads(plot.proto.spec)["data"]
@@ -209,14 +190,14 @@ def test_the_page_shows_a_finished_experiment_with_its_plot_and_table(page_env):
     assert not at.get("bidi_component")  # finished: nothing to watch
 
 
-def test_the_page_follows_a_running_experiment_and_offers_stop(page_env):
+def test_the_page_follows_a_running_experiment_and_offers_stop(page_env, pages):
     exp = page_env.create("live", TINY, {"seed": [0, 1, 2]})
     run = page_env.runs.create(TINY_SETTINGS(), tags={"experiment": exp.id, "point": 0})
     run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
     exp.points[0].run_id = run.id
     exp.driver_pid = os.getpid()
     page_env.save(exp)
-    at = page({"exp": exp.id})
+    at = pages.open("experiments", {"exp": exp.id})
     assert "running" in at.get("progress")[0].proto.text
     assert any(b.label == "Stop" for b in at.button)
     from cifar_app.live import experiment_snapshot  # followed by a watch in the browser, no polling
@@ -236,18 +217,15 @@ def TINY_SETTINGS():
     return TrainSettings(**TINY)
 
 
-def test_compare_offers_an_experiment_selector_that_picks_its_runs(page_env):
-    from streamlit.testing.v1 import AppTest
-
+def test_compare_offers_an_experiment_selector_that_picks_its_runs(page_env, pages):
     exp = page_env.create("pair", TINY, {"norm": ["batch", "group"]})
     run_experiment(page_env, exp.id, data=synthetic_data(200, 50))
     other = page_env.runs.create(TINY_SETTINGS())
     from cifar_app.jobs import execute_run
 
     execute_run(page_env.runs, other.id, data=synthetic_data(200, 50))
-    at = AppTest.from_file(str(ROOT / "app_pages/compare.py"), default_timeout=60)
-    at.run()
-    assert not at.exception and len(at.multiselect(key="compare_runs").value) == 2  # latest per norm
+    at = pages.open("compare")
+    assert len(at.multiselect(key="compare_runs").value) == 2  # latest per norm
     at.selectbox(key="compare_exp").set_value(exp.id).run()
     assert not at.exception
     want = sorted(p.run_id for p in exp_points(page_env, exp))

@@ -16,6 +16,7 @@ import torch
 
 from cifar_app.export import BundleError, bundle_bytes, export_bundle, export_csv, export_onnx, import_bundle
 from cifar_app.runstore import RunStore
+from cifar_app.settings import TrainSettings
 from tests.conftest import REAL_DATA, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +152,9 @@ BAD = {
     "not a zip": lambda b: b"PK\x03\x04 this is no zip",
     "an entry in a folder": lambda b: rebuild(b, {"sub/settings.json": b"{}"}),
     "no manifest": lambda b: rebuild(b, {"bundle.json": None}),
+    # what the run store would read as damaged is refused at import (issue 17: it was imported)
+    "a probe line without layers": lambda b: rebuild(b, {"inside.jsonl": b'{"epoch": 1}\n'}),
+    "predictions that are not a zip": lambda b: rebuild(b, {"predictions.npz": b"not a zip"}),
 }
 
 
@@ -162,6 +166,62 @@ def test_a_bad_bundle_is_refused_and_nothing_is_written(src, dest, case, tmp_pat
         import_bundle(dest, data)
     assert not Path("/tmp/cifar-app-pwned").exists()
     assert not dest.root.exists() or not any(dest.root.iterdir())  # no partial run, no temp folder
+
+
+def npz_bomb(rows: int = 60_000_000) -> bytes:
+    """A small predictions.npz whose ``probs`` array (rows x 10 float16) unpacks to rows x 20 bytes:
+    1.2 GB by default, about 1.2 MB compressed. Written in chunks, never held whole."""
+    buf = io.BytesIO()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f2", "fortran_order": False,
+                                                  "shape": (rows, 10)})
+    chunk = bytes(2**24)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("probs.npy", "w", force_zip64=True) as f:
+            f.write(header.getvalue())
+            left = rows * 20
+            while left:
+                f.write(chunk[:min(left, len(chunk))])
+                left -= min(left, len(chunk))
+        for name, arr in (("labels", np.zeros(rows // 10**6, np.int64)), ("preds", np.zeros(1, np.uint8))):
+            with z.open(f"{name}.npy", "w") as f:
+                np.lib.format.write_array(f, arr)
+    return buf.getvalue()
+
+
+def test_a_predictions_bomb_is_refused_without_unpacking_it(src, dest):
+    """predictions.npz inside a bundle passes the outer 200 MB check (it is ~1 MB), but its probs
+    unpack to 1.2 GB: refused from the headers, with a clear message, using almost no memory."""
+    import tracemalloc
+
+    bomb = npz_bomb()
+    assert len(bomb) < 5 * 2**20
+    data = rebuild(bundle_bytes(src), {"predictions.npz": bomb})
+    tracemalloc.start()
+    try:
+        with pytest.raises(BundleError, match=r"predictions.npz: unpacks to 1,144 MB; .* at most 64 MB"):
+            import_bundle(dest, data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MB allocated"
+    assert not dest.root.exists() or not any(dest.root.iterdir())
+
+
+def test_a_stored_predictions_bomb_is_not_read(tmp_path):
+    """The same parser guards a stored run: a bomb in a run folder is ignored (predictions are a
+    cache the model can recompute), not unpacked."""
+    import tracemalloc
+
+    run = RunStore(tmp_path, reference_root=None).create(TrainSettings(epochs=1))
+    (run.path / "predictions.npz").write_bytes(npz_bomb(20_000_000))
+    tracemalloc.start()
+    try:
+        assert run.load_predictions() is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MB allocated"
 
 
 def test_too_many_entries_or_too_large_is_refused(src, dest, monkeypatch):
@@ -190,19 +250,9 @@ def test_a_zip_bomb_over_200_mb_is_refused_from_its_headers(dest):
 # ------------------------------------------------------------------ the Runs page
 
 
-def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src):
-    from streamlit import config
-    from streamlit.runtime.caching import cache_resource
-    from streamlit.testing.v1 import AppTest
-
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 10)))
-    monkeypatch.chdir(ROOT)
-    cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "app_pages/home.py"), default_timeout=60)
-    at.run()
+def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src, pages):
+    pages.use(tmp_path / "runs", write_image_tree(tmp_path / "data", 2, 10))
+    at = pages.open("home")
     assert "No runs yet" in "\n".join(i.value for i in at.info)
     at.file_uploader(key="import_bundle").set_value(("run.zip", bundle_bytes(src), "application/zip")).run()
     at.button(key="import").click().run()
@@ -211,9 +261,17 @@ def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src):
     assert run.id == src.id
     at.run()
     downloads = at.get("download_button")
-    assert {d.proto.label for d in downloads} >= {"Bundle (.zip)", "Metrics (.csv)", "Predictions (.csv)"}
-    at.button(key="make_onnx").click().run()
-    assert not at.exception and "Model (.onnx)" in {d.proto.label for d in at.get("download_button")}
+    assert {d.proto.label for d in downloads} == {"Bundle (.zip)", "Metrics (.csv)", "Predictions (.csv)",
+                                                  "Model (.onnx)"}
+    # built when clicked, not on every re-run of the page (a 600 KB bundle, an ONNX export)
+    assert all(d.proto.deferred_file_id and not d.proto.url for d in downloads)
+    from cifar_app import export
+
+    built = []
+    for name in ("bundle_bytes", "metrics_csv", "predictions_csv", "onnx_bytes"):
+        monkeypatch.setattr(export, name, lambda *a, name=name, **k: built.append(name) or b"")
+    at.run()
+    assert not at.exception and len(at.get("download_button")) == 4 and built == []
     at.file_uploader(key="import_bundle").set_value(("x.zip", b"nope", "application/zip")).run()
     at.button(key="import").click().run()
     assert any("Not imported" in e.value and "not a zip" in e.value for e in at.error)

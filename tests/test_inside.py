@@ -85,21 +85,12 @@ def test_inside_charts_draw_a_panel_per_run():
         assert epoch_axes and all(a.dtick == 1 for a in epoch_axes)  # "0, 1, 2", never "0.5"
 
 
-def test_the_inside_page_shows_a_run(monkeypatch, tmp_path):
-    from streamlit import config
-    from streamlit.runtime.caching import cache_resource
-    from streamlit.testing.v1 import AppTest
-
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    cache_resource.clear()
+def test_the_inside_page_shows_a_run(tmp_path, pages):
+    pages.use(tmp_path / "runs")
     store = RunStore(tmp_path / "runs", reference_root=None)
     run = store.create(TrainSettings(norm="batch", **QUICK))
     execute_run(store, run.id, data=synthetic_data(200, 300))
-    at = AppTest.from_file(str(ROOT / "app_pages/inside.py"), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = pages.open("inside")
     assert len(at.get("plotly_chart")) == 4  # bands, gradient norms, weight norms, BN statistics
     at.radio(key="inside_layer").set_value("C9").run()
     at.radio(key="inside_where").set_value("pre").run()
@@ -192,24 +183,16 @@ def test_an_image_alone_and_in_a_batch_differs_only_for_batchnorm(tiny_models):
             assert np.allclose(probs[0], probs[1], atol=1e-5) and np.allclose(probs[1], probs[2], atol=1e-5)
 
 
-def test_classify_shows_alone_and_in_batch_scores(monkeypatch, tmp_path, tiny_models):
+def test_classify_shows_alone_and_in_batch_scores(monkeypatch, tmp_path, tiny_models, pages):
     import io
 
     from PIL import Image
-    from streamlit import config
-    from streamlit.runtime.caching import cache_resource
-    from streamlit.testing.v1 import AppTest
 
     from tests.conftest import write_image_tree
 
     store, runs, _ = tiny_models
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(store.root))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 13)))
-    cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "app_pages/classify.py"), default_timeout=60)
-    at.run()
+    pages.use(store.root, write_image_tree(tmp_path / "data", 2, 13))
+    at = pages.open("classify", timeout=60, check=False)
     at.toggle(key="cls_batch").set_value(True).run()
     buf = io.BytesIO()
     Image.new("RGB", (40, 40), (200, 30, 30)).save(buf, "PNG")
@@ -219,21 +202,12 @@ def test_classify_shows_alone_and_in_batch_scores(monkeypatch, tmp_path, tiny_mo
     assert len(captions) == 4 and all("in a batch of 128" in c for c in captions)
 
 
-def test_the_disagreement_tab_counts_patterns_and_shows_their_images(monkeypatch, tmp_path, tiny_models):
-    from streamlit import config
-    from streamlit.runtime.caching import cache_resource
-    from streamlit.testing.v1 import AppTest
-
+def test_the_disagreement_tab_counts_patterns_and_shows_their_images(tmp_path, tiny_models, pages):
     from tests.conftest import write_image_tree
 
     store, runs, _ = tiny_models
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(store.root))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 5)))
-    cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "app_pages/misclassified.py"), default_timeout=60)
-    at.run()
+    pages.use(store.root, write_image_tree(tmp_path / "data", 2, 5))
+    at = pages.open("misclassified", timeout=60, check=False)
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.multiselect(key="dis_runs").value) == 4
     table = pattern_table(at)
@@ -271,24 +245,16 @@ def test_gradcam_and_integrated_gradients_are_heatmaps_for_the_asked_class(tiny_
     assert not loaded.model.training  # eval mode
 
 
-def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny_models):
+def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny_models, pages):
     import io
 
     from PIL import Image
-    from streamlit import config
-    from streamlit.runtime.caching import cache_resource
-    from streamlit.testing.v1 import AppTest
 
     from tests.conftest import write_image_tree
 
     store, runs, _ = tiny_models
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(store.root))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    monkeypatch.setenv("CIFAR_APP_DATA", str(write_image_tree(tmp_path / "data", 2, 5)))
-    cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "app_pages/misclassified.py"), default_timeout=120)
-    at.run()
+    pages.use(store.root, write_image_tree(tmp_path / "data", 2, 5))
+    at = pages.open("misclassified", timeout=120, check=False)
     assert not at.exception, [e.value for e in at.exception]
     assert not any("Grad-CAM" in c for img in at.get("image") for c in img.captions)  # on demand
     at.toggle(key="mis_explain_on").set_value(True).run()
@@ -296,8 +262,7 @@ def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny
     captions = [c for img in at.get("image") for c in img.captions]
     assert sum(c.startswith("Grad-CAM: predicted") or c.startswith("Grad-CAM: true") for c in captions) == 2
     assert any(c.startswith("Integrated Gradients: predicted") for c in captions)
-    at = AppTest.from_file(str(ROOT / "app_pages/classify.py"), default_timeout=120)
-    at.run()
+    at = pages.open("classify", timeout=120)
     at.toggle(key="cls_cam").set_value(True).run()
     buf = io.BytesIO()
     Image.new("RGB", (40, 40), (20, 30, 200)).save(buf, "PNG")

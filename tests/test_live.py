@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from cifar_app import live, webapp
@@ -95,10 +96,38 @@ def test_live_route_answers_the_snapshot(client, running):
     assert r.json() == live.run_snapshot(running)
 
 
-@pytest.mark.parametrize("run_id", ["nope", "..", "%2e%2e%2f%2e%2e%2fetc", "A" * 70])
-def test_live_routes_refuse_unknown_runs(client, run_id):
-    for path in (f"/lab/runs/{run_id}/live", f"/lab/runs/{run_id}/figures/batches"):
-        assert client.get(path).status_code == 404
+def handler_request(**path_params: str) -> Request:
+    """A request as the router hands it to a handler, with ``path_params`` as given: raw, not
+    normalized by a client (a test client resolves ``..`` and ``%2f`` before sending)."""
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": [],
+                    "path_params": path_params})
+
+
+@pytest.mark.parametrize("run_id", ["nope", "..", "../../etc", "..%2f..%2fetc", "%2e%2e", "/etc/passwd",
+                                    "A" * 70, "é", "a\x00b", ""])
+def test_live_routes_refuse_unknown_runs(store, running, run_id):
+    assert webapp.live_json(handler_request(run_id=run_id)).status_code == 404
+    assert webapp.figure_json(handler_request(run_id=run_id, name="batches")).status_code == 404
+    assert webapp.experiment_json(handler_request(exp_id=run_id)).status_code == 404
+    assert webapp.live_json(handler_request(run_id=running.id)).status_code == 200  # the handler works
+
+
+def test_private_routes_need_the_key_of_a_session_with_the_token(store, running, monkeypatch):
+    from cifar_app import access
+
+    monkeypatch.setenv("CIFAR_APP_TOKEN", "s3cret-token")
+    private = TestClient(Starlette(routes=webapp.routes(pol=access.Policy(token_required=True))))
+    public = TestClient(Starlette(routes=webapp.routes(pol=access.Policy(True, public_read=True))))
+    url = f"/lab/runs/{running.id}/live"
+    good = {access.ROUTE_KEY_HEADER: access.route_key("s3cret-token")}
+    for headers in ({}, {access.ROUTE_KEY_HEADER: "nope"}, {access.ROUTE_KEY_HEADER: "é".encode() * 100},
+                    {access.ROUTE_KEY_HEADER: access.route_key("another-token")}):
+        for path in (url, f"/lab/runs/{running.id}/figures/epochs", "/lab/experiments/exp-x/live"):
+            r = private.get(path, headers=headers)
+            assert r.status_code == 403 and "private" in r.json()["error"]
+    assert private.get(url, headers=good).status_code == 200
+    assert public.get(url).status_code == 200  # --public-read: anyone may view
+    assert private.get(f"/{webapp.plotly_js_path()}").status_code == 200  # a public library
 
 
 def test_figure_route_sends_a_figure_only_when_it_changed(client, running):
@@ -182,4 +211,3 @@ def test_experiment_route_versions_what_the_page_draws(client, store):
     second = client.get(url).json()
     assert second["counts"] == {"pending": 1, "running": 1} and second["version"] != first["version"]
     assert client.get("/lab/experiments/exp-nope/live").status_code == 404
-    assert client.get("/lab/experiments/..%2f..%2fetc/live").status_code == 404

@@ -4,15 +4,14 @@ import io
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cifar_app.records import BatchStats
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/compare.py", "app_pages/misclassified.py",
          "app_pages/classify.py", "app_pages/model.py"]
 
@@ -32,27 +31,11 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-@pytest.fixture(autouse=True)
-def _loopback_server():
-    """Pages run as on a server bound to 127.0.0.1 (the project's config) unless a test says not."""
-    from streamlit import config
-
-    config.set_option("server.address", "127.0.0.1")
-    yield
-    config.set_option("server.address", "127.0.0.1")
-
-
 @pytest.fixture
-def app_env(monkeypatch, tmp_path):
+def app_env(pages, tmp_path):
     from tests.conftest import write_image_tree
 
-    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
-    data = write_image_tree(tmp_path / "data", per_class_train=4, per_class_test=2)
-    monkeypatch.setenv("CIFAR_APP_DATA", str(data))
-    monkeypatch.chdir(ROOT)
-    from streamlit.runtime.caching import cache_resource
-    cache_resource.clear()
+    pages.use(tmp_path / "runs", write_image_tree(tmp_path / "data", per_class_train=4, per_class_test=2))
     return tmp_path
 
 
@@ -71,7 +54,8 @@ def completed_env(app_env, monkeypatch):
 
 
 EMPTY_HINTS = {"app_pages/home.py": "No runs yet", "app_pages/train.py": "No runs yet",
-               "app_pages/compare.py": "No run has finished", "app_pages/misclassified.py": "No trained model",
+               "app_pages/compare.py": "No run has finished",
+               "app_pages/misclassified.py": "No trained model",
                "app_pages/classify.py": "No trained model", "app_pages/model.py": "49,482"}
 
 
@@ -205,18 +189,8 @@ def test_start_with_an_unwritable_runs_folder_says_which_path_and_why(app_env, m
 
 # ------------------------------------------------------------------ access token
 
-
-def exposed(monkeypatch, token: str | None = "s3cret-token"):
-    from streamlit import config
-
-    config.set_option("server.address", "0.0.0.0")
-    if token is None:
-        monkeypatch.delenv("CIFAR_APP_TOKEN", raising=False)
-    else:
-        monkeypatch.setenv("CIFAR_APP_TOKEN", token)
-
-
-ACTIONS = {"app_pages/train.py": ["start"], "app_pages/home.py": ["rename", "delete"]}
+ACTIONS = {"train": ["start"], "home": ["rename", "delete"]}
+ODD_TOKENS = ["é", "🔑", "x" * 10_000, "a\x00b", "   ", "s3cret-token\x00", "s3cret-tokén"]
 
 
 def test_on_loopback_actions_need_no_token(completed_env):
@@ -224,10 +198,31 @@ def test_on_loopback_actions_need_no_token(completed_env):
     assert not at.button(key="start").disabled and not at.sidebar.text_input
 
 
+@pytest.mark.parametrize("page", ["home", "train", "compare", "experiments", "inside", "misclassified",
+                                  "classify", "model"])
+def test_exposed_without_the_token_a_page_shows_nothing_but_the_prompt(completed_env, pages, page):
+    """The default for an exposed server (as Jupyter): no run, no table, no path, no chart."""
+    pages.expose()
+    at = pages.open(page, {"run": completed_env.id})
+    assert "Private" in "\n".join(i.value for i in at.sidebar.info)
+    shown = texts(at)
+    assert "tiny GN" not in shown and str(completed_env.path.parent) not in shown
+    assert not drawn(at)
+    at.sidebar.text_input(key="_access_token_input").input("s3cret-token").run()
+    assert not at.exception and drawn(at)
+
+
+def drawn(at) -> list:
+    """What a page drew in its main area besides text: charts, tables, inputs, buttons."""
+    kinds = ("plotly_chart", "dataframe", "button", "download_button", "selectbox", "multiselect", "radio",
+             "file_uploader", "select_slider", "toggle", "image", "metric")
+    return [e for kind in kinds for e in at.main.get(kind)]
+
+
 @pytest.mark.parametrize("page", list(ACTIONS))
-def test_exposed_without_the_token_the_app_is_read_only(completed_env, monkeypatch, page):
-    exposed(monkeypatch)
-    at = run_page(page, {"run": completed_env.id})
+def test_public_read_without_the_token_the_app_is_read_only(completed_env, pages, page):
+    pages.expose(public_read=True)
+    at = pages.open(page, {"run": completed_env.id})
     assert "Read-only" in "\n".join(i.value for i in at.sidebar.info)
     for key in ACTIONS[page]:
         assert at.button(key=key).disabled
@@ -236,8 +231,29 @@ def test_exposed_without_the_token_the_app_is_read_only(completed_env, monkeypat
     assert all(at.button(key=k).disabled for k in ACTIONS[page])
 
 
-def test_exposed_with_the_token_actions_work(completed_env, monkeypatch):
-    exposed(monkeypatch)
+def test_public_read_hands_out_no_file_no_upload_no_compute_and_no_path(completed_env, pages):
+    pages.expose(public_read=True)
+    home = pages.open("home", {"run": completed_env.id})
+    assert not home.get("download_button")  # bundle, metrics, predictions, ONNX: disabled buttons
+    assert all(home.button(key=k).disabled for k in ("dl_bundle", "dl_metrics", "dl_predictions", "dl_onnx"))
+    assert home.get("file_uploader")[0].proto.disabled  # import
+    assert str(completed_env.path.parent) not in texts(home) and "a folder on the server" in texts(home)
+    classify = pages.open("classify")
+    assert classify.get("file_uploader")[0].proto.disabled and classify.toggle(key="cls_cam").disabled
+    assert "needs the access token" in texts(classify)
+    mis = pages.open("misclassified", {"run": completed_env.id})
+    assert mis.toggle(key="mis_explain_on").disabled
+    inside = pages.open("inside", {"run": completed_env.id})
+    assert all(b.disabled for b in inside.button if b.key and b.key.startswith("bd_"))
+    # with the token, each of them is there
+    home.sidebar.text_input(key="_access_token_input").input("s3cret-token").run()
+    assert {d.proto.label for d in home.get("download_button")} == {
+        "Bundle (.zip)", "Metrics (.csv)", "Predictions (.csv)", "Model (.onnx)"}
+    assert not home.get("file_uploader")[0].proto.disabled and str(completed_env.path.parent) in texts(home)
+
+
+def test_exposed_with_the_token_actions_work(completed_env, pages):
+    pages.expose()
     at = run_page("app_pages/home.py", {"run": completed_env.id})
     at.sidebar.text_input(key="_access_token_input").input("s3cret-token").run()
     assert not at.exception and not at.button(key="rename").disabled
@@ -246,17 +262,28 @@ def test_exposed_with_the_token_actions_work(completed_env, monkeypatch):
     assert completed_env.label == "renamed by token"
 
 
-def test_exposed_the_token_in_the_url_unlocks_and_leaves_the_url(completed_env, monkeypatch):
-    exposed(monkeypatch)
+@pytest.mark.parametrize("odd", ODD_TOKENS)
+def test_any_text_as_a_token_is_just_a_wrong_token(completed_env, pages, odd):
+    """?token=é put a TypeError with the server's paths on the page (issue 17)."""
+    pages.expose()
+    at = pages.open("train", {"run": completed_env.id, "token": odd})
+    assert "not the access token" in "\n".join(e.value for e in at.sidebar.error)
+    assert "token" not in at.query_params and not at.button
+    at.sidebar.text_input(key="_access_token_input").input(odd[:512]).run()
+    assert not at.exception and "not the access token" in "\n".join(e.value for e in at.sidebar.error)
+
+
+def test_exposed_the_token_in_the_url_unlocks_and_leaves_the_url(completed_env, pages):
+    pages.expose()
     at = run_page("app_pages/train.py", {"run": completed_env.id, "token": "s3cret-token"})
     assert not at.button(key="start").disabled and "token" not in at.query_params
 
 
 def test_exposed_without_a_configured_token_one_is_generated_and_printed(completed_env, monkeypatch,
-                                                                        capsys):
+                                                                        capsys, pages):
     from cifar_app import access
 
-    exposed(monkeypatch, token=None)
+    pages.expose(token=None, public_read=True)
     monkeypatch.setattr(access, "_generated", None)
     at = run_page("app_pages/train.py", {"run": completed_env.id})
     assert at.button(key="start").disabled
@@ -269,6 +296,7 @@ def test_exposed_without_a_configured_token_one_is_generated_and_printed(complet
 def test_a_forced_token_applies_on_loopback_too(completed_env, monkeypatch):
     monkeypatch.setenv("CIFAR_APP_REQUIRE_TOKEN", "1")
     monkeypatch.setenv("CIFAR_APP_TOKEN", "behind-a-proxy")
+    monkeypatch.setenv("CIFAR_APP_PUBLIC_READ", "1")
     at = run_page("app_pages/train.py", {"run": completed_env.id})
     assert at.button(key="start").disabled
 
@@ -281,3 +309,24 @@ def test_which_addresses_count_as_loopback(address, loopback):
 
     assert access.is_loopback(address) is loopback
     assert access.token_required(address, env={}) is (not loopback)
+
+
+@pytest.mark.parametrize("odd", [*ODD_TOKENS, None, 7, b"s3cret-token"])
+def test_token_comparison_takes_any_input_and_only_the_token_matches(odd):
+    from cifar_app import access
+
+    assert access.token_matches(odd, "s3cret-token") is False
+    assert access.token_matches(" s3cret-token\n", "s3cret-token") is True
+    assert access.token_matches("é", "é") is True  # a non-ASCII token of one's own works too
+    assert access.token_matches("", "") is False
+
+
+def test_the_policy_is_the_one_rule_for_every_action():
+    from cifar_app.access import Action, Policy
+
+    open_, private, public = Policy(False), Policy(True), Policy(True, public_read=True)
+    for action in Action:
+        assert open_.allows(action, granted=False) and private.allows(action, granted=True)
+        assert not private.allows(action, granted=False)
+        assert public.allows(action, granted=False) is (action == Action.VIEW)
+    assert "Private" in private.describe(False) and "Read-only" in public.describe(False)

@@ -13,6 +13,7 @@ from cifar_app.analysis import run_evaluation
 from cifar_app.records import BatchStats, EpochStats
 from cifar_app.runstore import ReadOnlyRun, RunNotFound, RunStore
 from cifar_app.settings import TrainSettings
+from tests.conftest import wait_for
 
 
 def epoch(n: int, acc: float) -> EpochStats:
@@ -85,29 +86,66 @@ def test_a_killed_writer_leaves_readable_files(tmp_path):
     store = RunStore(tmp_path / "runs", reference_root=None)
     run = store.create(TrainSettings())
     script = textwrap.dedent(f"""
-        import time
+        import os
         from cifar_app.records import BatchStats
         from cifar_app.runstore import RunStore
         run = RunStore({str(store.root)!r}, reference_root=None).get({run.id!r})
         i = 0
         while True:
             i += 1
-            run.update_status(state="running", step=i, blob="x" * 5000)
+            run.update_status(state="running", pid=os.getpid(), step=i, blob="x" * 5000)
             run.append_metrics(BatchStats(i, 1, i, 10**9, 1.0, 0.1, t=1.0 + i / 7))
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.time() + 30
-    while time.time() < deadline and len(run.metrics().batches) < 50:
-        time.sleep(0.05)
+    wait_for(lambda: len(run.metrics().batches) >= 50, 30, "50 batches from the writer")
     for _ in range(20):  # readers racing the writer never see a torn status file
         assert json.loads((run.path / "status.json").read_text())["state"] == "running"
+    assert run.status()["state"] == "running"  # its process is alive
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     status = json.loads((run.path / "status.json").read_text())
     steps = [b.step for b in run.metrics().batches]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 50
     assert status["step"] >= steps[-1] - 1
-    assert run.status()["state"] == "interrupted"
+    assert run.status()["state"] == "interrupted"  # its process is gone
+
+
+RACE = textwrap.dedent("""
+    import os, sys, time
+    from cifar_app.runstore import RunStore
+    role, root, ids, done_dir = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+    store = RunStore(root, reference_root=None)
+    for run_id in ids:
+        run = store.get(run_id)
+        if role == "worker":  # heartbeats as fast as it can, then completes, as the worker does
+            for i in range(150):
+                run.heartbeat(state="running", pid=os.getpid(), epoch=i)
+            run.update_status(state="completed", finished=time.time(), pid=None)
+            open(os.path.join(done_dir, run_id), "w").close()
+        else:  # renames in a loop, as the Runs page does, until just after the worker finished
+            i, after = 0, 0
+            while after < 3:
+                i += 1
+                store.rename(run_id, f"name {i}")
+                after += os.path.exists(os.path.join(done_dir, run_id))
+            open(os.path.join(done_dir, run_id + ".label"), "w").write(f"name {i}")
+""")
+
+
+def test_a_rename_while_the_worker_heartbeats_loses_neither_write(tmp_path):
+    """Two writers of one status.json (issue 17: a completed run read as interrupted after a rename).
+    20 of 20 trials must end with the worker's last state and the renamer's last label."""
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    ids = [store.create(TrainSettings()).id for _ in range(20)]
+    done = tmp_path / "done"
+    done.mkdir()
+    args = [str(store.root), ",".join(ids), str(done)]
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, role, *args]) for role in ("worker", "renamer")]
+    for p in procs:
+        assert p.wait(timeout=240) == 0
+    outcome = [(store.get(i).raw_status()["state"], store.get(i).label == (done / f"{i}.label").read_text())
+               for i in ids]
+    assert outcome == [("completed", True)] * 20
 
 
 def test_stored_predictions_keep_the_exact_predicted_class(tmp_path):

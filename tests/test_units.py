@@ -81,7 +81,8 @@ def test_comparison_rows_report_best_final_gap_and_speed():
 
 def test_runs_table_rows_name_the_problem_of_a_damaged_run():
     rows = runs_table_rows([summary("ok", "batch"), summary("bad", "?", "damaged", best=None)])
-    assert rows[0]["problem"] is None and rows[0]["best test acc (%)"] == 50.0
+    # empty cells are empty, never the word "None" in the page's table
+    assert rows[0]["problem"] == "" and rows[0]["experiment"] == "" and rows[0]["best test acc (%)"] == 50.0
     assert rows[1]["status"] == "damaged" and rows[1]["problem"] == "damaged: x"
     assert rows[1]["best test acc (%)"] is None and rows[1]["open"] == "train?run=bad"
 
