@@ -36,8 +36,8 @@ def test_onecycle_schedule_is_defined_for_any_number_of_steps(total):
     lrs = [onecycle_lr(i, total, 0.1, 0.25) for i in range(total)]
     assert all(0 < lr <= 0.1 for lr in lrs)
     if total > 1:
-        assert lrs[-1] < lrs[0] or total < 4
-        assert lrs[-1] == min(lrs)
+        assert lrs[-1] < lrs[0] and lrs[-1] == min(lrs)
+    assert lrs[-1] == pytest.approx(0.1 / 20 / 200)  # max_lr / div_factor / final_div_factor
     if total >= 100:
         assert max(lrs) == pytest.approx(0.1, rel=1e-3) and lrs[0] == pytest.approx(0.005)
 

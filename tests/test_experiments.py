@@ -15,7 +15,7 @@ import pytest
 from cifar_app.experiments import PRESETS, ExperimentStore, expand, parse_cli_grid, run_experiment
 from cifar_app.runstore import RunStore
 from cifar_app.settings import SettingsError
-from tests.conftest import synthetic_data, write_image_tree
+from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 1, "batch_size": 50, "max_lr": 0.05, "device": "cpu"}
@@ -119,20 +119,19 @@ def test_killing_the_sweep_keeps_finished_points_and_resume_finishes(tmp_path):
                              "--data", str(data), "--runs-dir", str(runs), "--json"],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     exps = ExperimentStore(RunStore(runs, reference_root=None))
-    deadline = time.time() + 120
-    while time.time() < deadline:
+
+    def second_pair_training() -> bool:  # both points of the first pair are done (pairs end together)
         listed = exps.list()
-        # the second pair is training: both points of the first are done (pairs end together)
-        if listed and exps.counts(listed[0]).get("completed", 0) >= 2 and \
-                any(p.state == "running" for p in exps.point_statuses(listed[0])):
-            break
-        time.sleep(0.1)
+        return bool(listed) and exps.counts(listed[0]).get("completed", 0) >= 2 and \
+            any(p.state == "running" for p in exps.point_statuses(listed[0]))
+
+    wait_for(second_pair_training, 120, "the second pair of points to train")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     [exp] = exps.list()
-    deadline = time.time() + 20  # the paired workers get SIGKILL with their parent; let them go
-    while time.time() < deadline and any(p.state == "running" for p in exps.point_statuses(exp)):
-        time.sleep(0.2)
+    # the paired workers get SIGKILL with their parent
+    wait_for(lambda: not any(p.state == "running" for p in exps.point_statuses(exp)), 20,
+             "the paired workers to die with their sweep")
     states = [p.state for p in exps.point_statuses(exp)]
     assert exps.state(exp) == "interrupted" and "completed" in states and "interrupted" in states
     done = {p.run_id for p in exps.point_statuses(exp) if p.state == "completed"}

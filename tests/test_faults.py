@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from cifar_app.jobs import can_resume, execute_run, start_run
 from cifar_app.records import EpochStats
 from cifar_app.runstore import RunDamaged, RunStore, StoreError
 from cifar_app.settings import TrainSettings
-from tests.conftest import synthetic_data, write_image_tree
+from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = TrainSettings(norm="batch", epochs=3, batch_size=50, max_lr=0.05, device="cpu")
@@ -29,15 +28,6 @@ QUICK = TrainSettings(norm="batch", epochs=3, batch_size=50, max_lr=0.05, device
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cifar_app", *args], capture_output=True, text=True,
                           timeout=240, env={**os.environ, **(env or {})}, cwd=ROOT)
-
-
-def wait_for(predicate, timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def store_at(tmp_path: Path) -> RunStore:

@@ -7,15 +7,7 @@ import pytest
 from cifar_app.jobs import can_resume, start_run
 from cifar_app.runstore import RunStore
 from cifar_app.settings import TrainSettings
-
-
-def wait_for(predicate, timeout=120.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -32,10 +24,16 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     second = store.create(TrainSettings(norm="layer", epochs=1, batch_size=50, device="cpu"))
     procs = [start_run(store, first.id, data_dir)]
     wait_for(lambda: len(first.metrics().epochs) >= 1, what="first epoch of run 1")
+    started = time.time()
     procs.append(start_run(store, second.id, data_dir))
-    time.sleep(3)
+    # start_run writes "queued" itself; only the second worker, alive and waiting for the training
+    # lock, keeps heartbeating it (every second) while the first run trains
+    beat = lambda: second.raw_status()["heartbeat"]  # noqa: E731
+    first_beat = wait_for(lambda: beat() > started + 0.5 and beat(), 60, "the second worker to start")
+    wait_for(lambda: beat() > first_beat + 0.5, 30, "the queued worker to heartbeat again")
     assert first.status()["state"] == "running"
-    assert second.status()["state"] == "queued"  # waits for the CPU instead of halving both
+    assert second.status()["state"] == "queued" and second.raw_status()["pid"] == procs[1].pid
+    assert not second.metrics().batches  # waits for the CPU instead of halving both
 
     first.request_stop()
     wait_for(lambda: first.status()["state"] == "stopped", what="run 1 to stop")
