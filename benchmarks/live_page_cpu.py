@@ -34,6 +34,8 @@ BATCHES_PER_EPOCH, EPOCH_S = 156, 12.0
 
 # Runs in the checkout under test (its own run store and record classes): create the run, then, with
 # "live", log batches and epochs until stdin closes.
+# It names the states as plain strings, as status.json stores them (RunState's values), so it also
+# runs against checkouts from before cifar_app/states.py.
 WORKER = """import sys, time
 from cifar_app.records import BatchStats, EpochStats
 from cifar_app.runstore import RunStore

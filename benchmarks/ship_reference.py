@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from cifar_app.runstore import REFERENCE_ROOT, Run, copy_run
+from cifar_app.states import RunState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
     src = Run(args.run_dir)
     status = src.raw_status()
-    if status.get("state") != "completed":
+    if status.get("state") != RunState.COMPLETED:
         raise SystemExit(f"{src.id} is {status.get('state')}, not completed")
     ref = copy_run(src, REFERENCE_ROOT / args.name, batch_every=args.batch_every, status={
-        "state": "completed", "label": args.label, "created": status.get("created"),
+        "state": RunState.COMPLETED, "label": args.label, "created": status.get("created"),
         "started": status.get("started"), "finished": status.get("finished"),
         "params": status.get("params"), "data_source": status.get("data_source"),
         "trained_from": src.id, "pid": None,

@@ -30,6 +30,8 @@ TOKEN_ENV = "CIFAR_APP_TOKEN"
 REQUIRE_ENV = "CIFAR_APP_REQUIRE_TOKEN"
 PUBLIC_READ_ENV = "CIFAR_APP_PUBLIC_READ"
 ROUTE_KEY_HEADER = "X-Lab-Key"  # how the live view proves its page session holds the token
+KEY_COOKIE = "cifar_lab_key"    # the same key, kept by the browser: reloads and new tabs keep access
+KEY_COOKIE_MAX_AGE_S = 30 * 24 * 3600
 _generated: str | None = None
 _lock = threading.Lock()
 
@@ -135,10 +137,16 @@ def route_key(token: str) -> str:
     return hmac.new(token.encode("utf-8"), b"cifar-app live routes", hashlib.sha256).hexdigest()
 
 
-def route_allowed(pol: Policy, key: object, token: str) -> bool:
-    """Whether a request to a live route (``Action.VIEW``) is allowed: always when the policy lets
-    anyone view, else only with the key of a session that gave the token."""
-    if pol.allows(Action.VIEW, granted=False):
-        return True
+def key_matches(key: object, token: str) -> bool:
+    """Whether ``key`` (from the header or the cookie) is ``route_key(token)``; constant-time."""
     return isinstance(key, str) and hmac.compare_digest(key.encode("utf-8", "surrogatepass"),
                                                         route_key(token).encode())
+
+
+def route_allowed(pol: Policy, keys: tuple[object, ...] | object, token: str) -> bool:
+    """Whether a request to a live route (``Action.VIEW``) is allowed: always when the policy lets
+    anyone view, else only with the key of a session that gave the token (header or cookie)."""
+    if pol.allows(Action.VIEW, granted=False):
+        return True
+    keys = keys if isinstance(keys, tuple) else (keys,)
+    return any(key_matches(k, token) for k in keys)

@@ -5,7 +5,7 @@ the dashboard starts ``python -m cifar_app worker RUN`` through ``start_run``). 
 the run store, so any number of readers (pages, tabs, the CLI) can follow it. This module only
 orchestrates: every file is read and written through ``Run``.
 
-On a CPU-only machine, runs take turns: a run waits in state "queued" until no other run holds the
+On a CPU-only machine, runs take turns: a run waits as ``RunState.QUEUED`` until no other run holds the
 training lock (an ``flock`` on ``<runs root>/.train.lock``, released by the OS even if the holder is
 killed), so two runs never halve each other's speed.
 
@@ -85,7 +85,7 @@ def execute_run(
 
     ``data`` is the dataset or a function ``f(progress=callback)`` that loads it (default:
     ``load_cifar10``); it is loaded only once this run's turn has come, and the run's status shows
-    the loading's progress. Errors are stored as state "failed" and re-raised; a damaged
+    the loading's progress. Errors are stored as ``RunState.FAILED`` and re-raised; a damaged
     run is refused before anything is written. ``slot_held``: the caller already holds the
     training lock for this run (a sweep running two 1-thread points at once).
     """

@@ -89,6 +89,8 @@ def _access_sidebar() -> None:
     if not token_required():
         return
     token = _announce_token(_server_address() or "")
+    if not _granted() and access.key_matches(st.context.cookies.get(access.KEY_COOKIE), token):
+        st.session_state["_access_granted"] = True  # this browser gave the token before
     given = st.query_params.get("token")
     if given is not None:
         if access.token_matches(given, token):
@@ -99,6 +101,10 @@ def _access_sidebar() -> None:
     with st.sidebar:
         if _granted():
             st.caption("🔓 Access token accepted: you can view and change everything.")
+            if st.context.cookies.get(access.KEY_COOKIE) != route_key():
+                _live_component(key="lab_key", data={  # kept by this browser for reloads and tabs
+                    "view": "key", "cookie": access.KEY_COOKIE, "key": route_key(),
+                    "max_age": access.KEY_COOKIE_MAX_AGE_S})
             return
         st.info(policy().describe(granted=False))
         entered = st.text_input("Access token", type="password", key="_access_token_input", max_chars=512)

@@ -15,8 +15,9 @@ serves these next to the pages (under ``server.baseUrlPath`` when one is set):
 
 They only read, and show what the pages show: anyone may ask them when the server's access policy
 lets anyone view (``cifar_app.access``); a private exposed server answers 403 unless the request
-carries the route key of a page session that gave the token. The routes' addresses are written
-here only (``RUN_LIVE``, ``RUN_FIGURE``, ``EXPERIMENT_LIVE``); pages get them from ``path``.
+carries the route key of a page session that gave the token (header, or the browser's cookie).
+The routes' addresses are written here only (``RUN_LIVE``, ``RUN_FIGURE``, ``EXPERIMENT_LIVE``);
+pages get them from ``path``.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _error(status: int, message: str) -> JSONResponse:
 def _guarded(handler, pol: access.Policy):
     """``handler``, answering 403 instead when ``pol`` does not let this request view."""
     def guarded(request: Request) -> Response:
-        if not access.route_allowed(pol, request.headers.get(access.ROUTE_KEY_HEADER),
-                                    access.server_token()[0]):
+        keys = (request.headers.get(access.ROUTE_KEY_HEADER), request.cookies.get(access.KEY_COOKIE))
+        if not access.route_allowed(pol, keys, access.server_token()[0]):
             return _error(403, "this lab is private: open it with the access token")
         return handler(request)
 
