@@ -60,10 +60,12 @@ for f in files:
     except ImageError as e:
         st.error(f"**{f.name}**: {e}")
         continue
-    cols = st.columns([1, 1, 2 * len(models)])
-    cols[0].image(shown, caption=f.name, width="stretch")
-    cols[1].image(ui.upscale(image32, 4), caption="model input, 32×32", width=128)
-    charts = cols[2].columns(len(models))
+    # the images on one row, then one chart per model on the next: nothing is squeezed or cut off
+    # however many models are compared
+    left, middle, _ = st.columns([2, 1, 3])
+    left.image(shown, caption=f.name, width="stretch")
+    middle.image(ui.upscale(image32, 4), caption="model input, 32×32", width=128)
+    charts = st.columns(max(len(models), 2))
     for col, m in zip(charts, models):
         [pred] = classify_each([image32], loaded[m.id])
         col.plotly_chart(topk_bars(pred.top_k, NORM_COLORS.get(m.norm, "#444"), m.label),

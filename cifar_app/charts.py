@@ -20,6 +20,33 @@ NORM_LABELS: dict[str, str] = {
 }
 
 
+def wrap_title(text: str, width: int, lines: int = 2) -> str:
+    """``text`` broken at spaces into at most ``lines`` lines of about ``width`` characters (Plotly
+    ``<br>``), the last one cut with an ellipsis: a panel title that fits its panel."""
+    import textwrap
+
+    width = max(8, width)
+    parts = textwrap.wrap(text, width) or [""]
+    if len(parts) > lines:
+        parts = parts[:lines]
+        parts[-1] = parts[-1][:max(1, width - 1)].rstrip() + "…"
+    return "<br>".join(parts)
+
+
+def _panel_grid(series: Sequence[dict], cols: int, chars: int, **kwargs) -> tuple[go.Figure, int]:
+    """Subplots for one panel per run, ``cols`` to a row, each titled with its run's label wrapped to
+    ``chars`` characters a line (two lines at most), so neighbouring titles never run into each
+    other. Returns the figure and its number of rows."""
+    n = max(1, len(series))
+    cols = max(1, min(cols, n))
+    rows = (n + cols - 1) // cols
+    titles = [wrap_title(s["label"], chars) for s in series] or [""]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
+                        vertical_spacing=0.36 / rows if rows > 1 else 0.0, **kwargs)
+    fig.update_annotations(font_size=12)
+    return fig, rows
+
+
 def _layout(fig: go.Figure, title: str, height: int = 360, uirevision: str | None = None) -> go.Figure:
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
                       legend=dict(orientation="h", y=-0.2), template="plotly_white",
@@ -150,7 +177,9 @@ def topk_bars(top_k: Sequence[tuple[str, float]], color: str = "#1f77b4", title:
                            text=[f"{p:.1f}%" for p in probs], textposition="auto"))
     fig.update_xaxes(range=[0, 100], title_text="probability (%)")
     fig.update_layout(showlegend=False)
-    return _layout(fig, title, height=220)
+    fig = _layout(fig, wrap_title(title, 30), height=240)
+    fig.update_layout(margin=dict(t=60), title_font_size=14)  # a two-line title fits above the bars
+    return fig
 
 
 def norm_axes_figure() -> go.Figure:
@@ -229,8 +258,7 @@ def inside_bands(series: Sequence[dict], layer: str, where: str = "post") -> go.
 
     series: dicts with ``label``, ``norm`` and ``records`` (``Run.inside()``, epoch 0 = init)."""
     n = max(1, len(series))
-    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[s["label"] for s in series] or [""])
+    fig, _ = _panel_grid(series, cols=n, chars=100 // n, shared_yaxes=True)
     for col, s in enumerate(series, start=1):
         recs = [r for r in s["records"] if layer in r["layers"]]
         x = [r["epoch"] for r in recs]
@@ -249,26 +277,32 @@ def inside_bands(series: Sequence[dict], layer: str, where: str = "post") -> go.
         fig.update_xaxes(title_text="epoch (0 = init)", tick0=0, dtick=_epoch_dtick(len(x)), row=1, col=col)
     fig.update_yaxes(title_text=f"{layer} activation {'after' if where == 'post' else 'before'} its norm",
                      row=1, col=1)
-    return _layout(fig, "", height=380, uirevision=f"bands-{layer}-{where}")
+    fig = _layout(fig, "", height=400, uirevision=f"bands-{layer}-{where}")
+    fig.update_layout(margin=dict(t=70))  # room for two-line panel titles
+    return fig
 
 
 def inside_norms(series: Sequence[dict], key: str, title: str, log_y: bool = True) -> go.Figure:
     """Per-layer ``key`` ("grad_norm" or "weight_norm") over epochs: one panel per run, one line per
     C block (darker = deeper)."""
-    n = max(1, len(series))
-    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[s["label"] for s in series] or [""])
-    for col, s in enumerate(series, start=1):
+    fig, rows = _panel_grid(series, cols=2, chars=26, shared_yaxes=True)  # drawn half the page wide
+    for k, s in enumerate(series):
+        row, col = k // 2 + 1, k % 2 + 1
         layers = list(s["records"][0]["layers"]) if s["records"] else []
         for i, layer in enumerate(layers):
             shade = int(200 - 170 * i / max(1, len(layers) - 1))
             fig.add_trace(go.Scatter(
                 x=[r["epoch"] for r in s["records"]], y=[r["layers"][layer][key] for r in s["records"]],
-                mode="lines", name=layer, legendgroup=layer, showlegend=col == 1,
-                line=dict(color=f"rgb({shade},{shade},{shade})")), row=1, col=col)
-        fig.update_xaxes(title_text="epoch", tick0=0, dtick=_epoch_dtick(len(s["records"])), row=1, col=col)
-    fig.update_yaxes(type="log" if log_y else None, title_text=key.replace("_", " "), row=1, col=1)
-    return _layout(fig, title, height=340, uirevision=f"norms-{key}")
+                mode="lines", name=layer, legendgroup=layer, showlegend=k == 0,
+                line=dict(color=f"rgb({shade},{shade},{shade})")), row=row, col=col)
+        fig.update_xaxes(title_text="epoch" if row == rows else None, tick0=0,
+                         dtick=_epoch_dtick(len(s["records"])), row=row, col=col)
+        fig.update_yaxes(type="log" if log_y else None, row=row, col=col)
+    for row in range(1, rows + 1):
+        fig.update_yaxes(title_text=key.replace("_", " "), row=row, col=1)
+    fig = _layout(fig, title, height=120 + 260 * rows, uirevision=f"norms-{key}")
+    fig.update_layout(margin=dict(t=90), legend=dict(y=-0.25 / rows))
+    return fig
 
 
 def bn_running_vs_batch(record: dict, layer: str) -> go.Figure:
@@ -288,8 +322,10 @@ def bn_running_vs_batch(record: dict, layer: str) -> go.Figure:
                       row=1, col=col)
         fig.update_xaxes(title_text="probe batch", row=1, col=col)
         fig.update_yaxes(title_text="running (eval mode)", row=1, col=col)
-    return _layout(fig, f"{layer}: BatchNorm running statistics vs the probe batch, epoch {record['epoch']}",
-                   height=340)
+    fig = _layout(fig, f"{layer}: BatchNorm running statistics vs the probe batch, epoch {record['epoch']}",
+                  height=360)
+    fig.update_layout(margin=dict(t=80))  # the panel titles sit below the figure's title, not on it
+    return fig
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -122,6 +122,18 @@ def test_every_page_opens_without_an_exception(server, page):
         shot(page, f"empty-{name}")
 
 
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_every_page_at_other_widths_has_no_overlapping_chart_titles(server, page, width):
+    url, _ = server
+    page.set_viewport_size({"width": width, "height": 1000})
+    try:
+        for path in PAGES.values():
+            open_page(page, url, path)
+            assert page.evaluate(OVERLAPS, ".annotation-text, .gtitle") == [], path
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+
 def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
     url, base = server
     open_page(page, url, "train")
@@ -313,3 +325,53 @@ def test_a_watched_run_that_is_damaged_or_deleted_is_reported_not_crashed(server
     page.wait_for_url(lambda u: deleted.id not in u, timeout=15_000)
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+OVERLAPS = """(sel) => {
+  const out = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const boxes = [...plot.querySelectorAll(sel)].map(e => e.getBoundingClientRect())
+      .filter(b => b.width > 0);
+    const svg = plot.getBoundingClientRect();
+    boxes.forEach((a, i) => {
+      if (a.left < svg.left - 1 || a.right > svg.right + 1) out.push(['outside', a.left, a.right]);
+      boxes.slice(i + 1).forEach(b => {
+        if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+          out.push(['overlap', a.left, a.right, b.left, b.right]);
+      });
+    });
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1400, 1920])
+def test_panel_titles_and_images_neither_overlap_nor_get_cut_off(server, page, width):
+    """Issue 17: on Inside the four panels' run titles ran into each other; on Classify with all
+    normalizations the model input was cut off by the first chart and chart titles were truncated."""
+    url, base = server
+    page.set_viewport_size({"width": width, "height": 1000})
+    try:
+        open_page(page, url, "inside")
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3",
+                               timeout=30_000)
+        assert page.evaluate(OVERLAPS, ".annotation-text, .gtitle") == []
+        open_page(page, url, "classify")
+        image = base / "upload.png"
+        Image.new("RGB", (64, 48), (30, 90, 200)).save(image)
+        page.locator('input[type="file"]').set_input_files(str(image))
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .barlayer').length >= 4",
+                               timeout=60_000)
+        wait_idle(page)
+        assert page.evaluate(OVERLAPS, ".gtitle") == []
+        charts = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                               ".map(e => e.getBoundingClientRect().toJSON())")
+        images = page.evaluate("() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+                               ".map(e => e.getBoundingClientRect().toJSON())")
+        assert len(images) >= 2 and len(charts) >= 4
+        for im in images:  # the preview and the model input stand clear of every chart
+            assert all(im["right"] <= c["left"] or c["right"] <= im["left"] or im["bottom"] <= c["top"]
+                       or c["bottom"] <= im["top"] for c in charts), (im, charts)
+        shot(page, f"classify-all-{width}")
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
