@@ -250,3 +250,47 @@ def test_small_batch_points_train_two_at_a_time_in_one_thread_each(tmp_path):
     assert runs[2]["started"] >= max(first["finished"], second["finished"])  # the odd one alone
     log = (store.get(points[0].run_id).log_path).read_text()
     assert "Traceback" not in log
+
+
+EXP_RACE = """
+import os, sys
+from cifar_app.experiments import ExperimentStore
+from cifar_app.runstore import RunStore
+role, root, exp_id, done = sys.argv[1:5]
+exps = ExperimentStore(RunStore(root, reference_root=None))
+open(done + "." + role, "w").close()  # ready
+while not os.path.exists(done + ".go"):
+    pass
+if role == "driver":  # records each point's run as the sweep creates it
+    for i in range(40):
+        def change(exp, i=i):
+            exp.points[i].run_id = f"run-{i}"
+        exps.update(exp_id, change)
+    open(done, "w").close()
+else:  # a page pressing Resume (which marks the sweep started) over and over, until the driver is done
+    while not os.path.exists(done):
+        exps.mark_started(exp_id, 12345)
+"""
+
+
+def test_the_experiment_record_has_no_lost_update(tmp_path):
+    """Two writers of one experiment.json (the driver recording point runs, a page marking it
+    started): every point's run id survives."""
+    exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
+    exp = exps.create("race", TINY, {"seed": list(range(40))})
+    args = [str(exps.runs.root), exp.id, str(tmp_path / "done")]
+    procs = [subprocess.Popen([sys.executable, "-c", EXP_RACE, role, *args]) for role in ("page", "driver")]
+    wait_for(lambda: all((tmp_path / f"done.{role}").exists() for role in ("page", "driver")), 60,
+             "both writers to be ready")
+    (tmp_path / "done.go").touch()
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    assert [p.run_id for p in exps.get(exp.id).points] == [f"run-{i}" for i in range(40)]
+
+
+def test_the_page_says_why_the_sweep_driver_gave_up(page_env, pages):
+    exp = page_env.create("cluster", TINY, {"norm": ["batch"]}, backend="ray", ray_address="10.0.0.9:6390")
+    page_env.mark_finished(exp.id, error="no Ray head answers at 10.0.0.9:6390 (Connection refused): "
+                                         "start one there with `ray start --head --port 6390`")
+    at = pages.open("experiments", {"exp": exp.id})
+    assert any("no Ray head answers at 10.0.0.9:6390" in e.value for e in at.error)
