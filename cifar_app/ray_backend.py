@@ -95,8 +95,8 @@ def check_cluster(address: str, timeout_s: float = 5.0) -> None:
     host, port = _host_port(address)
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as e:
-        why = e.strerror or type(e).__name__
+    except (OSError, UnicodeError) as e:  # UnicodeError: a host name no resolver takes
+        why = getattr(e, "strerror", None) or type(e).__name__
         raise RayConnectError(f"no Ray head answers at {address} ({why}): start one there with `ray "
                               f"start --head --port {port}`, or check the address and that the port "
                               "is open to this machine") from None

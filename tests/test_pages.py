@@ -330,3 +330,27 @@ def test_the_policy_is_the_one_rule_for_every_action():
         assert not private.allows(action, granted=False)
         assert public.allows(action, granted=False) is (action == Action.VIEW)
     assert "Private" in private.describe(False) and "Read-only" in public.describe(False)
+
+
+ODD_TEXT = ["é", "🧪" * 50, "x" * 10_000, "a\x00b", "../../etc/passwd", "<script>alert(1)</script>"]
+
+
+@pytest.mark.parametrize("odd", ODD_TEXT)
+def test_odd_url_parameters_and_names_are_just_unknown_or_kept_safely(completed_env, pages, odd):
+    """Non-ASCII, oversized and path-like text in every URL parameter and name field."""
+    for page, param in (("train", "run"), ("home", "run"), ("misclassified", "run"), ("inside", "run"),
+                        ("experiments", "exp")):
+        at = pages.open(page, {param: odd})  # no exception: an unknown id picks the default
+    at = pages.open("home", {"run": completed_env.id})
+    at.text_input(key="rename_to").input(odd[:80]).run()
+    at.button(key="rename").click().run()
+    assert not at.exception
+    label = completed_env.label
+    assert label == (odd[:80].strip() or label) and len(label) <= 80
+    train = pages.open("train")
+    train.text_input(key="label").input(odd[:80]).run()
+    assert not train.exception
+    exps = pages.open("experiments")
+    exps.radio(key="exp_kind").set_value("custom").run()
+    exps.text_area(key="exp_grid").input(odd).run()
+    assert not exps.exception and exps.error  # a grid it cannot read is an error line, not a crash

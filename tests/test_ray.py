@@ -130,7 +130,8 @@ def test_an_unreachable_or_malformed_address_is_one_line_with_the_fix(tmp_path):
     from cifar_app.ray_backend import RayConnectError, check_cluster
 
     for address, words in (("ray://head:10001", "not a URL"), ("head", "HOST:PORT"),
-                           ("127.0.0.1:1", "no Ray head answers")):
+                           ("127.0.0.1:1", "no Ray head answers"), ("head:99999", "HOST:PORT"),
+                           ("é" * 300 + ":6390", "no Ray head answers"), ("", "HOST:PORT")):
         with pytest.raises(RayConnectError, match=words):
             check_cluster(address, timeout_s=2)
 
