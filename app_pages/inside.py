@@ -63,7 +63,7 @@ def draw(ids: list[str], layer: str, where: str) -> None:
     right.plotly_chart(inside_norms(series, "weight_norm", "weight norm per layer", log_y=False),
                        key="inside_weight", width="stretch")
     for s in series:
-        if s["norm"] == "batch" and s["records"] and "bn" in s["records"][-1]["layers"][layer]:
+        if s["records"] and "bn" in s["records"][-1]["layers"][layer]:  # BatchNorm-like: running stats
             st.plotly_chart(bn_running_vs_batch(s["records"][-1], layer), key=f"inside_bn_{s['label']}",
                             width="stretch")
 

@@ -4,7 +4,8 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
-from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, summarize
+from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, norm_budget_rows, summarize
+from cifar_app.norms import REGISTRY
 from cifar_app.settings import TrainSettings
 
 ui.page_setup()
@@ -15,17 +16,26 @@ st.markdown("`C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10` — **C** = 3×3 conv
 c1, c2 = st.columns([1, 3])
 norm = c1.radio("Normalization", NORMS, format_func=NORM_LABELS.get, key="model_norm")
 groups = c1.select_slider("Groups", TrainSettings.spec("groups").suggested,
-                          value=TrainSettings.default("groups"), key="model_groups", disabled=norm != "group")
+                          value=TrainSettings.default("groups"), key="model_groups",
+                          disabled=not REGISTRY[norm].uses_groups)
 model = build_model(norm, groups)
 total = count_parameters(model)
-c1.metric("Parameters", f"{total:,}", f"{PARAM_BUDGET - total:,} under the {PARAM_BUDGET:,} budget",
-          delta_color="off")
-c1.progress(total / PARAM_BUDGET, text=f"{100 * total / PARAM_BUDGET:.1f}% of the budget")
+under = PARAM_BUDGET - total
+c1.metric("Parameters", f"{total:,}", f"{under:,} under the {PARAM_BUDGET:,} budget" if under >= 0
+          else f"{-under:,} over the {PARAM_BUDGET:,} budget", delta_color="off")
+c1.progress(min(1.0, total / PARAM_BUDGET), text=f"{100 * total / PARAM_BUDGET:.1f}% of the budget")
 c2.dataframe([{"layer": r.name, "kind": r.kind, "output (C×H×W)": "×".join(map(str, r.output_shape)),
                "parameters": r.params, "receptive field (px)": r.receptive_field}
               for r in summarize(model)], hide_index=True, width="stretch", key="model_table")
 c2.caption("Receptive field: the side of the input square one output pixel depends on; after GAP "
            "every output sees the whole 32×32 image.")
+
+st.subheader("Every normalization against the budget")
+st.dataframe(norm_budget_rows(groups), hide_index=True, width="stretch", key="model_norms_table")
+st.caption("The seed's own LayerNorm, `nn.LayerNorm([C, H, W])`, has a scale and shift per element: "
+           "2·C·H·W parameters a layer, 32,768 for C1 alone, so with its affine the network is far "
+           "over the budget (the seed turned it off); without it, it has none. The lab's LayerNorm is "
+           "`GroupNorm(1, C)`: the same statistics, 2·C parameters.")
 
 st.subheader("How the normalizations differ")
 st.plotly_chart(norm_axes_figure(), key="model_norm_axes", width="stretch")

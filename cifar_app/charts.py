@@ -8,16 +8,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import norms
 from .records import BatchStats, EpochStats
 from .series import MAX_POINTS, decimate, smooth
 from .states import RunState
 
-NORM_COLORS: dict[str, str] = {
-    "batch": "#1f77b4", "group": "#2ca02c", "layer": "#d62728", "none": "#7f7f7f",
-}
-NORM_LABELS: dict[str, str] = {
-    "batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "no norm",
-}
+NORM_COLORS: dict[str, str] = norms.COLORS  # one fixed colour per normalization (norms.REGISTRY)
+NORM_LABELS: dict[str, str] = norms.LABELS
 
 
 def wrap_title(text: str, width: int, lines: int = 2) -> str:

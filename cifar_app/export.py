@@ -208,19 +208,24 @@ def onnx_bytes(run: Run) -> bytes:
 
 
 def export_onnx(run: Run, out: Path | str) -> Path:
-    """The run's model as ONNX at ``out`` (a folder gets ``<run id>.onnx``): input ``image`` float32
-    (N, 3, 32, 32) RGB in [0, 1], output ``logits`` (N, 10), N dynamic. Opset 17."""
+    """The run's model as ONNX at ``out`` (a folder gets ``<run id>.onnx``): see ``model_to_onnx``."""
     from .inference import load_model
 
     out = Path(out)
     if out.is_dir():
         out = out / f"{run.id}.onnx"
     loaded = load_model(run)
-    wrapped = WithInputNormalization(loaded.model.eval(), loaded.mean, loaded.std).eval()
+    return model_to_onnx(loaded.model, loaded.mean, loaded.std, out)
+
+
+def model_to_onnx(model: nn.Module, mean: torch.Tensor, std: torch.Tensor, out: Path | str) -> Path:
+    """``model`` (any normalization) with its input normalization as ONNX at ``out``: input
+    ``image`` float32 (N, 3, 32, 32) RGB in [0, 1], output ``logits`` (N, 10), N dynamic. Opset 17."""
+    wrapped = WithInputNormalization(model.eval(), mean, std).eval()
     torch.onnx.export(wrapped, torch.rand(2, 3, 32, 32), str(out), input_names=["image"],
                       output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
                       opset_version=17, dynamo=False)
-    return out
+    return Path(out)
 
 
 # ---------------------------------------------------------------------------- CSV

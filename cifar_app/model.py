@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-NORMS: tuple[str, ...] = ("batch", "group", "layer", "none")
+from . import norms
+
+NORMS = norms.NORMS  # every normalization the lab knows (norms.REGISTRY)
 LAYOUT: tuple[str, ...] = (
     "C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "c10",
 )
@@ -54,42 +56,27 @@ ARCHITECTURES: dict[str, Architecture] = {
 DEFAULT_ARCH = "plain"
 
 
-def make_norm(norm: str, channels: int, groups: int = 4) -> nn.Module:
-    """Normalization layer for a (N, C, H, W) activation.
-
-    batch: BatchNorm2d, statistics over (N, H, W) per channel.
-    group: GroupNorm(groups, C), statistics per sample over (C/groups, H, W).
-    layer: GroupNorm(1, C), statistics per sample over (C, H, W), with a per-channel affine
-           (2C parameters, unlike nn.LayerNorm([C, H, W]) which would need 2CHW).
-    none:  identity.
-    """
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "group":
-        if channels % groups:
-            raise ValueError(f"groups={groups} does not divide {channels} channels")
-        return nn.GroupNorm(groups, channels)
-    if norm == "layer":
-        return nn.GroupNorm(1, channels)
-    if norm == "none":
-        return nn.Identity()
-    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+def make_norm(norm: str, channels: int, groups: int = 4, hw: tuple[int, int] = (32, 32)) -> nn.Module:
+    """The normalization layer ``norm`` (an entry of ``norms.REGISTRY``) for a (N, C, H, W)
+    activation of ``channels`` channels and spatial size ``hw``."""
+    return norms.get(norm).make(channels, groups, hw)
 
 
 class ConvBlock(nn.Sequential):
     """C block: 3x3 conv (padding 1, keeps H, W), ReLU, normalization, dropout."""
 
     def __init__(self, cin: int, cout: int, norm: str, groups: int, dropout: float,
-                 separable: bool = False) -> None:
+                 separable: bool = False, hw: tuple[int, int] = (32, 32)) -> None:
         bias = norm == "none"  # a following norm layer makes a conv bias redundant
+        conv_cls = norms.WSConv2d if norms.get(norm).weight_standardized else nn.Conv2d
         if separable:
             conv: nn.Module = nn.Sequential(
-                nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
-                nn.Conv2d(cin, cout, 1, bias=bias),
+                conv_cls(cin, cin, 3, padding=1, groups=cin, bias=False),
+                conv_cls(cin, cout, 1, bias=bias),
             )
         else:
-            conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
-        layers = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups)]
+            conv = conv_cls(cin, cout, 3, padding=1, bias=bias)
+        layers = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups, hw)]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
         super().__init__(*layers)
@@ -109,18 +96,18 @@ class CifarNet(nn.Module):
     def __init__(self, norm: str = "batch", groups: int = 4, dropout: float = 0.0,
                  arch: str = DEFAULT_ARCH, num_classes: int = 10) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        norms.get(norm)  # ValueError naming the known ones
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
         spec = ARCHITECTURES[arch]
         self.norm, self.groups, self.arch = norm, groups, arch
-        cin = 3
+        cin, side = 3, 32
         layers: dict[str, nn.Module] = {}
         for name in LAYOUT:
             if name.startswith("C"):
                 cout = spec.widths[name]
-                layers[name] = ConvBlock(cin, cout, norm, groups, dropout, name in spec.separable)
+                layers[name] = ConvBlock(cin, cout, norm, groups, dropout, name in spec.separable,
+                                         hw=(side, side))
                 cin = cout
             elif name == "c10":
                 layers[name] = nn.Conv2d(cin, num_classes, 1)
@@ -130,6 +117,7 @@ class CifarNet(nn.Module):
                 cin = cout
             elif name.startswith("P"):
                 layers[name] = nn.MaxPool2d(2)
+                side //= 2
             else:  # GAP
                 layers[name] = nn.AdaptiveAvgPool2d(1)
         self.layers = nn.ModuleDict(layers)
@@ -178,7 +166,11 @@ def _describe(name: str, module: nn.Module) -> str:
         norm = type(module[2]).__name__
         if isinstance(module[2], nn.GroupNorm):
             norm = f"GroupNorm({module[2].num_groups})"
-        conv = "3x3 dw-sep conv" if sep else "3x3 conv"
+        elif isinstance(module[2], nn.LayerNorm):
+            affine = "" if module[2].elementwise_affine else ", no affine"
+            norm = f"LayerNorm({list(module[2].normalized_shape)}{affine})"
+        ws = any(isinstance(m, norms.WSConv2d) for m in module[0].modules())
+        conv = ("3x3 dw-sep conv" if sep else "3x3 conv") + (" (WS)" if ws else "")
         return f"{conv}, ReLU, {norm}"
     return {"c": "1x1 conv", "P": "2x2 max-pool", "G": "global avg pool"}[name[0]]
 
@@ -203,6 +195,21 @@ def summarize(model: CifarNet, input_size: int = 32) -> list[LayerRow]:
             rows.append(LayerRow(name, _describe(name, layer), tuple(x.shape[1:]),
                                  count_parameters(layer), rf))
     model.train(model_was_training)
+    return rows
+
+
+def norm_budget_rows(groups: int = 4, arch: str = DEFAULT_ARCH) -> list[dict]:
+    """One row per normalization (``norms.REGISTRY``): what it averages over, the parameters of its
+    norm layers and of the whole network, and whether that fits ``PARAM_BUDGET``."""
+    rows = []
+    for n in norms.REGISTRY.values():
+        model = build_model(n.name, groups if n.uses_groups else 4, arch=arch)
+        total = count_parameters(model)
+        in_norms = sum(count_parameters(layer[2]) for name, layer in model.layers.items()
+                       if name.startswith("C"))
+        rows.append({"normalization": n.label, "one mean / variance covers": n.averages_over,
+                     "parameters in the norm layers": in_norms, "network": total,
+                     "fits the budget": total <= PARAM_BUDGET, "from": n.reference})
     return rows
 
 

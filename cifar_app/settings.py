@@ -7,10 +7,12 @@ the field's metadata. Adding a hyperparameter is a one-place change: add the fie
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from .model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
+from . import norms
+from .model import ARCHITECTURES, DEFAULT_ARCH, NORMS, PARAM_BUDGET, build_model
 
 
 class SettingsError(ValueError):
@@ -173,10 +175,14 @@ class TrainSettings:
         """Raise ``SettingsError`` naming the first invalid field; return self when valid."""
         for f in fields(self):
             f.metadata["spec"].check(f.name, getattr(self, f.name))
-        if self.norm == "group":
+        if norms.get(self.norm).uses_groups:
             widths = sorted({w for k, w in ARCHITECTURES[self.arch].widths.items() if k.startswith("C")})
             if any(w % self.groups for w in widths):
                 raise SettingsError("groups", f"{self.groups} must divide every block width {widths}")
+        params = _param_count(self.norm, self.groups, self.arch)
+        if params > PARAM_BUDGET:
+            raise SettingsError("norm", f"{norms.get(self.norm).label} makes the network {params:,} "
+                                f"parameters, over the {PARAM_BUDGET:,} budget")
         return self
 
     def to_dict(self) -> dict:
@@ -198,9 +204,15 @@ class TrainSettings:
 
     def param_count(self) -> int:
         """Trainable parameters of the model these settings build."""
-        from .model import count_parameters
+        return _param_count(self.norm, self.groups, self.arch)
 
-        return count_parameters(build_model(self.norm, self.groups, self.dropout, self.arch))
+
+@functools.lru_cache(maxsize=256)
+def _param_count(norm: str, groups: int, arch: str) -> int:
+    """Parameters of the network for a norm, groups and architecture (dropout has none)."""
+    from .model import count_parameters
+
+    return count_parameters(build_model(norm, groups, 0.0, arch))
 
 
 def parse_setting(name: str, text: str) -> object:

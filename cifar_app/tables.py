@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from .norms import NORMS
 from .records import EpochStats
 from .runstore import RunSummary
 from .states import PROBLEMS, RunState
 
-NORM_ORDER = ("batch", "group", "layer", "none")
+NORM_ORDER = NORMS  # the registry's order
 
 
 def default_selection(summaries: list[RunSummary]) -> list[str]:

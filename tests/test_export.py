@@ -88,6 +88,24 @@ def test_onnx_logits_match_pytorch(src, tmp_path):
     assert session.run(None, {"image": x[:3].numpy()})[0].shape == (3, 10)  # dynamic batch
 
 
+@pytest.mark.parametrize("norm", ["instance", "ws-group", "batch-renorm", "layer-chw"])
+def test_every_new_norm_exports_to_onnx_that_onnxruntime_matches(norm, tmp_path, tiny_data):
+    """The wider family trains (a few steps, so running statistics and weights move) and exports."""
+    import onnxruntime as ort
+
+    from cifar_app.engine import train
+    from cifar_app.export import WithInputNormalization, model_to_onnx
+    from cifar_app.settings import TrainSettings
+
+    result = train(TrainSettings(norm=norm, epochs=1, batch_size=50, max_lr=0.05, device="cpu"), tiny_data)
+    path = model_to_onnx(result.model, result.mean, result.std, tmp_path / f"{norm}.onnx")
+    x = torch.rand(16, 3, 32, 32)
+    want = WithInputNormalization(result.model.eval(), result.mean, result.std)(x).detach().numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": x.numpy()})[0]
+    assert np.abs(got - want).max() <= 1e-4
+
+
 def test_csv_rows_match_the_run(src, tmp_path):
     import csv
 
