@@ -49,6 +49,15 @@ st.markdown("""
   and pixels (C, H, W), with a per-channel scale and shift (2·C parameters per layer, rather than
   the 2·C·H·W of `nn.LayerNorm([C, H, W])`).
 - **None** is the baseline: plain conv + ReLU, with biases.
+- **InstanceNorm** is GroupNorm with one channel per group: each image's channel over its pixels
+  (H, W).
+- **WS + GroupNorm** standardizes each conv's weights (zero mean, unit variance per output channel)
+  before GroupNorm (Qiao et al. 2019).
+- **Batch Renorm** is BatchNorm whose batch statistics are corrected towards the running ones
+  (Ioffe 2017): plain BatchNorm for 500 steps, then r_max rises to 3 and d_max to 5 over 2,500 steps.
+- **LayerNorm [C,H,W] (seed)** is the seed's `nn.LayerNorm([C, H, W])`: the lab's LayerNorm's
+  statistics, with an affine per element (over the budget) or none.
 
-All variants have the same convolutions; the norms add 2 parameters per channel (BN, GN, LN).
+All variants have the same convolutions; the norms add 2 parameters per channel (BN, GN, LN, IN,
+WS+GN, BRN), none (no norm, the seed's LN without affine) or 2·C·H·W (the seed's LN with affine).
 """)

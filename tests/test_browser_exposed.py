@@ -199,8 +199,17 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
     # Delete the imported one
     open_page(page, url, f"?run={imported[0].id}")
     page.get_by_text("Rename or delete a run").click()
-    page.get_by_text("I want to delete this run and its files").click()
-    page.get_by_role("button", name="Delete").click()
+    wait_idle(page)
+    delete = page.get_by_role("button", name="Delete", exact=True)
+    for _ in range(3):  # a click during a re-run can be lost: tick the box until Delete is enabled
+        page.get_by_text("I want to delete this run and its files").click()
+        wait_idle(page)
+        try:
+            wait_for(delete.is_enabled, 10, "Delete to be enabled")
+            break
+        except AssertionError:
+            continue
+    delete.click()
     wait_for(lambda: not (base / "runs" / imported[0].id).exists(), 30, "the delete")
 
     # Classify an upload
