@@ -5,7 +5,7 @@ import os
 import streamlit as st
 
 from cifar_app import ui
-from cifar_app.charts import group_bars, sweep_plot
+from cifar_app.charts import NORM_LABELS, group_bars, sweep_plot
 from cifar_app.experiments import (
     BACKENDS,
     CONFIRM_ABOVE,
@@ -24,10 +24,11 @@ from cifar_app.experiments import (
 )
 from cifar_app.jobs import start_experiment
 from cifar_app.live import experiment_snapshot
+from cifar_app.model import NORMS
 from cifar_app.progress import format_duration
 from cifar_app.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.runstore import StoreError
-from cifar_app.settings import SettingsError
+from cifar_app.settings import SettingsError, fits_budget
 from cifar_app.states import EXPERIMENT_RESUMABLE, TERMINAL, ExperimentState
 
 NEW = "new"
@@ -53,7 +54,15 @@ def new_experiment() -> None:
         preset = PRESETS[kind]
         st.markdown(f"**Claim:** {preset.claim}")
         st.info(preset.note)
-        base, grid, rules = preset.base, preset.grid, list(preset.rules)
+        fitting = [n for n in NORMS if fits_budget(n)]
+        chosen = st.multiselect("Normalizations", fitting, default=preset.grid["norm"],
+                                key=f"exp_norms_{kind}", format_func=NORM_LABELS.get,
+                                help="the preset's, or any others of the lab's (the wider family too)")
+        try:
+            base, grid, rules = preset.base, preset.grid_with(chosen), list(preset.rules)
+        except SettingsError as e:
+            st.error(str(e))
+            return
     else:
         grid_text = st.text_area("Grid: one FIELD=V1,V2,... per line", "norm=batch,group\nseed=0,1",
                                  key="exp_grid")

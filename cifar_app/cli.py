@@ -12,7 +12,7 @@ from .data import DataError, default_data_dir, download_cifar10, load_cifar10, r
 from .experiments import BACKENDS, CONFIRM_ABOVE, ExperimentNotFound
 from .export import BundleError
 from .runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
-from .settings import SettingsError, TrainSettings
+from .settings import SettingsError, TrainSettings, parse_setting
 from .states import ACTIVE, TERMINAL, RunState
 
 # Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
@@ -305,9 +305,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ValueError(f"give --preset ({', '.join(PRESETS)}) or at least one --grid FIELD=V1,V2")
         base, grid = parse_cli_grid(args.grid, args.set)
         rules = list(args.rule)
+        if args.norms and not args.preset:
+            raise ValueError("--norms goes with --preset; in a grid, write --grid norm=...")
         if args.preset:
             preset = PRESETS[args.preset]
-            base, grid, rules = {**preset.base, **base}, dict(preset.grid), list(preset.rules) + rules
+            norms = [parse_setting("norm", n) for n in args.norms.split(",")] if args.norms else None
+            base, grid, rules = {**preset.base, **base}, preset.grid_with(norms), list(preset.rules) + rules
         if not args.download:
             require_dataset(args.data)
         exp = exps.create(args.name or args.preset or "custom sweep", base, grid, rules,
@@ -560,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="run an experiment: a grid of runs (foreground, progress bar)")
     sw.add_argument("--preset", choices=list(PRESETS), help="one of the ready-made experiments")
+    sw.add_argument("--norms", metavar="N1,N2,...",
+                    help="with --preset: these normalizations instead of the preset's (e.g. the wider "
+                         f"family: {', '.join(NORMS)})")
     sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                     help="a settings field and its values (repeatable: the cross product runs)")
     sw.add_argument("--set", action="append", default=[], metavar="FIELD=V",

@@ -62,6 +62,16 @@ class Preset:
     x: str = "batch_size"          # the plot's x axis
     note: str = ""
 
+    def grid_with(self, norms: list[str] | tuple[str, ...] | None = None) -> dict:
+        """The preset's grid, its normalizations replaced by ``norms`` (any of the registry's that
+        fit the budget, e.g. the wider family); the preset's own when None."""
+        grid = dict(self.grid)
+        if norms is not None:
+            if not norms:
+                raise SettingsError("norm", "choose at least one normalization")
+            grid["norm"] = list(dict.fromkeys(norms))
+        return grid
+
 
 PRESETS: dict[str, Preset] = {
     "batch-size": Preset(

@@ -207,6 +207,12 @@ class TrainSettings:
         return _param_count(self.norm, self.groups, self.arch)
 
 
+def fits_budget(norm: str, groups: int = 4, arch: str = DEFAULT_ARCH) -> bool:
+    """Whether the network with ``norm`` stays within ``PARAM_BUDGET`` (the seed's affine
+    LayerNorm does not)."""
+    return _param_count(norm, groups, arch) <= PARAM_BUDGET
+
+
 @functools.lru_cache(maxsize=256)
 def _param_count(norm: str, groups: int, arch: str) -> int:
     """Parameters of the network for a norm, groups and architecture (dropout has none)."""

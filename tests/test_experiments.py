@@ -294,3 +294,21 @@ def test_the_page_says_why_the_sweep_driver_gave_up(page_env, pages):
                                          "start one there with `ray start --head --port 6390`")
     at = pages.open("experiments", {"exp": exp.id})
     assert any("no Ray head answers at 10.0.0.9:6390" in e.value for e in at.error)
+
+
+def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, pages):
+    from cifar_app.experiments import PRESETS
+
+    grid = PRESETS["learning-rate"].grid_with(["instance", "batch-renorm"])
+    assert grid["norm"] == ["instance", "batch-renorm"]
+    assert grid["max_lr"] == PRESETS["learning-rate"].grid["max_lr"]
+    at = pages.open("experiments")
+    assert "18 points" in "\n".join(m.value for m in at.markdown)  # batch-size: 3 norms x 6 sizes
+    at.multiselect(key="exp_norms_batch-size").set_value(["batch", "ws-group", "instance", "layer"]).run()
+    assert not at.exception and "24 points" in "\n".join(m.value for m in at.markdown)
+    assert "layer-chw-affine" not in at.multiselect(key="exp_norms_batch-size").options  # over budget
+    at.multiselect(key="exp_norms_batch-size").set_value([]).run()
+    assert any("at least one normalization" in e.value for e in at.error)
+    out = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", "--grid", "seed=0", "--norms", "batch"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2 and "--norms goes with --preset" in out.stderr
