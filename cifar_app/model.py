@@ -56,17 +56,21 @@ ARCHITECTURES: dict[str, Architecture] = {
 DEFAULT_ARCH = "plain"
 
 
-def make_norm(norm: str, channels: int, groups: int = 4, hw: tuple[int, int] = (32, 32)) -> nn.Module:
+def make_norm(norm: str, channels: int, groups: int = 4, hw: tuple[int, int] = (32, 32),
+              last: bool = False) -> nn.Module:
     """The normalization layer ``norm`` (an entry of ``norms.REGISTRY``) for a (N, C, H, W)
-    activation of ``channels`` channels and spatial size ``hw``."""
-    return norms.get(norm).make(channels, groups, hw)
+    activation of ``channels`` channels and spatial size ``hw``; ``last``: the block that feeds
+    global average pooling (an entry may use another layer there, see ``Norm.make_last``)."""
+    entry = norms.get(norm)
+    make = entry.make_last if last and entry.make_last is not None else entry.make
+    return make(channels, groups, hw)
 
 
 class ConvBlock(nn.Sequential):
     """C block: 3x3 conv (padding 1, keeps H, W), ReLU, normalization, dropout."""
 
     def __init__(self, cin: int, cout: int, norm: str, groups: int, dropout: float,
-                 separable: bool = False, hw: tuple[int, int] = (32, 32)) -> None:
+                 separable: bool = False, hw: tuple[int, int] = (32, 32), last: bool = False) -> None:
         bias = norm == "none"  # a following norm layer makes a conv bias redundant
         conv_cls = norms.WSConv2d if norms.get(norm).weight_standardized else nn.Conv2d
         if separable:
@@ -76,7 +80,7 @@ class ConvBlock(nn.Sequential):
             )
         else:
             conv = conv_cls(cin, cout, 3, padding=1, bias=bias)
-        layers = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups, hw)]
+        layers = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups, hw, last)]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
         super().__init__(*layers)
@@ -107,7 +111,7 @@ class CifarNet(nn.Module):
             if name.startswith("C"):
                 cout = spec.widths[name]
                 layers[name] = ConvBlock(cin, cout, norm, groups, dropout, name in spec.separable,
-                                         hw=(side, side))
+                                         hw=(side, side), last=name == CONV_BLOCKS[-1])
                 cin = cout
             elif name == "c10":
                 layers[name] = nn.Conv2d(cin, num_classes, 1)

@@ -96,6 +96,7 @@ class Norm:
     uses_groups: bool = False      # the ``groups`` setting applies
     weight_standardized: bool = False  # the block's conv is a ``WSConv2d``
     reference: str = ""            # where it comes from
+    make_last: Make | None = None  # for the block that feeds global average pooling, when not ``make``
 
 
 def _group(channels: int, groups: int, hw: tuple[int, int]) -> nn.Module:
@@ -113,9 +114,13 @@ REGISTRY: dict[str, Norm] = {n.name: n for n in (
     Norm("layer", "LayerNorm", "LN", "#d62728", lambda c, g, hw: nn.GroupNorm(1, c),
          "each image's whole activation (C, H, W), per-channel affine", reference="Ba et al. 2016"),
     Norm("none", "no norm", "none", "#7f7f7f", lambda c, g, hw: nn.Identity(), "nothing"),
-    Norm("instance", "InstanceNorm", "IN", "#9467bd",
+    # InstanceNorm leaves every channel with mean β over (H, W), so right before global average
+    # pooling it would hand the classifier the same constant for every image (measured: a 20-epoch
+    # run stayed at chance, loss ln 10). The block feeding GAP (C9) therefore uses LayerNorm.
+    Norm("instance", "InstanceNorm (LN in C9)", "IN", "#9467bd",
          lambda c, g, hw: nn.InstanceNorm2d(c, affine=True),
-         "each image's single channel (H, W)", reference="Ulyanov et al. 2016"),
+         "each image's single channel (H, W); C9, before the pooling: (C, H, W)",
+         reference="Ulyanov et al. 2016", make_last=lambda c, g, hw: nn.GroupNorm(1, c)),
     Norm("ws-group", "WS + GroupNorm", "WS+GN", "#98df8a", _group,
          "as GroupNorm, after a weight-standardized conv", uses_groups=True, weight_standardized=True,
          reference="Qiao et al. 2019"),

@@ -82,7 +82,16 @@ def test_the_new_norms_are_what_they_say():
 
     from cifar_app.norms import WSConv2d
 
-    assert isinstance(build_model("instance").layers["C1"][2], nn.InstanceNorm2d)
+    inst = build_model("instance")
+    assert all(isinstance(inst.layers[b][2], nn.InstanceNorm2d) for b in ("C1", "C5", "C8"))
+    # IN before global average pooling would leave every image's pooled features equal to its β:
+    # the block that feeds GAP uses LayerNorm
+    assert isinstance(inst.layers["C9"][2], nn.GroupNorm) and inst.layers["C9"][2].num_groups == 1
+    pure = nn.Sequential(nn.InstanceNorm2d(4, affine=True), nn.AdaptiveAvgPool2d(1))
+    with torch.no_grad():
+        pure[0].bias.copy_(torch.arange(4.0))
+    pooled = pure(torch.randn(3, 4, 8, 8)).flatten(1)
+    assert torch.allclose(pooled, torch.arange(4.0).expand(3, 4), atol=1e-5)  # the same for any image
     ws = build_model("ws-group", groups=8).layers["C3"]
     assert isinstance(ws[0], WSConv2d) and ws[2].num_groups == 8
     ln = build_model("layer-chw").layers["C7"][2]
