@@ -48,24 +48,30 @@ class BatchRenorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.running_mean is None:  # eval, or batch statistics only
             return super().forward(x)
-        xf = x.float()
-        mean = xf.mean(dim=(0, 2, 3))
-        var = xf.var(dim=(0, 2, 3), unbiased=False)
-        std = (var + self.eps).sqrt()
-        running_std = (self.running_var + self.eps).sqrt()
-        r_max, d_max = self.limits()
-        r = (std.detach() / running_std).clamp(1.0 / r_max, r_max)
-        d = ((mean.detach() - self.running_mean) / running_std).clamp(-d_max, d_max)
-        view = (1, -1, 1, 1)
-        y = (xf - mean.view(view)) / std.view(view) * r.view(view) + d.view(view)
-        y = y * self.weight.view(view) + self.bias.view(view)
         with torch.no_grad():
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), unbiased=False)
+            running_std = (self.running_var + self.eps).sqrt()
+            r_max, d_max = self.limits()
+            r = ((var + self.eps).sqrt() / running_std).clamp(1.0 / r_max, r_max)
+            d = ((mean - self.running_mean) / running_std).clamp(-d_max, d_max)
             n = x.numel() / x.shape[1]
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum)
             self.num_batches_tracked += 1
             self.steps += 1
-        return y.to(x.dtype)
+        # x̂·r + d, then the affine: one fused batch-statistics normalization whose scale and shift
+        # are γ·r and γ·d + β (r and d held constant, so the gradient flows as in the paper)
+        return F.batch_norm(x, None, None, self.weight * r.to(self.weight.dtype),
+                            self.bias + self.weight * d.to(self.weight.dtype), True, 0.0, self.eps)
+
+
+class LayerNormCHW(nn.GroupNorm):
+    """``nn.LayerNorm([C, H, W], elementwise_affine=False)`` computed as ``GroupNorm(1, C)`` without
+    affine: the same statistics (each image over C, H, W) and result, without the copy LayerNorm
+    needs for the channels-last layout the engine trains in."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(1, channels, affine=False)
 
 
 class WSConv2d(nn.Conv2d):
@@ -128,7 +134,7 @@ REGISTRY: dict[str, Norm] = {n.name: n for n in (
          "as BatchNorm, corrected towards the running statistics", batch_statistics=True,
          reference="Ioffe 2017"),
     Norm("layer-chw", "LayerNorm [C,H,W], no affine (seed)", "LN-chw", "#ff9896",
-         lambda c, g, hw: nn.LayerNorm([c, *hw], elementwise_affine=False),
+         lambda c, g, hw: LayerNormCHW(c),
          "each image's whole activation (C, H, W), no affine", reference="the seed's notebook"),
     Norm("layer-chw-affine", "LayerNorm [C,H,W], affine (seed)", "LN-chw-a", "#e377c2",
          lambda c, g, hw: nn.LayerNorm([c, *hw], elementwise_affine=True),

@@ -95,7 +95,11 @@ def test_the_new_norms_are_what_they_say():
     ws = build_model("ws-group", groups=8).layers["C3"]
     assert isinstance(ws[0], WSConv2d) and ws[2].num_groups == 8
     ln = build_model("layer-chw").layers["C7"][2]
-    assert isinstance(ln, nn.LayerNorm) and tuple(ln.normalized_shape) == (32, 8, 8)
+    x = torch.randn(4, 32, 8, 8) * 3 + 1
+    assert torch.allclose(ln(x), nn.LayerNorm([32, 8, 8], elementwise_affine=False)(x), atol=1e-5)
+    assert not list(ln.parameters())
+    seed_ln = build_model("layer-chw-affine").layers["C7"][2]
+    assert isinstance(seed_ln, nn.LayerNorm) and tuple(seed_ln.normalized_shape) == (32, 8, 8)
     # Weight Standardization: the conv behaves as one with standardized weights
     conv = WSConv2d(4, 6, 3, padding=1)
     w = conv.weight
@@ -119,6 +123,25 @@ def test_batch_renorm_is_batchnorm_at_first_then_corrects_towards_the_running_st
     assert brn.limits() == (3.0, 5.0)
     y = brn(x * 0.5)  # a batch unlike the running statistics: corrected, so not unit variance
     assert not torch.allclose(y.std(), torch.tensor(1.0), atol=0.05)
+    # the paper's formula, with r and d held constant in the backward pass
+    brn2 = BatchRenorm2d(3, hold=0, relax=1)
+    brn2.running_mean.fill_(0.5)
+    brn2.running_var.fill_(4.0)
+    brn2.steps.fill_(5)
+    xg = (torch.randn(8, 3, 5, 5) * 2).requires_grad_()
+    mean, var = xg.mean((0, 2, 3)), xg.var((0, 2, 3), unbiased=False)
+    std, rstd = (var + brn2.eps).sqrt(), (4.0 + brn2.eps) ** 0.5
+    r = (std.detach() / rstd).clamp(1 / 3, 3)
+    d = ((mean.detach() - 0.5) / rstd).clamp(-5, 5)
+    want = (xg - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1) * r.view(1, 3, 1, 1) + d.view(1, 3, 1, 1)
+    got = brn2(xg)
+    assert torch.allclose(got, want, atol=1e-4)
+    g1 = torch.autograd.grad((got * torch.arange(3.0).view(1, 3, 1, 1)).sum(), xg)[0]
+    xg2 = xg.detach().clone().requires_grad_()
+    mean2, var2 = xg2.mean((0, 2, 3)), xg2.var((0, 2, 3), unbiased=False)
+    want2 = (xg2 - mean2.view(1, 3, 1, 1)) / (var2 + brn2.eps).sqrt().view(1, 3, 1, 1) * r.view(1, 3, 1, 1)
+    g2 = torch.autograd.grad((want2 * torch.arange(3.0).view(1, 3, 1, 1)).sum(), xg2)[0]
+    assert torch.allclose(g1, g2, atol=1e-4)
     brn.eval()
     assert torch.allclose(brn(x), torch.nn.functional.batch_norm(
         x, brn.running_mean, brn.running_var, brn.weight, brn.bias, False, 0.0, brn.eps), atol=1e-5)
