@@ -20,6 +20,7 @@ else:  # a session's script run
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
+        st.Page("app_pages/claims.py", title="Claims", icon=":material/fact_check:"),
         st.Page("app_pages/inside.py", title="Inside", icon=":material/stacked_line_chart:"),
         st.Page("app_pages/misclassified.py", title="Misclassified", icon=":material/grid_view:"),
         st.Page("app_pages/classify.py", title="Classify", icon=":material/image_search:"),

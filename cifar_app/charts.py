@@ -347,3 +347,48 @@ def batchdep_plot(series: Sequence[dict]) -> go.Figure:
     fig.update_xaxes(title_text="test batch size", type="log")
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     return _layout(fig, "accuracy when each test batch normalizes with its own statistics", height=380)
+
+
+def claim_plot(row: dict) -> go.Figure | None:
+    """A small evidence plot for one claim row (``claims.evaluate``), None when it has no evidence
+    to draw."""
+    ev = row.get("evidence") or {}
+    fig = go.Figure()
+    if "batch_stats" in ev:
+        sizes = sorted(ev["batch_stats"], key=int)
+        fig.add_trace(go.Scatter(x=[int(k) for k in sizes], y=[100 * ev["batch_stats"][k] for k in sizes],
+                                 mode="lines+markers", line=dict(color=NORM_COLORS["layer"])))
+        fig.update_xaxes(type="log", title_text="test batch size")
+        fig.update_yaxes(title_text="test accuracy (%)")
+    elif "drop" in ev:
+        names = list(ev["drop"])
+        fig.add_trace(go.Bar(x=[NORM_LABELS.get(n, n) for n in names], y=[100 * ev["drop"][n] for n in names],
+                             marker_color=[NORM_COLORS.get(n, "#444") for n in names]))
+        fig.update_yaxes(title_text="points lost, largest → smallest batch")
+    elif "best" in ev:
+        names = list(ev["best"])
+        fig.add_trace(go.Bar(x=[NORM_LABELS.get(n, n) for n in names], y=[ev["best"][n][0] for n in names],
+                             marker_color=[NORM_COLORS.get(n, "#444") for n in names],
+                             text=[f"{100 * ev['best'][n][1]:.1f}%" for n in names], textposition="auto"))
+        fig.update_yaxes(title_text="best max LR", type="log")
+    elif "epochs_to_70" in ev:
+        names = list(ev["epochs_to_70"])
+        fig.add_trace(go.Box(x=[NORM_LABELS.get(n, n) for n in names for v in ev["epochs_to_70"][n] if v],
+                             y=[v for n in names for v in ev["epochs_to_70"][n] if v], boxpoints="all"))
+        fig.update_yaxes(title_text="epochs to 70% test accuracy")
+    elif "batch" in ev and "none" in ev:
+        for n in ("batch", "none"):
+            fig.add_trace(go.Box(y=[100 * a for a in ev[n]], name=NORM_LABELS[n], boxpoints="all",
+                                 marker_color=NORM_COLORS[n]))
+        fig.update_yaxes(title_text="final test accuracy (%)")
+    elif "networks" in ev:
+        names = list(ev["networks"])
+        fig.add_trace(go.Bar(x=[wrap_title(n, 14) for n in names], y=[ev["networks"][n] for n in names]))
+        fig.add_hline(y=50_000, line_dash="dot", annotation_text="budget")
+        fig.update_yaxes(title_text="parameters", type="log")
+    else:
+        return None
+    fig.update_layout(showlegend=False)
+    fig = _layout(fig, "", height=240)
+    fig.update_layout(margin=dict(t=10, b=40))
+    return fig

@@ -345,6 +345,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    """The seed's claims with their verdicts, computed from the store (claims.py)."""
+    from .claims import evaluate
+
+    rows = evaluate(_store(args))
+    if args.json:
+        print(json.dumps({"claims": rows}, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['verdict']:<17} {r['claim']}")
+        print(f"{'':<17} rule: {r['rule']}")
+        if r["figure"]:
+            print(f"{'':<17} {r['figure']}")
+        if r["note"]:
+            print(f"{'':<17} ({r['note']})")
+    return 0
+
+
 def cmd_batchdep(args: argparse.Namespace) -> int:
     """Batch dependence of a run's model (batchdep.py); cached with a user run."""
     from .batchdep import batch_dependence
@@ -609,6 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("bundle")
     runs_dir(im)
     im.set_defaults(func=cmd_import)
+
+    cl = sub.add_parser("claims", help="the seed's claims about BN, GN and LN with computed verdicts")
+    cl.add_argument("--json", action="store_true")
+    runs_dir(cl)
+    cl.set_defaults(func=cmd_claims)
 
     bd = sub.add_parser("batchdep", help="accuracy with eval-mode, batch and PreciseBN statistics")
     bd.add_argument("run")

@@ -249,12 +249,12 @@ class ExperimentStore:
         if not self.root.is_dir():
             return []
         out = []
-        for p in sorted(self.root.iterdir(), reverse=True):
+        for p in self.root.iterdir():
             try:
                 out.append(self.get(p.name))
             except (ExperimentNotFound, RunDamaged):
                 continue
-        return out
+        return sorted(out, key=lambda e: (e.created, e.id), reverse=True)  # ids share a second
 
     # -------------------------------------------------------------- stop
     def request_stop(self, exp_id: str) -> None:
