@@ -31,7 +31,8 @@ pytestmark = [
 ]
 # "model" first: a deep link opened before the entry page must still get the app's navigation
 PAGES = {"model": "model", "runs": "", "train": "train", "compare": "compare",
-         "experiments": "experiments", "misclassified": "misclassified", "classify": "classify"}
+         "experiments": "experiments", "claims": "claims", "misclassified": "misclassified",
+         "classify": "classify"}
 
 
 def free_port() -> int:
@@ -119,6 +120,8 @@ def test_every_page_opens_without_an_exception(server, page):
     for name, path in PAGES.items():
         open_page(page, url, path)
         assert "Misclassified" in page.locator('[data-testid="stSidebarNav"]').inner_text()
+        if name == "claims":  # the shipped runs' evidence is drawn (LN's batch dependence, LN's size)
+            assert page.locator(".js-plotly-plot").count() >= 2
         shot(page, f"empty-{name}")
 
 

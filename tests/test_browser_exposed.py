@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
 TOKEN = "tok-3xample-é"  # a token with a non-ASCII letter works like any other
-PAGES = ["", "train", "compare", "experiments", "inside", "misclassified", "classify", "model"]
+PAGES = ["", "train", "compare", "experiments", "claims", "inside", "misclassified", "classify", "model"]
 
 
 def serve(base: Path, *flags: str):

@@ -198,8 +198,8 @@ def test_on_loopback_actions_need_no_token(completed_env):
     assert not at.button(key="start").disabled and not at.sidebar.text_input
 
 
-@pytest.mark.parametrize("page", ["home", "train", "compare", "experiments", "inside", "misclassified",
-                                  "classify", "model"])
+@pytest.mark.parametrize("page", ["home", "train", "compare", "experiments", "claims", "inside",
+                                  "misclassified", "classify", "model"])
 def test_exposed_without_the_token_a_page_shows_nothing_but_the_prompt(completed_env, pages, page):
     """The default for an exposed server (as Jupyter): no run, no table, no path, no chart."""
     pages.expose()
