@@ -363,9 +363,12 @@ def setting_widget(name: str, label: str | None = None, key: str | None = None,
     common = dict(key=key, help=f"{spec.help}; {spec.describe_range()}", disabled=disabled)
     if spec.kind is bool:
         return st.checkbox(text, value=bool(default), **common)
-    if spec.choices is not None:
+    if spec.choices is not None and len(spec.choices) <= 4:
         return st.radio(text, spec.choices, index=spec.choices.index(default), horizontal=True,
                         format_func=lambda v: _option_label(name, v), **common)
+    if spec.choices is not None:  # many choices (the normalizations): a compact select box
+        return st.selectbox(text, spec.choices, index=spec.choices.index(default),
+                            format_func=lambda v: _option_label(name, v), **common)
     if spec.suggested and spec.kind is int:
         options = list(spec.suggested)
         if spec.optional:

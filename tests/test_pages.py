@@ -114,11 +114,15 @@ def png(color=(200, 30, 30), size=(48, 40)) -> bytes:
 def test_train_page_shows_params_and_refuses_bad_settings(app_env):
     at = run_page("app_pages/train.py")
     assert any("Parameters" == m.label for m in at.metric)
-    at.radio(key="norm").set_value("group").run()
+    at.selectbox(key="norm").set_value("group").run()
     at.select_slider(key="groups").set_value(16).run()  # 16 does not divide 24
     assert not at.exception
     assert any("groups" in e.value for e in at.error)
     assert at.button(key="start").disabled
+    at.selectbox(key="norm").set_value("layer-chw-affine").run()  # the seed's LN: over the budget
+    assert any("over the 50,000 budget" in e.value for e in at.error) and at.button(key="start").disabled
+    at.selectbox(key="norm").set_value("instance").run()
+    assert not at.error and not at.button(key="start").disabled
 
 
 def test_classify_page_good_and_bad_upload(completed_env):
