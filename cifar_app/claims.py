@@ -207,16 +207,24 @@ def _batch_size_drop(ev: Evidence) -> dict[str, float] | None:
     return {n: accs[max(accs)] - accs[min(accs)] for n, accs in by.items() if len(accs) > 1}
 
 
-def _gn_small_batches(ev: Evidence) -> Finding:
-    drops = _batch_size_drop(ev)
-    if not drops or "batch" not in drops or "group" not in drops:
-        return _missing("batch-size")
-    exp, points = ev.experiments["batch-size"]
-    diff = drops["batch"] - drops["group"]
-    verdict, noise = _judge_difference(diff, ev.se_single("batch", "group"), diff > 0)
-    return Finding(verdict, f"accuracy lost from the largest to the smallest batch: BN "
-                   f"{100 * drops['batch']:+.2f}, GN {100 * drops['group']:+.2f} points", {"drop": drops},
-                   exp.id, [p.run_id for p in _completed(points)], note=f"one seed per point; {noise}")
+def _loses_less_than_bn(norm: str) -> Callable[[Evidence], Finding]:
+    """The rule of the batch-size claims: ``norm`` loses less accuracy than BN from the largest
+    batch to the smallest, beyond the seed noise."""
+    short = {"group": "GN", "layer": "LN"}[norm]
+
+    def judge(ev: Evidence) -> Finding:
+        drops = _batch_size_drop(ev)
+        if not drops or "batch" not in drops or norm not in drops:
+            return _missing("batch-size")
+        exp, points = ev.experiments["batch-size"]
+        diff = drops["batch"] - drops[norm]
+        verdict, noise = _judge_difference(diff, ev.se_single("batch", norm), diff > 0)
+        return Finding(verdict, f"accuracy lost from the largest to the smallest batch: BN "
+                       f"{100 * drops['batch']:+.2f}, {short} {100 * drops[norm]:+.2f} points",
+                       {"drop": drops}, exp.id, [p.run_id for p in _completed(points)],
+                       note=f"one seed per point; {noise}")
+
+    return judge
 
 
 def _ln_invariant(ev: Evidence) -> Finding:
@@ -239,18 +247,6 @@ def _ln_invariant(ev: Evidence) -> Finding:
                        None, [run.id])
     return Finding(Verdict.NOT_MEASURED, "", note="measure a LayerNorm run's batch dependence: Inside page, "
                    "or `python -m cifar_app batchdep RUN`")
-
-
-def _ln_stable(ev: Evidence) -> Finding:
-    drops = _batch_size_drop(ev)
-    if not drops or "layer" not in drops or "batch" not in drops:
-        return _missing("batch-size")
-    exp, points = ev.experiments["batch-size"]
-    diff = drops["batch"] - drops["layer"]
-    verdict, noise = _judge_difference(diff, ev.se_single("batch", "layer"), diff > 0)
-    return Finding(verdict, f"accuracy lost from the largest to the smallest batch: LN "
-                   f"{100 * drops['layer']:+.2f}, BN {100 * drops['batch']:+.2f} points", {"drop": drops},
-                   exp.id, [p.run_id for p in _completed(points)], note=f"one seed per point; {noise}")
 
 
 def _ln_params(ev: Evidence) -> Finding:
@@ -290,7 +286,7 @@ CLAIMS: tuple[Claim, ...] = (
           "without a norm collapses to chance", _struggles_without),
     Claim("gn-small-batches", "GN: reduced batch size dependency … effective for small batch sizes",
           "batch-size", "holds when BN loses more accuracy than GN from the largest batch to the "
-          "smallest, by more than 2 SE of the seed noise", _gn_small_batches),
+          "smallest, by more than 2 SE of the seed noise", _loses_less_than_bn("group")),
     Claim("gn-channels", "GN: captures inter-channel correlations", "groups preset",
           "not decided yet: needs the groups preset (G from 1 = LN to C = IN)", _not_yet(
               "needs the groups preset (GroupNorm with G from 1 to C), not in the lab yet")),
@@ -299,7 +295,7 @@ CLAIMS: tuple[Claim, ...] = (
           "size (none differs)", _ln_invariant),
     Claim("ln-stable", "LN: stable performance across different batch sizes and training scenarios",
           "batch-size", "holds when LN loses less accuracy than BN from the largest batch to the "
-          "smallest, by more than 2 SE of the seed noise", _ln_stable),
+          "smallest, by more than 2 SE of the seed noise", _loses_less_than_bn("layer")),
     Claim("ln-params", "LN: the number of parameters gone extremely high … made elementwise_affine=False",
           "the model registry", "holds when the seed's nn.LayerNorm([C, H, W]) with its affine puts the "
           "network over the 50,000-parameter budget", _ln_params),

@@ -11,6 +11,7 @@ Output: logits (N, 10).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -202,9 +203,11 @@ def summarize(model: CifarNet, input_size: int = 32) -> list[LayerRow]:
     return rows
 
 
+@functools.lru_cache(maxsize=32)
 def norm_budget_rows(groups: int = 4, arch: str = DEFAULT_ARCH) -> list[dict]:
     """One row per normalization (``norms.REGISTRY``): what it averages over, the parameters of its
-    norm layers and of the whole network, and whether that fits ``PARAM_BUDGET``."""
+    norm layers and of the whole network, and whether that fits ``PARAM_BUDGET``. Built once per
+    (groups, arch): the list is shared, do not modify it."""
     rows = []
     for n in norms.REGISTRY.values():
         model = build_model(n.name, groups if n.uses_groups else 4, arch=arch)
