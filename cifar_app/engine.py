@@ -20,6 +20,7 @@ from torch import nn
 
 from .augment import augment_batch
 from .data import CifarData, channel_stats
+from .landscape import landscape_record, probe_steps
 from .model import CifarNet, build_model
 from .records import BatchStats, EpochStats
 from .settings import TrainSettings
@@ -44,6 +45,7 @@ class TrainResult:
     std: torch.Tensor   # (3,)
     history: list[EpochStats] = field(default_factory=list)
     inside: list[dict] = field(default_factory=list)  # inside.probe_record per epoch (0 = init)
+    landscape: list[dict] = field(default_factory=list)  # landscape.landscape_record per probe step
     stopped: bool = False
     test_probs: np.ndarray | None = None  # float32 (N_test, 10), final model, when not stopped
 
@@ -147,6 +149,7 @@ def train(
     checkpoint: Checkpointer | None = None,
     resume: bool = False,
     on_inside: Callable[[dict], None] | None = None,
+    on_landscape: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train a ``CifarNet`` as ``settings`` say on ``data`` (limits in settings are applied here).
 
@@ -155,7 +158,10 @@ def train(
     ``should_stop()`` turns true the current epoch is abandoned, ``stopped`` is set, and the last
     epoch checkpoint stays for a later ``resume``. With ``on_inside``, the fixed probe batch (the first
     256 test images) is measured at initialisation and after every epoch (``inside.probe_record``,
-    its cost in ``seconds``); the records go to ``on_inside`` and into the checkpoint.
+    its cost in ``seconds``); the records go to ``on_inside`` and into the checkpoint. With
+    ``settings.landscape`` > 0, the loss landscape and internal covariate shift are measured at that
+    many steps (``landscape.probe_steps``) on the step's own batch, without changing training
+    (``landscape.landscape_record``); the records go to ``on_landscape`` and into the checkpoint.
     """
     s = settings.validate()
     data = data.limit(s.train_limit, s.test_limit)
@@ -180,6 +186,7 @@ def train(
         start_epoch = int(ckpt["epoch"])
         result.history = list(ckpt["history"])[:start_epoch]
         result.inside = list(ckpt.get("inside", []))[:start_epoch + 1]
+        result.landscape = [r for r in ckpt.get("landscape", []) if r["step"] < start_epoch * batches]
 
     train_x = data.train_x.to(device)
     train_y = data.train_y.to(device)
@@ -202,6 +209,7 @@ def train(
 
         if ckpt is None:
             on_inside(probe(0))
+    landscape_at = set(probe_steps(total_steps, s.landscape))
     # Losses are fetched from the GPU in bursts, so the CPU can queue work ahead.
     flush_every = 1 if device.type == "cpu" else 50
 
@@ -232,7 +240,15 @@ def train(
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            lr = onecycle_lr((epoch - 1) * batches + b, total_steps, s.max_lr, s.pct_start)
+            step = (epoch - 1) * batches + b
+            lr = onecycle_lr(step, total_steps, s.max_lr, s.pct_start)
+            if step in landscape_at:
+                rec = landscape_record(
+                    model, lambda: F.cross_entropy(model(xb).float(), yb, label_smoothing=s.label_smoothing),
+                    lr, step=step, epoch=epoch, loss=float(loss.detach()), autocast=lambda: _autocast(device))
+                result.landscape.append(rec)
+                if on_landscape is not None:
+                    on_landscape(rec)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()
@@ -269,6 +285,7 @@ def train(
                 "epoch": epoch,
                 "history": [asdict(h) for h in result.history],
                 "mean": mean, "std": std, "settings": s.to_dict(), "inside": result.inside,
+                "landscape": result.landscape,
             })
         if on_epoch is not None:
             on_epoch(stats)

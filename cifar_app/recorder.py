@@ -25,7 +25,7 @@ from .settings import TrainSettings
 from .states import RunState
 
 HEARTBEAT_EVERY_S = 2.0
-EVENTS = ("batch", "epoch", "probe", "checkpoint")  # what a relay sends, in the order they happen
+EVENTS = ("batch", "epoch", "probe", "landscape", "checkpoint")  # what a relay sends, in the order they happen
 
 
 def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
@@ -33,7 +33,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     """Train with ``rec`` (a ``Recorder`` or a ``Relay``) as every callback and the checkpoint
     store; ``resume`` continues from ``rec.load_checkpoint()``."""
     return train(settings, data, on_batch=rec.batch, on_epoch=rec.epoch, on_inside=rec.probe,
-                 checkpoint=rec, resume=resume, should_stop=should_stop)
+                 on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop)
 
 
 def outcome(result: TrainResult, settings: TrainSettings, data: CifarData) -> dict:
@@ -80,13 +80,14 @@ class Recorder:
 
     def restore(self, resume: bool) -> dict | None:
         """Before training (re)starts: load the checkpoint when resuming (``RunDamaged`` for a
-        foreign or broken one) and make the metrics and probe logs hold exactly its epochs, so a
+        foreign or broken one) and make the metrics, probe and landscape logs hold exactly its epochs, so a
         kill at any step of an epoch's end loses nothing. Returns the checkpoint (None: from the
         start)."""
         ckpt = self.run.load_checkpoint() if resume else None
         done = int(ckpt["epoch"]) if ckpt else 0
         self.run.restore_log(done, ckpt["history"] if ckpt else [])
         self.run.restore_inside(done, ckpt.get("inside", []) if ckpt else [])
+        self.run.restore_landscape(ckpt.get("landscape", []) if ckpt else [])
         self._checkpoint = ckpt
         return ckpt
 
@@ -138,6 +139,9 @@ class Recorder:
     def probe(self, record: dict) -> None:
         self.run.append_inside(record)
 
+    def landscape(self, record: dict) -> None:
+        self.run.append_landscape(record)
+
     def load_checkpoint(self) -> dict | None:
         return self._checkpoint
 
@@ -153,6 +157,8 @@ class Recorder:
             self.epoch(EpochStats.from_dict(payload))
         elif kind == "probe":
             self.probe(payload)
+        elif kind == "landscape":
+            self.landscape(payload)
         elif kind == "checkpoint":
             self.save_checkpoint(from_bytes(payload))
         else:
@@ -174,6 +180,9 @@ class Relay:
 
     def probe(self, record: dict) -> None:
         self.send("probe", record)
+
+    def landscape(self, record: dict) -> None:
+        self.send("landscape", record)
 
     def load_checkpoint(self) -> dict | None:
         return None if self.start is None else checkpoint_from_bytes(self.start)

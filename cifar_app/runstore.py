@@ -12,6 +12,8 @@ a run's files; everything else goes through ``Run`` and ``RunStore``.
                            classes (uint8), labels and a fingerprint of the test set
         inside.jsonl       one JSON object a line: the probe batch's activation statistics at
                            initialisation (epoch 0) and after each epoch (see inside.py)
+        landscape.jsonl    one JSON object a line: the loss landscape and internal covariate shift at
+                           the probe steps (settings.landscape > 0; see landscape.py)
         batchdep.json      cached analysis of the final model: batch dependence (see batchdep.py)
         stop               present = a stop was requested (removed by the worker that honours it)
         log.txt            stdout/stderr of the training process
@@ -58,11 +60,11 @@ REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
-INSIDE = "inside.jsonl"
+INSIDE, LANDSCAPE = "inside.jsonl", "landscape.jsonl"
 STATUS_LOCK = ".status.lock"  # held by every read-modify-write of status.json
 RESULTS = ("batchdep",)  # analyses cached with a run, each as <name>.json
 # What a run bundle (export.py) may carry, besides status.json.
-PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, *(f"{r}.json" for r in RESULTS))
+PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, LANDSCAPE, *(f"{r}.json" for r in RESULTS))
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
 # predictions.npz unpacks to ~0.3 MB for the 10,000 test images; a member claiming more is refused
 # before it is decompressed (a small zip can unpack to gigabytes).
@@ -235,6 +237,14 @@ def check_inside(data: bytes) -> int:
         raise FileInvalid(str(e)) from None
 
 
+def check_landscape(data: bytes) -> int:
+    """landscape.jsonl: every line a landscape record (an int ``step`` and its ``blocks``)."""
+    try:
+        return check_log(data, _landscape_line)
+    except LogDamaged as e:
+        raise FileInvalid(str(e)) from None
+
+
 def parse_torch(source: bytes | Path, keys: tuple[str, ...], map_location: str = "cpu") -> dict:
     """A torch file this app wrote (a dict with ``keys``), loaded weights only: one holding code or
     other objects is refused with a plain message (never PyTorch's advice to disable
@@ -283,7 +293,11 @@ def parse_model(source: bytes | Path, settings: TrainSettings, map_location: str
     except (RuntimeError, TypeError, KeyError, AttributeError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise FileInvalid(f"does not fit the run's settings ({first})") from None
-    if rec.get("settings") != settings.to_dict():
+    try:  # a setting added since the model was saved takes its default
+        same = TrainSettings.from_dict(rec.get("settings")).to_dict() == settings.to_dict()
+    except SettingsError:
+        same = False
+    if not same:
         raise FileInvalid(f"was trained with other settings than {SETTINGS}")
     return rec
 
@@ -341,6 +355,8 @@ def validate_file(name: str, data: bytes, settings: TrainSettings) -> None:
         check_metrics(data)
     elif name == INSIDE:
         check_inside(data)
+    elif name == LANDSCAPE:
+        check_landscape(data)
     elif name == MODEL:
         parse_model(data, settings)
     elif name == CHECKPOINT:
@@ -548,31 +564,51 @@ class Run:
 
     def append_inside(self, record: dict) -> None:
         """Append one probe record (``inside.probe_record``) to inside.jsonl."""
-        self._writable()
-        try:
-            with open(self.path / INSIDE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, separators=(",", ":")) + "\n")
-                f.flush()
-        except OSError as e:
-            raise StoreError(f"cannot write {self.path / INSIDE}: {_why(e)}") from None
+        self._append_line(INSIDE, record)
 
     def inside(self) -> list[dict]:
         """Probe records by epoch (0 = initialisation); [] when the run has none (runs trained before
         probing existed). A torn last line is skipped; any other bad line is ``RunDamaged``. Read
         incrementally, like ``metrics``; the list is shared: do not modify it."""
-        try:
-            return _LOGS.read(self.path / INSIDE, _inside_line, lambda g: g.get("probe", []), list)
-        except LogDamaged as e:
-            raise self._damaged(INSIDE, str(e)) from None
-        except OSError as e:
-            raise self._damaged(INSIDE, f"cannot be read ({_why(e)})") from None
+        return self._read_log(INSIDE, _inside_line, "probe")
 
     def restore_inside(self, done_epochs: int, records: list[dict]) -> None:
         """Make inside.jsonl hold exactly the checkpoint's probe records up to ``done_epochs``."""
+        self._rewrite_log(INSIDE, [r for r in records if r.get("epoch", 10**9) <= done_epochs])
+
+    def append_landscape(self, record: dict) -> None:
+        """Append one landscape record (``landscape.landscape_record``) to landscape.jsonl."""
+        self._append_line(LANDSCAPE, record)
+
+    def landscape(self) -> list[dict]:
+        """Landscape records by step; [] when the run has none. Read like ``inside``."""
+        return self._read_log(LANDSCAPE, _landscape_line, "landscape")
+
+    def restore_landscape(self, records: list[dict]) -> None:
+        """Make landscape.jsonl hold exactly the checkpoint's records (those of its epochs)."""
+        self._rewrite_log(LANDSCAPE, records)
+
+    def _append_line(self, name: str, record: dict) -> None:
         self._writable()
-        keep = [r for r in records if r.get("epoch", 10**9) <= done_epochs]
-        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
-        _atomic_write(self.path / INSIDE, lambda f: f.write(text.encode()))
+        try:
+            with open(self.path / name, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, separators=(",", ":")) + "\n")
+                f.flush()
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path / name}: {_why(e)}") from None
+
+    def _read_log(self, name: str, line: Callable, kind: str) -> list[dict]:
+        try:
+            return _LOGS.read(self.path / name, line, lambda g: g.get(kind, []), list)
+        except LogDamaged as e:
+            raise self._damaged(name, str(e)) from None
+        except OSError as e:
+            raise self._damaged(name, f"cannot be read ({_why(e)})") from None
+
+    def _rewrite_log(self, name: str, records: list[dict]) -> None:
+        self._writable()
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        _atomic_write(self.path / name, lambda f: f.write(text.encode()))
 
     def save_result(self, name: str, obj: dict) -> None:
         """Cache an analysis of the final model (``name`` in ``RESULTS``) as JSON, atomically."""
@@ -887,6 +923,13 @@ def _inside_line(obj: dict) -> tuple[str, int, dict]:
     return "probe", obj["epoch"], obj
 
 
+def _landscape_line(obj: dict) -> tuple[str, int, dict]:
+    if not isinstance(obj.get("step"), int) or isinstance(obj.get("step"), bool) \
+            or not isinstance(obj.get("blocks"), dict):
+        raise ValueError("not a landscape record")
+    return "landscape", obj["step"], obj
+
+
 def _is_run_dir(p: Path) -> bool:
     return p.is_dir() and any((p / name).is_file() for name in RUN_FILES)
 
@@ -901,7 +944,7 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     staging.chmod(0o755)
     try:
-        for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE, *(f"{r}.json" for r in RESULTS)):
+        for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE, LANDSCAPE, *(f"{r}.json" for r in RESULTS)):
             if name not in (SETTINGS, MODEL, PREDICTIONS) and not (src.path / name).is_file():
                 continue
             data = (src.path / name).read_bytes()

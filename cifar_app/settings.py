@@ -151,6 +151,8 @@ class TrainSettings:
                                       suggested=(None, 10_000, 5_000, 1_000, 500))
     test_limit: int | None = setting(None, int, "use only the first N test images", "images",
                                      low=1, high=10**7, optional=True, suggested=(None, 2_000, 1_000))
+    landscape: int = setting(0, int, "loss-landscape and internal-covariate-shift probes over training "
+                             "(Santurkar et al.): how many steps, 0 = off", low=0, high=32, suggested=(0, 8))
     device: str = setting("auto", str, "where to train (auto: CUDA, then MPS, then CPU)",
                           choices=("auto", "cpu", "cuda", "mps"))
 
