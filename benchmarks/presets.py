@@ -1,10 +1,15 @@
 """Run an experiment preset end to end and record its wall time and results.
 
-    python benchmarks/presets.py batch-size --data PATH [--runs-dir runs-presets]
+    python benchmarks/presets.py batch-size --data PATH [--runs-dir runs-presets] [--ship]
+    python benchmarks/presets.py seeds --export EXPERIMENT --runs-dir runs-presets [--ship]
 
 Runs ``python -m cifar_app sweep --preset NAME --json`` (the local backend, as a user would), times
-it, and writes ``benchmarks/results/preset_<name>.json``: the wall time, the machine, every point's
-settings and accuracy, and per-norm summaries. The README's Experiments section quotes these files.
+it, and writes ``benchmarks/results/preset_<name>.json``: the experiment's results as the app reads
+them (``ExperimentStore.results``: every point's settings, state, accuracy, epoch records and
+landscape records), plus the wall time and the machine. ``--ship`` also copies the file into
+``cifar_app/reference_experiments/``, whose results fill the Claims page on a fresh install.
+``--export`` records an experiment already in the store (e.g. one only partly finished: its
+completed points) without running anything. The README quotes these files.
 """
 
 from __future__ import annotations
@@ -27,7 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--resume", metavar="EXPERIMENT",
                    help="finish a stopped run of this preset (wall time: the points' times, two at once)")
+    p.add_argument("--export", metavar="EXPERIMENT", help="record this stored experiment; run nothing")
+    p.add_argument("--ship", action="store_true", help="also copy the results into the app")
     args = p.parse_args(argv)
+    from cifar_app.experiments import REFERENCE_EXPERIMENTS, ExperimentStore
+    from cifar_app.runstore import RunStore
+
+    exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
+    if args.export:
+        exp = exps.get(args.export)
+        res = exps.results(exp)
+        done = [p for p in res.points if p.state == "completed"]
+        record = {**res.to_dict(), "wall_seconds": round(sum(p.seconds for p in done) / 2, 1),
+                  "partial": len(done) < len(res.points), "machine": _machine()}
+        return _write(args, record)
     t0 = time.time()
     what = ["--resume", args.resume] if args.resume else ["--preset", args.preset]
     proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", *what, "--json",
@@ -35,21 +53,28 @@ def main(argv: list[str] | None = None) -> int:
                           stdout=subprocess.PIPE, text=True, check=True)
     wall = time.time() - t0
     result = json.loads(proc.stdout)
-    by_norm: dict[str, list] = {}
-    for r in result["runs"]:
-        by_norm.setdefault(r["settings"]["norm"], []).append(r)
     if args.resume:  # this invocation ran only the missing points; two points train at once
         wall = sum(r["seconds"] or 0 for r in result["runs"]) / 2
-    record = {"preset": args.preset, "experiment": result["id"], "wall_seconds": round(wall, 1),
-              "resumed": bool(args.resume),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "points": result["runs"], "by_norm": {
-                  n: [(r["settings"]["batch_size"], r["settings"]["max_lr"], r["settings"]["seed"],
-                       r["status"], r["final_test_acc"]) for r in rs] for n, rs in by_norm.items()}}
-    out = Path(args.out) / f"preset_{args.preset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
-    print(f"{args.preset}: {len(result['runs'])} points in {wall / 60:.1f} min -> {out}")
+    res = exps.results(exps.get(result["id"]))
+    record = {**res.to_dict(), "wall_seconds": round(wall, 1), "resumed": bool(args.resume),
+              "machine": _machine()}
+    print(f"{args.preset}: {len(result['runs'])} points in {wall / 60:.1f} min")
+    return _write(args, record, REFERENCE_EXPERIMENTS)
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _write(args: argparse.Namespace, record: dict, ship_to: Path | None = None) -> int:
+    from cifar_app.experiments import REFERENCE_EXPERIMENTS
+
+    text = json.dumps(record, indent=1)
+    targets = [Path(args.out)] + ([ship_to or REFERENCE_EXPERIMENTS] if args.ship else [])
+    for folder in targets:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"preset_{args.preset}.json").write_text(text)
+        print(f"-> {folder / f'preset_{args.preset}.json'}")
     return 0
 
 

@@ -244,7 +244,8 @@ def train(
             lr = onecycle_lr(step, total_steps, s.max_lr, s.pct_start)
             if step in landscape_at:
                 rec = landscape_record(
-                    model, lambda: F.cross_entropy(model(xb).float(), yb, label_smoothing=s.label_smoothing),
+                    model, lambda xb=xb, yb=yb: F.cross_entropy(model(xb).float(), yb,
+                                                                label_smoothing=s.label_smoothing),
                     lr, step=step, epoch=epoch, loss=float(loss.detach()), autocast=lambda: _autocast(device))
                 result.landscape.append(rec)
                 if on_landscape is not None:

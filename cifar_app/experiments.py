@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import norms
 from .data import CifarData, load_cifar10
 from .runstore import RunDamaged, RunNotFound, RunStore, StoreError, file_lock, pid_alive, write_json_atomic
 from .settings import SettingsError, TrainSettings, parse_grid, parse_setting
@@ -41,6 +42,8 @@ REFERENCE_BATCH = 128
 # (1.86x at 2 down to 1.13x at 128); beyond 128 it was not measured, so such points run alone
 # (measured: benchmarks/results/sweep_parallelism.json, README "Experiments").
 PARALLEL_MAX_BATCH = 128
+# What results keep of each epoch record (wall-clock stamps and learning rates are left out).
+EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
 _ID_RE = re.compile(r"^exp-[a-z0-9-]{1,60}$")
 BACKENDS = {"local": "this machine (the run queue)", "ray": "a Ray cluster (one task per point)"}
 
@@ -90,6 +93,41 @@ PRESETS: dict[str, Preset] = {
         x="max_lr",
         note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, scored on "
              "the first 2,000 test images, batch 128."),
+    "regularization": Preset(
+        "regularization", "BN has a regularization effect: it reduces overfitting.",
+        base={"train_limit": 5000, "augment": False, "test_limit": 2000},
+        grid={"norm": ["none", "batch", "group", "layer"], "seed": [0, 1, 2]}, x="norm",
+        note="Small data so that overfitting shows: the first 5,000 training images, no augmentation, "
+             "the full 20 epochs, scored on the first 2,000 test images; 12 runs of about 2 minutes "
+             "each on a 2-core machine. The train accuracy is the last epoch's, measured as it trains "
+             "(the learning rate is near zero by then)."),
+    "groups": Preset(
+        "groups", "GN captures inter-channel correlations: some G between LN (G = 1) and IN (G = C) "
+                  "beats both.",
+        base={"epochs": 3, "train_limit": 10_000, "test_limit": 2000},
+        grid={"norm": ["group", "instance"], "groups": [1, 2, 4, 8], "seed": [0, 1]}, x="groups",
+        note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, scored on the "
+             "first 2,000 test images, 2 seeds. G must divide every block width (16, 24, 32), so G is "
+             "1, 2, 4 or 8; G = 1 is the lab's LayerNorm; G = C (one channel per group) is the "
+             "instance norm, whose last block (C9) is a LayerNorm because an InstanceNorm right before "
+             "the global average pool would leave every image the same features."),
+    "landscape": Preset(
+        "landscape", "BN reduces internal covariate shift (Santurkar et al.: it does not; it smooths "
+                     "the loss landscape).",
+        base={"epochs": 3, "train_limit": 10_000, "test_limit": 2000, "landscape": 8},
+        grid={"norm": ["none", "batch", "group", "layer"], "seed": [0, 1]}, x="norm",
+        note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, 2 seeds, "
+             "with the loss-landscape and internal-covariate-shift probes at 8 steps of each run "
+             "(they cost about 14 extra forward-backward passes each, a large share of so short a run "
+             "and about 1.5% of the full 20-epoch recipe)."),
+    "seed-layernorm": Preset(
+        "seed-layernorm", "The seed's LayerNorm over (C, H, W) without its affine, against the lab's "
+                          "GroupNorm(1, C).",
+        base={"epochs": 3, "train_limit": 10_000, "test_limit": 2000},
+        grid={"norm": ["layer", "layer-chw"], "seed": [0, 1]}, x="norm",
+        note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, 2 seeds. The "
+             "seed's LayerNorm with its affine does not fit the 50,000-parameter budget, so it is not "
+             "trained (Model page)."),
     "seeds": Preset(
         "seeds", "Are the differences between BN, GN and LN larger than seed noise?",
         base={}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer", "none"]}, x="norm",
@@ -99,7 +137,8 @@ PRESETS: dict[str, Preset] = {
 
 
 def expand(base: dict, grid: dict, rules: tuple[str, ...] | list[str] = ()) -> list[TrainSettings]:
-    """Every grid point as validated settings, in grid order (the first field varies slowest).
+    """Every grid point as validated settings, in grid order (the first field varies slowest); the
+    groups of a norm that uses none are the default's, and repeated points are kept once.
     Raises ``SettingsError`` naming the field for any invalid value, before anything runs."""
     for rule in rules:
         if rule not in RULES:
@@ -112,12 +151,17 @@ def expand(base: dict, grid: dict, rules: tuple[str, ...] | list[str] = ()) -> l
         for v in values:
             TrainSettings.spec(name).check(name, v)
     defaults = TrainSettings().replace(**base)  # validates base
-    points = []
+    points, seen = [], set()
     for combo in itertools.product(*grid.values()):
         values = {**defaults.to_dict(), **dict(zip(grid, combo))}
         if "lr_scales_with_batch" in rules:
             values["max_lr"] = defaults.max_lr * values["batch_size"] / REFERENCE_BATCH
-        points.append(TrainSettings.from_dict(values))
+        if not norms.get(values["norm"]).uses_groups:  # G means nothing here: one point, not one per G
+            values["groups"] = defaults.groups
+        key = json.dumps(values, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            points.append(TrainSettings.from_dict(values))
     return points
 
 
@@ -142,8 +186,10 @@ class Point:
     run_id: str | None = None
 
     def describe(self, grid: dict) -> str:
-        """'norm=batch batch_size=8' for the fields the grid varies."""
-        return " ".join(f"{k}={self.settings[k]}" for k in grid)
+        """'norm=batch batch_size=8' for the fields the grid varies (not the groups of a norm that
+        has none)."""
+        return " ".join(f"{k}={self.settings[k]}" for k in grid
+                        if k != "groups" or norms.get(self.settings["norm"]).uses_groups)
 
 
 @dataclass
@@ -185,6 +231,76 @@ class PointStatus:
     final_test_acc: float | None
     seconds: float
     error: str | None
+
+
+REFERENCE_EXPERIMENTS = Path(__file__).parent / "reference_experiments"
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One point's result as the claims read it: settings, state, accuracies (0..1), its run's
+    epoch records (``EpochStats`` as dicts; None when the results file kept none) and its landscape
+    records (None: not probed)."""
+
+    settings: dict
+    state: str
+    final_test_acc: float | None
+    best_test_acc: float | None
+    seconds: float
+    run_id: str | None = None
+    epochs: list[dict] | None = None
+    landscape: list[dict] | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    """An experiment's results as plain data, the same whether read from the store
+    (``ExperimentStore.results``) or from a results file shipped with the app (``load_results``):
+    ``benchmarks/presets.py`` writes the one from the store, and the app ships it."""
+
+    experiment: str
+    preset: str | None
+    grid: dict
+    points: list[PointResult]
+    shipped: bool = False
+    created: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"experiment": self.experiment, "preset": self.preset, "grid": self.grid,
+                "created": self.created, "points": [
+                    {"id": p.run_id, "settings": p.settings, "status": str(p.state),
+                     "best_test_acc": p.best_test_acc, "final_test_acc": p.final_test_acc,
+                     "seconds": p.seconds, "epochs": p.epochs, "landscape": p.landscape}
+                    for p in self.points]}
+
+    @classmethod
+    def from_dict(cls, d: dict, shipped: bool = False) -> ExperimentResults:
+        """Also reads the older files of ``benchmarks/presets.py`` (no curves, no grid)."""
+        points = [PointResult(settings=TrainSettings.from_dict(p["settings"]).to_dict(),
+                              state=str(p["status"]), final_test_acc=p.get("final_test_acc"),
+                              best_test_acc=p.get("best_test_acc"), seconds=float(p.get("seconds") or 0),
+                              run_id=p.get("id"), epochs=p.get("epochs"), landscape=p.get("landscape"))
+                  for p in d["points"]]
+        return cls(str(d["experiment"]), d.get("preset"), dict(d.get("grid") or {}), points, shipped,
+                   d.get("created"))
+
+    def completed(self) -> list[PointResult]:
+        return [p for p in self.points if p.state == RunState.COMPLETED and p.final_test_acc is not None]
+
+
+def load_shipped_results(folder: Path | None = REFERENCE_EXPERIMENTS) -> dict[str, ExperimentResults]:
+    """The results shipped with the app, by preset (``preset_<name>.json``); {} for None. A file
+    that does not parse is skipped."""
+    out: dict[str, ExperimentResults] = {}
+    if folder is None or not Path(folder).is_dir():
+        return out
+    for path in sorted(Path(folder).glob("preset_*.json")):
+        try:
+            res = ExperimentResults.from_dict(json.loads(path.read_text(encoding="utf-8")), shipped=True)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        out[res.preset or path.stem.removeprefix("preset_")] = res
+    return out
 
 
 class ExperimentStore:
@@ -307,6 +423,24 @@ class ExperimentStore:
             out.append(PointStatus(i, p.describe(exp.grid), p.settings, p.run_id, state, best, final,
                                    seconds, error))
         return out
+
+    def results(self, exp: Experiment) -> ExperimentResults:
+        """The experiment's results with each completed point's epoch records and landscape
+        records (a damaged run counts as not completed)."""
+        out = []
+        for p in self.point_statuses(exp):
+            epochs = landscape = None
+            state = p.state
+            if p.state == RunState.COMPLETED:
+                try:
+                    run = self.runs.get(p.run_id)
+                    epochs = [{k: e.to_record()[k] for k in EPOCH_FIELDS} for e in run.metrics().epochs]
+                    landscape = list(run.landscape()) or None
+                except (RunNotFound, RunDamaged):
+                    state = RunState.DAMAGED
+            out.append(PointResult(p.settings, str(state), p.final_test_acc, p.best_test_acc, p.seconds,
+                                   p.run_id, epochs, landscape))
+        return ExperimentResults(exp.id, exp.preset, exp.grid, out, created=exp.created)
 
     def state(self, exp: Experiment, points: list[PointStatus] | None = None) -> ExperimentState:
         """The sweep's state. ``points``: its ``point_statuses``, when the caller has them already."""

@@ -142,7 +142,8 @@ def summary(records: list[dict]) -> dict:
     return {"loss_range": med(lambda r: r["loss_range"]),
             "predictiveness": med(lambda r: r["predictiveness"]),
             "beta": med(lambda r: r["beta"]),
-            "ics_1_minus_cos": med(lambda r: statistics.fmean(1 - b["ics_cos"] for b in r["blocks"].values())),
+            "ics_1_minus_cos": med(lambda r: statistics.fmean(1 - b["ics_cos"]
+                                                              for b in r["blocks"].values())),
             "ics_l2": med(lambda r: statistics.fmean(b["ics_l2"] for b in r["blocks"].values())),
             "grad_norm_step0": next(({k: b["grad_norm"] for k, b in r["blocks"].items()}
                                      for r in records if r["step"] == 0), {})}

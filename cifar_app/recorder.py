@@ -25,7 +25,7 @@ from .settings import TrainSettings
 from .states import RunState
 
 HEARTBEAT_EVERY_S = 2.0
-EVENTS = ("batch", "epoch", "probe", "landscape", "checkpoint")  # what a relay sends, in the order they happen
+EVENTS = ("batch", "epoch", "probe", "landscape", "checkpoint")  # what a relay sends
 
 
 def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,

@@ -64,7 +64,8 @@ INSIDE, LANDSCAPE = "inside.jsonl", "landscape.jsonl"
 STATUS_LOCK = ".status.lock"  # held by every read-modify-write of status.json
 RESULTS = ("batchdep",)  # analyses cached with a run, each as <name>.json
 # What a run bundle (export.py) may carry, besides status.json.
-PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, LANDSCAPE, *(f"{r}.json" for r in RESULTS))
+PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, LANDSCAPE,
+            *(f"{r}.json" for r in RESULTS))
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
 # predictions.npz unpacks to ~0.3 MB for the 10,000 test images; a member claiming more is refused
 # before it is decompressed (a small zip can unpack to gigabytes).
