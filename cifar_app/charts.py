@@ -354,6 +354,12 @@ def claim_plot(row: dict) -> go.Figure | None:
     to draw."""
     ev = row.get("evidence") or {}
     fig = go.Figure()
+
+    def boxes(values: dict[str, list], scale: float = 1.0) -> None:
+        for n, vs in values.items():
+            fig.add_trace(go.Box(y=[scale * v for v in vs if v is not None], name=NORM_LABELS.get(n, n),
+                                 boxpoints="all", marker_color=NORM_COLORS.get(n, "#444")))
+
     if "batch_stats" in ev:
         sizes = sorted(ev["batch_stats"], key=int)
         fig.add_trace(go.Scatter(x=[int(k) for k in sizes], y=[100 * ev["batch_stats"][k] for k in sizes],
@@ -371,15 +377,26 @@ def claim_plot(row: dict) -> go.Figure | None:
                              marker_color=[NORM_COLORS.get(n, "#444") for n in names],
                              text=[f"{100 * ev['best'][n][1]:.1f}%" for n in names], textposition="auto"))
         fig.update_yaxes(title_text="best max LR", type="log")
-    elif "epochs_to_70" in ev:
-        names = list(ev["epochs_to_70"])
-        fig.add_trace(go.Box(x=[NORM_LABELS.get(n, n) for n in names for v in ev["epochs_to_70"][n] if v],
-                             y=[v for n in names for v in ev["epochs_to_70"][n] if v], boxpoints="all"))
+    elif "speed" in ev:
+        boxes({n: r["epochs_to_70"] for n, r in ev["speed"].items()})
         fig.update_yaxes(title_text="epochs to 70% test accuracy")
+    elif "ics" in ev:
+        boxes(ev["ics"])
+        fig.update_yaxes(title_text="ICS, 1 − cos(G, G′)")
+    elif "gap" in ev:
+        boxes(ev["gap"], 100)
+        fig.update_yaxes(title_text="train − test accuracy (points)")
+    elif "groups" in ev:
+        keys = list(ev["groups"])
+        fig.add_trace(go.Scatter(x=[k for k in keys for _ in ev["groups"][k]],
+                                 y=[100 * a for k in keys for a in ev["groups"][k]], mode="markers",
+                                 marker=dict(color=NORM_COLORS["group"])))
+        fig.add_trace(go.Scatter(x=keys, y=[100 * sum(v) / len(v) for v in ev["groups"].values()],
+                                 mode="lines", line=dict(color=NORM_COLORS["group"])))
+        fig.update_xaxes(type="category", title_text="groups G (1 = LN, C = IN)")
+        fig.update_yaxes(title_text="test accuracy (%)")
     elif "batch" in ev and "none" in ev:
-        for n in ("batch", "none"):
-            fig.add_trace(go.Box(y=[100 * a for a in ev[n]], name=NORM_LABELS[n], boxpoints="all",
-                                 marker_color=NORM_COLORS[n]))
+        boxes({n: ev[n] for n in ("batch", "none")}, 100)
         fig.update_yaxes(title_text="final test accuracy (%)")
     elif "networks" in ev:
         names = list(ev["networks"])
@@ -391,4 +408,36 @@ def claim_plot(row: dict) -> go.Figure | None:
     fig.update_layout(showlegend=False)
     fig = _layout(fig, "", height=240)
     fig.update_layout(margin=dict(t=10, b=40))
+    return fig
+
+
+LANDSCAPE_PANELS = (("loss_range", "loss range along the gradient"),
+                    ("predictiveness", "gradient change ‖∇L(w) − ∇L(w − ηg)‖"),
+                    ("beta", "effective β-smoothness"),
+                    ("ics", "internal covariate shift, 1 − cos(G, G′)"))
+
+
+def landscape_plot(runs: dict[str, list[dict]], norms: dict[str, str] | None = None) -> go.Figure:
+    """The landscape probes over training (``landscape.landscape_record``): loss range,
+    predictiveness, effective β and ICS (1 − cos, mean over the C blocks) against the step, one line
+    per run (``runs``: label -> records), coloured by its norm (``norms``: label -> norm)."""
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[wrap_title(t, 40) for _, t in LANDSCAPE_PANELS],
+                        vertical_spacing=0.2, horizontal_spacing=0.1)
+    for label, records in runs.items():
+        norm = (norms or {}).get(label, "")
+        color = NORM_COLORS.get(norm)  # None: plotly's own colour per run
+        later = [r for r in records if r["step"] > 0]
+        for i, (key, _) in enumerate(LANDSCAPE_PANELS):
+            rs = later if key == "ics" else records
+            ys = ([sum(1 - b["ics_cos"] for b in r["blocks"].values()) / max(1, len(r["blocks"])) for r in rs]
+                  if key == "ics" else [r[key] for r in rs])
+            fig.add_trace(go.Scatter(x=[r["step"] for r in rs], y=ys, mode="lines+markers", name=label,
+                                     legendgroup=label, showlegend=i == 0, line=dict(color=color)),
+                          row=i // 2 + 1, col=i % 2 + 1)
+    for i in range(4):
+        fig.update_xaxes(title_text="step" if i >= 2 else None, row=i // 2 + 1, col=i % 2 + 1)
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig = _layout(fig, "", height=620, uirevision="landscape")
+    fig.update_layout(margin=dict(t=60), legend=dict(orientation="h", y=-0.12))
     return fig

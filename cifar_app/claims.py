@@ -81,15 +81,20 @@ class Evidence:
         noise = {}
         if "seeds" in found:
             for norm, accs in _by(found["seeds"], "norm").items():
-                if len(accs) > 1:
-                    noise[norm] = (statistics.stdev(accs), len(accs))
+                learned = [a for a in accs if a > COLLAPSED]  # a collapse is not noise but failure
+                if len(learned) > 1:
+                    noise[norm] = (statistics.stdev(learned), len(learned))
         return cls(store, found, noise)
 
     def se_single(self, a: str, b: str) -> float | None:
-        """One standard error of the difference of two single-seed results of norms a and b."""
-        if a in self.noise and b in self.noise:
-            return (self.noise[a][0] ** 2 + self.noise[b][0] ** 2) ** 0.5
-        return None
+        """One standard error of the difference of two single-seed results of norms a and b; a norm
+        without its own estimate (fewer than two seeds that learned) takes the mean variance of the
+        others. None without any estimate."""
+        if not self.noise:
+            return None
+        pooled = statistics.fmean(sd ** 2 for sd, _ in self.noise.values())
+        var = [self.noise[n][0] ** 2 if n in self.noise else pooled for n in (a, b)]
+        return sum(var) ** 0.5
 
     def source(self, preset: str) -> str:
         """'' for an experiment of this store; a note for shipped results."""

@@ -22,7 +22,7 @@ from cifar_app.settings import TrainSettings
 from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = TrainSettings(norm="batch", epochs=3, batch_size=50, max_lr=0.05, device="cpu")
+QUICK = TrainSettings(norm="batch", epochs=3, batch_size=50, max_lr=0.05, device="cpu", landscape=4)
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -127,6 +127,7 @@ def test_unreadable_settings_never_become_the_defaults(tmp_path):
 KILL_POINTS = {
     # (what to wrap, when): the process is killed with SIGKILL right there
     "checkpoint written, not yet renamed": "replace:checkpoint.pt:2",
+    "a landscape record logged mid-epoch": "after:append_landscape:3",
     "checkpoint renamed, epoch record not yet logged": "after:save_checkpoint:2",
     "epoch record logged, status not yet updated": "after:append_epoch:2",
     "last checkpoint renamed, last record not logged": "after:save_checkpoint:3",
@@ -194,6 +195,10 @@ def test_a_kill_at_any_step_of_an_epochs_end_then_resume_loses_nothing(tmp_path,
     epochs = run.metrics().epochs
     assert [e.epoch for e in epochs] == [1, 2, 3]
     assert [r["epoch"] for r in run.inside()] == [0, 1, 2, 3]  # probe records agree too
+    steps = [r["step"] for r in straight_run.landscape()]
+    assert steps == [0, 4, 7, 11] and [r["step"] for r in run.landscape()] == steps  # each once
+    assert [r["loss_range"] for r in run.landscape()] == pytest.approx(
+        [r["loss_range"] for r in straight_run.landscape()], abs=1e-6)
     want = straight_run.metrics().epochs
     assert [e.test_acc for e in epochs] == pytest.approx([e.test_acc for e in want], abs=1e-6)
     assert not list(run.path.glob(".*.tmp"))  # no temp file left behind
