@@ -28,7 +28,7 @@ for i, row in enumerate(evaluate(ui.store())):
             left.markdown(row["figure"])
         if row["note"]:
             left.caption(row["note"])
-        if row["experiment"]:
+        if row["experiment"] and row["runs"]:  # shipped results have no runs in this store
             runs = " · ".join(f"[run {k + 1}](train?run={r})" for k, r in enumerate(row["runs"][:12]))
             left.markdown(f"[the experiment](experiments?exp={row['experiment']}) · {runs}")
         elif row["runs"]:

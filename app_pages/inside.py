@@ -5,7 +5,7 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.access import Action
 from cifar_app.batchdep import BatchDependence, batchdep_row
-from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, inside_norms
+from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, inside_norms, landscape_plot
 from cifar_app.jobs import start_batchdep
 from cifar_app.live import run_snapshot
 from cifar_app.model import CONV_BLOCKS
@@ -69,6 +69,26 @@ def draw(ids: list[str], layer: str, where: str) -> None:
 
 
 st.fragment(draw)(chosen, layer, where)
+
+st.subheader("Loss landscape and internal covariate shift")
+st.caption("Santurkar et al. (2018) measured, during training, how smooth the loss is along the gradient "
+           "(the loss range, the gradient change, the effective β) and the internal covariate shift of "
+           "each layer (how much its gradient changes once the layers before it have taken their "
+           "step). Runs with the *landscape* setting above 0 record them at that many steps, on the "
+           "step's own training batch, without changing training (the landscape preset does).")
+probed = {}
+for i in chosen:
+    try:
+        if records := store.get(i).landscape():
+            probed[by_id[i].label] = (records, by_id[i].norm)
+    except RunDamaged as e:
+        st.error(e.short)
+if probed:
+    st.plotly_chart(landscape_plot({k: v[0] for k, v in probed.items()}, {k: v[1] for k, v in probed.items()}),
+                    key="inside_landscape", width="stretch")
+else:
+    st.info("None of the chosen runs has landscape records: train one with *landscape* = 8, or run "
+            "the landscape preset on the **Experiments** page.")
 
 
 st.subheader("Batch dependence at inference")

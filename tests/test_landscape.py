@@ -73,3 +73,18 @@ def test_the_landscape_log_is_validated_and_restored(tmp_path):
     for bad in (b'{"epoch": 1}\n', b'{"step": true, "blocks": {}}\n', b'{"step": 1, "blocks": []}\n'):
         with pytest.raises(FileInvalid):
             check_landscape(bad)
+
+
+def test_the_inside_page_draws_the_landscape_of_a_probed_run(tmp_path, pages):
+    from cifar_app.jobs import execute_run
+
+    pages.use(tmp_path / "runs")
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings(norm="batch", epochs=1, batch_size=50, landscape=3, device="cpu"))
+    execute_run(store, run.id, data=synthetic_data(200, 50))
+    assert [r["step"] for r in run.landscape()] == [0, 2, 3]
+    at = pages.open("inside")
+    assert [c for c in at.get("plotly_chart") if c.key == "inside_landscape"]
+    run.path.joinpath("landscape.jsonl").write_text('{"step": "x"}\n{"step": 1, "blocks": {}}\n')
+    at = pages.open("inside")  # a damaged log is named, not an exception
+    assert any("landscape.jsonl" in e.value for e in at.error)
