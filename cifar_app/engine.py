@@ -22,6 +22,7 @@ from .augment import augment_batch
 from .data import CifarData, channel_stats
 from .landscape import landscape_record, probe_steps
 from .model import CifarNet, build_model
+from .precision import resolve
 from .records import BatchStats, EpochStats
 from .settings import TrainSettings
 
@@ -46,6 +47,7 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     inside: list[dict] = field(default_factory=list)  # inside.probe_record per epoch (0 = init)
     landscape: list[dict] = field(default_factory=list)  # landscape.landscape_record per probe step
+    arithmetic: str = "fp32"  # what the training step ran in (precision.resolve)
     stopped: bool = False
     test_probs: np.ndarray | None = None  # float32 (N_test, 10), final model, when not stopped
 
@@ -133,9 +135,10 @@ def predict_probs(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: to
     return torch.cat(out) if out else torch.zeros(0, 10)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _autocast(device: torch.device, arithmetic: str):
+    """The training step's autocast: bf16 or none (``arithmetic`` from ``precision.resolve``)."""
+    if arithmetic == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
 
@@ -150,6 +153,7 @@ def train(
     resume: bool = False,
     on_inside: Callable[[dict], None] | None = None,
     on_landscape: Callable[[dict], None] | None = None,
+    arithmetic: str | None = None,
 ) -> TrainResult:
     """Train a ``CifarNet`` as ``settings`` say on ``data`` (limits in settings are applied here).
 
@@ -162,10 +166,15 @@ def train(
     ``settings.landscape`` > 0, the loss landscape and internal covariate shift are measured at that
     many steps (``landscape.probe_steps``) on the step's own batch, without changing training
     (``landscape.landscape_record``); the records go to ``on_landscape`` and into the checkpoint.
+    ``arithmetic`` ("fp32" or "bf16"): what ``precision.resolve`` chose for ``settings.precision``
+    (resolved here when None).
     """
     s = settings.validate()
     data = data.limit(s.train_limit, s.test_limit)
     device = select_device(s.device)
+    if arithmetic is None:
+        arithmetic = resolve(s.precision, device, s.norm, s.arch, s.batch_size)[0]
+    result_arithmetic = arithmetic
     torch.manual_seed(s.seed)
     mean, std = channel_stats(data.train_x)
 
@@ -177,7 +186,7 @@ def train(
     batches = steps_per_epoch(n_train, s.batch_size)
     batch_size = min(s.batch_size, n_train)
     total_steps = s.epochs * batches
-    result = TrainResult(model, mean, std)
+    result = TrainResult(model, mean, std, arithmetic=result_arithmetic)
     start_epoch = 0
     ckpt = checkpoint.load_checkpoint() if resume and checkpoint is not None else None
     if ckpt is not None:
@@ -235,7 +244,7 @@ def train(
             if device.type != "mps":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = train_y[idx]
-            with _autocast(device):
+            with _autocast(device, arithmetic):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -246,7 +255,8 @@ def train(
                 rec = landscape_record(
                     model, lambda xb=xb, yb=yb: F.cross_entropy(model(xb).float(), yb,
                                                                 label_smoothing=s.label_smoothing),
-                    lr, step=step, epoch=epoch, loss=float(loss.detach()), autocast=lambda: _autocast(device))
+                    lr, step=step, epoch=epoch, loss=float(loss.detach()),
+                    autocast=lambda: _autocast(device, arithmetic))
                 result.landscape.append(rec)
                 if on_landscape is not None:
                     on_landscape(rec)

@@ -25,15 +25,25 @@ from .settings import TrainSettings
 from .states import RunState
 
 HEARTBEAT_EVERY_S = 2.0
-EVENTS = ("batch", "epoch", "probe", "landscape", "checkpoint")  # what a relay sends
+EVENTS = ("status", "batch", "epoch", "probe", "landscape", "checkpoint")  # what a relay sends
 
 
 def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
                  should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train with ``rec`` (a ``Recorder`` or a ``Relay``) as every callback and the checkpoint
     store; ``resume`` continues from ``rec.load_checkpoint()``."""
+    from .engine import select_device
+    from .precision import cpu_info, resolve
+
+    arithmetic, why = resolve(settings.precision, select_device(settings.device), settings.norm,
+                              settings.arch, settings.batch_size)
+    info = {"precision": arithmetic, "precision_why": why}
+    if arithmetic == "bf16":
+        info["reproducible_against_fp32"] = False
+    rec.heartbeat(**info, **cpu_info())
     return train(settings, data, on_batch=rec.batch, on_epoch=rec.epoch, on_inside=rec.probe,
-                 on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop)
+                 on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop,
+                 arithmetic=arithmetic)
 
 
 def outcome(result: TrainResult, settings: TrainSettings, data: CifarData) -> dict:
@@ -151,7 +161,9 @@ class Recorder:
     # ------------------------------------------------------------------ relayed events
     def apply(self, kind: str, payload: object) -> None:
         """Record an event a ``Relay`` sent (``EVENTS``), decoded."""
-        if kind == "batch":
+        if kind == "status":
+            self.heartbeat(**payload)
+        elif kind == "batch":
             self.batch(BatchStats.from_dict(payload))
         elif kind == "epoch":
             self.epoch(EpochStats.from_dict(payload))
@@ -171,6 +183,9 @@ class Relay:
 
     def __init__(self, send: Callable[[str, object], None], checkpoint: bytes | None) -> None:
         self.send, self.start = send, checkpoint
+
+    def heartbeat(self, **fields: object) -> None:
+        self.send("status", fields)
 
     def batch(self, b: BatchStats) -> None:
         self.send("batch", _stamped(b).to_record())

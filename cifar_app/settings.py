@@ -153,6 +153,9 @@ class TrainSettings:
                                      low=1, high=10**7, optional=True, suggested=(None, 2_000, 1_000))
     landscape: int = setting(0, int, "loss-landscape and internal-covariate-shift probes over training "
                              "(Santurkar et al.): how many steps, 0 = off", low=0, high=32, suggested=(0, 8))
+    precision: str = setting("auto", str, "training arithmetic: fp32, bf16 autocast, or auto (bf16 on "
+                             "a GPU; on a CPU with bf16 instructions once measured faster and as "
+                             "accurate)", choices=("auto", "fp32", "bf16"))
     device: str = setting("auto", str, "where to train (auto: CUDA, then MPS, then CPU)",
                           choices=("auto", "cpu", "cuda", "mps"))
 

@@ -1,0 +1,92 @@
+"""bf16 training on CPUs that have it: what ``precision`` resolves to, what a run records, and the
+accuracy verdict that ``auto`` waits for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cifar_app import precision
+from cifar_app.engine import train
+from cifar_app.jobs import execute_run
+from cifar_app.runstore import RunStore
+from cifar_app.settings import SettingsError, TrainSettings
+from tests.conftest import synthetic_data
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+
+
+@pytest.fixture
+def plain_cpu(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+
+
+def seeds_file(path, accs: dict[str, list[float]]) -> None:
+    points = [{"id": None, "settings": TrainSettings(norm=n, seed=i).to_dict(), "status": "completed",
+               "final_test_acc": a, "best_test_acc": a, "seconds": 1.0}
+              for n, xs in accs.items() for i, a in enumerate(xs)]
+    path.write_text(json.dumps({"experiment": "exp-x", "preset": "seeds", "points": points}))
+
+
+def test_fp32_and_gpus_resolve_without_measuring(plain_cpu, monkeypatch):
+    monkeypatch.setattr(precision, "speedup", lambda *a, **k: pytest.fail("measured"))
+    assert precision.resolve("fp32", CPU, "batch")[0] == "fp32"
+    assert precision.resolve("auto", torch.device("cuda"), "batch")[0] == "bf16"
+    assert precision.resolve("fp32", torch.device("cuda"), "batch")[0] == "fp32"
+    assert precision.resolve("auto", torch.device("mps"), "batch")[0] == "fp32"
+    assert precision.resolve("auto", CPU, "batch") == ("fp32", "auto: this CPU has no bf16 instructions")
+    with pytest.raises(RuntimeError, match="no bf16 instructions"):
+        precision.resolve("bf16", CPU, "batch")
+    with pytest.raises(SettingsError):
+        TrainSettings(precision="fp16").validate()
+
+
+def test_auto_takes_bf16_only_when_accurate_and_faster(bf16_cpu, monkeypatch, tmp_path):
+    fp32, bf16 = tmp_path / "fp32.json", tmp_path / "bf16.json"
+    seeds_file(fp32, {"batch": [0.81, 0.812, 0.818], "group": [0.814, 0.809, 0.813]})
+    monkeypatch.setattr(precision, "BF16_ACCURACY", bf16)
+    monkeypatch.setattr(precision, "FP32_SEEDS", fp32)
+    monkeypatch.setattr(precision, "speedup", lambda norm, *a, **k: {"batch": 1.7, "group": 1.01}[norm])
+    assert precision.resolve("auto", CPU, "batch")[0] == "fp32"  # no bf16 accuracy yet
+    seeds_file(bf16, {"batch": [0.812, 0.809, 0.815], "group": [0.811, 0.81, 0.812]})
+    assert precision.resolve("auto", CPU, "batch") == ("bf16", "auto: bf16 is 1.70x faster for batch here")
+    assert precision.resolve("auto", CPU, "group")[0] == "fp32"  # not faster for GN
+    seeds_file(bf16, {"batch": [0.79, 0.795, 0.791], "group": [0.811, 0.81, 0.812]})  # 2 points lost
+    assert precision.bf16_verdict(bf16, fp32)["norms"]["batch"]["within_noise"] is False
+    assert precision.resolve("auto", CPU, "batch")[0] == "fp32"
+
+
+def test_the_speed_measurement_is_cached_per_machine(bf16_cpu, monkeypatch):
+    calls = []
+    def step(norm, arch, batch, bf16, steps=6):
+        calls.append(bf16)
+        return 300.0 if bf16 else 200.0
+
+    monkeypatch.setattr(precision, "step_images_per_s", step)
+    assert precision.speedup("batch") == 1.5 and len(calls) == 4
+    assert precision.speedup("batch") == 1.5 and len(calls) == 4  # from the cache
+    assert precision.speedup("group", measure=False) is None
+
+
+@pytest.mark.skipif(not precision.cpu_bf16(), reason="this CPU has no bf16 instructions")
+def test_a_bf16_run_trains_records_its_precision_and_is_not_fp32(tmp_path):
+    data = synthetic_data(256, 64)
+    s = TrainSettings(norm="batch", epochs=1, batch_size=64, device="cpu")
+    a = train(s.replace(precision="fp32"), data)
+    b = train(s.replace(precision="bf16"), data)
+    assert a.arithmetic == "fp32" and b.arithmetic == "bf16"
+    assert not torch.equal(a.model.layers["C1"][0].weight, b.model.layers["C1"][0].weight)
+    assert b.model.layers["C1"][0].weight.dtype == torch.float32  # fp32 master weights
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(s.replace(precision="bf16"))
+    execute_run(store, run.id, data=data)
+    st = run.status()
+    assert st["precision"] == "bf16" and st["reproducible_against_fp32"] is False
+    assert "avx512_bf16" in st["cpu_flags"] or "amx_bf16" in st["cpu_flags"]
