@@ -1,4 +1,5 @@
-"""Training throughput: the engine vs a plain DataLoader loop with per-sample PIL transforms.
+"""Training throughput: the engine (fp32, and bf16 where the CPU has it) vs a plain DataLoader loop
+with per-sample PIL transforms, beside the machine's measured matmul peaks.
 
     python benchmarks/throughput.py --data PATH [--batches 100] [--repeats 3] [--norms batch,group,layer,none]
 
@@ -10,7 +11,10 @@ Both train the same model for the same number of batches on the same images:
   ``ToTensor`` and ``Normalize`` per sample (the seed notebooks' pipeline), ``num_workers`` =
   CPU cores, NCHW model.
 Each is measured ``--repeats`` times, alternating, and the median is kept (a shared 2-core VM is noisy).
-Prints images/s of each and the ratio; ``--json FILE`` also writes them.
+The engine runs in fp32 and, on a CPU with bf16 instructions (avx512_bf16 or AMX), with
+``precision=bf16``. The matmul peaks (2048² x 2048², fp32 and bf16, this many threads) say how close
+the engine is to the machine: at 72.9 MFLOP per training image (forward + backward), GFLOP/s =
+images/s x 0.0729. Prints images/s of each and the ratios; ``--json FILE`` also writes them.
 """
 
 from __future__ import annotations
@@ -80,6 +84,21 @@ def engine_images_per_s(data, settings: TrainSettings, batches: int) -> float:
     return train(s, data).history[-1].images_per_s
 
 
+FLOP_PER_IMAGE = 72.9e6  # forward + backward of the plain model, per training image
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best of ``repeats`` n x n matmuls, in GFLOP/s."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None)
@@ -92,20 +111,42 @@ def main(argv: list[str] | None = None) -> int:
     data = load_cifar10(args.data)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"{args.batches} batches of {args.batch_size}, median of {args.repeats}")
+    from cifar_app.precision import cpu_bf16, cpu_info
+
+    peaks = {"fp32": matmul_gflops(torch.float32)}
+    if cpu_bf16():
+        peaks["bf16"] = matmul_gflops(torch.bfloat16)
+    print("matmul peaks: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
+    precisions = ["fp32", "bf16"] if cpu_bf16() else ["fp32"]
     rows = []
     for norm in args.norms.split(","):
-        s = TrainSettings(norm=norm, batch_size=args.batch_size, device="cpu")
-        engine, plain = [], []
+        runs: dict[str, list[float]] = {p: [] for p in [*precisions, "plain"]}
         for _ in range(args.repeats):
-            engine.append(engine_images_per_s(data, s, args.batches))
-            plain.append(plain_images_per_s(data, s, args.batches))
-        engine_ips, plain_ips = statistics.median(engine), statistics.median(plain)
-        rows.append({"norm": norm, "engine_images_per_s": engine_ips, "plain_images_per_s": plain_ips,
-                     "speedup": engine_ips / plain_ips, "engine_runs": engine, "plain_runs": plain})
-        print(f"{norm:>6}: engine {engine_ips:7.0f} img/s   plain DataLoader {plain_ips:7.0f} img/s   "
-              f"x{engine_ips / plain_ips:.2f}", flush=True)
+            for prec in precisions:
+                s = TrainSettings(norm=norm, batch_size=args.batch_size, device="cpu", precision=prec)
+                runs[prec].append(engine_images_per_s(data, s, args.batches))
+            plain = TrainSettings(norm=norm, batch_size=args.batch_size)
+            runs["plain"].append(plain_images_per_s(data, plain, args.batches))
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        row = {"norm": norm, "engine_images_per_s": med["fp32"], "plain_images_per_s": med["plain"],
+               "speedup": med["fp32"] / med["plain"], "engine_runs": runs["fp32"],
+               "plain_runs": runs["plain"],
+               "engine_gflops": med["fp32"] * FLOP_PER_IMAGE / 1e9}
+        line = (f"{norm:>6}: plain DataLoader {med['plain']:6.0f} img/s | engine fp32 "
+                f"{med['fp32']:6.0f} img/s x{med['fp32'] / med['plain']:.2f} "
+                f"({row['engine_gflops']:.0f} GFLOP/s)")
+        if "bf16" in med:
+            row |= {"bf16_images_per_s": med["bf16"], "bf16_speedup": med["bf16"] / med["plain"],
+                    "bf16_over_fp32": med["bf16"] / med["fp32"], "bf16_runs": runs["bf16"],
+                    "bf16_gflops": med["bf16"] * FLOP_PER_IMAGE / 1e9}
+            line += (f" | engine bf16 {med['bf16']:6.0f} img/s x{med['bf16'] / med['plain']:.2f} "
+                     f"({row['bf16_gflops']:.0f} GFLOP/s, {med['bf16'] / med['fp32']:.2f}x fp32)")
+        rows.append(row)
+        print(line, flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                               "cpu": cpu_info(), "matmul_gflops": peaks, "rows": rows},
+                                              indent=1))
     return 0
 
 
