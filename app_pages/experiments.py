@@ -90,12 +90,17 @@ def new_experiment() -> None:
     name = st.text_input("Name", value=kind if kind in PRESETS else "custom sweep", key="exp_name")
     backend = st.radio("Backend", list(BACKENDS), horizontal=True, key="exp_backend",
                        format_func=BACKENDS.get)
-    address = None
+    address, cpus, gpus = None, 1, 0.0
     if backend == "ray":
         if not ray_available():
             st.warning(f"Ray is not installed here: {INSTALL_HINT}.")
         address = st.text_input("Ray cluster address (empty: $RAY_ADDRESS, else a local Ray)",
                                 os.environ.get("RAY_ADDRESS", ""), key="exp_ray_address") or None
+        c1, c2 = st.columns(2)
+        cpus = c1.number_input("CPUs per point", 1, 256, 1, key="exp_cpus",
+                               help="each point's torch threads; Ray runs as many points as fit")
+        gpus = c2.number_input("GPUs per point", 0.0, 64.0, 0.0, step=0.25, key="exp_gpus",
+                               help="0: CPU only; 0.5: two points share a GPU; 1 or more: whole GPUs")
     confirm = len(points) <= CONFIRM_ABOVE or st.checkbox(f"Yes, run all {len(points)} points",
                                                           key="exp_big")
     blocked = not confirm or (backend == "ray" and not ray_available())
@@ -105,7 +110,8 @@ def new_experiment() -> None:
             return
         try:
             exp = exps.create(name, base, grid, rules, preset=kind if kind in PRESETS else None,
-                              backend=backend, confirm_large=True, ray_address=address)
+                              backend=backend, confirm_large=True, ray_address=address,
+                              cpus_per_point=int(cpus), gpus_per_point=float(gpus))
             start_experiment(exps, exp.id, ui.data_dir(), ray_address=address)
         except (SettingsError, StoreError) as e:
             st.error(str(e))

@@ -84,8 +84,8 @@ for i in chosen:
     except RunDamaged as e:
         st.error(e.short)
 if probed:
-    st.plotly_chart(landscape_plot({k: v[0] for k, v in probed.items()}, {k: v[1] for k, v in probed.items()}),
-                    key="inside_landscape", width="stretch")
+    fig = landscape_plot({k: v[0] for k, v in probed.items()}, {k: v[1] for k, v in probed.items()})
+    st.plotly_chart(fig, key="inside_landscape", width="stretch")
 else:
     st.info("None of the chosen runs has landscape records: train one with *landscape* = 8, or run "
             "the landscape preset on the **Experiments** page.")

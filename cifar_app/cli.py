@@ -315,7 +315,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             require_dataset(args.data)
         exp = exps.create(args.name or args.preset or "custom sweep", base, grid, rules,
                           preset=args.preset, backend=args.backend, confirm_large=args.yes,
-                          ray_address=args.ray_address)
+                          ray_address=args.ray_address, cpus_per_point=args.cpus_per_point,
+                          gpus_per_point=args.gpus_per_point)
     print(f"experiment {exp.id}: {len(exp.points)} points ({exp.backend} backend)", file=sys.stderr)
     bar = tqdm(total=len(exp.points), desc="points", unit="point", file=sys.stderr, dynamic_ncols=True,
                disable=args.json)
@@ -593,6 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--name", help="a display name")
     sw.add_argument("--backend", choices=list(BACKENDS), default="local")
     sw.add_argument("--ray-address", default=None, help="Ray cluster address (default $RAY_ADDRESS)")
+    sw.add_argument("--cpus-per-point", type=int, default=1, metavar="N",
+                    help="ray backend: CPUs each point asks for (its torch threads; default 1)")
+    sw.add_argument("--gpus-per-point", type=float, default=0.0, metavar="F",
+                    help="ray backend: GPUs each point asks for: a fraction packs 1/F points on a GPU "
+                         "(0.25: four), a whole number gives each point that many; default 0 (CPU)")
     sw.add_argument("--resume", metavar="EXPERIMENT", help="continue a stopped or interrupted experiment")
     sw.add_argument("--yes", action="store_true", help=f"run a grid of more than {CONFIRM_ABOVE} points")
     sw.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")

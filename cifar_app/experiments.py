@@ -168,6 +168,21 @@ def expand(base: dict, grid: dict, rules: tuple[str, ...] | list[str] = ()) -> l
     return points
 
 
+def check_resources(cpus_per_point: object, gpus_per_point: object, backend: str = "ray") -> None:
+    """Ray resources of a point: a whole number of CPUs >= 1; GPUs 0 (none), a fraction in (0, 1]
+    (1/F points share a GPU) or a whole number. Only the ray backend schedules by them."""
+    c = cpus_per_point
+    if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 256:
+        raise SettingsError("cpus_per_point", f"must be a whole number of CPUs, 1 or more, got {c!r}")
+    g = gpus_per_point
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not (
+            g == 0 or 0 < g <= 1 or (g > 1 and float(g).is_integer() and g <= 64)):
+        raise SettingsError("gpus_per_point", f"must be 0, a fraction in (0, 1] or a whole number, got {g!r}")
+    if backend != "ray" and (cpus_per_point != 1 or g):
+        raise SettingsError("gpus_per_point" if g else "cpus_per_point",
+                            "goes with the ray backend (the local backend trains on this machine)")
+
+
 def parse_cli_grid(grids: list[str], sets: list[str]) -> tuple[dict, dict]:
     """``--grid F=V1,V2`` and ``--set F=V`` texts -> (base, grid), each value validated."""
     base = {}
@@ -213,6 +228,8 @@ class Experiment:
     heartbeat: float = 0.0
     finished: float | None = None
     error: str | None = None        # why the driver stopped early (e.g. the Ray cluster refused it)
+    cpus_per_point: int = 1         # ray backend: CPUs each point asks for (its torch threads)
+    gpus_per_point: float = 0.0     # ray backend: GPUs each point asks for (0.5: two points a GPU)
 
     @classmethod
     def from_dict(cls, d: dict) -> Experiment:
@@ -320,10 +337,13 @@ class ExperimentStore:
 
     def create(self, name: str, base: dict, grid: dict, rules: list[str] | tuple[str, ...] = (),
                preset: str | None = None, backend: str = "local", confirm_large: bool = False,
-               ray_address: str | None = None) -> Experiment:
+               ray_address: str | None = None, cpus_per_point: int = 1,
+               gpus_per_point: float = 0.0) -> Experiment:
         """Validate and expand the grid, then store the experiment (no run starts here). A grid of
-        more than ``CONFIRM_ABOVE`` points needs ``confirm_large``."""
+        more than ``CONFIRM_ABOVE`` points needs ``confirm_large``. ``cpus_per_point`` and
+        ``gpus_per_point`` (``check_resources``) are what each point asks a Ray cluster for."""
         points = expand(base, grid, rules)
+        check_resources(cpus_per_point, gpus_per_point, backend)
         if len(points) > CONFIRM_ABOVE and not confirm_large:
             raise SettingsError("grid", f"{len(points)} points is more than {CONFIRM_ABOVE}; confirm "
                                 "to run them all (CLI: --yes)")
@@ -334,7 +354,8 @@ class ExperimentStore:
         exp = Experiment(id=f"exp-{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}",
                          name=name.strip()[:80] or slug, base=base, grid=grid, rules=list(rules),
                          preset=preset, backend=backend, ray_address=ray_address, created=time.time(),
-                         points=[Point(p.to_dict()) for p in points])
+                         points=[Point(p.to_dict()) for p in points], cpus_per_point=cpus_per_point,
+                         gpus_per_point=float(gpus_per_point))
         try:
             self._path(exp.id).mkdir(parents=True)
         except OSError as e:

@@ -47,7 +47,6 @@ from .settings import TrainSettings
 from .states import TERMINAL
 
 INSTALL_HINT = "the Ray backend needs Ray: pip install 'ray==2.60.0' (see requirements-dev.txt)"
-CPUS_PER_POINT = 1
 AUTH_MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 TOKEN_HELP = ("copy the head's ~/.ray/auth_token to ~/.ray/auth_token on this machine (or set "
               "RAY_AUTH_TOKEN to its content, or RAY_AUTH_TOKEN_PATH to a copy)")
@@ -175,8 +174,11 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
 
     from .data import DataError, load_cifar10
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    if not gpus:  # no GPU was given to this point: it trains on its CPU threads, never on a GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     s = TrainSettings.from_dict(settings)
     try:
         data = load_cifar10(data_dir or os.environ.get("CIFAR_APP_DATA"))
@@ -187,7 +189,9 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
     queue.put((index, "started", {**data_info(data, s),
                                   "data_source": f"{data.source} (loaded by the {source})",
                                   "node": ray.get_runtime_context().get_node_id()[:12],
-                                  "threads": torch.get_num_threads()}))
+                                  "threads": torch.get_num_threads(), "gpus": gpus,
+                                  "gpu_share": assigned.get("GPU", 0),
+                                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}))
     relay = Relay(lambda kind, payload: queue.put((index, kind, payload)), checkpoint)
     result = run_training(relay, s, data, resume=checkpoint is not None)
     done = outcome(result, s, data)
@@ -197,13 +201,15 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
 def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | None = None,
                           data_dir: str | None = None, data=None,
                           on_point: Callable[[int, int, str], None] | None = None,
-                          cpus_per_point: int = CPUS_PER_POINT, poll_s: float = 0.2) -> None:
+                          poll_s: float = 0.2) -> None:
     """Run the experiment's missing points as Ray tasks and record their progress in the run store.
 
     ``address``: the cluster (``connect``). ``data``: the driver's dataset (default: loaded from
     ``data_dir``) for workers without one. Stop (``exps.request_stop``) cancels the running tasks
     and the queued ones; a lost worker leaves its point interrupted, and resuming continues it from
-    its last relayed checkpoint."""
+    its last relayed checkpoint. Each point asks for the experiment's ``cpus_per_point`` CPUs and
+    ``gpus_per_point`` GPUs: Ray runs as many at once as the cluster's resources allow (with 0.5,
+    two points share each GPU), and a point with a GPU trains on it (device auto)."""
     try:
         import ray
         from ray.util.queue import Empty, Queue
@@ -220,7 +226,7 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
     exps.clear_stop(exp_id)
     exps.mark_started(exp_id, os.getpid())
     queue = Queue()
-    task = ray.remote(num_cpus=cpus_per_point, max_retries=0)(train_point)
+    task = ray.remote(num_cpus=exp.cpus_per_point, num_gpus=exp.gpus_per_point, max_retries=0)(train_point)
     dataset = data if data is not None else load_cifar10(data_dir)
     data_ref = ray.put(dataset)
     pending: dict = {}  # object ref -> point index

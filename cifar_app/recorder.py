@@ -37,7 +37,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
 
     arithmetic, why = resolve(settings.precision, select_device(settings.device), settings.norm,
                               settings.arch, settings.batch_size)
-    info = {"precision": arithmetic, "precision_why": why}
+    info = {"precision": arithmetic, "precision_why": why, "device": select_device(settings.device).type}
     if arithmetic == "bf16":
         info["reproducible_against_fp32"] = False
     rec.heartbeat(**info, **cpu_info())

@@ -175,3 +175,59 @@ def test_a_failed_point_on_ray_is_recorded_and_the_rest_finish(tmp_path, local_r
     run = exps.runs.get(good.run_id)
     assert "loaded by the driver" in run.raw_status()["data_source"]  # synthetic: not on workers
     assert run_files(run)[1] == Counter(batch=8, epoch=2, probe=3)
+
+
+GPU_PACKING = r"""
+import json, os, sys
+os.environ.pop("CIFAR_APP_DATA", None)
+import ray
+from cifar_app.experiments import ExperimentStore
+from cifar_app.ray_backend import run_experiment_on_ray
+from cifar_app.runstore import RunStore
+from tests.conftest import synthetic_data
+
+ray.init(address="local", num_cpus=8, num_gpus=2, include_dashboard=False, logging_level="ERROR",
+         log_to_driver=False)
+exps = ExperimentStore(RunStore(sys.argv[1], reference_root=None))
+tiny = {"epochs": 4, "batch_size": 50, "max_lr": 0.05}
+packed = exps.create("packed", tiny, {"seed": list(range(8))}, backend="ray", gpus_per_point=0.5)
+cpu = exps.create("cpu", {**tiny, "epochs": 1}, {"seed": [0]}, backend="ray", cpus_per_point=2)
+out = {}
+for exp, n in ((packed, 1000), (cpu, 200)):
+    run_experiment_on_ray(exps, exp.id, data=synthetic_data(n, 50))
+    out[exp.name] = [{k: exps.runs.get(p.run_id).raw_status().get(k) for k in (
+        "state", "started", "finished", "gpus", "gpu_share", "cuda_visible_devices", "device", "threads")}
+        for p in exps.point_statuses(exps.get(exp.id))]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def most_at_once(points: list[dict]) -> int:
+    events = sorted([(p["started"], 1) for p in points] + [(p["finished"], -1) for p in points])
+    now = best = 0
+    for _, step in events:
+        now += step
+        best = max(best, now)
+    return best
+
+
+@needs_namespace
+@pytest.mark.timeout(600)
+def test_points_pack_logical_gpus_and_see_the_gpu_ray_gave_them(tmp_path):
+    """A local Ray with 8 CPUs and 2 logical GPUs: points asking for half a GPU run 4 at a time
+    (the GPUs, not the CPUs, limit them), each sees the GPU it was given in CUDA_VISIBLE_DEVICES and
+    ray.get_gpu_ids(), and, as no CUDA exists here, device auto trains on the CPU. Points asking for
+    no GPU see none."""
+    proc = subprocess.run([*UNSHARE, "sh", "-c", f'ip link set lo up; exec "{sys.executable}" -c "$0" "$1"',
+                           GPU_PACKING, str(tmp_path / "runs")], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    packed, cpu = out["packed"], out["cpu"]
+    assert [p["state"] for p in packed + cpu] == ["completed"] * 9
+    for p in packed:
+        assert len(p["gpus"]) == 1 and p["gpus"][0] in ("0", "1") and p["gpu_share"] == 0.5
+        assert p["cuda_visible_devices"] == p["gpus"][0] and p["device"] == "cpu" and p["threads"] == 1
+    assert most_at_once(packed) == 4  # 2 GPUs / 0.5; the 8 CPUs alone would allow 8
+    for p in cpu:
+        assert p["gpus"] == [] and p["cuda_visible_devices"] == "" and p["threads"] == 2
