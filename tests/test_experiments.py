@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app.experiments import PRESETS, ExperimentStore, expand, parse_cli_grid, run_experiment
+from cifar_app.experiments import (
+    PRESETS,
+    Experiment,
+    ExperimentStore,
+    Point,
+    expand,
+    parse_cli_grid,
+    run_experiment,
+)
 from cifar_app.runstore import RunStore
 from cifar_app.settings import SettingsError
 from tests.conftest import synthetic_data, wait_for, write_image_tree
@@ -53,7 +61,29 @@ def test_cli_grid_text_is_parsed_and_validated():
 
 def test_every_preset_expands_to_valid_points():
     sizes = {name: len(expand(p.base, p.grid, p.rules)) for name, p in PRESETS.items()}
-    assert sizes == {"batch-size": 18, "learning-rate": 28, "seeds": 12}
+    assert sizes == {"batch-size": 18, "learning-rate": 28, "regularization": 12, "groups": 10,
+                     "landscape": 8, "seed-layernorm": 4, "seeds": 12}
+
+
+def test_a_norm_without_groups_is_one_point_not_one_per_g():
+    points = expand(PRESETS["groups"].base, PRESETS["groups"].grid)
+    instance = [p for p in points if p.norm == "instance"]
+    assert [p.seed for p in instance] == [0, 1] and {p.groups for p in instance} == {4}
+    assert sorted({p.groups for p in points if p.norm == "group"}) == [1, 2, 4, 8]
+    exp = Experiment("exp-x", "g", {}, PRESETS["groups"].grid, points=[Point(p.to_dict()) for p in points])
+    assert exp.points[-1].describe(exp.grid) == "norm=instance seed=1"
+    assert exp.points[0].describe(exp.grid) == "norm=group groups=1 seed=0"
+
+
+def test_ray_resources_are_checked_and_stored(tmp_path):
+    exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
+    exp = exps.create("g", {}, {"seed": [0]}, backend="ray", cpus_per_point=2, gpus_per_point=0.25)
+    assert (exps.get(exp.id).cpus_per_point, exps.get(exp.id).gpus_per_point) == (2, 0.25)
+    for cpus, gpus, backend in ((0, 0, "ray"), (1, 1.5, "ray"), (1, -1, "ray"), (True, 0, "ray"),
+                                (1, 0.5, "local"), (2, 0, "local"), (1, float("nan"), "ray")):
+        with pytest.raises(SettingsError):
+            exps.create("g", {}, {"seed": [0]}, backend=backend, cpus_per_point=cpus, gpus_per_point=gpus)
+    assert exps.create("g", {}, {"seed": [0]}, backend="ray", gpus_per_point=2).gpus_per_point == 2.0
 
 
 def test_a_grid_over_200_points_needs_confirmation(tmp_path):
