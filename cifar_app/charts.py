@@ -217,6 +217,12 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
         done = sorted((p for p in pts if p.state == RunState.COMPLETED and p.final_test_acc is not None),
                       key=lambda p: p.settings[x])
         color = NORM_COLORS.get(name, "#444")
+        if x == "groups" and series == "norm" and name in norms.REGISTRY and not norms.get(name).uses_groups:
+            if done:  # G means nothing to this norm (e.g. IN, G = C): its mean as a level line
+                mean = 100 * sum(p.final_test_acc for p in done) / len(done)
+                fig.add_hline(y=mean, line_dash="dot", line_color=color,
+                              annotation_text=f"{NORM_LABELS.get(name, name)}: {mean:.2f}%")
+            continue
         fig.add_trace(go.Scatter(
             x=[p.settings[x] for p in done], y=[100 * p.final_test_acc for p in done],
             mode="lines+markers", name=NORM_LABELS.get(name, name), line=dict(color=color),

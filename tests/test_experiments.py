@@ -342,3 +342,15 @@ def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, p
     out = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", "--grid", "seed=0", "--norms", "batch"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 2 and "--norms goes with --preset" in out.stderr
+
+
+def test_the_groups_plot_draws_a_norm_without_groups_as_a_level_not_at_some_g():
+    from cifar_app.charts import sweep_plot
+    from cifar_app.experiments import PointStatus
+
+    pts = [PointStatus(i, "", {"norm": "group", "groups": g}, None, "completed", 0.5, 0.5 + g / 100, 1.0, None)
+           for i, g in enumerate((1, 2, 4, 8))]
+    pts.append(PointStatus(4, "", {"norm": "instance", "groups": 4}, None, "completed", 0.4, 0.4, 1.0, None))
+    fig = sweep_plot(pts, "groups")
+    assert [list(t.x) for t in fig.data] == [[1, 2, 4, 8]]  # IN is not a point at G = 4
+    assert fig.layout.shapes[0].y0 == pytest.approx(40.0) and "40.00%" in fig.layout.annotations[0].text
