@@ -348,8 +348,8 @@ def test_the_groups_plot_draws_a_norm_without_groups_as_a_level_not_at_some_g():
     from cifar_app.charts import sweep_plot
     from cifar_app.experiments import PointStatus
 
-    pts = [PointStatus(i, "", {"norm": "group", "groups": g}, None, "completed", 0.5, 0.5 + g / 100, 1.0, None)
-           for i, g in enumerate((1, 2, 4, 8))]
+    pts = [PointStatus(i, "", {"norm": "group", "groups": g}, None, "completed", 0.5, 0.5 + g / 100,
+                       1.0, None) for i, g in enumerate((1, 2, 4, 8))]
     pts.append(PointStatus(4, "", {"norm": "instance", "groups": 4}, None, "completed", 0.4, 0.4, 1.0, None))
     fig = sweep_plot(pts, "groups")
     assert [list(t.x) for t in fig.data] == [[1, 2, 4, 8]]  # IN is not a point at G = 4
