@@ -191,7 +191,9 @@ def _curves(ev: Evidence) -> tuple[dict[str, list[list[dict]]], str, list[str], 
             runs.append(run.id)
         except RunDamaged:
             continue
-    return out, "the reference runs (one seed each: the seeds results here kept no curves)", runs, None
+    where = ("the reference runs (one seed each: the seeds results here kept no curves; they were "
+             "trained at different times and loads, so compare their epochs, not their seconds)")
+    return out, where, runs, None
 
 
 def _reach(epochs: list[dict], target: float) -> tuple[float, float]:
