@@ -164,6 +164,20 @@ def connect(address: str | None = None) -> None:
         raise RayConnectError(f"{e}; check that `ray start --head` is still running there") from None
 
 
+def check_fits(cpus: int, gpus: float, nodes: list[dict]) -> None:
+    """Refuse points that no live node of the cluster (``ray.nodes()``) can run: Ray would keep
+    such tasks pending forever."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    most_gpus = max((r.get("GPU", 0) for r in alive), default=0)
+    most_cpus = max((r.get("CPU", 0) for r in alive), default=0)
+    if gpus > most_gpus:
+        raise RayConnectError(f"the sweep asks for {gpus:g} GPU per point; the Ray cluster has "
+                              f"{most_gpus:g} on its best node: lower --gpus-per-point, or 0 for CPUs")
+    if cpus > most_cpus:
+        raise RayConnectError(f"the sweep asks for {cpus} CPUs per point; the largest Ray node has "
+                              f"{most_cpus:g}: lower --cpus-per-point")
+
+
 def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str | None,
                 checkpoint: bytes | None) -> dict:
     """Body of the Ray task for one point: trains with a ``Relay`` that sends every event through
@@ -223,6 +237,11 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
         exps.mark_finished(exp_id, error=str(e))
         raise
     exp = exps.get(exp_id)
+    try:
+        check_fits(exp.cpus_per_point, exp.gpus_per_point, ray.nodes())
+    except RayConnectError as e:  # tasks that fit no node would wait forever
+        exps.mark_finished(exp_id, error=str(e))
+        raise
     exps.clear_stop(exp_id)
     exps.mark_started(exp_id, os.getpid())
     queue = Queue()

@@ -231,3 +231,17 @@ def test_points_pack_logical_gpus_and_see_the_gpu_ray_gave_them(tmp_path):
     assert most_at_once(packed) == 4  # 2 GPUs / 0.5; the 8 CPUs alone would allow 8
     for p in cpu:
         assert p["gpus"] == [] and p["cuda_visible_devices"] == "" and p["threads"] == 2
+
+
+def test_points_that_ask_for_more_than_the_cluster_has_fail_at_once(tmp_path, local_ray):
+    """--gpus-per-point on a cluster without GPUs (or more CPUs than any node has) would leave every
+    task pending forever; the sweep says why in one line and records it on the experiment."""
+    from cifar_app.ray_backend import RayConnectError, run_experiment_on_ray
+
+    exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
+    for kw, why in (({"gpus_per_point": 0.5}, "0.5 GPU per point; the Ray cluster has 0"),
+                    ({"cpus_per_point": 64}, "64 CPUs per point; the largest Ray node has 2")):
+        exp = exps.create("gpu", TINY, {"seed": [0]}, backend="ray", **kw)
+        with pytest.raises(RayConnectError, match=why):
+            run_experiment_on_ray(exps, exp.id, data=synthetic_data(100, 20))
+        assert why in exps.get(exp.id).error and not exps.get(exp.id).points[0].run_id
