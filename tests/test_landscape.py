@@ -88,3 +88,19 @@ def test_the_inside_page_draws_the_landscape_of_a_probed_run(tmp_path, pages):
     run.path.joinpath("landscape.jsonl").write_text('{"step": "x"}\n{"step": 1, "blocks": {}}\n')
     at = pages.open("inside")  # a damaged log is named, not an exception
     assert any("landscape.jsonl" in e.value for e in at.error)
+
+
+def test_resume_keeps_exactly_the_checkpoints_landscape_records(tmp_path):
+    from cifar_app.jobs import execute_run
+
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    s = TrainSettings(norm="batch", epochs=3, batch_size=50, landscape=4, device="cpu")
+    run = store.create(s)
+    data = synthetic_data(200, 50)
+    seen = []
+    train(s, data, checkpoint=run, on_epoch=seen.append, should_stop=lambda: len(seen) >= 1,
+          on_landscape=run.append_landscape)
+    run.append_landscape({"step": 99, "blocks": {}, "loss_range": 0.0})  # from after the checkpoint
+    run.update_status(state="stopped")
+    execute_run(store, run.id, data=data, resume=True)
+    assert [r["step"] for r in run.landscape()] == [0, 4, 7, 11]
