@@ -31,7 +31,7 @@ from pathlib import Path
 from . import norms
 from .data import CifarData, load_cifar10
 from .runstore import RunDamaged, RunNotFound, RunStore, StoreError, file_lock, pid_alive, write_json_atomic
-from .settings import SettingsError, TrainSettings, parse_grid, parse_setting
+from .settings import SettingsError, TrainSettings, parse_grid, parse_setting, shown
 from .states import ACTIVE, POINT_DONE, TERMINAL, ExperimentState, PointState, RunState
 
 EXPERIMENTS_DIR = ".experiments"
@@ -175,11 +175,12 @@ def check_resources(cpus_per_point: object, gpus_per_point: object, backend: str
     (1/F points share a GPU) or a whole number. Only the ray backend schedules by them."""
     c = cpus_per_point
     if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 256:
-        raise SettingsError("cpus_per_point", f"must be a whole number of CPUs, 1 or more, got {c!r}")
+        raise SettingsError("cpus_per_point", f"must be a whole number of CPUs, 1 or more, got {shown(c)}")
     g = gpus_per_point
     if isinstance(g, bool) or not isinstance(g, (int, float)) or not (
             g == 0 or 0 < g <= 1 or (g > 1 and float(g).is_integer() and g <= 64)):
-        raise SettingsError("gpus_per_point", f"must be 0, a fraction in (0, 1] or a whole number, got {g!r}")
+        raise SettingsError("gpus_per_point",
+                            f"must be 0, a fraction in (0, 1] or a whole number, got {shown(g)}")
     if backend != "ray" and (cpus_per_point != 1 or g):
         raise SettingsError("gpus_per_point" if g else "cpus_per_point",
                             "goes with the ray backend (the local backend trains on this machine)")
@@ -350,7 +351,7 @@ class ExperimentStore:
             raise SettingsError("grid", f"{len(points)} points is more than {CONFIRM_ABOVE}; confirm "
                                 "to run them all (CLI: --yes)")
         if backend not in BACKENDS:
-            raise SettingsError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
+            raise SettingsError("backend", f"must be one of {', '.join(BACKENDS)}, got {shown(backend)}")
         self.runs.ensure_root()
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30] or "sweep"
         exp = Experiment(id=f"exp-{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}",

@@ -78,7 +78,7 @@ class Spec:
             if ok and self.high is not None:
                 ok = v <= self.high
         if not ok:
-            raise SettingsError(name, f"must be {self.describe_range()}, got {value!r}")
+            raise SettingsError(name, f"must be {self.describe_range()}, got {shown(value)}")
 
     def parse(self, name: str, text: str) -> object:
         """A value from text (CLI flag, grid cell): '0.1', '8', 'true', 'none'; validated."""
@@ -97,9 +97,16 @@ class Spec:
             else:
                 value = raw
         except ValueError:
-            raise SettingsError(name, f"must be {self.describe_range()}, got {raw!r}") from None
+            raise SettingsError(name, f"must be {self.describe_range()}, got {shown(raw)}") from None
         self.check(name, value)
         return value
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a 10,000-character input
+    is not echoed back whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
 
 
 def _type_ok(kind: type, value: object) -> bool:

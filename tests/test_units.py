@@ -214,3 +214,12 @@ def test_agreement_patterns_count_every_right_wrong_combination():
     assert [p.describe(["BN", "GN"]) for p in patterns if p.right == (False, False)] == ["all wrong"]
     with pytest.raises(ValueError):
         agreement_patterns([bn], labels)
+
+
+def test_a_huge_bad_value_is_not_echoed_back_whole():
+    from cifar_app.settings import SettingsError, parse_setting
+
+    for name, text in (("norm", "é" + "x" * 10_000), ("batch_size", "9" * 10_000 + "x")):
+        with pytest.raises(SettingsError) as e:
+            parse_setting(name, text)
+        assert len(str(e.value)) < 400 and "…" in str(e.value)
