@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import norms
+from . import landscape, norms
 from .records import BatchStats, EpochStats
 from .series import MAX_POINTS, decimate, smooth
 from .states import RunState
@@ -435,8 +435,7 @@ def landscape_plot(runs: dict[str, list[dict]], norms: dict[str, str] | None = N
         later = [r for r in records if r["step"] > 0]
         for i, (key, _) in enumerate(LANDSCAPE_PANELS):
             rs = later if key == "ics" else records
-            ys = ([sum(1 - b["ics_cos"] for b in r["blocks"].values()) / max(1, len(r["blocks"])) for r in rs]
-                  if key == "ics" else [r[key] for r in rs])
+            ys = [landscape.ics(r) if key == "ics" else r[key] for r in rs]
             fig.add_trace(go.Scatter(x=[r["step"] for r in rs], y=ys, mode="lines+markers", name=label,
                                      legendgroup=label, showlegend=i == 0, line=dict(color=color)),
                           row=i // 2 + 1, col=i % 2 + 1)

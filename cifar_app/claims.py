@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from . import norms
 from .experiments import (
     REFERENCE_EXPERIMENTS,
     ExperimentResults,
@@ -128,9 +129,14 @@ def _mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _se_means(a: list[float], b: list[float]) -> float | None:
-    """One standard error of the difference of the means of ``a`` and ``b`` (None without two of
-    each)."""
+def _short(norm: str) -> str:
+    """'BN', 'GN', ... (the registry's short name)."""
+    return norms.get(norm).short if norm in norms.REGISTRY else norm
+
+
+def se_of_means(a: list[float], b: list[float]) -> float | None:
+    """One standard error of the difference of the means of ``a`` and ``b``, sqrt(s_a²/n_a +
+    s_b²/n_b) (None without two of each)."""
     if len(a) < 2 or len(b) < 2:
         return None
     return (statistics.stdev(a) ** 2 / len(a) + statistics.stdev(b) ** 2 / len(b)) ** 0.5
@@ -271,7 +277,7 @@ def _ics(ev: Evidence) -> Finding:
     beta = {n: [r["beta"] for r in rs] for n, rs in by.items()}
     bn, none = ics["batch"], ics["none"]
     diff = statistics.fmean(none) - statistics.fmean(bn)  # > 0: BN has less shift
-    se = _se_means(bn, none)
+    se = se_of_means(bn, none)
     if se is None:
         verdict = Verdict.HOLDS if diff > 0 else Verdict.DOES_NOT_HOLD
         noise = "one seed, no noise estimate"
@@ -309,18 +315,17 @@ def _regularizes(ev: Evidence) -> Finding:
     if len(gaps.get("batch", [])) < 1:
         return _missing("regularization")
     collapsed = {n: sum(a <= COLLAPSED for a in accs) for n, accs in test.items()}
-    rival = "none" if len(gaps.get("none", [])) >= 2 else None
-    if rival is None:  # every run without a norm collapsed or too few: compare BN with GN/LN instead
+    if len(gaps.get("none", [])) < 2:  # the runs without a norm collapsed: nothing to compare with
         return Finding(Verdict.NOT_MEASURED, "", {"gap": gaps}, res.experiment, _runs(res),
                        note=f"fewer than 2 runs without a norm learned ({collapsed.get('none', 0)} "
                             "collapsed)")
     bn, none = gaps["batch"], gaps["none"]
     diff = statistics.fmean(none) - statistics.fmean(bn)  # > 0: BN overfits less
-    verdict, noise = _judge_difference(diff, _se_means(bn, none), diff > 0, "the preset's seeds")
+    verdict, noise = _judge_difference(diff, se_of_means(bn, none), diff > 0, "the preset's seeds")
 
     def say(n: str) -> str:
         m, sd = _mean_sd(gaps[n])
-        return (f"{NAMES.get(n, n)} {100 * m:.1f} ± {100 * sd:.1f} "
+        return (f"{_short(n)} {100 * m:.1f} ± {100 * sd:.1f} "
                 f"(train {100 * statistics.fmean(train[n]):.1f}%, "
                 f"test {100 * statistics.fmean([a for a in test[n] if a > COLLAPSED]):.1f}%)")
 
@@ -330,9 +335,6 @@ def _regularizes(ev: Evidence) -> Finding:
                    note=_notes(noise, (f"{collapsed['none']} run(s) without a norm collapsed to chance "
                                        "and are left out") if collapsed.get("none") else "",
                                ev.source("regularization")))
-
-
-NAMES = {"batch": "BN", "group": "GN", "layer": "LN", "none": "none", "instance": "IN"}
 
 
 def _higher_lr(ev: Evidence) -> Finding:
@@ -379,7 +381,7 @@ def _struggles_without(ev: Evidence) -> Finding:
     bn, none = groups["batch"], groups["none"]
     diff = statistics.fmean(bn) - statistics.fmean(none)
     collapsed = sum(a <= COLLAPSED for a in none)
-    verdict, noise = _judge_difference(diff, _se_means(bn, none), diff > 0, "the seeds' spread")
+    verdict, noise = _judge_difference(diff, se_of_means(bn, none), diff > 0, "the seeds' spread")
     if collapsed and verdict == Verdict.WITHIN_NOISE:
         verdict = Verdict.HOLDS  # a collapse is a struggle however wide the spread it makes
     return Finding(verdict, f"BN {_pct(statistics.fmean(bn))} ± {100 * statistics.stdev(bn):.2f}, none "
@@ -400,7 +402,7 @@ def _batch_size_drop(ev: Evidence) -> dict[str, float] | None:
 def _loses_less_than_bn(norm: str) -> Callable[[Evidence], Finding]:
     """The rule of the batch-size claims: ``norm`` loses less accuracy than BN from the largest
     batch to the smallest, beyond the seed noise."""
-    short = NAMES[norm]
+    short = _short(norm)
 
     def judge(ev: Evidence) -> Finding:
         drops = _batch_size_drop(ev)

@@ -174,7 +174,6 @@ def train(
     device = select_device(s.device)
     if arithmetic is None:
         arithmetic = resolve(s.precision, device, s.norm, s.arch, s.batch_size)[0]
-    result_arithmetic = arithmetic
     torch.manual_seed(s.seed)
     mean, std = channel_stats(data.train_x)
 
@@ -186,7 +185,7 @@ def train(
     batches = steps_per_epoch(n_train, s.batch_size)
     batch_size = min(s.batch_size, n_train)
     total_steps = s.epochs * batches
-    result = TrainResult(model, mean, std, arithmetic=result_arithmetic)
+    result = TrainResult(model, mean, std, arithmetic=arithmetic)
     start_epoch = 0
     ckpt = checkpoint.load_checkpoint() if resume and checkpoint is not None else None
     if ckpt is not None:

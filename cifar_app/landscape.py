@@ -56,7 +56,6 @@ def landscape_record(model: nn.Module, loss_of: Callable[[], torch.Tensor], lr: 
     t0 = time.perf_counter()
     ctx = autocast or torch.autocast("cpu", enabled=False)
     layers = [(name, list(layer.parameters())) for name, layer in model.layers.items()]
-    layers.append(("head", [p for n, p in model.named_parameters() if not n.startswith("layers.")]))
     params = [p for _, ps in layers for p in ps]
     with torch.no_grad():
         w0 = [p.detach().clone() for p in params]
@@ -126,6 +125,12 @@ def landscape_record(model: nn.Module, loss_of: Callable[[], torch.Tensor], lr: 
             "blocks": blocks, "seconds": time.perf_counter() - t0}
 
 
+def ics(record: dict) -> float:
+    """A record's internal covariate shift: 1 − cos(G, G′), averaged over the C blocks."""
+    blocks = record["blocks"].values()
+    return sum(1 - b["ics_cos"] for b in blocks) / max(1, len(blocks))
+
+
 def summary(records: list[dict]) -> dict:
     """Per-run aggregates the claims compare: the median over probe steps after step 0 of the loss
     range, predictiveness, effective β and ICS (1 − cos, ℓ2, averaged over blocks); the step-0
@@ -142,8 +147,7 @@ def summary(records: list[dict]) -> dict:
     return {"loss_range": med(lambda r: r["loss_range"]),
             "predictiveness": med(lambda r: r["predictiveness"]),
             "beta": med(lambda r: r["beta"]),
-            "ics_1_minus_cos": med(lambda r: statistics.fmean(1 - b["ics_cos"]
-                                                              for b in r["blocks"].values())),
+            "ics_1_minus_cos": med(ics),
             "ics_l2": med(lambda r: statistics.fmean(b["ics_l2"] for b in r["blocks"].values())),
             "grad_norm_step0": next(({k: b["grad_norm"] for k, b in r["blocks"].items()}
                                      for r in records if r["step"] == 0), {})}

@@ -48,6 +48,7 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+@functools.cache
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -136,6 +137,7 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
     2 standard errors, sqrt(s₁²/n₁ + s₂²/n₂). None when either file is missing or unreadable."""
     import statistics
 
+    from .claims import se_of_means
     from .experiments import ExperimentResults
 
     try:
@@ -152,7 +154,7 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
         f = by[1].get(norm, [])
         if len(b) < 2 or len(f) < 2:
             continue
-        se = (statistics.stdev(b) ** 2 / len(b) + statistics.stdev(f) ** 2 / len(f)) ** 0.5
+        se = se_of_means(b, f)
         diff = statistics.fmean(b) - statistics.fmean(f)
         rows[norm] = {"bf16": b, "fp32": f, "difference": diff, "two_se": 2 * se,
                       "within_noise": diff >= -2 * se}
