@@ -138,6 +138,12 @@ PRESETS: dict[str, Preset] = {
         base={}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer", "none"]}, x="norm",
         note="The full default recipe (20 epochs, all 50,000 images): 12 runs of 6-7 minutes each on "
              "a fast 2-core machine, about 80 minutes; use the Ray backend to spread them."),
+    "bf16-seeds": Preset(
+        "bf16-seeds", "Does bf16 training score as fp32 does? (Within the fp32 seeds' noise.)",
+        base={"precision": "bf16"}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer"]},
+        x="norm",
+        note="The seeds preset's full recipe in bf16 autocast (a CPU with avx512_bf16 or AMX, or a "
+             "GPU); its verdict against the fp32 seeds decides whether precision=auto may take bf16."),
 }
 
 

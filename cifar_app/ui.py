@@ -134,7 +134,9 @@ def download_button(label: str, data: Callable[[], bytes | str], file_name: str,
     if not may(Action.DOWNLOAD):
         container.button(label, key=key, disabled=True, help=READ_ONLY_HELP)
         return
-    container.download_button(label, data, file_name, mime, key=key, help=help)
+    # no rerun on a click: a rerun replaces every deferred file id on the page, and a second
+    # download clicked before the new ids reach the browser would wait forever on a revoked one
+    container.download_button(label, data, file_name, mime, key=key, help=help, on_click="ignore")
 
 
 def server_path(path: Path | str) -> str:

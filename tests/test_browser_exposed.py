@@ -167,14 +167,15 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
     page.get_by_role("button", name="Rename").click()
     wait_for(lambda: store.get(run_id).label == "renamed with the token", 30, "the rename")
 
-    # the four downloads, each made when clicked
+    # the four downloads, each made when clicked, clicked one right after another as a user in a
+    # hurry would (a click that reran the page revoked the next button's file: it spun forever)
     open_page(page, url, f"?run={run_id}")
     page.get_by_text("Export or import a run").click()
+    page.get_by_role("button", name="Model (.onnx)").wait_for(state="visible")
+    wait_idle(page)
     files = {}
     for label in ("Bundle (.zip)", "Metrics (.csv)", "Predictions (.csv)", "Model (.onnx)"):
         button = page.get_by_role("button", name=label)
-        button.wait_for(state="visible")
-        wait_idle(page)
         try:
             with page.expect_download(timeout=60_000) as download:
                 button.click()
