@@ -4,7 +4,7 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
-from cifar_app.model import NORMS, PARAM_BUDGET, build_model, count_parameters, norm_budget_rows, summarize
+from cifar_app.model import ARCHITECTURES, NORMS, PARAM_BUDGET, build_model, count_parameters, norm_budget_rows, summarize
 from cifar_app.norms import REGISTRY
 from cifar_app.settings import TrainSettings
 
@@ -18,7 +18,10 @@ norm = c1.radio("Normalization", NORMS, format_func=NORM_LABELS.get, key="model_
 groups = c1.select_slider("Groups", TrainSettings.spec("groups").suggested,
                           value=TrainSettings.default("groups"), key="model_groups",
                           disabled=not REGISTRY[norm].uses_groups)
-model = build_model(norm, groups)
+arch = c1.radio("Architecture", list(ARCHITECTURES), key="model_arch",
+                help="the setting `arch`: how the C blocks spend the parameters")
+c1.caption(ARCHITECTURES[arch].about)
+model = build_model(norm, groups, arch=arch)
 total = count_parameters(model)
 under = PARAM_BUDGET - total
 c1.metric("Parameters", f"{total:,}", f"{under:,} under the {PARAM_BUDGET:,} budget" if under >= 0
@@ -31,7 +34,7 @@ c2.caption("Receptive field: the side of the input square one output pixel depen
            "every output sees the whole 32×32 image.")
 
 st.subheader("Every normalization against the budget")
-st.dataframe(norm_budget_rows(groups), hide_index=True, width="stretch", key="model_norms_table")
+st.dataframe(norm_budget_rows(groups, arch), hide_index=True, width="stretch", key="model_norms_table")
 st.caption("The seed's own LayerNorm, `nn.LayerNorm([C, H, W])`, has a scale and shift per element: "
            "2·C·H·W parameters a layer, 32,768 for C1 alone, so with its affine the network is far "
            "over the budget (the seed turned it off); without it, it has none. The lab's LayerNorm is "

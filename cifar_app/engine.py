@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .augment import augment_batch
 from .data import CifarData, channel_stats
@@ -135,6 +136,14 @@ def predict_probs(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: to
     return torch.cat(out) if out else torch.zeros(0, 10)
 
 
+def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (BN's running statistics
+    too), updated after every optimizer step; None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _autocast(device: torch.device, arithmetic: str):
     """The training step's autocast: bf16 or none (``arithmetic`` from ``precision.resolve``)."""
     if arithmetic == "bf16" and device.type in ("cuda", "cpu"):
@@ -181,16 +190,20 @@ def train(
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, s)
+    ema = make_ema(model, s.ema)
+    evaluated = ema.module if ema is not None else model  # the run's model: scored, probed, saved
     n_train = len(data.train_x)
     batches = steps_per_epoch(n_train, s.batch_size)
     batch_size = min(s.batch_size, n_train)
     total_steps = s.epochs * batches
-    result = TrainResult(model, mean, std, arithmetic=arithmetic)
+    result = TrainResult(evaluated, mean, std, arithmetic=arithmetic)
     start_epoch = 0
     ckpt = checkpoint.load_checkpoint() if resume and checkpoint is not None else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         start_epoch = int(ckpt["epoch"])
         result.history = list(ckpt["history"])[:start_epoch]
         result.inside = list(ckpt.get("inside", []))[:start_epoch + 1]
@@ -210,7 +223,7 @@ def train(
 
         def probe(epoch: int) -> dict:
             t = time.perf_counter()
-            rec = probe_record(model, px, py, epoch)
+            rec = probe_record(evaluated, px, py, epoch)
             rec["seconds"] = time.perf_counter() - t
             result.inside.append(rec)
             return rec
@@ -262,6 +275,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach() * len(idx)
             with torch.no_grad():
                 ce_sum += F.cross_entropy(logits.detach().float(), yb, reduction="sum")
@@ -279,7 +294,7 @@ def train(
                 pending.clear()
         seen = batches * batch_size
         train_seconds = time.perf_counter() - t0
-        probs = predict_probs(model, test_x, mean, std, device)
+        probs = predict_probs(evaluated, test_x, mean, std, device)
         test_loss = F.nll_loss(probs.clamp_min(1e-12).log(), data.test_y).item() if len(probs) else math.nan
         test_acc = (probs.argmax(1) == data.test_y).float().mean().item() if len(probs) else math.nan
         stats = EpochStats(
@@ -292,6 +307,7 @@ def train(
         if checkpoint is not None:
             checkpoint.save_checkpoint({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                **({"ema": ema.state_dict()} if ema is not None else {}),
                 "epoch": epoch,
                 "history": [asdict(h) for h in result.history],
                 "mean": mean, "std": std, "settings": s.to_dict(), "inside": result.inside,
@@ -302,7 +318,7 @@ def train(
         if inside is not None:
             on_inside(inside)
 
-    result.test_probs = predict_probs(model, test_x, mean, std, device).numpy()
+    result.test_probs = predict_probs(evaluated, test_x, mean, std, device).numpy()
     return result
 
 

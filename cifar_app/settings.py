@@ -148,6 +148,9 @@ class TrainSettings:
                                   low=0, high=0.1)
     dropout: float = setting(0.0, float, "Dropout2d probability after each C block", low=0, high=0.9)
     label_smoothing: float = setting(0.1, float, "label smoothing of the training loss", low=0, high=0.5)
+    ema: float = setting(0.0, float, "exponential moving average of the weights (and BN statistics), "
+                         "decay per step: the run's model is the average; 0 = off", low=0, high=0.9999,
+                         suggested=(0.0, 0.99, 0.995, 0.999))
     augment: bool = setting(True, bool, "random crop (crop_pad px) + horizontal flip")
     crop_pad: int = setting(2, int, "padding of the random crop (2 beat 4 and 1 here)", "px", low=0, high=8)
     cutout: int = setting(0, int, "side of the cutout square, 0 = off", "px", low=0, high=32)

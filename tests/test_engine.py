@@ -137,3 +137,43 @@ def test_every_setting_is_described_once_and_drives_validation_and_parsing():
             parse_grid(bad)
     with pytest.raises(SettingsError, match="settings"):
         TrainSettings.from_dict([1, 2])
+
+
+
+def test_ema_model_is_the_moving_average_of_the_weights_and_is_what_the_run_scores(tiny_data):
+    """With ``ema`` the run's model is the average: its weights follow the trained ones by the decay
+    (checked against a hand-kept average of the same steps), and the test accuracy and predictions
+    the run records are that model's."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    decay, kept = 0.9, {}
+
+    def keep(optimizer, *_):  # after every optimizer step: our own average of the classifier
+        w = optimizer.param_groups[1]["params"][-1].detach().clone()  # c10.bias (no-decay group)
+        kept["avg"] = w if "avg" not in kept else decay * kept["avg"] + (1 - decay) * w
+        kept["last"] = w
+
+    handle = register_optimizer_step_post_hook(keep)
+    try:
+        result = train(TrainSettings(ema=decay, **QUICK), tiny_data)
+    finally:
+        handle.remove()
+    bias = result.model.layers["c10"].bias.detach()
+    assert torch.allclose(bias, kept["avg"], atol=1e-6) and not torch.allclose(bias, kept["last"])
+    probs = predict_probs(result.model, tiny_data.test_x, result.mean, result.std, torch.device("cpu"))
+    acc = (probs.argmax(1) == tiny_data.test_y).float().mean().item()
+    assert acc == pytest.approx(result.history[-1].test_acc)
+    assert (result.test_probs == probs.numpy()).all()
+
+
+def test_a_stopped_ema_run_resumes_to_the_uninterrupted_average(tmp_path):
+    data = synthetic_data(n_train=200, n_test=50)
+    settings = TrainSettings(ema=0.8, **QUICK)
+    ckpt = RunStore(tmp_path / "runs", reference_root=None).create(settings)
+    seen = []
+    first = train(settings, data, on_batch=seen.append, should_stop=lambda: len(seen) >= 6, checkpoint=ckpt)
+    assert first.stopped
+    resumed = train(settings, data, checkpoint=ckpt, resume=True)
+    straight = train(settings, data)
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)

@@ -358,3 +358,15 @@ def test_odd_url_parameters_and_names_are_just_unknown_or_kept_safely(completed_
     exps.radio(key="exp_kind").set_value("custom").run()
     exps.text_area(key="exp_grid").input(odd).run()
     assert not exps.exception and exps.error  # a grid it cannot read is an error line, not a crash
+
+
+def test_model_page_shows_each_architectures_layer_table_and_receptive_field(app_env):
+    at = run_page("app_pages/model.py")
+    at.radio(key="model_arch").set_value("separable").run()
+    assert not at.exception
+    table, budget = at.dataframe[0].value, at.dataframe[1].value
+    rows = dict(zip(table["layer"], table["kind"]))
+    assert rows["C2"].startswith("3x3 dw-sep conv") and rows["C1"].startswith("3x3 conv")
+    assert "47,402" in str([m.value for m in at.metric])
+    assert list(table["receptive field (px)"])[list(table["layer"]).index("C9")] == 44
+    assert 47_402 in list(budget["network"])  # the budget table follows the architecture
