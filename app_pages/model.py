@@ -5,13 +5,13 @@ import streamlit as st
 from cifar_app import ui
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
 from cifar_app.model import (
-            ARCHITECTURES,
-            NORMS,
-            PARAM_BUDGET,
-            build_model,
-            count_parameters,
-            norm_budget_rows,
-            summarize,
+    ARCHITECTURES,
+    NORMS,
+    PARAM_BUDGET,
+    build_model,
+    count_parameters,
+    norm_budget_rows,
+    summarize,
 )
 from cifar_app.norms import REGISTRY
 from cifar_app.settings import TrainSettings
