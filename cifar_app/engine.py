@@ -23,7 +23,7 @@ from .augment import augment_batch
 from .data import CifarData, channel_stats
 from .landscape import landscape_record, probe_steps
 from .model import CifarNet, build_model
-from .precision import resolve
+from .precision import memory_format, resolve
 from .records import BatchStats, EpochStats
 from .settings import TrainSettings
 
@@ -187,8 +187,8 @@ def train(
     mean, std = channel_stats(data.train_x)
 
     model = build_model(s.norm, s.groups, s.dropout, s.arch).to(device)
-    if device.type != "mps":
-        model = model.to(memory_format=torch.channels_last)
+    layout = memory_format(model, device, arithmetic)
+    model = model.to(memory_format=layout)
     optimizer = make_optimizer(model, s)
     ema = make_ema(model, s.ema)
     evaluated = ema.module if ema is not None else model  # the run's model: scored, probed, saved
@@ -216,9 +216,7 @@ def train(
     if on_inside is not None:
         from .inside import PROBE_SIZE, probe_record
 
-        px = normalize(data.test_x[:PROBE_SIZE].to(device), mean, std)
-        if device.type != "mps":
-            px = px.contiguous(memory_format=torch.channels_last)
+        px = normalize(data.test_x[:PROBE_SIZE].to(device), mean, std).contiguous(memory_format=layout)
         py = data.test_y[:PROBE_SIZE].to(device)
 
         def probe(epoch: int) -> dict:
@@ -253,8 +251,7 @@ def train(
                 xb = augment_batch(xb, crop_pad=s.crop_pad, flip=True, cutout_size=s.cutout, generator=gen)
             elif s.cutout:
                 xb = augment_batch(xb, crop_pad=0, flip=False, cutout_size=s.cutout, generator=gen)
-            if device.type != "mps":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=layout)
             yb = train_y[idx]
             with _autocast(device, arithmetic):
                 logits = model(xb)

@@ -316,6 +316,32 @@ class ExperimentResults:
     def completed(self) -> list[PointResult]:
         return [p for p in self.points if p.state == RunState.COMPLETED and p.final_test_acc is not None]
 
+    def final_accuracies(self) -> dict[str, list[float]]:
+        """The completed points' final test accuracies (0..1), by normalization."""
+        out: dict[str, list[float]] = {}
+        for p in self.completed():
+            out.setdefault(p.settings["norm"], []).append(p.final_test_acc)
+        return out
+
+
+def compare_by_norm(candidate: ExperimentResults, baseline: ExperimentResults) -> dict[str, dict]:
+    """Per normalization measured at least twice on both sides: the candidate's and the baseline's
+    final accuracies, the difference of the means (candidate − baseline) and 2 standard errors of it,
+    sqrt(s₁²/n₁ + s₂²/n₂) (``claims.se_of_means``). What a recipe or a precision is judged by."""
+    import statistics
+
+    from .claims import se_of_means
+
+    a, b = candidate.final_accuracies(), baseline.final_accuracies()
+    rows = {}
+    for norm, xs in a.items():
+        ys = b.get(norm, [])
+        if len(xs) >= 2 and len(ys) >= 2:
+            rows[norm] = {"candidate": xs, "baseline": ys,
+                          "difference": statistics.fmean(xs) - statistics.fmean(ys),
+                          "two_se": 2 * se_of_means(xs, ys)}
+    return rows
+
 
 def load_shipped_results(folder: Path | None = REFERENCE_EXPERIMENTS) -> dict[str, ExperimentResults]:
     """The results shipped with the app, by preset (``preset_<name>.json``); {} for None. A file

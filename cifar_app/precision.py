@@ -79,14 +79,30 @@ def _key(norm: str, arch: str, batch_size: int, threads: int) -> str:
     return f"{cpu_model()}|torch {torch.__version__}|{threads} threads|{norm}|{arch}|batch {batch_size}"
 
 
+def memory_format(model: torch.nn.Module, device: torch.device, arithmetic: str) -> torch.memory_format:
+    """The layout to train ``model`` in: channels_last (the faster convolutions), except on MPS, and
+    except for bf16 on a CPU when a GroupNorm has more than one group: PyTorch's bf16 channels_last
+    GroupNorm kernel is slow with few channels per group (at G = 4 it took 118 ms of a 273 ms step
+    against 37 ms for BatchNorm; ``benchmarks/norm_profile.py``), and the contiguous layout is faster
+    as a whole (208 ms) even though its convolutions are slower."""
+    if device.type == "mps":
+        return torch.contiguous_format
+    if device.type == "cpu" and arithmetic == "bf16" and any(
+            isinstance(m, torch.nn.GroupNorm) and m.num_groups > 1 for m in model.modules()):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
 def step_images_per_s(norm: str, arch: str, batch_size: int, bf16: bool, steps: int = 6) -> float:
-    """Images/s of the training step (forward, backward, SGD) on random data, channels_last,
-    after two warm-up steps."""
+    """Images/s of the training step (forward, backward, SGD) on random data, in the layout the
+    engine trains in (``memory_format``), after two warm-up steps."""
     from .model import build_model
 
-    model = build_model(norm, arch=arch).to(memory_format=torch.channels_last).train()
+    model = build_model(norm, arch=arch).train()
+    fmt = memory_format(model, torch.device("cpu"), "bf16" if bf16 else "fp32")
+    model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch_size,))
     t0 = 0.0
     for i in range(steps + 2):
@@ -135,29 +151,16 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
     """bf16 against fp32 accuracy from two seeds results files (the seeds preset trained with
     ``precision=bf16``, and in fp32): per norm both means ± std and whether the difference is within
     2 standard errors, sqrt(s₁²/n₁ + s₂²/n₂). None when either file is missing or unreadable."""
-    import statistics
-
-    from .claims import se_of_means
-    from .experiments import ExperimentResults
+    from .experiments import ExperimentResults, compare_by_norm
 
     try:
-        runs = [ExperimentResults.from_dict(json.loads(p.read_text(encoding="utf-8")))
-                for p in (bf16_path, fp32_path)]
+        bf16, fp32 = (ExperimentResults.from_dict(json.loads(p.read_text(encoding="utf-8")))
+                      for p in (bf16_path, fp32_path))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    by = [{}, {}]
-    for side, res in zip(by, runs):
-        for p in res.completed():
-            side.setdefault(p.settings["norm"], []).append(p.final_test_acc)
-    rows = {}
-    for norm, b in by[0].items():
-        f = by[1].get(norm, [])
-        if len(b) < 2 or len(f) < 2:
-            continue
-        se = se_of_means(b, f)
-        diff = statistics.fmean(b) - statistics.fmean(f)
-        rows[norm] = {"bf16": b, "fp32": f, "difference": diff, "two_se": 2 * se,
-                      "within_noise": diff >= -2 * se}
+    rows = {norm: {"bf16": r["candidate"], "fp32": r["baseline"], "difference": r["difference"],
+                   "two_se": r["two_se"], "within_noise": r["difference"] >= -r["two_se"]}
+            for norm, r in compare_by_norm(bf16, fp32).items()}
     if not rows:
         return None
     return {"norms": rows, "within_noise": all(r["within_noise"] for r in rows.values())}

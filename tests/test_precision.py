@@ -90,3 +90,34 @@ def test_a_bf16_run_trains_records_its_precision_and_is_not_fp32(tmp_path):
     st = run.status()
     assert st["precision"] == "bf16" and st["reproducible_against_fp32"] is False
     assert "avx512_bf16" in st["cpu_flags"] or "amx_bf16" in st["cpu_flags"]
+
+
+@pytest.mark.parametrize("norm,groups,device,arithmetic,layout", [
+    ("group", 4, "cpu", "bf16", torch.contiguous_format),   # bf16 GroupNorm(G > 1) is slow channels_last
+    ("ws-group", 2, "cpu", "bf16", torch.contiguous_format),
+    ("group", 4, "cpu", "fp32", torch.channels_last),
+    ("group", 1, "cpu", "bf16", torch.channels_last),       # one group: the fast kernel
+    ("layer", 4, "cpu", "bf16", torch.channels_last),
+    ("batch", 4, "cpu", "bf16", torch.channels_last),
+    ("group", 4, "cuda", "bf16", torch.channels_last),
+    ("batch", 4, "mps", "fp32", torch.contiguous_format),
+])
+def test_the_training_layout_follows_the_norm_layers_and_arithmetic(norm, groups, device, arithmetic, layout):
+    from cifar_app.model import build_model
+
+    model = build_model(norm, groups)
+    assert precision.memory_format(model, torch.device(device), arithmetic) == layout
+
+
+def test_the_engine_trains_in_that_layout(monkeypatch):
+    from cifar_app import engine
+
+    seen = []
+    real = engine.memory_format
+    monkeypatch.setattr(engine, "memory_format", lambda *a: seen.append(real(*a)) or seen[-1])
+    monkeypatch.setattr(engine, "resolve", lambda *a: ("bf16", "test"))  # bf16 autocast runs anywhere
+    settings = TrainSettings(norm="group", epochs=1, batch_size=50, device="cpu")
+    result = train(settings, synthetic_data(100, 20))
+    assert seen == [torch.contiguous_format]
+    conv = result.model.layers["C2"][0].weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
