@@ -166,11 +166,17 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
     return {"norms": rows, "within_noise": all(r["within_noise"] for r in rows.values())}
 
 
+def bf16_results_path() -> Path:
+    """The bf16 seeds results ``auto`` goes by: ``$CIFAR_APP_BF16_RESULTS`` when set (one's own
+    machine's, or none: the tests point it at a missing file), else the shipped ones."""
+    return Path(os.environ.get("CIFAR_APP_BF16_RESULTS") or BF16_ACCURACY)
+
+
 def bf16_accuracy_ok() -> bool | None:
-    """The stored verdict on bf16 training's accuracy (``bf16_verdict`` of the shipped results):
-    True when bf16 scores no lower than fp32 beyond 2 SE for every norm measured, False when not,
-    None when there are no results yet."""
-    verdict = bf16_verdict(BF16_ACCURACY, FP32_SEEDS)
+    """The stored verdict on bf16 training's accuracy (``bf16_verdict`` of ``bf16_results_path``
+    against the fp32 seeds): True when bf16 scores no lower than fp32 beyond 2 SE for every norm
+    measured, False when not, None when there are no results."""
+    verdict = bf16_verdict(bf16_results_path(), FP32_SEEDS)
     return None if verdict is None else verdict["within_noise"]
 
 

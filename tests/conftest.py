@@ -82,6 +82,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the user's data, runs or cache folders."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    # precision=auto stays fp32 in tests, subprocesses included (no bf16 verdict to go by)
+    monkeypatch.setenv("CIFAR_APP_BF16_RESULTS", str(tmp_path / "no-bf16-results.json"))
     monkeypatch.delenv("CIFAR_APP_DATA", raising=False)  # real-data tests read it at import
     torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -51,7 +51,7 @@ def test_fp32_and_gpus_resolve_without_measuring(plain_cpu, monkeypatch):
 def test_auto_takes_bf16_only_when_accurate_and_faster(bf16_cpu, monkeypatch, tmp_path):
     fp32, bf16 = tmp_path / "fp32.json", tmp_path / "bf16.json"
     seeds_file(fp32, {"batch": [0.81, 0.812, 0.818], "group": [0.814, 0.809, 0.813]})
-    monkeypatch.setattr(precision, "BF16_ACCURACY", bf16)
+    monkeypatch.setenv("CIFAR_APP_BF16_RESULTS", str(bf16))
     monkeypatch.setattr(precision, "FP32_SEEDS", fp32)
     monkeypatch.setattr(precision, "speedup", lambda norm, *a, **k: {"batch": 1.7, "group": 1.01}[norm])
     assert precision.resolve("auto", CPU, "batch")[0] == "fp32"  # no bf16 accuracy yet
