@@ -1,0 +1,122 @@
+"""The recipe study (issue 20): a candidate recipe against today's, at the full 20 epochs, BN / GN /
+LN x seeds, judged at 2 standard errors.
+
+    python benchmarks/recipe_study.py CANDIDATE --data PATH [--seeds 0,1,2] [--norms batch,group,layer]
+                                      [--set FIELD=V ...] [--runs-dir DIR] [--resume EXPERIMENT]
+    python benchmarks/recipe_study.py --list
+
+A candidate is a few settings over today's defaults (``CANDIDATES``, all in the schema: the Train
+page, the CLI and sweeps take them too). It runs as one sweep of the local backend, as a user would
+(``python -m cifar_app sweep --grid seed=… --grid norm=… --set …``: two 1-thread runs at once, the
+seeds preset's scheduling), and writes ``benchmarks/results/recipe_<candidate>.json``: the
+experiment's results (``ExperimentStore.results``), per norm the final test and train accuracy
+(mean ± std), the difference from today's recipe (the shipped fp32 seeds preset) with 2 SE
+(``experiments.compare_by_norm``), the verdict, and the compute it cost (the points' seconds, the
+wall time, the machine). ``--set precision=bf16`` trains it in bf16, once bf16's own seeds are within
+fp32's noise (``precision.bf16_verdict``).
+
+A verdict per norm: "better" when the difference exceeds 2 SE, "worse" when below −2 SE, else
+"within noise". A candidate becomes the default only when it is better for every norm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CANDIDATES: dict[str, dict[str, str]] = {
+    "ema": {"ema": "0.999"},                      # an EMA of the weights over the last ~1,000 steps
+    "separable": {"arch": "separable"},           # 2-3x the channels, same budget
+    "separable-b": {"arch": "separable-b"},
+    "smoothing-0.2": {"label_smoothing": "0.2"},  # airbench's amount
+    "separable-ema": {"arch": "separable", "ema": "0.999"},
+}
+
+
+def verdict(diff: float, two_se: float) -> str:
+    return "better" if diff > two_se else "worse" if diff < -two_se else "within noise"
+
+
+def summarize(res, baseline) -> dict:
+    """Per norm: test and train accuracy (mean, std, n) and the comparison with ``baseline``."""
+    from cifar_app.experiments import compare_by_norm
+
+    out = {}
+    compared = compare_by_norm(res, baseline)
+    for norm, accs in res.final_accuracies().items():
+        train = [p.epochs[-1]["train_acc"] for p in res.completed()
+                 if p.settings["norm"] == norm and p.epochs]
+        row = {"n": len(accs), "test_mean": statistics.fmean(accs),
+               "test_std": statistics.stdev(accs) if len(accs) > 1 else None,
+               "train_mean": statistics.fmean(train) if train else None}
+        if norm in compared:
+            c = compared[norm]
+            row |= {"baseline_mean": statistics.fmean(c["baseline"]), "difference": c["difference"],
+                    "two_se": c["two_se"], "verdict": verdict(c["difference"], c["two_se"])}
+        out[norm] = row
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("candidate", nargs="?")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--data")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--norms", default="batch,group,layer")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=V")
+    p.add_argument("--runs-dir", default="runs-recipes")
+    p.add_argument("--resume", metavar="EXPERIMENT")
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args(argv)
+    if args.list or not args.candidate:
+        for name, changes in CANDIDATES.items():
+            print(f"{name:15} " + " ".join(f"{k}={v}" for k, v in changes.items()))
+        return 0
+    if args.candidate not in CANDIDATES or not args.data:
+        p.error(f"give --data and one of: {', '.join(CANDIDATES)}")
+
+    from cifar_app.experiments import ExperimentResults, ExperimentStore
+    from cifar_app.precision import FP32_SEEDS, cpu_model
+    from cifar_app.runstore import RunStore
+
+    changes = {**CANDIDATES[args.candidate], **dict(s.split("=", 1) for s in args.set)}
+    if args.resume:
+        what = ["--resume", args.resume]
+    else:
+        what = ["--grid", f"seed={args.seeds}", "--grid", f"norm={args.norms}",
+                "--name", f"recipe {args.candidate}", "--yes"]
+        what += [a for k, v in changes.items() for a in ("--set", f"{k}={v}")]
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", *what, "--json", "--data", args.data,
+                           "--runs-dir", args.runs_dir], stdout=subprocess.PIPE, text=True, check=True)
+    wall = time.time() - t0
+    exp_id = json.loads(proc.stdout)["id"]
+    exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
+    res = exps.results(exps.get(exp_id))
+    baseline = ExperimentResults.from_dict(json.loads(FP32_SEEDS.read_text(encoding="utf-8")))
+    done = [pt for pt in res.completed()]
+    record = {"candidate": args.candidate, "changes": changes, "by_norm": summarize(res, baseline),
+              "compute": {"point_seconds": round(sum(pt.seconds for pt in done), 1),
+                          "wall_seconds": round(wall, 1), "points": len(done),
+                          "resumed": bool(args.resume), "cpu": cpu_model()},
+              "baseline": str(FP32_SEEDS.name), **res.to_dict()}
+    out = Path(args.out) / f"recipe_{args.candidate}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    for norm, row in record["by_norm"].items():
+        std = f" ± {100 * row['test_std']:.2f}" if row["test_std"] is not None else ""
+        vs = (f", {100 * row['difference']:+.2f} vs today (2 SE {100 * row['two_se']:.2f}): {row['verdict']}"
+              if "verdict" in row else "")
+        print(f"{norm}: {100 * row['test_mean']:.2f}%{std} (n={row['n']}){vs}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
