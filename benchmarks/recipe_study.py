@@ -34,6 +34,7 @@ CANDIDATES: dict[str, dict[str, str]] = {
     "separable": {"arch": "separable"},           # 2-3x the channels, same budget
     "separable-b": {"arch": "separable-b"},
     "smoothing-0.2": {"label_smoothing": "0.2"},  # airbench's amount
+    "alternate-flip": {"flip": "alternate"},      # airbench's derandomised flip
     "separable-ema": {"arch": "separable", "ema": "0.999"},
 }
 

@@ -46,10 +46,22 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator | None = None)
     return x.masked_fill(inside[:, None], 0)
 
 
+def alternating_flips(first: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Which images to mirror in ``epoch`` (1-based) under the derandomised flip of airbench (Jordan
+    2024): each image draws whether it is mirrored in epoch 1 (``first``, bool (N,)), then
+    alternates, so over any two epochs every image is seen both ways."""
+    return first if epoch % 2 == 1 else ~first
+
+
 def augment_batch(x: torch.Tensor, crop_pad: int = 4, flip: bool = True, cutout_size: int = 0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop (zero padding ``crop_pad``), horizontal flip and optional cutout of (N, C, H, W)."""
+                  generator: torch.Generator | None = None,
+                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Random crop (zero padding ``crop_pad``), horizontal flip and optional cutout of (N, C, H, W).
+    With ``flip_mask`` (bool (N,)) exactly those images are mirrored, instead of each with
+    probability 1/2."""
     x = random_crop(x, crop_pad, generator)
-    if flip:
+    if flip_mask is not None:
+        x = torch.where(flip_mask[:, None, None, None], x.flip(3), x)
+    elif flip:
         x = random_flip(x, generator)
     return cutout(x, cutout_size, generator)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .augment import augment_batch
+from .augment import alternating_flips, augment_batch
 from .data import CifarData, channel_stats
 from .landscape import landscape_record, probe_steps
 from .model import CifarNet, build_model
@@ -228,6 +228,9 @@ def train(
 
         if ckpt is None:
             on_inside(probe(0))
+    first_flips = None  # the alternating flip's epoch-1 draw, one per training image
+    if s.flip == "alternate":
+        first_flips = torch.rand(n_train, generator=torch.Generator().manual_seed(s.seed)).lt(0.5).to(device)
     landscape_at = set(probe_steps(total_steps, s.landscape))
     # Losses are fetched from the GPU in bursts, so the CPU can queue work ahead.
     flush_every = 1 if device.type == "cpu" else 50
@@ -248,7 +251,9 @@ def train(
             idx = order[b * batch_size:(b + 1) * batch_size]
             xb = normalize(train_x[idx], mean, std)
             if s.augment:
-                xb = augment_batch(xb, crop_pad=s.crop_pad, flip=True, cutout_size=s.cutout, generator=gen)
+                xb = augment_batch(xb, crop_pad=s.crop_pad, flip=True, cutout_size=s.cutout, generator=gen,
+                                   flip_mask=None if first_flips is None
+                                   else alternating_flips(first_flips[idx], epoch))
             elif s.cutout:
                 xb = augment_batch(xb, crop_pad=0, flip=False, cutout_size=s.cutout, generator=gen)
             xb = xb.contiguous(memory_format=layout)

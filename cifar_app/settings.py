@@ -152,6 +152,9 @@ class TrainSettings:
                          "decay per step: the run's model is the average; 0 = off", low=0, high=0.9999,
                          suggested=(0.0, 0.99, 0.995, 0.999))
     augment: bool = setting(True, bool, "random crop (crop_pad px) + horizontal flip")
+    flip: str = setting("random", str, "horizontal flip of the augmentation: each image with "
+                        "probability 1/2 every epoch (random), or drawn once and then every other "
+                        "epoch (alternate: airbench's derandomised flip)", choices=("random", "alternate"))
     crop_pad: int = setting(2, int, "padding of the random crop (2 beat 4 and 1 here)", "px", low=0, high=8)
     cutout: int = setting(0, int, "side of the cutout square, 0 = off", "px", low=0, high=32)
     seed: int = setting(0, int, "random seed (initialisation, data order, augmentation)", low=0,

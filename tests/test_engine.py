@@ -177,3 +177,47 @@ def test_a_stopped_ema_run_resumes_to_the_uninterrupted_average(tmp_path):
     straight = train(settings, data)
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+@pytest.mark.parametrize("flip", ["alternate", "random"])
+def test_the_alternating_flip_mirrors_each_image_every_other_epoch(flip):
+    """Each image seen in training is found as itself or its mirror; under ``alternate`` its side
+    swaps every epoch (airbench's derandomised flip), under ``random`` it does not always."""
+    from cifar_app.data import channel_stats
+    from cifar_app.engine import normalize
+
+    data = synthetic_data(n_train=64, n_test=16)
+    mean, std = channel_stats(data.train_x)
+    plain = normalize(data.train_x, mean, std).flatten(1)
+    mirror = normalize(data.train_x.flip(3), mean, std).flatten(1)
+    sides = []  # per epoch: image index -> mirrored?
+
+    def seen(_module, args):
+        x = args[0].detach().float().flatten(1)
+        if x.shape[0] == 64 and torch.is_grad_enabled():  # a training batch (not the test pass)
+            exact = "donot_use_mm_for_euclid_dist"
+            d_plain = torch.cdist(x, plain, compute_mode=exact)
+            d_mirror = torch.cdist(x, mirror, compute_mode=exact)
+            idx = torch.minimum(d_plain, d_mirror).argmin(1)
+            assert torch.minimum(d_plain, d_mirror).min(1).values.max() < 1e-3  # each one found
+            sides.append(dict(zip(idx.tolist(), (d_mirror.min(1).values < d_plain.min(1).values).tolist())))
+
+    settings = TrainSettings(flip=flip, crop_pad=0, epochs=4, batch_size=64, max_lr=0.05, device="cpu")
+    from cifar_app import engine
+
+    real_build = engine.build_model
+
+    def build(*a, **k):
+        m = real_build(*a, **k)
+        m.layers["C1"].register_forward_pre_hook(seen)
+        return m
+
+    engine.build_model = build
+    try:
+        train(settings, data)
+    finally:
+        engine.build_model = real_build
+    assert len(sides) == 4 and all(len(s) == 64 for s in sides)
+    alternates = all(sides[e][i] != sides[e + 1][i] for e in range(3) for i in range(64))
+    assert alternates is (flip == "alternate")
+    assert 16 < sum(sides[0].values()) < 48  # about half mirrored in the first epoch
