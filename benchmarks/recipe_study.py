@@ -35,6 +35,7 @@ CANDIDATES: dict[str, dict[str, str]] = {
     "separable-b": {"arch": "separable-b"},
     "smoothing-0.2": {"label_smoothing": "0.2"},  # airbench's amount
     "alternate-flip": {"flip": "alternate"},      # airbench's derandomised flip
+    "norm-lr-16": {"norm_lr": "16"},              # the norms' scale and shift at 16x the LR
     "separable-ema": {"arch": "separable", "ema": "0.999"},
 }
 

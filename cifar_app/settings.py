@@ -144,6 +144,8 @@ class TrainSettings:
     pct_start: float = setting(0.25, float, "fraction of the steps spent warming up", low=0, high=0.99,
                                low_open=True)
     momentum: float = setting(0.9, float, "SGD Nesterov momentum", low=0, high=0.999)
+    norm_lr: float = setting(1.0, float, "learning-rate multiplier for the norm layers' scale and shift",
+                             low=0, high=100, low_open=True, suggested=(1.0, 4.0, 16.0, 64.0))
     weight_decay: float = setting(5e-4, float, "L2 on conv weights (not on norm affine or biases)",
                                   low=0, high=0.1)
     dropout: float = setting(0.0, float, "Dropout2d probability after each C block", low=0, high=0.9)

@@ -221,3 +221,28 @@ def test_the_alternating_flip_mirrors_each_image_every_other_epoch(flip):
     alternates = all(sides[e][i] != sides[e + 1][i] for e in range(3) for i in range(64))
     assert alternates is (flip == "alternate")
     assert 16 < sum(sides[0].values()) < 48  # about half mirrored in the first epoch
+
+
+def test_norm_lr_scales_the_steps_of_the_norm_layers_only(tiny_data):
+    """Two steps from the same start (the zero classifier passes no gradient down on the first):
+    the norms' scale and shift move norm_lr times as far, every other parameter the same."""
+    from cifar_app.engine import make_optimizer, set_lr
+    from cifar_app.model import build_model
+
+    moved = []
+    for mult in (1.0, 16.0):
+        torch.manual_seed(0)
+        model = build_model("batch").double()  # float64: the steps are 1e-6 of weights near 1
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        opt = make_optimizer(model, TrainSettings(norm_lr=mult))
+        set_lr(opt, 0.01)
+        x = tiny_data.train_x[:32].double() / 255
+        for _ in range(2):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), tiny_data.train_y[:32]).backward()
+            opt.step()
+        moved.append({k: (v.detach() - before[k]) for k, v in model.named_parameters()})
+    for name, step in moved[0].items():
+        ratio = 16.0 if ".2." in name else 1.0  # C blocks' third layer: the norm
+        assert torch.allclose(moved[1][name], ratio * step, rtol=1e-6, atol=1e-12), name
+    assert any(".2." in name and step.abs().sum() > 0 for name, step in moved[0].items())
