@@ -404,6 +404,7 @@ class RunSummary:
     error: str | None
     has_model: bool
     tags: dict = field(default_factory=dict)
+    changes: str = ""             # settings other than the default recipe's (TrainSettings.changes)
 
     @property
     def damaged(self) -> bool:
@@ -753,7 +754,7 @@ class Run:
             params=st.get("params") if isinstance(st.get("params"), int) else None,
             seconds=sum(e.seconds for e in m.epochs), created=_float(st.get("created")),
             error=st.get("error") if isinstance(st.get("error"), str) else None,
-            has_model=self.has_model(), tags=_tags(st),
+            has_model=self.has_model(), tags=_tags(st), changes=s.changes(),
         )
 
 

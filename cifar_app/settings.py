@@ -218,6 +218,13 @@ class TrainSettings:
             raise SettingsError(str(unknown[0]), "unknown setting")
         return cls(**d).validate()
 
+    def changes(self) -> str:
+        """The settings that differ from the defaults, other than the norm (and its groups where
+        the norm uses none): 'arch=separable, ema=0.999'; '' for the default recipe."""
+        skip = {"norm"} | (set() if norms.get(self.norm).uses_groups else {"groups"})
+        return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                         if f.name not in skip and getattr(self, f.name) != TrainSettings.default(f.name))
+
     def replace(self, **changes: object) -> TrainSettings:
         """A validated copy with ``changes`` applied."""
         return TrainSettings.from_dict({**self.to_dict(), **changes})

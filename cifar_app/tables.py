@@ -34,6 +34,7 @@ def runs_table_rows(summaries: list[RunSummary]) -> list[dict]:
         rows.append({
             "name": s.label + (" (reference)" if s.reference else ""),
             "norm": s.norm, "status": s.status,
+            "settings": s.changes or "default recipe",
             "epoch": f"{s.epoch}/{'?' if s.epochs is None else s.epochs}",
             "best test acc (%)": _pct(s.best_test_acc),
             "params": s.params, "minutes": round(s.seconds / 60, 1),
@@ -54,7 +55,8 @@ def comparison_rows(runs: list[tuple[RunSummary, list[EpochStats]]]) -> list[dic
         last = epochs[-1]
         best = max(epochs, key=lambda e: e.test_acc)
         rows.append({
-            "run": s.label, "norm": s.norm, "status": s.status, "params": s.params,
+            "run": s.label, "norm": s.norm, "settings": s.changes or "default recipe",
+            "status": s.status, "params": s.params,
             "epochs": f"{len(epochs)}/{s.epochs}",
             "best test acc (%)": _pct(best.test_acc), "epoch of best": best.epoch,
             "final test acc (%)": _pct(last.test_acc),

@@ -159,3 +159,18 @@ def test_stored_predictions_keep_the_exact_predicted_class(tmp_path):
     assert stored["probs"].dtype == np.float32 and np.float16(0.40001) == np.float16(0.40002)
     assert stored["preds"].tolist() == [7, 3]
     assert run_evaluation(run).accuracy == 1.0
+
+
+def test_a_run_summary_names_the_settings_that_differ_from_the_default_recipe(tmp_path):
+    from cifar_app.tables import comparison_rows, runs_table_rows
+
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    plain = store.create(TrainSettings(norm="layer", groups=8))  # LN uses no groups: not a change
+    lever = store.create(TrainSettings(norm="group", arch="separable", ema=0.999, flip="alternate"))
+    by_id = {s.id: s for s in store.summaries()}
+    assert by_id[plain.id].changes == ""
+    assert by_id[lever.id].changes == "arch=separable, ema=0.999, flip=alternate"
+    rows = {r["id"]: r for r in runs_table_rows(list(by_id.values()))}
+    assert rows[plain.id]["settings"] == "default recipe"
+    assert rows[lever.id]["settings"] == "arch=separable, ema=0.999, flip=alternate"
+    assert comparison_rows([(by_id[lever.id], [])]) == []  # no epochs yet: no comparison row
