@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -364,6 +365,35 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precision(args: argparse.Namespace) -> int:
+    """This machine's bf16 arithmetic, the bf16-vs-fp32 accuracy verdict ``auto`` goes by, and what
+    ``auto`` picks per norm (precision.py)."""
+    import torch
+
+    from . import precision
+
+    verdict = precision.bf16_verdict(precision.bf16_results_path(), precision.FP32_SEEDS)
+    out = {**precision.cpu_info(), "verdict": verdict, "auto": {}}
+    if args.resolve:
+        for norm in args.norms.split(","):
+            out["auto"][norm] = precision.resolve("auto", torch.device("cpu"), norm)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"CPU: {out['cpu']}; bf16 instructions: {'yes' if out['cpu_bf16'] else 'no'}")
+    if verdict is None:
+        print("bf16 accuracy: no results (the bf16-seeds preset against the fp32 seeds)")
+    else:
+        print(f"bf16 accuracy: {'within' if verdict['within_noise'] else 'below'} fp32's seed noise")
+        for norm, r in verdict["norms"].items():
+            b, f = (100 * statistics.fmean(r[k]) for k in ("bf16", "fp32"))
+            print(f"  {norm:6} bf16 {b:.2f}% (n={len(r['bf16'])})  fp32 {f:.2f}% (n={len(r['fp32'])})  "
+                  f"difference {100 * r['difference']:+.2f}, 2 SE {100 * r['two_se']:.2f}")
+    for norm, (arith, why) in out["auto"].items():
+        print(f"auto for {norm}: {arith} ({why})")
+    return 0
+
+
 def cmd_batchdep(args: argparse.Namespace) -> int:
     """Batch dependence of a run's model (batchdep.py); cached with a user run."""
     from .batchdep import batch_dependence
@@ -638,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--json", action="store_true")
     runs_dir(cl)
     cl.set_defaults(func=cmd_claims)
+
+    pr = sub.add_parser("precision", help="bf16 on this CPU: the accuracy verdict and what auto picks")
+    pr.add_argument("--resolve", action="store_true",
+                    help="also say what precision=auto picks per norm (may measure the speed: seconds)")
+    pr.add_argument("--norms", default="batch,group,layer")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_precision)
 
     bd = sub.add_parser("batchdep", help="accuracy with eval-mode, batch and PreciseBN statistics")
     bd.add_argument("run")

@@ -99,3 +99,18 @@ def test_reference_runs_are_listed_and_usable_by_id(tmp_path):
     Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(image)
     out = json.loads(cli("predict", "ref-batch", str(image), "--runs-dir", str(tmp_path), "--json").stdout)
     assert len(out[0]["top_k"]) == 5
+
+
+def test_precision_says_the_bf16_verdict_it_goes_by(tmp_path, monkeypatch):
+    from tests.test_precision import seeds_file
+
+    assert "bf16 accuracy: no results" in cli("precision").stdout  # the tests' missing file
+    bf16 = tmp_path / "bf16.json"
+    seeds_file(bf16, {"batch": [0.812, 0.809, 0.815], "group": [0.79, 0.795, 0.791]})
+    monkeypatch.setenv("CIFAR_APP_BF16_RESULTS", str(bf16))
+    out = json.loads(cli("precision", "--json").stdout)
+    rows = out["verdict"]["norms"]
+    assert rows["batch"]["within_noise"] and not rows["group"]["within_noise"]  # vs the shipped fp32
+    assert out["verdict"]["within_noise"] is False
+    text = cli("precision").stdout
+    assert "below fp32's seed noise" in text and "group  bf16 79.20% (n=3)" in text
