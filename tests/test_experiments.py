@@ -62,7 +62,7 @@ def test_cli_grid_text_is_parsed_and_validated():
 def test_every_preset_expands_to_valid_points():
     sizes = {name: len(expand(p.base, p.grid, p.rules)) for name, p in PRESETS.items()}
     assert sizes == {"batch-size": 18, "learning-rate": 28, "regularization": 12, "groups": 10,
-                     "landscape": 8, "seed-layernorm": 4, "seeds": 12, "bf16-seeds": 9}
+                     "landscape": 8, "seed-layernorm": 4, "seeds": 12, "bf16-seeds": 9, "recipe-arch": 9}
 
 
 def test_a_norm_without_groups_is_one_point_not_one_per_g():
