@@ -121,7 +121,9 @@ def test_every_page_opens_without_an_exception(server, page):
         open_page(page, url, path)
         assert "Misclassified" in page.locator('[data-testid="stSidebarNav"]').inner_text()
         if name == "claims":  # the shipped results and runs draw every testable claim's evidence
-            assert page.locator(".js-plotly-plot").count() >= 10
+            # ten figures are many for a loaded machine: wait for them (failing after 120 s)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 10",
+                                   timeout=120_000)
         shot(page, f"empty-{name}")
 
 
