@@ -121,3 +121,16 @@ def test_the_engine_trains_in_that_layout(monkeypatch):
     assert seen == [torch.contiguous_format]
     conv = result.model.layers["C2"][0].weight
     assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_shipped_bf16_seeds_are_complete_bf16_runs_within_fp32s_noise():
+    """What ``auto`` goes by on a user's machine: 3 seeds x BN/GN/LN trained in bf16 at the full
+    recipe, against the shipped fp32 seeds (README: Training precision)."""
+    from cifar_app.experiments import ExperimentResults
+
+    res = ExperimentResults.from_dict(json.loads(precision.BF16_ACCURACY.read_text()))
+    assert len(res.completed()) == 9
+    assert all(p.settings["precision"] == "bf16" and p.settings["epochs"] == 20 and
+               p.settings["train_limit"] is None for p in res.completed())
+    verdict = precision.bf16_verdict(precision.BF16_ACCURACY, precision.FP32_SEEDS)
+    assert set(verdict["norms"]) == {"batch", "group", "layer"} and verdict["within_noise"]
