@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,13 +78,18 @@ def image_tree(tmp_path: Path) -> Path:
     return write_image_tree(tmp_path / "cifar")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """precision=auto stays fp32 in every test, subprocesses and module-scoped fixtures included
+    (set before any fixture: a function-scoped one comes too late for those): no bf16 verdict to go
+    by. A test that wants one sets ``CIFAR_APP_BF16_RESULTS`` itself."""
+    os.environ["CIFAR_APP_BF16_RESULTS"] = os.path.join(tempfile.gettempdir(), "cifar-app-tests-no-bf16.json")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the user's data, runs or cache folders."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
-    # precision=auto stays fp32 in tests, subprocesses included (no bf16 verdict to go by)
-    monkeypatch.setenv("CIFAR_APP_BF16_RESULTS", str(tmp_path / "no-bf16-results.json"))
     monkeypatch.delenv("CIFAR_APP_DATA", raising=False)  # real-data tests read it at import
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
