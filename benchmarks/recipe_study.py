@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     res = exps.results(exps.get(exp_id))
     baseline = ExperimentResults.from_dict(json.loads(FP32_SEEDS.read_text(encoding="utf-8")))
-    done = [pt for pt in res.completed()]
+    done = res.completed()
     record = {"candidate": args.candidate, "changes": changes, "by_norm": summarize(res, baseline),
               "compute": {"point_seconds": round(sum(pt.seconds for pt in done), 1),
                           "wall_seconds": round(wall, 1), "points": len(done),
