@@ -2,11 +2,15 @@
 the CPU: ``torch.profiler`` over the engine's step (the model, channels_last, SGD), batch 128.
 
     python benchmarks/norm_profile.py [--threads 1] [--steps 5] [--norms batch,group,layer] [--json FILE]
+                                      [--budget benchmarks/results/throughput_bf16.json]
 
-For each (norm, arithmetic, memory format) it prints the step time and the share of the three
-kinds of work: convolutions (forward + backward), the norm layers (forward + backward), the rest.
-It answers why bf16 speeds some norms up and not others: the question of issue 19. Synthetic
-images (the step's cost does not depend on the pixels).
+For each (norm, arithmetic, memory format) it prints the step time and where it goes: the
+convolutions' forward and backward, the norm layers (forward + backward), the rest (ReLU, pooling,
+the loss, SGD). Beside it, ``prep``: the engine's batch preparation (normalize + crop + flip of a
+uint8 batch), timed without the profiler. It answers why bf16 speeds some norms up and not others:
+the question of issue 19. With ``--budget`` (a ``throughput.py --json`` file) it also prints the
+step time that would make the engine 3x that file's seed-style loop, per norm: 128 / (3 x its
+images/s) minus prep. Synthetic images (the step's cost does not depend on the pixels).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +28,30 @@ from torch.profiler import ProfilerActivity, profile
 from cifar_app.model import build_model
 from cifar_app.precision import cpu_model
 
-KINDS = {"conv": ("convolution",), "norm": ("batch_norm", "group_norm", "layer_norm")}
+KINDS = {"conv_bwd": ("convolution_backward",), "conv": ("convolution",),
+         "norm": ("batch_norm", "group_norm", "layer_norm")}  # first match wins
+
+
+def kind(key: str) -> str:
+    return next((k for k, words in KINDS.items() if any(w in key for w in words)), "rest")
+
+
+def prep_ms(batches: int = 40) -> float:
+    """The engine's batch preparation (``engine.normalize`` + ``augment.augment_batch``, crop 4 and
+    flip) of a uint8 batch of 128, median ms over ``batches``."""
+    from cifar_app.augment import augment_batch
+    from cifar_app.engine import normalize
+
+    x = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8)
+    mean, std = torch.full((3,), 0.47), torch.full((3,), 0.25)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(batches):
+        t = time.perf_counter()
+        augment_batch(normalize(x, mean, std), crop_pad=4, flip=True, generator=gen).contiguous(
+            memory_format=torch.channels_last)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
 
 
 def profile_step(norm: str, arithmetic: str, channels_last: bool, steps: int) -> dict:
@@ -47,9 +76,9 @@ def profile_step(norm: str, arithmetic: str, channels_last: bool, steps: int) ->
             step()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    shares = {k: sum(e.self_cpu_time_total for e in events if any(w in e.key for w in words))
-              for k, words in KINDS.items()}
-    shares["rest"] = total - sum(shares.values())
+    shares = {k: 0.0 for k in [*KINDS, "rest"]}
+    for e in events:
+        shares[kind(e.key)] += e.self_cpu_time_total
     return {"norm": norm, "arithmetic": arithmetic, "format": "channels_last" if channels_last else
             "contiguous", "ms_per_step": round(total / steps / 1000, 1),
             **{f"{k}_ms": round(v / steps / 1000, 1) for k, v in shares.items()}}
@@ -61,18 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--norms", default="batch,group,layer")
     p.add_argument("--json")
+    p.add_argument("--budget", help="a throughput.py --json file: print the step time 3x its seed loop needs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [profile_step(n, a, cl, args.steps) for n in args.norms.split(",")
             for a, cl in (("fp32", True), ("bf16", True), ("bf16", False))]
-    print(f"{'norm':8} {'arith':5} {'format':13} {'ms/step':>8} {'conv':>7} {'norm':>7} {'rest':>7}")
+    prep = round(prep_ms(), 1)
+    print(f"{args.threads} thread(s); batch preparation {prep} ms")
+    print(f"{'norm':8} {'arith':5} {'format':13} {'ms/step':>8} {'conv fwd':>8} {'conv bwd':>8} "
+          f"{'norm':>7} {'rest':>7}")
     for r in rows:
         print(f"{r['norm']:8} {r['arithmetic']:5} {r['format']:13} {r['ms_per_step']:8.1f} "
-              f"{r['conv_ms']:7.1f} {r['norm_ms']:7.1f} {r['rest_ms']:7.1f}")
+              f"{r['conv_ms']:8.1f} {r['conv_bwd_ms']:8.1f} {r['norm_ms']:7.1f} {r['rest_ms']:7.1f}")
+    budget = {}
+    if args.budget:
+        plain = {r["norm"]: r["plain_images_per_s"] for r in json.loads(open(args.budget).read())["rows"]}
+        for norm in args.norms.split(","):
+            if norm in plain:
+                budget[norm] = round(128 / (3 * plain[norm]) * 1000 - prep, 1)
+                print(f"3x the seed loop ({plain[norm]:.0f} img/s) for {norm}: a step of at most "
+                      f"{budget[norm]} ms (+ {prep} ms preparation)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "steps": args.steps, "torch": torch.__version__,
-                       "cpu": cpu_model(), "machine": platform.machine(), "rows": rows}, f, indent=1)
+                       "cpu": cpu_model(), "machine": platform.machine(), "prep_ms": prep,
+                       "budget_ms": budget, "rows": rows}, f, indent=1)
     return 0
 
 
