@@ -79,8 +79,8 @@ def make_optimizer(model: CifarNet, s: TrainSettings) -> torch.optim.SGD:
     ``norm_lr`` other than 1 the norm layers' scale and shift are a group of their own whose learning
     rate is that many times the schedule's (``lr_mult``; airbench trains BN biases at 64x); at 1 the
     groups are the two they always were, so earlier checkpoints resume."""
-    in_norms = set() if s.norm_lr == 1 else {id(p) for name, block in model.layers.items()
-                                             if name.startswith("C") for p in block[2].parameters()}
+    in_norms = set() if s.norm_lr == 1 else {id(p) for layer in model.norm_layers().values()
+                                             for p in layer.parameters()}
     decay = [p for p in model.parameters() if p.ndim > 1]
     norm_affine = [p for p in model.parameters() if p.ndim <= 1 and id(p) in in_norms]
     no_decay = [p for p in model.parameters() if p.ndim <= 1 and id(p) not in in_norms]

@@ -42,9 +42,9 @@ def probe_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int)
     model.eval()
     captured: dict[str, dict[str, torch.Tensor]] = {}
     hooks = []
-    blocks = {name: block for name, block in model.layers.items() if name.startswith("C")}
+    blocks = model.blocks()
     for name, block in blocks.items():
-        norm = block[2]
+        norm = block.norm_layer
 
         def hook(module, inputs, output, name=name):
             captured[name] = {"pre": inputs[0].detach(), "post": output.detach()}
@@ -66,7 +66,7 @@ def probe_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int)
             rec = {"pre": _stats(captured[name]["pre"], gen), "post": _stats(captured[name]["post"], gen),
                    "grad_norm": float(torch.sqrt(sum((g ** 2).sum() for g in grads))) if grads else 0.0,
                    "weight_norm": float(torch.sqrt(sum((w ** 2).sum() for w in weights)))}
-            norm = block[2]
+            norm = block.norm_layer
             if isinstance(norm, nn.BatchNorm2d):
                 pre = captured[name]["pre"].float()
                 rec["bn"] = {"running_mean": norm.running_mean.tolist(),

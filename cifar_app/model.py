@@ -88,6 +88,16 @@ class ConvBlock(nn.Sequential):
             layers.append(nn.Dropout2d(dropout))
         super().__init__(*layers)
 
+    @property
+    def conv(self) -> nn.Module:
+        """The block's convolution (a Conv2d, or the depthwise + pointwise pair)."""
+        return self[0]
+
+    @property
+    def norm_layer(self) -> nn.Module:
+        """The block's normalization layer."""
+        return self[2]
+
 
 class CifarNet(nn.Module):
     """The seed's CIFAR-10 network.
@@ -144,6 +154,14 @@ class CifarNet(nn.Module):
                         nn.init.zeros_(m.bias)
         nn.init.zeros_(self.layers["c10"].weight)
 
+    def blocks(self) -> dict[str, ConvBlock]:
+        """The C blocks by name, in order."""
+        return {name: layer for name, layer in self.layers.items() if isinstance(layer, ConvBlock)}
+
+    def norm_layers(self) -> dict[str, nn.Module]:
+        """Each C block's normalization layer, by the block's name."""
+        return {name: block.norm_layer for name, block in self.blocks().items()}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, 32, 32) float -> (N, num_classes) logits."""
         for layer in self.layers.values():
@@ -168,15 +186,16 @@ class LayerRow:
 
 
 def _describe(name: str, module: nn.Module) -> str:
-    if name.startswith("C"):
-        sep = isinstance(module[0], nn.Sequential)
-        norm = type(module[2]).__name__
-        if isinstance(module[2], nn.GroupNorm):
-            norm = f"GroupNorm({module[2].num_groups})"
-        elif isinstance(module[2], nn.LayerNorm):
-            affine = "" if module[2].elementwise_affine else ", no affine"
-            norm = f"LayerNorm({list(module[2].normalized_shape)}{affine})"
-        ws = any(isinstance(m, norms.WSConv2d) for m in module[0].modules())
+    if isinstance(module, ConvBlock):
+        sep = isinstance(module.conv, nn.Sequential)
+        layer = module.norm_layer
+        norm = type(layer).__name__
+        if isinstance(layer, nn.GroupNorm):
+            norm = f"GroupNorm({layer.num_groups})"
+        elif isinstance(layer, nn.LayerNorm):
+            affine = "" if layer.elementwise_affine else ", no affine"
+            norm = f"LayerNorm({list(layer.normalized_shape)}{affine})"
+        ws = any(isinstance(m, norms.WSConv2d) for m in module.conv.modules())
         conv = ("3x3 dw-sep conv" if sep else "3x3 conv") + (" (WS)" if ws else "")
         return f"{conv}, ReLU, {norm}"
     return {"c": "1x1 conv", "P": "2x2 max-pool", "G": "global avg pool"}[name[0]]
@@ -214,8 +233,7 @@ def norm_budget_rows(groups: int = 4, arch: str = DEFAULT_ARCH) -> list[dict]:
     for n in norms.REGISTRY.values():
         model = build_model(n.name, groups if n.uses_groups else 4, arch=arch)
         total = count_parameters(model)
-        in_norms = sum(count_parameters(layer[2]) for name, layer in model.layers.items()
-                       if name.startswith("C"))
+        in_norms = sum(count_parameters(layer) for layer in model.norm_layers().values())
         rows.append({"normalization": n.label, "one mean / variance covers": n.averages_over,
                      "parameters in the norm layers": in_norms, "network": total,
                      "fits the budget": total <= PARAM_BUDGET, "from": n.reference})

@@ -3,11 +3,13 @@ import torch
 
 from cifar_app.model import (
     ARCHITECTURES,
+    CONV_BLOCKS,
     LAYOUT,
     NORMS,
     PARAM_BUDGET,
     build_model,
     count_parameters,
+    make_norm,
     summarize,
 )
 
@@ -145,3 +147,17 @@ def test_batch_renorm_is_batchnorm_at_first_then_corrects_towards_the_running_st
     brn.eval()
     assert torch.allclose(brn(x), torch.nn.functional.batch_norm(
         x, brn.running_mean, brn.running_var, brn.weight, brn.bias, False, 0.0, brn.eps), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("norm", NORMS)
+def test_norm_layers_are_each_c_blocks_normalization_and_nothing_else(norm, arch):
+    model = build_model(norm, arch=arch)
+    layers = model.norm_layers()
+    assert list(layers) == list(CONV_BLOCKS)
+    shapes = {row.name: row.output_shape for row in summarize(model)}
+    for name, layer in layers.items():
+        c, h, w = shapes[name]
+        expected = make_norm(norm, c, 4, (h, w), last=name == CONV_BLOCKS[-1])
+        assert type(layer) is type(expected)
+        assert [p.shape for p in layer.parameters()] == [p.shape for p in expected.parameters()]
