@@ -16,7 +16,11 @@ wall time, the machine). ``--set precision=bf16`` trains it in bf16, once bf16's
 fp32's noise (``precision.bf16_verdict``).
 
 A verdict per norm: "better" when the difference exceeds 2 SE, "worse" when below −2 SE, else
-"within noise". A candidate becomes the default only when it is better for every norm.
+"within noise". A candidate becomes the default only when it is better for every norm. The baseline
+is today's recipe in the candidate's arithmetic: the fp32 seeds preset, or the bf16 one when the
+candidate sets ``precision=bf16``. A norm with one seed (``--seeds 0``: a screen, to find the
+levers worth three) is judged against the baseline's own seed-to-seed spread: 2 SE =
+2 · s_baseline · sqrt(1 + 1/n_baseline), and the row says ``screen``.
 """
 
 from __future__ import annotations
@@ -44,12 +48,25 @@ def verdict(diff: float, two_se: float) -> str:
     return "better" if diff > two_se else "worse" if diff < -two_se else "within noise"
 
 
+def screen(xs: list[float], ys: list[float]) -> dict | None:
+    """One candidate run against the baseline's seeds: the difference and 2 SE from the baseline's
+    spread (a new seed varies as the baseline's do)."""
+    if len(xs) != 1 or len(ys) < 2:
+        return None
+    return {"candidate": xs, "baseline": ys, "difference": xs[0] - statistics.fmean(ys),
+            "two_se": 2 * statistics.stdev(ys) * (1 + 1 / len(ys)) ** 0.5, "screen": True}
+
+
 def summarize(res, baseline) -> dict:
     """Per norm: test and train accuracy (mean, std, n) and the comparison with ``baseline``."""
     from cifar_app.experiments import compare_by_norm
 
     out = {}
     compared = compare_by_norm(res, baseline)
+    base = baseline.final_accuracies()
+    for norm, accs in res.final_accuracies().items():
+        if norm not in compared and (one := screen(accs, base.get(norm, []))):
+            compared[norm] = one
     for norm, accs in res.final_accuracies().items():
         train = [p.epochs[-1]["train_acc"] for p in res.completed()
                  if p.settings["norm"] == norm and p.epochs]
@@ -59,7 +76,8 @@ def summarize(res, baseline) -> dict:
         if norm in compared:
             c = compared[norm]
             row |= {"baseline_mean": statistics.fmean(c["baseline"]), "difference": c["difference"],
-                    "two_se": c["two_se"], "verdict": verdict(c["difference"], c["two_se"])}
+                    "two_se": c["two_se"], "verdict": verdict(c["difference"], c["two_se"]),
+                    "screen": c.get("screen", False)}
         out[norm] = row
     return out
 
@@ -84,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"give --data and one of: {', '.join(CANDIDATES)}")
 
     from cifar_app.experiments import ExperimentResults, ExperimentStore
-    from cifar_app.precision import FP32_SEEDS, cpu_model
+    from cifar_app.precision import BF16_ACCURACY, FP32_SEEDS, cpu_model
     from cifar_app.runstore import RunStore
 
     changes = {**CANDIDATES[args.candidate], **dict(s.split("=", 1) for s in args.set)}
@@ -101,20 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     exp_id = json.loads(proc.stdout)["id"]
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     res = exps.results(exps.get(exp_id))
-    baseline = ExperimentResults.from_dict(json.loads(FP32_SEEDS.read_text(encoding="utf-8")))
+    baseline_file = BF16_ACCURACY if changes.get("precision") == "bf16" else FP32_SEEDS
+    baseline = ExperimentResults.from_dict(json.loads(baseline_file.read_text(encoding="utf-8")))
     done = res.completed()
     record = {"candidate": args.candidate, "changes": changes, "by_norm": summarize(res, baseline),
               "compute": {"point_seconds": round(sum(pt.seconds for pt in done), 1),
                           "wall_seconds": round(wall, 1), "points": len(done),
                           "resumed": bool(args.resume), "cpu": cpu_model()},
-              "baseline": str(FP32_SEEDS.name), **res.to_dict()}
+              "baseline": str(baseline_file.name), **res.to_dict()}
     out = Path(args.out) / f"recipe_{args.candidate}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     for norm, row in record["by_norm"].items():
         std = f" ± {100 * row['test_std']:.2f}" if row["test_std"] is not None else ""
         vs = (f", {100 * row['difference']:+.2f} vs today (2 SE {100 * row['two_se']:.2f}): {row['verdict']}"
-              if "verdict" in row else "")
+              + (" (screen: one seed)" if row["screen"] else "") if "verdict" in row else "")
         print(f"{norm}: {100 * row['test_mean']:.2f}%{std} (n={row['n']}){vs}")
     print(f"wrote {out}")
     return 0
