@@ -3,6 +3,7 @@ LN x seeds, judged at 2 standard errors.
 
     python benchmarks/recipe_study.py CANDIDATE --data PATH [--seeds 0,1,2] [--norms batch,group,layer]
                                       [--set FIELD=V ...] [--runs-dir DIR] [--resume EXPERIMENT]
+    python benchmarks/recipe_study.py CANDIDATE --report EXPERIMENT [--runs-dir DIR]
     python benchmarks/recipe_study.py --list
 
 A candidate is a few settings over today's defaults (``CANDIDATES``, all in the schema: the Train
@@ -16,7 +17,9 @@ wall time, the machine). ``--set precision=bf16`` trains it in bf16, once bf16's
 fp32's noise (``precision.bf16_verdict``).
 
 A verdict per norm: "better" when the difference exceeds 2 SE, "worse" when below −2 SE, else
-"within noise". A candidate becomes the default only when it is better for every norm. The baseline
+"within noise". ``--report`` writes the file from the points completed so far, without training
+(for a sweep stopped part-way; the rest resumes with ``--resume``). A candidate becomes the default
+only when it is better for every norm. The baseline
 is today's recipe in the candidate's arithmetic: the fp32 seeds preset, or the bf16 one when the
 candidate sets ``precision=bf16``. A norm with one seed (``--seeds 0``: a screen, to find the
 levers worth three) is judged against the baseline's own seed-to-seed spread: 2 SE =
@@ -41,6 +44,8 @@ CANDIDATES: dict[str, dict[str, str]] = {
     "alternate-flip": {"flip": "alternate"},      # airbench's derandomised flip
     "norm-lr-16": {"norm_lr": "16"},              # the norms' scale and shift at 16x the LR
     "separable-ema": {"arch": "separable", "ema": "0.999"},
+    "whiten-frozen": {"whiten": "frozen"},        # airbench's frozen patch-whitening first layer
+    "whiten-init": {"whiten": "init"},            # the same start, then trained
 }
 
 
@@ -92,39 +97,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V")
     p.add_argument("--runs-dir", default="runs-recipes")
     p.add_argument("--resume", metavar="EXPERIMENT")
+    p.add_argument("--report", metavar="EXPERIMENT", help="write the results so far; train nothing")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     if args.list or not args.candidate:
         for name, changes in CANDIDATES.items():
             print(f"{name:15} " + " ".join(f"{k}={v}" for k, v in changes.items()))
         return 0
-    if args.candidate not in CANDIDATES or not args.data:
+    if args.candidate not in CANDIDATES or not (args.data or args.report):
         p.error(f"give --data and one of: {', '.join(CANDIDATES)}")
 
     from cifar_app.experiments import ExperimentResults, ExperimentStore
     from cifar_app.precision import BF16_ACCURACY, FP32_SEEDS, cpu_model
     from cifar_app.runstore import RunStore
+    from cifar_app.settings import TrainSettings
 
     changes = {**CANDIDATES[args.candidate], **dict(s.split("=", 1) for s in args.set)}
-    if args.resume:
-        what = ["--resume", args.resume]
-    else:
-        what = ["--grid", f"seed={args.seeds}", "--grid", f"norm={args.norms}",
-                "--name", f"recipe {args.candidate}", "--yes"]
-        what += [a for k, v in changes.items() for a in ("--set", f"{k}={v}")]
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", *what, "--json", "--data", args.data,
-                           "--runs-dir", args.runs_dir], stdout=subprocess.PIPE, text=True, check=True)
-    wall = time.time() - t0
-    exp_id = json.loads(proc.stdout)["id"]
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
-    res = exps.results(exps.get(exp_id))
+    if args.report:
+        exp = exps.get(args.report)
+        changes = {k: str(v) for k, v in exp.base.items() if k in TrainSettings.names()
+                   and v != TrainSettings.default(k)}
+        wall = None
+    else:
+        if args.resume:
+            what = ["--resume", args.resume]
+        else:
+            what = ["--grid", f"seed={args.seeds}", "--grid", f"norm={args.norms}",
+                    "--name", f"recipe {args.candidate}", "--yes"]
+            what += [a for k, v in changes.items() for a in ("--set", f"{k}={v}")]
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", *what, "--json", "--data",
+                               args.data, "--runs-dir", args.runs_dir], stdout=subprocess.PIPE, text=True,
+                              check=True)
+        wall = round(time.time() - t0, 1)
+        exp = exps.get(json.loads(proc.stdout)["id"])
+    res = exps.results(exp)
     baseline_file = BF16_ACCURACY if changes.get("precision") == "bf16" else FP32_SEEDS
     baseline = ExperimentResults.from_dict(json.loads(baseline_file.read_text(encoding="utf-8")))
     done = res.completed()
     record = {"candidate": args.candidate, "changes": changes, "by_norm": summarize(res, baseline),
               "compute": {"point_seconds": round(sum(pt.seconds for pt in done), 1),
-                          "wall_seconds": round(wall, 1), "points": len(done),
+                          "wall_seconds": wall, "points": len(done), "of_points": len(res.points),
                           "resumed": bool(args.resume), "cpu": cpu_model()},
               "baseline": str(baseline_file.name), **res.to_dict()}
     out = Path(args.out) / f"recipe_{args.candidate}.json"

@@ -74,6 +74,9 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x - mean.view(1, 3, 1, 1).to(x.device)) / std.view(1, 3, 1, 1).to(x.device)
 
 
+WHITEN_IMAGES = 5_000  # the training images whose patches ``whiten`` whitens
+
+
 def make_optimizer(model: CifarNet, s: TrainSettings) -> torch.optim.SGD:
     """SGD with Nesterov momentum; weight decay on conv weights only (not norm affine, biases). With
     ``norm_lr`` other than 1 the norm layers' scale and shift are a group of their own whose learning
@@ -81,9 +84,10 @@ def make_optimizer(model: CifarNet, s: TrainSettings) -> torch.optim.SGD:
     groups are the two they always were, so earlier checkpoints resume."""
     in_norms = set() if s.norm_lr == 1 else {id(p) for layer in model.norm_layers().values()
                                              for p in layer.parameters()}
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    norm_affine = [p for p in model.parameters() if p.ndim <= 1 and id(p) in in_norms]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1 and id(p) not in in_norms]
+    trained = [p for p in model.parameters() if p.requires_grad]  # not a frozen whitening layer
+    decay = [p for p in trained if p.ndim > 1]
+    norm_affine = [p for p in trained if p.ndim <= 1 and id(p) in in_norms]
+    no_decay = [p for p in trained if p.ndim <= 1 and id(p) not in in_norms]
     groups = [{"params": decay, "weight_decay": s.weight_decay, "lr_mult": 1.0},
               {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
               {"params": norm_affine, "weight_decay": 0.0, "lr_mult": s.norm_lr}]
@@ -199,7 +203,10 @@ def train(
     torch.manual_seed(s.seed)
     mean, std = channel_stats(data.train_x)
 
-    model = build_model(s.norm, s.groups, s.dropout, s.arch).to(device)
+    model = build_model(s.norm, s.groups, s.dropout, s.arch)
+    if s.whiten != "off":  # a checkpoint being resumed brings its own C1 weights
+        model.whiten_stem(normalize(data.train_x[:WHITEN_IMAGES], mean, std), frozen=s.whiten == "frozen")
+    model = model.to(device)
     layout = memory_format(model, device, arithmetic)
     model = model.to(memory_format=layout)
     optimizer = make_optimizer(model, s)

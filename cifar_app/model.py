@@ -154,6 +154,16 @@ class CifarNet(nn.Module):
                         nn.init.zeros_(m.bias)
         nn.init.zeros_(self.layers["c10"].weight)
 
+    def whiten_stem(self, x: torch.Tensor, frozen: bool = False) -> None:
+        """Set C1's convolution to patch-whitening filters of the images ``x`` (``patch_whitening``;
+        airbench's first layer); ``frozen``: C1's convolution then stays as it is (no gradient)."""
+        conv = self.blocks()["C1"].conv
+        if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (3, 3):
+            raise ValueError("patch whitening needs C1 to be a plain 3x3 convolution")
+        with torch.no_grad():
+            conv.weight.copy_(patch_whitening(x, conv.out_channels).to(conv.weight))
+        conv.weight.requires_grad_(not frozen)
+
     def blocks(self) -> dict[str, ConvBlock]:
         """The C blocks by name, in order."""
         return {name: layer for name, layer in self.layers.items() if isinstance(layer, ConvBlock)}
@@ -167,6 +177,27 @@ class CifarNet(nn.Module):
         for layer in self.layers.values():
             x = layer(x)
         return x.flatten(1)
+
+
+def patch_whitening(x: torch.Tensor, out_channels: int, eps: float = 5e-4) -> torch.Tensor:
+    """3x3 filters (out_channels, C, 3, 3) that whiten the 3x3 patches of the images ``x`` (N, C, H,
+    W, standardized floats) along their ``out_channels / 2`` directions of largest variance: each
+    filter is an eigenvector of the patch covariance divided by the square root of its eigenvalue
+    (+ eps), and comes with its negative, so the ReLU after the convolution keeps both signs
+    (Jordan 2024, airbench). On the same patches, the outputs of one sign have unit variance and
+    are uncorrelated."""
+    if out_channels % 2:
+        raise ValueError(f"patch whitening makes filters in +/- pairs: {out_channels} channels is odd")
+    c = x.shape[1]
+    patches = torch.nn.functional.unfold(x.double(), 3).transpose(1, 2).reshape(-1, c * 9)
+    if out_channels // 2 > c * 9:
+        raise ValueError(f"{out_channels // 2} directions asked of {c * 9}-dimensional patches")
+    cov = torch.cov(patches.T)
+    values, vectors = torch.linalg.eigh(cov)  # ascending
+    k = out_channels // 2
+    top = vectors[:, -k:].flip(1).T / (values[-k:].flip(0) + eps).sqrt()[:, None]
+    filters = torch.cat([top, -top]).reshape(out_channels, c, 3, 3)
+    return filters.float()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -153,6 +153,9 @@ class TrainSettings:
     ema: float = setting(0.0, float, "exponential moving average of the weights (and BN statistics), "
                          "decay per step: the run's model is the average; 0 = off", low=0, high=0.9999,
                          suggested=(0.0, 0.99, 0.995, 0.999))
+    whiten: str = setting("off", str, "C1's convolution: trained from a random start (off), or started "
+                          "as patch-whitening filters of the training images and trained (init) or "
+                          "kept (frozen): airbench's first layer", choices=("off", "init", "frozen"))
     augment: bool = setting(True, bool, "random crop (crop_pad px) + horizontal flip")
     flip: str = setting("random", str, "horizontal flip of the augmentation: each image with "
                         "probability 1/2 every epoch (random), or drawn once and then every other "
@@ -199,6 +202,9 @@ class TrainSettings:
             widths = sorted({w for k, w in ARCHITECTURES[self.arch].widths.items() if k.startswith("C")})
             if any(w % self.groups for w in widths):
                 raise SettingsError("groups", f"{self.groups} must divide every block width {widths}")
+        if self.whiten != "off" and norms.get(self.norm).weight_standardized:
+            raise SettingsError("whiten", f"{norms.get(self.norm).label} standardizes C1's weights at "
+                                "every step, which would undo the whitening: use whiten=off")
         params = _param_count(self.norm, self.groups, self.arch)
         if params > PARAM_BUDGET:
             raise SettingsError("norm", f"{norms.get(self.norm).label} makes the network {params:,} "

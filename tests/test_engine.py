@@ -246,3 +246,32 @@ def test_norm_lr_scales_the_steps_of_the_norm_layers_only(tiny_data):
         ratio = 16.0 if ".2." in name else 1.0  # C blocks' third layer: the norm
         assert torch.allclose(moved[1][name], ratio * step, rtol=1e-6, atol=1e-12), name
     assert any(".2." in name and step.abs().sum() > 0 for name, step in moved[0].items())
+
+
+@pytest.mark.parametrize("whiten", ["init", "frozen"])
+def test_whiten_starts_c1_as_patch_whitening_and_frozen_keeps_it(whiten, tmp_path):
+    """C1 starts as the whitening filters of the first training images; ``frozen`` keeps them to the
+    end (and no optimizer group holds them), ``init`` trains them; a stopped run resumes to the same
+    weights as an uninterrupted one."""
+    from cifar_app.data import channel_stats
+    from cifar_app.engine import WHITEN_IMAGES, make_optimizer, normalize
+    from cifar_app.model import patch_whitening
+
+    data = synthetic_data(n_train=200, n_test=50)
+    settings = TrainSettings(whiten=whiten, **QUICK)
+    mean, std = channel_stats(data.train_x)
+    start = patch_whitening(normalize(data.train_x[:WHITEN_IMAGES], mean, std), 16)
+    result = train(settings, data)
+    c1 = result.model.blocks()["C1"].conv.weight.detach()
+    assert torch.equal(c1, start) is (whiten == "frozen")
+    assert (c1 - start).abs().max() < 0.5 * start.abs().max()  # trained from there, not elsewhere
+    held = {id(p) for g in make_optimizer(result.model, settings).param_groups for p in g["params"]}
+    assert (id(result.model.blocks()["C1"].conv.weight) in held) is (whiten == "init")
+
+    ckpt = RunStore(tmp_path / "runs", reference_root=None).create(settings)
+    seen = []
+    assert train(settings, data, on_batch=seen.append, should_stop=lambda: len(seen) >= 6,
+                 checkpoint=ckpt).stopped
+    resumed = train(settings, data, checkpoint=ckpt, resume=True)
+    for a, b in zip(resumed.model.state_dict().values(), result.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)

@@ -10,6 +10,7 @@ from cifar_app.model import (
     build_model,
     count_parameters,
     make_norm,
+    patch_whitening,
     summarize,
 )
 
@@ -161,3 +162,41 @@ def test_norm_layers_are_each_c_blocks_normalization_and_nothing_else(norm, arch
         expected = make_norm(norm, c, 4, (h, w), last=name == CONV_BLOCKS[-1])
         assert type(layer) is type(expected)
         assert [p.shape for p in layer.parameters()] == [p.shape for p in expected.parameters()]
+
+
+def test_patch_whitening_filters_decorrelate_the_patches_of_their_images():
+    """On the images they were computed from, the outputs of the + filters have unit variance and
+    no correlation (the - filters are their negatives); the directions are the largest-variance ones."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(64, 3, 12, 12, generator=g)
+    x = base + 0.8 * base.roll(1, dims=3) + 0.5 * base[:, :1]  # correlated pixels and channels
+    w = patch_whitening(x, 16)
+    assert w.shape == (16, 3, 3, 3) and torch.equal(w[8:], -w[:8])
+    out = torch.nn.functional.conv2d(x.double(), w[:8].double()).permute(1, 0, 2, 3).flatten(1)
+    cov = torch.cov(out)
+    assert torch.allclose(cov, torch.eye(8, dtype=torch.float64), atol=2e-3)
+    patches = torch.nn.functional.unfold(x.double(), 3).transpose(1, 2).reshape(-1, 27)
+    variances = torch.linalg.eigvalsh(torch.cov(patches.T))
+    # each + filter is a unit direction scaled by 1/sqrt(its variance): the top eight variances
+    norms = w[:8].flatten(1).double().norm(dim=1)
+    assert torch.allclose(1 / norms ** 2, variances.flip(0)[:8] + 5e-4, rtol=1e-4)
+
+
+def test_whiten_stem_sets_c1_and_refuses_what_it_cannot_whiten():
+    model = build_model("batch")
+    x = torch.randn(32, 3, 8, 8)
+    model.whiten_stem(x, frozen=True)
+    conv = model.blocks()["C1"].conv
+    assert torch.equal(conv.weight, patch_whitening(x, 16)) and not conv.weight.requires_grad
+    with pytest.raises(ValueError, match="odd"):
+        patch_whitening(x, 15)
+    with pytest.raises(ValueError, match="27-dimensional"):
+        patch_whitening(x, 64)
+
+
+def test_whiten_is_refused_with_a_weight_standardized_norm():
+    from cifar_app.settings import SettingsError, TrainSettings
+
+    with pytest.raises(SettingsError, match="whiten"):
+        TrainSettings(norm="ws-group", whiten="frozen").validate()
+    TrainSettings(norm="group", whiten="frozen").validate()
