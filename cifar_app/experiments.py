@@ -42,6 +42,7 @@ REFERENCE_BATCH = 128
 # (1.86x at 2 down to 1.13x at 128); beyond 128 it was not measured, so such points run alone
 # (measured: benchmarks/results/sweep_parallelism.json, README "Experiments").
 PARALLEL_MAX_BATCH = 128
+SHARED_WORKERS = 2  # 1-thread workers a local sweep runs at once (this machine: 2 cores)
 # What results keep of each epoch record (wall-clock stamps and learning rates are left out).
 EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
 _ID_RE = re.compile(r"^exp-[a-z0-9-]{1,60}$")
@@ -540,9 +541,10 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str 
 
     ``data`` as for ``jobs.execute_run``; ``on_point(i, n, state)`` after each point. Completed and
     failed points are kept; stopped/interrupted points resume from their checkpoint. With
-    ``parallel`` and a ``data_dir`` the workers can load, two consecutive CPU points whose batch
-    sizes are at most ``PARALLEL_MAX_BATCH`` train at once in two 1-thread processes (measured
-    faster than one 2-thread run there: benchmarks/sweep_parallelism.py); others run one at a time.
+    ``parallel`` and a ``data_dir`` the workers can load, consecutive CPU points whose batch sizes
+    are at most ``PARALLEL_MAX_BATCH`` train ``SHARED_WORKERS`` at a time, in 1-thread processes
+    (measured faster than one 2-thread run there: benchmarks/sweep_parallelism.py); when one ends
+    the next starts, so a fast point does not wait for a slow one. Others run one at a time.
     """
     from .jobs import execute_run
 
@@ -585,12 +587,12 @@ def run_experiment(exps: ExperimentStore, exp_id: str, data=None, data_dir: str 
             if not todo(i):
                 i += 1
                 continue
-            j = next((k for k in range(i + 1, len(exp.points)) if todo(k)), None)
-            if parallel and data_dir is not None and j is not None and _pair_pays(exp, i, j):
-                a, b = prepare(i), prepare(j)
-                _run_pair(exps, exp_id, [a, b], data_dir)
-                report(i, a)
-                report(j, b)
+            # the todo points from i on that may share the CPU, up to the first that may not
+            rest = [k for k in range(i, len(exp.points)) if todo(k)]
+            shared = list(itertools.takewhile(lambda k: _shares_cpu(exp, k), rest))
+            if parallel and data_dir is not None and len(shared) >= 2 and _on_cpu():
+                _run_shared(exps, exp_id, shared, prepare, report, data_dir)
+                i = shared[-1] + 1
                 continue
             run = prepare(i)
             try:
@@ -631,10 +633,10 @@ def create_point_run(exps: ExperimentStore, exp: Experiment, i: int, **tags: obj
     return run
 
 
-def _pair_pays(exp: Experiment, i: int, j: int) -> bool:
-    settings = [TrainSettings.from_dict(exp.points[k].settings) for k in (i, j)]
-    return all(s.batch_size <= PARALLEL_MAX_BATCH and s.device in ("cpu", "auto") for s in settings) \
-        and _on_cpu()
+def _shares_cpu(exp: Experiment, i: int) -> bool:
+    """Whether point ``i`` may train in a 1-thread worker beside others (a CPU point, small batch)."""
+    s = TrainSettings.from_dict(exp.points[i].settings)
+    return s.batch_size <= PARALLEL_MAX_BATCH and s.device in ("cpu", "auto")
 
 
 def _on_cpu() -> bool:
@@ -643,20 +645,39 @@ def _on_cpu() -> bool:
     return select_device("auto").type == "cpu"
 
 
-def _run_pair(exps: ExperimentStore, exp_id: str, runs: list, data_dir: str | Path) -> None:
-    """Two points at once, one thread each, while this process holds the training lock for both."""
+def _run_shared(exps: ExperimentStore, exp_id: str, points: list[int], prepare: Callable,
+                report: Callable, data_dir: str | Path) -> None:
+    """Train ``points`` in 1-thread worker processes, ``SHARED_WORKERS`` at a time, starting the
+    next as soon as one ends, while this process holds the training lock for all of them. A stop
+    request stops the active ones and starts no more."""
     from .jobs import start_run, training_slot
 
-    for run in runs:
+    queue = list(points)
+    first = [(k, prepare(k)) for k in queue[:SHARED_WORKERS]]
+    del queue[:SHARED_WORKERS]
+    for _, run in first:
         run.update_status(state=RunState.QUEUED, pid=os.getpid(), heartbeat=time.time(), error=None)
-    with training_slot(exps.runs, runs, exclusive=True):
-        procs = [start_run(exps.runs, r.id, data_dir, resume=r.has_checkpoint(), threads=1,
-                           slot_held=True) for r in runs]
-        while any(p.poll() is None for p in procs):
-            if exps.stop_requested(exp_id):
-                for r in runs:
-                    if r.state() in ACTIVE:
-                        r.request_stop()
+    active: dict[int, tuple] = {}
+
+    def launch(k: int, run) -> None:
+        active[k] = (run, start_run(exps.runs, run.id, data_dir, resume=run.has_checkpoint(), threads=1,
+                                    slot_held=True))
+
+    with training_slot(exps.runs, [run for _, run in first], exclusive=True):
+        for k, run in first:
+            launch(k, run)
+        while active:
+            stopping = exps.stop_requested(exp_id)
+            for k, (run, proc) in list(active.items()):
+                if proc.poll() is None:
+                    if stopping and run.state() in ACTIVE:
+                        run.request_stop()
+                    continue
+                del active[k]
+                report(k, run)
+                if queue and not stopping:
+                    nxt = queue.pop(0)
+                    launch(nxt, prepare(nxt))
             time.sleep(0.3)
 
 
