@@ -46,6 +46,7 @@ CANDIDATES: dict[str, dict[str, str]] = {
     "separable-ema": {"arch": "separable", "ema": "0.999"},
     "whiten-frozen": {"whiten": "frozen"},        # airbench's frozen patch-whitening first layer
     "whiten-init": {"whiten": "init"},            # the same start, then trained
+    "dirac": {"dirac": "true"},                   # airbench's identity start of the convolutions
 }
 
 

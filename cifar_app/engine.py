@@ -204,6 +204,8 @@ def train(
     mean, std = channel_stats(data.train_x)
 
     model = build_model(s.norm, s.groups, s.dropout, s.arch)
+    if s.dirac:
+        model.dirac_init()
     if s.whiten != "off":  # a checkpoint being resumed brings its own C1 weights
         model.whiten_stem(normalize(data.train_x[:WHITEN_IMAGES], mean, std), frozen=s.whiten == "frozen")
     model = model.to(device)

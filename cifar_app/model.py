@@ -154,6 +154,18 @@ class CifarNet(nn.Module):
                         nn.init.zeros_(m.bias)
         nn.init.zeros_(self.layers["c10"].weight)
 
+    def dirac_init(self) -> None:
+        """airbench's dirac initialisation: every C block's convolution starts as the identity on
+        as many of its output channels as it has inputs (the rest keep their random start); a
+        depthwise convolution starts as the identity on every channel."""
+        with torch.no_grad():
+            for block in self.blocks().values():
+                for conv in (m for m in block.conv.modules() if isinstance(m, nn.Conv2d)):
+                    if conv.groups > 1:  # depthwise: one 3x3 filter per channel
+                        nn.init.dirac_(conv.weight, groups=conv.groups)
+                    else:
+                        nn.init.dirac_(conv.weight[:conv.in_channels])
+
     def whiten_stem(self, x: torch.Tensor, frozen: bool = False) -> None:
         """Set C1's convolution to patch-whitening filters of the images ``x`` (``patch_whitening``;
         airbench's first layer); ``frozen``: C1's convolution then stays as it is (no gradient)."""

@@ -156,6 +156,8 @@ class TrainSettings:
     whiten: str = setting("off", str, "C1's convolution: trained from a random start (off), or started "
                           "as patch-whitening filters of the training images and trained (init) or "
                           "kept (frozen): airbench's first layer", choices=("off", "init", "frozen"))
+    dirac: bool = setting(False, bool, "start each C block's convolution as the identity on its first "
+                          "channels (airbench's dirac init)")
     augment: bool = setting(True, bool, "random crop (crop_pad px) + horizontal flip")
     flip: str = setting("random", str, "horizontal flip of the augmentation: each image with "
                         "probability 1/2 every epoch (random), or drawn once and then every other "

@@ -275,3 +275,15 @@ def test_whiten_starts_c1_as_patch_whitening_and_frozen_keeps_it(whiten, tmp_pat
     resumed = train(settings, data, checkpoint=ckpt, resume=True)
     for a, b in zip(resumed.model.state_dict().values(), result.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_dirac_setting_starts_the_run_from_the_identity():
+    from cifar_app.model import build_model
+
+    data = synthetic_data(n_train=100, n_test=20)
+    start = train(TrainSettings(dirac=True, **QUICK), data, should_stop=lambda: True).model
+    torch.manual_seed(0)
+    expected = build_model("batch")
+    expected.dirac_init()
+    for (name, a), b in zip(start.state_dict().items(), expected.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -200,3 +200,18 @@ def test_whiten_is_refused_with_a_weight_standardized_norm():
     with pytest.raises(SettingsError, match="whiten"):
         TrainSettings(norm="ws-group", whiten="frozen").validate()
     TrainSettings(norm="group", whiten="frozen").validate()
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_dirac_init_makes_each_c_blocks_convolution_pass_its_input_through(arch):
+    model = build_model("batch", arch=arch)
+    model.dirac_init()
+    for name, block in model.blocks().items():
+        cin = next(m for m in block.conv.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+        x = torch.randn(2, cin, 8, 8)
+        with torch.no_grad():
+            y = block.conv(x)
+        k = min(cin, y.shape[1])
+        assert torch.allclose(y[:, :k], x[:, :k], atol=1e-6), name
+        if y.shape[1] > cin:  # the rest keep their random start
+            assert not torch.allclose(y[:, cin:], torch.zeros_like(y[:, cin:]))
