@@ -7,13 +7,15 @@ from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
 from cifar_app.live import run_snapshot
 from cifar_app.model import PARAM_BUDGET
+from cifar_app.recorder import TeacherUnavailable, teacher_records
 from cifar_app.runstore import Run, RunDamaged, RunNotFound, StoreError
 from cifar_app.settings import SettingsError, TrainSettings
 from cifar_app.states import ACTIVE
 
 BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
-ADVANCED = ("arch", "whiten", "dirac", "ema", "flip", "norm_lr", "weight_decay", "label_smoothing",
-            "crop_pad", "cutout", "momentum", "pct_start", "seed", "landscape", "precision")
+ADVANCED = ("arch", "whiten", "dirac", "ema", "flip", "norm_lr", "teacher", "distill", "distill_temp",
+            "weight_decay", "label_smoothing", "crop_pad", "cutout", "momentum", "pct_start", "seed",
+            "landscape", "precision")
 LABELS = {"epochs": "Epochs", "batch_size": "Batch size", "max_lr": "Max learning rate (OneCycle)",
           "augment": "Augmentation (random crop + flip)",
           "train_limit": "Quick demo: training images", "test_limit": "Test images per epoch"}
@@ -35,10 +37,12 @@ with form:
     error = None
     try:
         settings = TrainSettings(**values).validate()
+        if settings.teacher:
+            teacher_records(store, settings)  # each teacher run is there and has its model
         params = settings.param_count()
         st.metric("Parameters", f"{params:,}", f"{PARAM_BUDGET - params:,} under the {PARAM_BUDGET:,} budget",
                   delta_color="off")
-    except SettingsError as e:
+    except (SettingsError, TeacherUnavailable) as e:
         error = str(e)
         st.error(error)
     if ui.action_button("Start training", type="primary", disabled=error is not None, key="start"):

@@ -21,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .augment import alternating_flips, augment_batch
 from .data import CifarData, channel_stats
+from .distill import Teacher, distill_loss
 from .landscape import landscape_record, probe_steps
 from .model import CifarNet, build_model
 from .precision import memory_format, resolve
@@ -180,6 +181,7 @@ def train(
     on_inside: Callable[[dict], None] | None = None,
     on_landscape: Callable[[dict], None] | None = None,
     arithmetic: str | None = None,
+    teacher: Teacher | None = None,
 ) -> TrainResult:
     """Train a ``CifarNet`` as ``settings`` say on ``data`` (limits in settings are applied here).
 
@@ -193,9 +195,12 @@ def train(
     many steps (``landscape.probe_steps``) on the step's own batch, without changing training
     (``landscape.landscape_record``); the records go to ``on_landscape`` and into the checkpoint.
     ``arithmetic`` ("fp32" or "bf16"): what ``precision.resolve`` chose for ``settings.precision``
-    (resolved here when None).
+    (resolved here when None). ``teacher``: the ``distill.Teacher`` of ``settings.teacher`` (given
+    exactly when ``settings.distill`` > 0): the loss adds its softened predictions on each batch.
     """
     s = settings.validate()
+    if (teacher is None) != (s.distill == 0):
+        raise ValueError("distill > 0 needs its teacher, and a teacher needs distill > 0")
     data = data.limit(s.train_limit, s.test_limit)
     device = select_device(s.device)
     if arithmetic is None:
@@ -231,6 +236,8 @@ def train(
         result.inside = list(ckpt.get("inside", []))[:start_epoch + 1]
         result.landscape = [r for r in ckpt.get("landscape", []) if r["step"] < start_epoch * batches]
 
+    if teacher is not None:
+        teacher = teacher.to(device)
     train_x = data.train_x.to(device)
     train_y = data.train_y.to(device)
     test_x = data.test_x.to(device)
@@ -283,6 +290,9 @@ def train(
             with _autocast(device, arithmetic):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
+                if teacher is not None:
+                    soft = teacher.probs(xb, mean, std, s.distill_temp)
+                    loss = (1 - s.distill) * loss + s.distill * distill_loss(logits, soft, s.distill_temp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             step = (epoch - 1) * batches + b

@@ -64,16 +64,22 @@ def load_model(run: Run, device: str = "cpu") -> LoadedModel:
 
     rec = run.load_model_record(map_location=device)
     try:
-        settings = TrainSettings.from_dict(rec["settings"])
-        model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
-        model.load_state_dict(rec["model"])
-        mean, std = torch.as_tensor(rec["mean"]).float(), torch.as_tensor(rec["std"]).float()
-        if mean.shape != (3,) or std.shape != (3,):
-            raise ValueError("mean/std must have shape (3,)")
-        classes = tuple(str(c) for c in rec["classes"])
+        return model_from_record(rec, device)
     except (ValueError, RuntimeError, TypeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RunDamaged(run.id, MODEL, f"does not match its settings ({first[:200]})") from None
+
+
+def model_from_record(rec: dict, device: str = "cpu") -> LoadedModel:
+    """The model a model record (``model.pt``'s contents) describes, in eval mode; ValueError,
+    RuntimeError, TypeError or KeyError when the record does not hold one."""
+    settings = TrainSettings.from_dict(rec["settings"])
+    model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
+    model.load_state_dict(rec["model"])
+    mean, std = torch.as_tensor(rec["mean"]).float(), torch.as_tensor(rec["std"]).float()
+    if mean.shape != (3,) or std.shape != (3,):
+        raise ValueError("mean/std must have shape (3,)")
+    classes = tuple(str(c) for c in rec["classes"])
     model.eval()
     return LoadedModel(model.to(device), mean, std, classes, settings)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .data import CifarData, load_cifar10
 from .engine import select_device
-from .recorder import Recorder, data_info, outcome, run_training
+from .recorder import Recorder, data_info, outcome, run_training, teacher_records
 from .records import BatchStats, EpochStats
 from .runstore import Run, RunDamaged, RunStore, StoreError, pid_alive, write_json_atomic
 from .settings import TrainSettings
@@ -102,7 +102,8 @@ def execute_run(
                 raise StopRequested
             rec.restore(resume)  # RunDamaged for a foreign or broken checkpoint
             rec.started(**data_info(data, settings))
-            result = run_training(rec, settings, data, resume, should_stop=run.stop_requested)
+            result = run_training(rec, settings, data, resume, should_stop=run.stop_requested,
+                                  teacher_records=teacher_records(store, settings))
             if result.stopped:
                 raise StopRequested
             rec.finish(outcome(result, settings, data))

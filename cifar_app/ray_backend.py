@@ -36,11 +36,13 @@ from .experiments import ExperimentStore, create_point_run, existing_run
 from .recorder import (
     Recorder,
     Relay,
+    TeacherUnavailable,
     checkpoint_to_bytes,
     data_info,
     from_bytes,
     outcome,
     run_training,
+    teacher_records,
     to_bytes,
 )
 from .settings import TrainSettings
@@ -179,10 +181,11 @@ def check_fits(cpus: int, gpus: float, nodes: list[dict]) -> None:
 
 
 def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str | None,
-                checkpoint: bytes | None) -> dict:
+                checkpoint: bytes | None, teachers: list[bytes] = ()) -> dict:
     """Body of the Ray task for one point: trains with a ``Relay`` that sends every event through
     ``queue`` to the driver's ``Recorder``. Returns the outcome (the model record as bytes);
-    raises what training raises (recorded by the driver)."""
+    raises what training raises (recorded by the driver). ``teachers``: the model records of the
+    point's teacher runs (distillation), as bytes, read by the driver from its run store."""
     import ray
     import torch
 
@@ -207,7 +210,8 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
                                   "gpu_share": assigned.get("GPU", 0),
                                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}))
     relay = Relay(lambda kind, payload: queue.put((index, kind, payload)), checkpoint)
-    result = run_training(relay, s, data, resume=checkpoint is not None)
+    result = run_training(relay, s, data, resume=checkpoint is not None,
+                          teacher_records=[from_bytes(t) for t in teachers])
     done = outcome(result, s, data)
     return {**done, "model": to_bytes(done["model"])}
 
@@ -262,7 +266,13 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
             run.clear_stop()
             rec.queued()
             start = None if ckpt is None else checkpoint_to_bytes(ckpt)
-            ref = task.remote(i, point.settings, queue, [data_ref], data_dir, start)
+            try:
+                settings = TrainSettings.from_dict(point.settings)
+                teachers = [to_bytes(r) for r in teacher_records(exps.runs, settings)]
+            except TeacherUnavailable as e:  # this point cannot train; the others can
+                rec.failed(str(e), None)
+                continue
+            ref = task.remote(i, point.settings, queue, [data_ref], data_dir, start, teachers)
             pending[ref], recorders[i] = i, rec
         beat = 0.0
         while pending:

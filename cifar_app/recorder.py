@@ -29,9 +29,12 @@ EVENTS = ("status", "batch", "epoch", "probe", "landscape", "checkpoint")  # wha
 
 
 def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
-                 should_stop: Callable[[], bool] | None = None) -> TrainResult:
+                 should_stop: Callable[[], bool] | None = None,
+                 teacher_records: list[dict] | None = None) -> TrainResult:
     """Train with ``rec`` (a ``Recorder`` or a ``Relay``) as every callback and the checkpoint
-    store; ``resume`` continues from ``rec.load_checkpoint()``."""
+    store; ``resume`` continues from ``rec.load_checkpoint()``. ``teacher_records``: the model
+    records of ``settings.teacher``'s runs (``teacher_records``), for distillation."""
+    from .distill import Teacher
     from .engine import select_device
     from .precision import cpu_info, resolve
 
@@ -43,7 +46,27 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     rec.heartbeat(**info, **cpu_info())
     return train(settings, data, on_batch=rec.batch, on_epoch=rec.epoch, on_inside=rec.probe,
                  on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop,
-                 arithmetic=arithmetic)
+                 arithmetic=arithmetic,
+                 teacher=Teacher.from_records(teacher_records) if settings.distill > 0 else None)
+
+
+def teacher_records(store, settings: TrainSettings) -> list[dict]:
+    """The model records of the runs ``settings.teacher`` names, from ``store`` (reference runs
+    included); ``TeacherUnavailable`` naming the first that has no usable model."""
+    from .distill import teacher_ids
+    from .runstore import RunDamaged, RunNotFound, StoreError
+
+    records = []
+    for run_id in teacher_ids(settings.teacher):
+        try:
+            records.append(store.get(run_id).load_model_record())
+        except (RunNotFound, FileNotFoundError, RunDamaged, StoreError) as e:
+            raise TeacherUnavailable(f"teacher {run_id}: {e}") from None
+    return records
+
+
+class TeacherUnavailable(RuntimeError):
+    """A teacher run named in the settings is missing, unfinished or damaged."""
 
 
 def outcome(result: TrainResult, settings: TrainSettings, data: CifarData) -> dict:

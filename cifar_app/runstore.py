@@ -58,6 +58,11 @@ from .states import ACTIVE, RunState
 HEARTBEAT_STALE_S = 120.0
 REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def valid_run_id(text: object) -> bool:
+    """Whether ``text`` has the form of a run id."""
+    return isinstance(text, str) and bool(_ID_RE.match(text))
 SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
 INSIDE, LANDSCAPE = "inside.jsonl", "landscape.jsonl"

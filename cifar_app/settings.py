@@ -158,6 +158,14 @@ class TrainSettings:
                           "kept (frozen): airbench's first layer", choices=("off", "init", "frozen"))
     dirac: bool = setting(False, bool, "start each C block's convolution as the identity on its first "
                           "channels (airbench's dirac init)")
+    teacher: str = setting("", str, "knowledge distillation: the runs (ids, comma-separated, e.g. "
+                           "ref-batch,ref-group,ref-layer) whose averaged predictions the run also "
+                           "learns from; empty = labels alone")
+    distill: float = setting(0.0, float, "weight of the teacher's soft targets in the loss (the labels' "
+                             "cross-entropy gets 1 - this); 0 = off", low=0, high=1,
+                             suggested=(0.0, 0.5, 0.9))
+    distill_temp: float = setting(4.0, float, "temperature of the teacher's and student's softened "
+                                  "predictions", low=0.1, high=20)
     augment: bool = setting(True, bool, "random crop (crop_pad px) + horizontal flip")
     flip: str = setting("random", str, "horizontal flip of the augmentation: each image with "
                         "probability 1/2 every epoch (random), or drawn once and then every other "
@@ -207,11 +215,28 @@ class TrainSettings:
         if self.whiten != "off" and norms.get(self.norm).weight_standardized:
             raise SettingsError("whiten", f"{norms.get(self.norm).label} standardizes C1's weights at "
                                 "every step, which would undo the whitening: use whiten=off")
+        self._check_teacher()
         params = _param_count(self.norm, self.groups, self.arch)
         if params > PARAM_BUDGET:
             raise SettingsError("norm", f"{norms.get(self.norm).label} makes the network {params:,} "
                                 f"parameters, over the {PARAM_BUDGET:,} budget")
         return self
+
+    def _check_teacher(self) -> None:
+        from .distill import MAX_TEACHERS, teacher_ids
+        from .runstore import valid_run_id
+
+        ids = teacher_ids(self.teacher)
+        if len(ids) > MAX_TEACHERS or len(self.teacher) > 70 * MAX_TEACHERS:
+            raise SettingsError("teacher", f"at most {MAX_TEACHERS} run ids, got {shown(self.teacher)}")
+        bad = next((t for t in ids if not valid_run_id(t)), None)
+        if bad is not None:
+            raise SettingsError("teacher", f"{shown(bad)} is not a run id (lower-case letters, digits "
+                                "and dashes)")
+        if self.distill > 0 and not ids:
+            raise SettingsError("distill", "needs a teacher: give teacher=RUN_ID[,RUN_ID...]")
+        if ids and self.distill == 0:
+            raise SettingsError("teacher", "is unused with distill=0: give distill > 0 (e.g. 0.5)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -353,6 +353,9 @@ def _option_label(name: str, value: object) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+MAX_TEXT_SETTING = 600  # characters of a free-text setting's box
+
+
 def setting_widget(name: str, label: str | None = None, key: str | None = None,
                    disabled: bool = False) -> object:
     """The widget for one ``TrainSettings`` field, built from its spec (type, range, choices, unit,
@@ -365,6 +368,8 @@ def setting_widget(name: str, label: str | None = None, key: str | None = None,
     common = dict(key=key, help=f"{spec.help}; {spec.describe_range()}", disabled=disabled)
     if spec.kind is bool:
         return st.checkbox(text, value=bool(default), **common)
+    if spec.kind is str and spec.choices is None:  # free text (the teacher's run ids)
+        return st.text_input(text, value=str(default), max_chars=MAX_TEXT_SETTING, **common).strip()
     if spec.choices is not None and len(spec.choices) <= 4:
         return st.radio(text, spec.choices, index=spec.choices.index(default), horizontal=True,
                         format_func=lambda v: _option_label(name, v), **common)

@@ -125,6 +125,19 @@ def test_train_page_shows_params_and_refuses_bad_settings(app_env):
     assert not at.error and not at.button(key="start").disabled
 
 
+def test_train_page_refuses_a_hostile_or_missing_teacher_and_takes_a_finished_one(completed_env):
+    at = run_page("app_pages/train.py")
+    at.text_input(key="set_teacher").set_value("é" * 600).run()
+    at.number_input(key="set_distill").set_value(0.5).run()
+    assert not at.exception
+    assert any("teacher" in e.value and len(e.value) < 300 for e in at.error)
+    assert at.button(key="start").disabled
+    at.text_input(key="set_teacher").set_value("no-such-run").run()
+    assert any("teacher no-such-run" in e.value for e in at.error) and at.button(key="start").disabled
+    at.text_input(key="set_teacher").set_value(completed_env.id).run()
+    assert not at.exception and not at.error and not at.button(key="start").disabled
+
+
 def test_classify_page_good_and_bad_upload(completed_env):
     at = run_page("app_pages/classify.py", {"run": completed_env.id})
     at.file_uploader(key="cls_files").set_value([
