@@ -47,6 +47,11 @@ CANDIDATES: dict[str, dict[str, str]] = {
     "whiten-frozen": {"whiten": "frozen"},        # airbench's frozen patch-whitening first layer
     "whiten-init": {"whiten": "init"},            # the same start, then trained
     "dirac": {"dirac": "true"},                   # airbench's identity start of the convolutions
+    # distillation from the three shipped reference runs as one ensemble teacher (its own row:
+    # not "from labels alone"; the teacher cost the three reference runs' training)
+    "distill-refs": {"teacher": "ref-batch,ref-group,ref-layer", "distill": "0.5"},
+    "separable-b-distill": {"arch": "separable-b", "teacher": "ref-batch,ref-group,ref-layer",
+                            "distill": "0.5"},
 }
 
 
