@@ -103,7 +103,7 @@ def execute_run(
             rec.restore(resume)  # RunDamaged for a foreign or broken checkpoint
             rec.started(**data_info(data, settings))
             result = run_training(rec, settings, data, resume, should_stop=run.stop_requested,
-                                  teacher_records=teacher_records(store, settings))
+                                  teachers=teacher_records(store, settings))
             if result.stopped:
                 raise StopRequested
             rec.finish(outcome(result, settings, data))

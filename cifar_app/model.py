@@ -200,11 +200,18 @@ def patch_whitening(x: torch.Tensor, out_channels: int, eps: float = 5e-4) -> to
     are uncorrelated."""
     if out_channels % 2:
         raise ValueError(f"patch whitening makes filters in +/- pairs: {out_channels} channels is odd")
-    c = x.shape[1]
-    patches = torch.nn.functional.unfold(x.double(), 3).transpose(1, 2).reshape(-1, c * 9)
-    if out_channels // 2 > c * 9:
-        raise ValueError(f"{out_channels // 2} directions asked of {c * 9}-dimensional patches")
-    cov = torch.cov(patches.T)
+    c, dim = x.shape[1], x.shape[1] * 9
+    if out_channels // 2 > dim:
+        raise ValueError(f"{out_channels // 2} directions asked of {dim}-dimensional patches")
+    # the covariance from sums over chunks of images: all 3x3 patches of 5,000 images at once would
+    # take about 1 GB in float64
+    total, outer, n = torch.zeros(dim, dtype=torch.float64), torch.zeros(dim, dim, dtype=torch.float64), 0
+    for chunk in x.split(256):
+        patches = torch.nn.functional.unfold(chunk.double(), 3).transpose(1, 2).reshape(-1, dim)
+        total += patches.sum(0)
+        outer += patches.T @ patches
+        n += len(patches)
+    cov = (outer - torch.outer(total, total) / n) / (n - 1)
     values, vectors = torch.linalg.eigh(cov)  # ascending
     k = out_channels // 2
     top = vectors[:, -k:].flip(1).T / (values[-k:].flip(0) + eps).sqrt()[:, None]

@@ -211,7 +211,7 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
                                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}))
     relay = Relay(lambda kind, payload: queue.put((index, kind, payload)), checkpoint)
     result = run_training(relay, s, data, resume=checkpoint is not None,
-                          teacher_records=[from_bytes(t) for t in teachers])
+                          teachers=[from_bytes(t) for t in teachers])
     done = outcome(result, s, data)
     return {**done, "model": to_bytes(done["model"])}
 
@@ -254,6 +254,7 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
     data_ref = ray.put(dataset)
     pending: dict = {}  # object ref -> point index
     recorders: dict[int, Recorder] = {}
+    teachers: dict[str, list[bytes]] = {}  # settings.teacher -> its runs' model records
     try:
         for i, point in enumerate(exp.points):
             run = existing_run(exps, exp, i)
@@ -266,13 +267,15 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
             run.clear_stop()
             rec.queued()
             start = None if ckpt is None else checkpoint_to_bytes(ckpt)
+            settings = TrainSettings.from_dict(point.settings)
             try:
-                settings = TrainSettings.from_dict(point.settings)
-                teachers = [to_bytes(r) for r in teacher_records(exps.runs, settings)]
+                if settings.teacher not in teachers:  # read each teacher once, whatever shares it
+                    teachers[settings.teacher] = [to_bytes(r) for r in teacher_records(exps.runs, settings)]
             except TeacherUnavailable as e:  # this point cannot train; the others can
                 rec.failed(str(e), None)
                 continue
-            ref = task.remote(i, point.settings, queue, [data_ref], data_dir, start, teachers)
+            ref = task.remote(i, point.settings, queue, [data_ref], data_dir, start,
+                              teachers[settings.teacher])
             pending[ref], recorders[i] = i, rec
         beat = 0.0
         while pending:

@@ -30,10 +30,10 @@ EVENTS = ("status", "batch", "epoch", "probe", "landscape", "checkpoint")  # wha
 
 def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
                  should_stop: Callable[[], bool] | None = None,
-                 teacher_records: list[dict] | None = None) -> TrainResult:
+                 teachers: list[dict] | None = None) -> TrainResult:
     """Train with ``rec`` (a ``Recorder`` or a ``Relay``) as every callback and the checkpoint
-    store; ``resume`` continues from ``rec.load_checkpoint()``. ``teacher_records``: the model
-    records of ``settings.teacher``'s runs (``teacher_records``), for distillation."""
+    store; ``resume`` continues from ``rec.load_checkpoint()``. ``teachers``: the model records
+    of ``settings.teacher``'s runs (``teacher_records``), for distillation."""
     from .distill import Teacher
     from .engine import select_device
     from .precision import cpu_info, resolve
@@ -47,7 +47,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     return train(settings, data, on_batch=rec.batch, on_epoch=rec.epoch, on_inside=rec.probe,
                  on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop,
                  arithmetic=arithmetic,
-                 teacher=Teacher.from_records(teacher_records) if settings.distill > 0 else None)
+                 teacher=Teacher.from_records(teachers) if settings.distill > 0 else None)
 
 
 def teacher_records(store, settings: TrainSettings) -> list[dict]:
