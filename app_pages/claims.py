@@ -4,7 +4,7 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import claim_plot
-from cifar_app.claims import Verdict, evaluate
+from cifar_app.claims import Verdict, evaluate, recipe_note
 from cifar_app.experiments import PRESETS, ExperimentStore
 from cifar_app.jobs import start_experiment
 from cifar_app.runstore import StoreError
@@ -28,12 +28,14 @@ for i, row in enumerate(evaluate(ui.store())):
             left.markdown(row["figure"])
         if row["note"]:
             left.caption(row["note"])
+        if note := recipe_note(row):
+            left.caption(f"⚠ {note[0].upper()}{note[1:]}.")
         if row["experiment"] and row["runs"]:  # shipped results have no runs in this store
             runs = " · ".join(f"[run {k + 1}](train?run={r})" for k, r in enumerate(row["runs"][:12]))
             left.markdown(f"[the experiment](experiments?exp={row['experiment']}) · {runs}")
         elif row["runs"]:
             left.markdown(" · ".join(f"[{r}](inside?run={r})" for r in row["runs"]))
-        if row["verdict"] == Verdict.NOT_MEASURED and row["tested_by"] in PRESETS:
+        if (row["verdict"] == Verdict.NOT_MEASURED or note) and row["tested_by"] in PRESETS:
             preset = row["tested_by"]
             if ui.action_button(f"Run the {preset} preset", key=f"claim_run_{i}"):
                 if ui.dataset() is None:

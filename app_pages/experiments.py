@@ -28,7 +28,7 @@ from cifar_app.model import NORMS
 from cifar_app.progress import format_duration
 from cifar_app.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.runstore import StoreError
-from cifar_app.settings import SettingsError, fits_budget
+from cifar_app.settings import RECIPES, SettingsError, fits_budget
 from cifar_app.states import EXPERIMENT_RESUMABLE, TERMINAL, ExperimentState
 
 NEW = "new"
@@ -75,6 +75,10 @@ def new_experiment() -> None:
         except SettingsError as e:
             st.error(str(e))
             return
+    recipe = st.radio("Recipe", list(RECIPES), horizontal=True, key="exp_recipe",
+                      help="the settings every point starts from (the grid and the settings above "
+                           "override it); " + "; ".join(f"{n}: {r.about}" for n, r in RECIPES.items()))
+    base = {**RECIPES[recipe].values, **base}
     try:
         points = expand(base, grid, rules)
     except SettingsError as e:

@@ -6,6 +6,7 @@ from cifar_app import ui
 from cifar_app.charts import NORM_LABELS, norm_axes_figure
 from cifar_app.model import (
     ARCHITECTURES,
+    DEFAULT_ARCH,
     NORMS,
     PARAM_BUDGET,
     build_model,
@@ -27,7 +28,9 @@ groups = c1.select_slider("Groups", TrainSettings.spec("groups").suggested,
                           value=TrainSettings.default("groups"), key="model_groups",
                           disabled=not REGISTRY[norm].uses_groups)
 arch = c1.radio("Architecture", list(ARCHITECTURES), key="model_arch",
-                help="the setting `arch`: how the C blocks spend the parameters")
+                index=list(ARCHITECTURES).index(DEFAULT_ARCH),
+                help="the setting `arch`: how the C blocks spend the parameters (default "
+                     f"{DEFAULT_ARCH}; the seed-plain recipe's is plain)")
 c1.caption(ARCHITECTURES[arch].about)
 model = build_model(norm, groups, arch=arch)
 total = count_parameters(model)
@@ -44,7 +47,8 @@ c2.caption("Receptive field: the side of the input square one output pixel depen
 st.subheader("Every normalization against the budget")
 st.dataframe(norm_budget_rows(groups, arch), hide_index=True, width="stretch", key="model_norms_table")
 st.caption("The seed's own LayerNorm, `nn.LayerNorm([C, H, W])`, has a scale and shift per element: "
-           "2·C·H·W parameters a layer, 32,768 for C1 alone, so with its affine the network is far "
+           f"2·C·H·W parameters a layer, {2 * ARCHITECTURES[arch].widths['C1'] * 32 * 32:,} for C1 alone "
+           f"({arch}), so with its affine the network is far "
            "over the budget (the seed turned it off); without it, it has none. The lab's LayerNorm is "
            "`GroupNorm(1, C)`: the same statistics, 2·C parameters.")
 

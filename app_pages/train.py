@@ -9,7 +9,7 @@ from cifar_app.live import run_snapshot
 from cifar_app.model import PARAM_BUDGET
 from cifar_app.recorder import TeacherUnavailable, teacher_records
 from cifar_app.runstore import Run, RunDamaged, RunNotFound, StoreError
-from cifar_app.settings import SettingsError, TrainSettings
+from cifar_app.settings import RECIPES, SettingsError, TrainSettings
 from cifar_app.states import ACTIVE
 
 BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
@@ -27,12 +27,14 @@ form, live_col = st.columns([1, 2], gap="large")
 
 with form:
     st.subheader("New run")
+    recipe = st.radio("Recipe", list(RECIPES), horizontal=True, key="recipe",
+                      help="; ".join(f"{name}: {r.about}" for name, r in RECIPES.items()))
     values = {"norm": ui.setting_widget("norm", "Normalization", key="norm")}
     values["groups"] = ui.setting_widget("groups", "Groups (GroupNorm)", key="groups",
                                          disabled=values["norm"] != "group")
-    values |= {name: ui.setting_widget(name, LABELS.get(name)) for name in BASIC}
+    values |= {name: ui.setting_widget(name, LABELS.get(name), recipe=recipe) for name in BASIC}
     with st.expander("More settings"):
-        values |= {name: ui.setting_widget(name) for name in ADVANCED}
+        values |= {name: ui.setting_widget(name, recipe=recipe) for name in ADVANCED}
     label = st.text_input("Name (optional)", max_chars=80, key="label")
     error = None
     try:
@@ -40,6 +42,7 @@ with form:
         if settings.teacher:
             teacher_records(store, settings)  # each teacher run is there and has its model
         params = settings.param_count()
+        st.caption(f"Changes from the default recipe: {settings.changes() or 'none'}")
         st.metric("Parameters", f"{params:,}", f"{PARAM_BUDGET - params:,} under the {PARAM_BUDGET:,} budget",
                   delta_color="off")
     except (SettingsError, TeacherUnavailable) as e:

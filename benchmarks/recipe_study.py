@@ -1,9 +1,9 @@
-"""The recipe study (issue 20): a candidate recipe against today's, at the full 20 epochs, BN / GN /
+"""The recipe study (issue 20): a candidate recipe against another, at the full 20 epochs, BN / GN /
 LN x seeds, judged at 2 standard errors.
 
     python benchmarks/recipe_study.py CANDIDATE --data PATH [--seeds 0,1,2] [--norms batch,group,layer]
                                       [--set FIELD=V ...] [--runs-dir DIR] [--resume EXPERIMENT]
-    python benchmarks/recipe_study.py CANDIDATE --report EXPERIMENT [--runs-dir DIR]
+    python benchmarks/recipe_study.py CANDIDATE --report EXPERIMENT[,EXPERIMENT...] [--runs-dir DIR]
     python benchmarks/recipe_study.py --list
 
 A candidate is a few settings over today's defaults (``CANDIDATES``, all in the schema: the Train
@@ -11,19 +11,22 @@ page, the CLI and sweeps take them too). It runs as one sweep of the local backe
 (``python -m cifar_app sweep --grid seed=… --grid norm=… --set …``: two 1-thread runs at once, the
 seeds preset's scheduling), and writes ``benchmarks/results/recipe_<candidate>.json``: the
 experiment's results (``ExperimentStore.results``), per norm the final test and train accuracy
-(mean ± std), the difference from today's recipe (the shipped fp32 seeds preset) with 2 SE
-(``experiments.compare_by_norm``), the verdict, and the compute it cost (the points' seconds, the
-wall time, the machine). ``--set precision=bf16`` trains it in bf16, once bf16's own seeds are within
-fp32's noise (``precision.bf16_verdict``).
+(mean ± std), the difference from the recipe it is compared with (with 2 SE,
+``experiments.compare_by_norm``), the verdict, and the compute it cost (the points' seconds, the
+wall time, the machine).
+
+What a candidate is compared with (``AGAINST``, ``baseline_file``): the architecture candidates
+with the ``seed-plain`` recipe (the default before the study: its shipped fp32 seeds preset, or its
+bf16 seeds with ``--set precision=bf16``); every other lever with today's default recipe, whose seeds
+are the separable-b study's (bf16: give ``--set precision=bf16``).
 
 A verdict per norm: "better" when the difference exceeds 2 SE, "worse" when below −2 SE, else
 "within noise". ``--report`` writes the file from the points completed so far, without training
-(for a sweep stopped part-way; the rest resumes with ``--resume``). A candidate becomes the default
-only when it is better for every norm. The baseline
-is today's recipe in the candidate's arithmetic: the fp32 seeds preset, or the bf16 one when the
-candidate sets ``precision=bf16``. A norm with one seed (``--seeds 0``: a screen, to find the
-levers worth three) is judged against the baseline's own seed-to-seed spread: 2 SE =
-2 · s_baseline · sqrt(1 + 1/n_baseline), and the row says ``screen``.
+(for a sweep stopped part-way, the rest resuming with ``--resume``; or for seeds run as separate
+sweeps: their points merged). A candidate becomes the default only when it is better for every norm.
+A norm with one seed (``--seeds 0``: a screen, to find the levers worth three) is judged against
+the baseline's own seed-to-seed spread: 2 SE = 2 · s_baseline · sqrt(1 + 1/n_baseline), and the row
+says ``screen``.
 """
 
 from __future__ import annotations
@@ -37,22 +40,48 @@ import time
 from pathlib import Path
 
 CANDIDATES: dict[str, dict[str, str]] = {
-    "ema": {"ema": "0.999"},                      # an EMA of the weights over the last ~1,000 steps
+    # the architecture lever, against the seed-plain recipe (separable-b became the default)
     "separable": {"arch": "separable"},           # 2-3x the channels, same budget
-    "separable-b": {"arch": "separable-b"},
+    "separable-b": {"arch": "separable-b"},       # the default since the study
+    # levers over today's default recipe
+    "ema": {"ema": "0.999"},                      # an EMA of the weights over the last ~1,000 steps
     "smoothing-0.2": {"label_smoothing": "0.2"},  # airbench's amount
     "alternate-flip": {"flip": "alternate"},      # airbench's derandomised flip
     "norm-lr-16": {"norm_lr": "16"},              # the norms' scale and shift at 16x the LR
-    "separable-ema": {"arch": "separable", "ema": "0.999"},
     "whiten-frozen": {"whiten": "frozen"},        # airbench's frozen patch-whitening first layer
     "whiten-init": {"whiten": "init"},            # the same start, then trained
     "dirac": {"dirac": "true"},                   # airbench's identity start of the convolutions
     # distillation from the three shipped reference runs as one ensemble teacher (its own row:
     # not "from labels alone"; the teacher cost the three reference runs' training)
     "distill-refs": {"teacher": "ref-batch,ref-group,ref-layer", "distill": "0.5"},
-    "separable-b-distill": {"arch": "separable-b", "teacher": "ref-batch,ref-group,ref-layer",
-                            "distill": "0.5"},
 }
+AGAINST = {"separable": "seed-plain", "separable-b": "seed-plain"}  # else the default recipe
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# the seeds of each recipe in each arithmetic: what a candidate is compared with
+DEFAULT_BF16_SEEDS = RESULTS / "recipe_separable-b.json"  # separable-b's 20-epoch seeds 0-2, bf16
+
+
+def baseline_file(against: str, precision: str) -> Path:
+    """The results of the ``against`` recipe's seeds in the candidate's arithmetic."""
+    from cifar_app.precision import BF16_ACCURACY, FP32_SEEDS
+
+    files = {("seed-plain", "fp32"): FP32_SEEDS, ("seed-plain", "bf16"): BF16_ACCURACY,
+             ("default", "bf16"): DEFAULT_BF16_SEEDS}
+    arithmetic = "bf16" if precision == "bf16" else "fp32"
+    if (against, arithmetic) not in files:
+        raise SystemExit(f"no {arithmetic} seeds of the {against} recipe to compare with: add "
+                         "--set precision=bf16")
+    return files[(against, arithmetic)]
+
+
+def merged(parts: list) -> object:
+    """Several experiments' results as one (the seeds of a candidate run as separate sweeps)."""
+    from cifar_app.experiments import ExperimentResults
+
+    first = parts[0]
+    return ExperimentResults("+".join(r.experiment for r in parts), first.preset, first.grid,
+                             [p for r in parts for p in r.points], created=first.created)
 
 
 def verdict(diff: float, two_se: float) -> str:
@@ -103,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V")
     p.add_argument("--runs-dir", default="runs-recipes")
     p.add_argument("--resume", metavar="EXPERIMENT")
-    p.add_argument("--report", metavar="EXPERIMENT", help="write the results so far; train nothing")
+    p.add_argument("--report", metavar="EXPERIMENT[,EXPERIMENT...]",
+                   help="write the results so far (of several sweeps: merged); train nothing")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     if args.list or not args.candidate:
@@ -114,16 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"give --data and one of: {', '.join(CANDIDATES)}")
 
     from cifar_app.experiments import ExperimentResults, ExperimentStore
-    from cifar_app.precision import BF16_ACCURACY, FP32_SEEDS, cpu_model
+    from cifar_app.precision import cpu_model
     from cifar_app.runstore import RunStore
     from cifar_app.settings import TrainSettings
 
     changes = {**CANDIDATES[args.candidate], **dict(s.split("=", 1) for s in args.set)}
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     if args.report:
-        exp = exps.get(args.report)
-        changes = {k: str(v) for k, v in exp.base.items() if k in TrainSettings.names()
-                   and v != TrainSettings.default(k)}
+        found = [exps.get(e) for e in args.report.split(",")]
+        changes |= {k: str(v) for k, v in found[0].base.items() if k in TrainSettings.names()
+                    and v != TrainSettings.default(k)}
+        res = merged([exps.results(e) for e in found])
         wall = None
     else:
         if args.resume:
@@ -137,16 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                                args.data, "--runs-dir", args.runs_dir], stdout=subprocess.PIPE, text=True,
                               check=True)
         wall = round(time.time() - t0, 1)
-        exp = exps.get(json.loads(proc.stdout)["id"])
-    res = exps.results(exp)
-    baseline_file = BF16_ACCURACY if changes.get("precision") == "bf16" else FP32_SEEDS
-    baseline = ExperimentResults.from_dict(json.loads(baseline_file.read_text(encoding="utf-8")))
+        res = exps.results(exps.get(json.loads(proc.stdout)["id"]))
+    against = AGAINST.get(args.candidate, "default")
+    base_path = baseline_file(against, changes.get("precision", ""))
+    baseline = ExperimentResults.from_dict(json.loads(base_path.read_text(encoding="utf-8")))
     done = res.completed()
     record = {"candidate": args.candidate, "changes": changes, "by_norm": summarize(res, baseline),
               "compute": {"point_seconds": round(sum(pt.seconds for pt in done), 1),
                           "wall_seconds": wall, "points": len(done), "of_points": len(res.points),
                           "resumed": bool(args.resume), "cpu": cpu_model()},
-              "baseline": str(baseline_file.name), **res.to_dict()}
+              "baseline": str(base_path.name), "against": against, **res.to_dict()}
     out = Path(args.out) / f"recipe_{args.candidate}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))

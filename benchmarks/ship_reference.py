@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         "started": status.get("started"), "finished": status.get("finished"),
         "params": status.get("params"), "data_source": status.get("data_source"),
         "trained_from": src.id, "pid": None,
+        # the arithmetic and machine it trained on, as the run recorded them
+        **{k: status[k] for k in ("precision", "precision_why", "reproducible_against_fp32", "device",
+                                  "cpu", "n_train", "n_test") if k in status},
     })
     if args.data:
         from cifar_app.analysis import evaluate_model

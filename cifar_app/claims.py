@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import norms
 from .experiments import (
+    PRESETS,
     REFERENCE_EXPERIMENTS,
     ExperimentResults,
     ExperimentStore,
@@ -30,8 +31,8 @@ from .experiments import (
     load_shipped_results,
 )
 from .landscape import summary as landscape_summary
-from .runstore import RunDamaged, RunStore
-from .settings import TrainSettings
+from .runstore import RunDamaged, RunNotFound, RunStore
+from .settings import DEFAULT_RECIPE, TrainSettings, recipe_values
 
 COLLAPSED = 0.15  # a final test accuracy at or below this is chance level: the run failed to learn
 
@@ -186,20 +187,27 @@ def _curves(ev: Evidence) -> tuple[dict[str, list[list[dict]]], str, list[str], 
         for p in with_curves:
             out.setdefault(p.settings["norm"], []).append(p.epochs)
         return out, "seeds preset", _runs(res), res.experiment
-    default = TrainSettings().to_dict()
+    default = _recipe_key(TrainSettings().to_dict())
     out, runs = {}, []
     for run in ev.store.list():
         try:
             s = run.settings().to_dict()
-            if not run.reference or {**s, "norm": "batch"} != {**default, "norm": "batch"}:
+            if not run.reference or _recipe_key(s) != default:
                 continue
             out.setdefault(s["norm"], []).append([e.to_record() for e in run.metrics().epochs])
             runs.append(run.id)
         except RunDamaged:
             continue
-    where = ("the reference runs (one seed each: the seeds results here kept no curves; they were "
-             "trained at different times and loads, so compare their epochs, not their seconds)")
+    where = ("the reference runs of the default recipe (one seed each: the seeds results here kept "
+             "no curves; they were trained at different times and loads, so compare their epochs, "
+             "not their seconds)")
     return out, where, runs, None
+
+
+def _recipe_key(settings: dict) -> dict:
+    """A run's settings but the norm and the arithmetic it ran in (precision, device): runs with the
+    same key trained the same recipe."""
+    return {k: v for k, v in settings.items() if k not in ("norm", "precision", "device")}
 
 
 def _reach(epochs: list[dict], target: float) -> tuple[float, float]:
@@ -487,14 +495,18 @@ def _ln_invariant(ev: Evidence) -> Finding:
 def _ln_params(ev: Evidence) -> Finding:
     from .model import PARAM_BUDGET, norm_budget_rows
 
-    rows = {r["normalization"]: r for r in norm_budget_rows()}
+    # the seed's network is the seed-plain recipe's; today's default is shown beside it
+    rows = {r["normalization"]: r for r in norm_budget_rows(arch=recipe_values("seed-plain")["arch"])}
     seed, seed_off, ours = (rows["LayerNorm [C,H,W], affine (seed)"],
                             rows["LayerNorm [C,H,W], no affine (seed)"], rows["LayerNorm"])
+    now = {r["normalization"]: r for r in norm_budget_rows()}["LayerNorm [C,H,W], affine (seed)"]
     verdict = Verdict.HOLDS if not seed["fits the budget"] else Verdict.DOES_NOT_HOLD
-    figure = (f"nn.LayerNorm([C,H,W]) with its affine: {seed['network']:,} parameters "
-              f"({seed['parameters in the norm layers']:,} in the norms), over the {PARAM_BUDGET:,} "
-              f"budget; without: {seed_off['network']:,}; the lab's GroupNorm(1, C): {ours['network']:,}")
-    evidence: dict = {"networks": {k: r["network"] for k, r in rows.items()}}
+    figure = (f"in the seed's network, nn.LayerNorm([C,H,W]) with its affine: {seed['network']:,} "
+              f"parameters ({seed['parameters in the norm layers']:,} in the norms), over the "
+              f"{PARAM_BUDGET:,} budget; without: {seed_off['network']:,}; the lab's GroupNorm(1, C): "
+              f"{ours['network']:,} (in today's default, separable, network: {now['network']:,} with "
+              "the affine)")
+    evidence: dict = {"networks": {k: r["network"] for k, r in rows.items()}, "default": now["network"]}
     res = ev.experiments.get("seed-layernorm")
     note, runs, exp = "accuracy: not measured yet (seed-layernorm preset)", [], None
     if res is not None:
@@ -551,7 +563,8 @@ CLAIMS: tuple[Claim, ...] = (
 
 def evaluate(store: RunStore, shipped: Path | None = REFERENCE_EXPERIMENTS) -> list[dict]:
     """Every claim with its computed verdict, in the seed's order: ``{"id", "claim", "verdict",
-    "rule", "figure", "evidence", "experiment", "runs", "note"}``. ``shipped``: the folder of
+    "rule", "figure", "evidence", "experiment", "runs", "note", "recipes"}`` (``recipes``: the named
+    recipes the experiment that tests it ran, ``TrainSettings.recipe``). ``shipped``: the folder of
     shipped results (None: only this store's)."""
     ev = Evidence.gather(store, shipped)
     rows = []
@@ -559,5 +572,39 @@ def evaluate(store: RunStore, shipped: Path | None = REFERENCE_EXPERIMENTS) -> l
         f = c.judge(ev)
         rows.append({"id": c.id, "claim": c.claim, "tested_by": c.experiment, "verdict": f.verdict,
                      "rule": c.rule, "figure": f.figure, "evidence": f.evidence,
-                     "experiment": f.experiment, "runs": f.runs, "note": f.note})
+                     "experiment": f.experiment, "runs": f.runs, "note": f.note,
+                     "recipes": _recipes(ev, f)})
     return rows
+
+
+def _recipes(ev: Evidence, f: Finding) -> list[str]:
+    """The named recipes of what a finding was computed from: its experiment's points, else its
+    runs; [] when nothing was measured."""
+    if f.verdict in (Verdict.NOT_MEASURED, Verdict.NOT_TESTABLE):
+        return []
+    res = next((r for r in ev.experiments.values() if f.experiment and r.experiment == f.experiment), None)
+    if res is not None:
+        return res.recipes()
+    names = set()
+    for run_id in f.runs:
+        try:
+            names.add(ev.store.get(run_id).settings().recipe())
+        except (RunNotFound, RunDamaged):
+            continue
+    return sorted(names)
+
+
+def other_recipes(row: dict) -> list[str]:
+    """The recipes other than today's default that a claim's verdict was measured on (the preset
+    ran before the default changed): [] when it was measured on the default."""
+    return [r for r in row["recipes"] if r != DEFAULT_RECIPE]
+
+
+def recipe_note(row: dict) -> str:
+    """'' when a claim was measured on today's default recipe; else what it was measured on."""
+    others = other_recipes(row)
+    if not others:
+        return ""
+    preset = row["tested_by"]
+    again = f": run the {preset} preset to measure it on the default" if preset in PRESETS else ""
+    return f"measured on the {', '.join(others)} recipe, not today's default{again}"

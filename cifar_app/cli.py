@@ -13,7 +13,7 @@ from .data import DataError, default_data_dir, download_cifar10, load_cifar10, r
 from .experiments import BACKENDS, CONFIRM_ABOVE, ExperimentNotFound
 from .export import BundleError
 from .runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
-from .settings import SettingsError, TrainSettings, parse_setting
+from .settings import RECIPES, SettingsError, TrainSettings, parse_setting, recipe_values
 from .states import ACTIVE, TERMINAL, RunState
 
 # Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name) for name in TrainSettings.names()
              if getattr(args, name, None) is not None}
-    settings = TrainSettings(**given).validate()
+    settings = TrainSettings(**{**args.recipe, **given}).validate()
     if not args.download:
         require_dataset(args.data)  # fail before a run is created
     store = _store(args)
@@ -304,14 +304,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ValueError("give --preset or --grid, not both")
         if not args.preset and not args.grid:
             raise ValueError(f"give --preset ({', '.join(PRESETS)}) or at least one --grid FIELD=V1,V2")
-        base, grid = parse_cli_grid(args.grid, args.set)
+        sets, grid = parse_cli_grid(args.grid, args.set)
+        base = {**args.recipe, **sets}  # a recipe, under the --set values
         rules = list(args.rule)
         if args.norms and not args.preset:
             raise ValueError("--norms goes with --preset; in a grid, write --grid norm=...")
         if args.preset:
             preset = PRESETS[args.preset]
             norms = [parse_setting("norm", n) for n in args.norms.split(",")] if args.norms else None
-            base, grid, rules = {**preset.base, **base}, preset.grid_with(norms), list(preset.rules) + rules
+            base, grid, rules = ({**args.recipe, **preset.base, **sets}, preset.grid_with(norms),
+                                 list(preset.rules) + rules)
         if not args.download:
             require_dataset(args.data)
         exp = exps.create(args.name or args.preset or "custom sweep", base, grid, rules,
@@ -349,7 +351,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     """The seed's claims with their verdicts, computed from the store (claims.py)."""
-    from .claims import evaluate
+    from .claims import evaluate, recipe_note
 
     rows = evaluate(_store(args))
     if args.json:
@@ -362,6 +364,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
             print(f"{'':<17} {r['figure']}")
         if r["note"]:
             print(f"{'':<17} ({r['note']})")
+        if note := recipe_note(r):
+            print(f"{'':<17} ({note})")
     return 0
 
 
@@ -503,6 +507,19 @@ def _setting_type(name: str):
     return parse
 
 
+def _recipe(text: str) -> dict:
+    """--recipe NAME: the settings the named recipe sets (an argparse ``type``)."""
+    try:
+        return recipe_values(text)
+    except SettingsError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_recipe.__name__ = "recipe"
+RECIPE_HELP = ("start from a named recipe (explicit settings override it): " + "; ".join(
+    f"{name}: {r.about}" for name, r in RECIPES.items()))
+
+
 def _int_in(low: int, high: int):
     def parse(text: str) -> int:
         try:
@@ -548,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model (foreground, with a progress bar)")
     t.add_argument("--norm", required=True, choices=NORMS, help=TrainSettings.spec("norm").help)
     add_setting_flags(t, exclude=_NOT_FLAGS)
+    t.add_argument("--recipe", type=_recipe, default={}, metavar="NAME", help=RECIPE_HELP)
     t.add_argument("--label", help="a display name for the run")
     t.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     data_dir(t), runs_dir(t)
@@ -619,6 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a settings field and its values (repeatable: the cross product runs)")
     sw.add_argument("--set", action="append", default=[], metavar="FIELD=V",
                     help="a setting for every point (repeatable)")
+    sw.add_argument("--recipe", type=_recipe, default={}, metavar="NAME", help=RECIPE_HELP)
     sw.add_argument("--rule", action="append", default=[], choices=list(RULES),
                     help="a derived setting: " + "; ".join(f"{k}: {v}" for k, v in RULES.items()))
     sw.add_argument("--name", help="a display name")

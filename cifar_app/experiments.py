@@ -110,10 +110,11 @@ PRESETS: dict[str, Preset] = {
         base={"epochs": 3, "train_limit": 10_000, "test_limit": 2000},
         grid={"norm": ["group", "instance"], "groups": [1, 2, 4, 8], "seed": [0, 1]}, x="groups",
         note="Reduced to fit 15 minutes: 3 epochs over the first 10,000 training images, scored on the "
-             "first 2,000 test images, 2 seeds. G must divide every block width (16, 24, 32), so G is "
-             "1, 2, 4 or 8; G = 1 is the lab's LayerNorm; G = C (one channel per group) is the "
-             "instance norm, whose last block (C9) is a LayerNorm because an InstanceNorm right before "
-             "the global average pool would leave every image the same features."),
+             "first 2,000 test images, 2 seeds. G must divide every block width (the seed-plain "
+             "recipe's 16, 24 and 32 allow 1, 2, 4 and 8); G = 1 is the lab's LayerNorm; G = C (one "
+             "channel per group) is the instance norm, whose last block (C9) is a LayerNorm because an "
+             "InstanceNorm right before the global average pool would leave every image the same "
+             "features."),
     "landscape": Preset(
         "landscape", "BN reduces internal covariate shift (Santurkar et al.: it does not; it smooths "
                      "the loss landscape).",
@@ -137,8 +138,9 @@ PRESETS: dict[str, Preset] = {
     "seeds": Preset(
         "seeds", "Are the differences between BN, GN and LN larger than seed noise?",
         base={}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer", "none"]}, x="norm",
-        note="The full default recipe (20 epochs, all 50,000 images): 12 runs of 6-7 minutes each on "
-             "a fast 2-core machine, about 80 minutes; use the Ray backend to spread them."),
+        note="The full default recipe (20 epochs, all 50,000 images): 12 runs; on a 2-core CPU "
+             "machine each takes 25-55 minutes on one thread in bf16 (two at a time), some 3-4 hours "
+             "in all; use the Ray backend to spread them."),
     "recipe-arch": Preset(
         "recipe-arch", "Spending the 50,000 parameters on depthwise-separable C blocks (2-3x the "
                        "channels) beats plain 3x3 convolutions.",
@@ -315,7 +317,7 @@ class ExperimentResults:
     @classmethod
     def from_dict(cls, d: dict, shipped: bool = False) -> ExperimentResults:
         """Also reads the older files of ``benchmarks/presets.py`` (no curves, no grid)."""
-        points = [PointResult(settings=TrainSettings.from_dict(p["settings"]).to_dict(),
+        points = [PointResult(settings=TrainSettings.from_record(p["settings"]).to_dict(),
                               state=str(p["status"]), final_test_acc=p.get("final_test_acc"),
                               best_test_acc=p.get("best_test_acc"), seconds=float(p.get("seconds") or 0),
                               run_id=p.get("id"), epochs=p.get("epochs"), landscape=p.get("landscape"))
@@ -325,6 +327,10 @@ class ExperimentResults:
 
     def completed(self) -> list[PointResult]:
         return [p for p in self.points if p.state == RunState.COMPLETED and p.final_test_acc is not None]
+
+    def recipes(self) -> list[str]:
+        """The named recipes its points start from (``TrainSettings.recipe``), sorted."""
+        return sorted({TrainSettings.from_record(p.settings).recipe() for p in self.points})
 
     def final_accuracies(self) -> dict[str, list[float]]:
         """The completed points' final test accuracies (0..1), by normalization."""
@@ -621,7 +627,7 @@ def existing_run(exps: ExperimentStore, exp: Experiment, i: int):
 def create_point_run(exps: ExperimentStore, exp: Experiment, i: int, **tags: object):
     """Create the tagged run of point ``i`` and record its id in the experiment (and in ``exp``)."""
     point = exp.points[i]
-    run = exps.runs.create(TrainSettings.from_dict(point.settings),
+    run = exps.runs.create(TrainSettings.from_record(point.settings),
                            label=f"{exp.name}: {point.describe(exp.grid)}",
                            tags={"experiment": exp.id, "point": i, **tags})
     point.run_id = run.id
@@ -635,7 +641,7 @@ def create_point_run(exps: ExperimentStore, exp: Experiment, i: int, **tags: obj
 
 def _shares_cpu(exp: Experiment, i: int) -> bool:
     """Whether point ``i`` may train in a 1-thread worker beside others (a CPU point, small batch)."""
-    s = TrainSettings.from_dict(exp.points[i].settings)
+    s = TrainSettings.from_record(exp.points[i].settings)
     return s.batch_size <= PARALLEL_MAX_BATCH and s.device in ("cpu", "auto")
 
 

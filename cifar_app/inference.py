@@ -73,7 +73,7 @@ def load_model(run: Run, device: str = "cpu") -> LoadedModel:
 def model_from_record(rec: dict, device: str = "cpu") -> LoadedModel:
     """The model a model record (``model.pt``'s contents) describes, in eval mode; ValueError,
     RuntimeError, TypeError or KeyError when the record does not hold one."""
-    settings = TrainSettings.from_dict(rec["settings"])
+    settings = TrainSettings.from_record(rec["settings"])
     model = build_model(settings.norm, settings.groups, settings.dropout, settings.arch)
     model.load_state_dict(rec["model"])
     mean, std = torch.as_tensor(rec["mean"]).float(), torch.as_tensor(rec["std"]).float()

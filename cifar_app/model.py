@@ -56,7 +56,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         about="as separable, with a wider stem and C5, at the edge of the budget",
     ),
 }
-DEFAULT_ARCH = "plain"
+DEFAULT_ARCH = "separable-b"
 
 
 def make_norm(norm: str, channels: int, groups: int = 4, hw: tuple[int, int] = (32, 32),

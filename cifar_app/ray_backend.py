@@ -196,7 +196,7 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
     gpus = [str(g) for g in ray.get_gpu_ids()]
     if not gpus:  # no GPU was given to this point: it trains on its CPU threads, never on a GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    s = TrainSettings.from_dict(settings)
+    s = TrainSettings.from_record(settings)
     try:
         data = load_cifar10(data_dir or os.environ.get("CIFAR_APP_DATA"))
         source = "worker"
@@ -267,7 +267,7 @@ def run_experiment_on_ray(exps: ExperimentStore, exp_id: str, address: str | Non
             run.clear_stop()
             rec.queued()
             start = None if ckpt is None else checkpoint_to_bytes(ckpt)
-            settings = TrainSettings.from_dict(point.settings)
+            settings = TrainSettings.from_record(point.settings)
             try:
                 if settings.teacher not in teachers:  # read each teacher once, whatever shares it
                     teachers[settings.teacher] = [to_bytes(r) for r in teacher_records(exps.runs, settings)]

@@ -222,7 +222,7 @@ def parse_status(data: bytes) -> dict:
 def parse_settings(data: bytes) -> TrainSettings:
     """settings.json: the run's validated settings."""
     try:
-        return TrainSettings.from_dict(parse_object(data))
+        return TrainSettings.from_record(parse_object(data))
     except (SettingsError, TypeError) as e:
         raise FileInvalid(str(e)) from None
 
@@ -300,7 +300,7 @@ def parse_model(source: bytes | Path, settings: TrainSettings, map_location: str
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise FileInvalid(f"does not fit the run's settings ({first})") from None
     try:  # a setting added since the model was saved takes its default
-        same = TrainSettings.from_dict(rec.get("settings")).to_dict() == settings.to_dict()
+        same = TrainSettings.from_record(rec.get("settings")).to_dict() == settings.to_dict()
     except SettingsError:
         same = False
     if not same:

@@ -23,6 +23,9 @@ class SettingsError(ValueError):
         self.field = field
 
 
+NOT_GIVEN = type("NotGiven", (), {"__repr__": lambda self: "NOT_GIVEN"})()  # Spec.absent's "none"
+
+
 @dataclass(frozen=True)
 class Spec:
     """What one setting is.
@@ -34,6 +37,9 @@ class Spec:
     low, high: the allowed range; ``low_open`` excludes ``low`` itself.
     optional: None is allowed (shown as "all" / "none").
     suggested: values offered by the page's pickers and presets (any valid value is accepted).
+    absent: what a stored record that lacks the field means (its value when the record was written:
+        the default of the day before the field existed or before its default changed); the
+        current default when not given.
     """
 
     kind: type
@@ -45,6 +51,7 @@ class Spec:
     low_open: bool = False
     optional: bool = False
     suggested: tuple = ()
+    absent: object = NOT_GIVEN
 
     def describe_range(self) -> str:
         """'an integer in 1..50', 'in (0, 10]', 'one of batch, group', ..."""
@@ -135,7 +142,8 @@ class TrainSettings:
     norm: str = setting("batch", str, "normalization after each 3x3 conv block", choices=NORMS)
     groups: int = setting(4, int, "GroupNorm groups (norm=group); must divide every block width",
                           low=1, high=64, suggested=(1, 2, 4, 8, 16))
-    arch: str = setting(DEFAULT_ARCH, str, "channel widths and conv type", choices=tuple(ARCHITECTURES))
+    arch: str = setting(DEFAULT_ARCH, str, "channel widths and conv type of the C blocks (the layer "
+                        "plan stays)", choices=tuple(ARCHITECTURES), absent="plain")
     epochs: int = setting(20, int, "passes over the training images", low=1, high=50)
     batch_size: int = setting(128, int, "images per optimizer step", "images", low=2, high=1024,
                               suggested=(2, 4, 8, 16, 32, 64, 128, 256, 512))
@@ -242,6 +250,16 @@ class TrainSettings:
         return asdict(self)
 
     @classmethod
+    def from_record(cls, d: object) -> TrainSettings:
+        """Settings as a stored record holds them (a run's settings.json, a model's record, an
+        experiment's point): a field the record lacks takes the value it had when the record was
+        written (``Spec.absent``), not today's default. Validates."""
+        if isinstance(d, dict):
+            d = {**{f.name: f.metadata["spec"].absent for f in fields(cls)
+                    if f.metadata["spec"].absent is not NOT_GIVEN and f.name not in d}, **d}
+        return cls.from_dict(d)
+
+    @classmethod
     def from_dict(cls, d: object) -> TrainSettings:
         """Build from a dict, refusing non-dicts and unknown keys; validates."""
         if not isinstance(d, dict):
@@ -251,12 +269,23 @@ class TrainSettings:
             raise SettingsError(str(unknown[0]), "unknown setting")
         return cls(**d).validate()
 
+    def recipe(self) -> str:
+        """The named recipe these settings start from: the most specific one of ``RECIPES`` whose
+        every value they have ('default' when no other fits)."""
+        fits = [name for name, r in RECIPES.items()
+                if r.values and all(getattr(self, k) == v for k, v in r.values.items())]
+        return max(fits, key=lambda name: len(RECIPES[name].values), default=DEFAULT_RECIPE)
+
     def changes(self) -> str:
-        """The settings that differ from the defaults, other than the norm (and its groups where
-        the norm uses none): 'arch=separable, ema=0.999'; '' for the default recipe."""
+        """What these settings change from the default recipe, other than the norm (and its groups
+        where the norm uses none): the named recipe they start from, then the settings that differ
+        from it: 'ema=0.999', 'recipe=seed-plain, cutout=8'; '' for the default recipe."""
         skip = {"norm"} | (set() if norms.get(self.norm).uses_groups else {"groups"})
-        return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                         if f.name not in skip and getattr(self, f.name) != TrainSettings.default(f.name))
+        name = self.recipe()
+        base = {f.name: TrainSettings.default(f.name) for f in fields(self)} | RECIPES[name].values
+        parts = [f"recipe={name}"] if name != DEFAULT_RECIPE else []
+        return ", ".join(parts + [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                                  if f.name not in skip and getattr(self, f.name) != base[f.name]])
 
     def replace(self, **changes: object) -> TrainSettings:
         """A validated copy with ``changes`` applied."""
@@ -265,6 +294,32 @@ class TrainSettings:
     def param_count(self) -> int:
         """Trainable parameters of the model these settings build."""
         return _param_count(self.norm, self.groups, self.arch)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named starting point: values of some settings over the schema's defaults (``values``)."""
+
+    about: str
+    values: dict = field(default_factory=dict)
+
+
+DEFAULT_RECIPE = "default"
+RECIPES: dict[str, Recipe] = {
+    DEFAULT_RECIPE: Recipe("the schema's defaults: depthwise-separable C blocks (arch=separable-b), "
+                           "chosen by the recipe study (20 epochs x BN/GN/LN x 3 seeds, README)"),
+    "seed-plain": Recipe("the lab's recipe before the recipe study: plain 3x3 convolutions with the "
+                         "widths of the seed's notebooks; the earlier reference runs, the seeds "
+                         "presets and the claims' presets were measured on it",
+                         {"arch": "plain"}),
+}
+
+
+def recipe_values(name: str) -> dict:
+    """The settings recipe ``name`` sets (``SettingsError`` naming 'recipe' for an unknown one)."""
+    if name not in RECIPES:
+        raise SettingsError("recipe", f"must be one of {', '.join(RECIPES)}, got {shown(name)}")
+    return dict(RECIPES[name].values)
 
 
 def fits_budget(norm: str, groups: int = 4, arch: str = DEFAULT_ARCH) -> bool:

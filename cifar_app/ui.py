@@ -19,7 +19,7 @@ from .access import Action
 from .charts import NORM_LABELS
 from .data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
 from .runstore import Run, RunStore, RunSummary, default_store
-from .settings import TrainSettings
+from .settings import DEFAULT_RECIPE, TrainSettings, recipe_values
 
 READ_ONLY_HELP = "Needs the access token: enter it in the sidebar."
 
@@ -357,14 +357,15 @@ MAX_TEXT_SETTING = 600  # characters of a free-text setting's box
 
 
 def setting_widget(name: str, label: str | None = None, key: str | None = None,
-                   disabled: bool = False) -> object:
+                   disabled: bool = False, recipe: str = DEFAULT_RECIPE) -> object:
     """The widget for one ``TrainSettings`` field, built from its spec (type, range, choices, unit,
     help): choices -> radio, suggested values -> select slider / select box, ranges -> slider or
-    number input, bool -> checkbox. Returns the chosen value."""
+    number input, bool -> checkbox. It starts at the named ``recipe``'s value (each recipe keeps
+    its own widgets, so switching back keeps what was chosen there). Returns the chosen value."""
     spec = TrainSettings.spec(name)
-    default = TrainSettings.default(name)
+    default = recipe_values(recipe).get(name, TrainSettings.default(name))
     text = label or name.replace("_", " ").capitalize() + (f" ({spec.unit})" if spec.unit else "")
-    key = key or f"set_{name}"
+    key = (key or f"set_{name}") + ("" if recipe == DEFAULT_RECIPE else f"@{recipe}")
     common = dict(key=key, help=f"{spec.help}; {spec.describe_range()}", disabled=disabled)
     if spec.kind is bool:
         return st.checkbox(text, value=bool(default), **common)

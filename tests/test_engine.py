@@ -255,12 +255,13 @@ def test_whiten_starts_c1_as_patch_whitening_and_frozen_keeps_it(whiten, tmp_pat
     weights as an uninterrupted one."""
     from cifar_app.data import channel_stats
     from cifar_app.engine import WHITEN_IMAGES, make_optimizer, normalize
-    from cifar_app.model import patch_whitening
+    from cifar_app.model import ARCHITECTURES, patch_whitening
 
     data = synthetic_data(n_train=200, n_test=50)
     settings = TrainSettings(whiten=whiten, **QUICK)
     mean, std = channel_stats(data.train_x)
-    start = patch_whitening(normalize(data.train_x[:WHITEN_IMAGES], mean, std), 16)
+    start = patch_whitening(normalize(data.train_x[:WHITEN_IMAGES], mean, std),
+                            ARCHITECTURES[settings.arch].widths["C1"])
     result = train(settings, data)
     c1 = result.model.blocks()["C1"].conv.weight.detach()
     assert torch.equal(c1, start) is (whiten == "frozen")

@@ -31,8 +31,10 @@ def test_an_over_budget_norm_is_refused_as_a_setting_and_shown_on_the_model_tabl
     from cifar_app.settings import SettingsError, TrainSettings
 
     with pytest.raises(SettingsError, match="204,666 parameters, over the 50,000 budget"):
-        TrainSettings(norm="layer-chw-affine").validate()
-    rows = {r["normalization"]: r for r in norm_budget_rows()}
+        TrainSettings(norm="layer-chw-affine", arch="plain").validate()  # the seed's net
+    with pytest.raises(SettingsError, match="over the 50,000 budget"):
+        TrainSettings(norm="layer-chw-affine").validate()  # today's default: wider, further over
+    rows = {r["normalization"]: r for r in norm_budget_rows(arch="plain")}
     assert rows["LayerNorm [C,H,W], affine (seed)"]["parameters in the norm layers"] == 2 * sum(
         c * s * s for c, s in ((16, 32), (32, 32), (24, 16), (32, 16), (32, 16), (32, 8), (32, 8), (32, 8)))
     assert not rows["LayerNorm [C,H,W], affine (seed)"]["fits the budget"]
@@ -95,13 +97,15 @@ def test_the_new_norms_are_what_they_say():
         pure[0].bias.copy_(torch.arange(4.0))
     pooled = pure(torch.randn(3, 4, 8, 8)).flatten(1)
     assert torch.allclose(pooled, torch.arange(4.0).expand(3, 4), atol=1e-5)  # the same for any image
-    ws = build_model("ws-group", groups=8).layers["C3"]
-    assert isinstance(ws[0], WSConv2d) and ws[2].num_groups == 8
-    ln = build_model("layer-chw").layers["C7"][2]
+    ws = build_model("ws-group", groups=8, arch="plain").layers["C3"]
+    assert isinstance(ws.conv, WSConv2d) and ws.norm_layer.num_groups == 8
+    ws = build_model("ws-group", groups=8).layers["C3"]  # separable: both of its convolutions
+    assert all(isinstance(c, WSConv2d) for c in ws.conv) and ws.norm_layer.num_groups == 8
+    ln = build_model("layer-chw", arch="plain").layers["C7"].norm_layer  # the seed's net
     x = torch.randn(4, 32, 8, 8) * 3 + 1
     assert torch.allclose(ln(x), nn.LayerNorm([32, 8, 8], elementwise_affine=False)(x), atol=1e-5)
     assert not list(ln.parameters())
-    seed_ln = build_model("layer-chw-affine").layers["C7"][2]
+    seed_ln = build_model("layer-chw-affine", arch="plain").layers["C7"].norm_layer
     assert isinstance(seed_ln, nn.LayerNorm) and tuple(seed_ln.normalized_shape) == (32, 8, 8)
     # Weight Standardization: the conv behaves as one with standardized weights
     conv = WSConv2d(4, 6, 3, padding=1)
@@ -187,7 +191,8 @@ def test_whiten_stem_sets_c1_and_refuses_what_it_cannot_whiten():
     x = torch.randn(32, 3, 8, 8)
     model.whiten_stem(x, frozen=True)
     conv = model.blocks()["C1"].conv
-    assert torch.equal(conv.weight, patch_whitening(x, 16)) and not conv.weight.requires_grad
+    assert torch.equal(conv.weight, patch_whitening(x, conv.out_channels)) and not conv.weight.requires_grad
+    assert conv.out_channels == ARCHITECTURES[model.arch].widths["C1"]
     with pytest.raises(ValueError, match="odd"):
         patch_whitening(x, 15)
     with pytest.raises(ValueError, match="27-dimensional"):

@@ -119,7 +119,7 @@ def test_the_engine_trains_in_that_layout(monkeypatch):
     settings = TrainSettings(norm="group", epochs=1, batch_size=50, device="cpu")
     result = train(settings, synthetic_data(100, 20))
     assert seen == [torch.contiguous_format]
-    conv = result.model.layers["C2"][0].weight
+    conv = result.model.blocks()["C1"].conv.weight  # a full 3x3 conv (a depthwise one has C = 1)
     assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
 
 
