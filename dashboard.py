@@ -8,6 +8,12 @@ draws the navigation and the chosen page.
 import streamlit as st
 
 if __name__ != "__main__":  # imported by `streamlit run` to build the server
+    # Imported here, once, before any session: sessions run their scripts in parallel threads, and
+    # a page that draws a figure while another page's first table is still importing pandas sees
+    # it half-initialized in sys.modules (plotly looks it up there): "partially initialized module
+    # 'pandas' has no attribute 'Series'".
+    import pandas  # noqa: F401
+
     from cifar_app import access
     from cifar_app.webapp import routes
 

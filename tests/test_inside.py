@@ -13,6 +13,7 @@ import torch
 from cifar_app.charts import bn_running_vs_batch, inside_bands, inside_norms
 from cifar_app.engine import train
 from cifar_app.jobs import execute_run
+from cifar_app.model import ARCHITECTURES, DEFAULT_ARCH
 from cifar_app.runstore import RunStore
 from cifar_app.settings import TrainSettings
 from tests.conftest import synthetic_data
@@ -39,7 +40,7 @@ def test_every_epoch_and_the_init_get_a_probe_record_for_every_block(tmp_path, n
             assert ("bn" in layer) == (norm == "batch")
     if norm == "batch":
         bn = records[-1]["layers"]["C1"]["bn"]
-        assert len(bn["running_mean"]) == len(bn["batch_mean"]) == 16
+        assert len(bn["running_mean"]) == len(bn["batch_mean"]) == ARCHITECTURES[DEFAULT_ARCH].widths["C1"]
     if norm == "group":  # GroupNorm output is standardized per group: mean ~0 before the affine
         assert abs(records[0]["layers"]["C3"]["post"]["mean"]) < 0.05
 

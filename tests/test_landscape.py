@@ -29,7 +29,8 @@ def test_probes_leave_training_bit_identical(norm, dropout):
     """Weights, BatchNorm running statistics, Batch Renorm's step count, the optimizer's momentum
     (through the weights it moves) and dropout's random draws: all as without probes."""
     data = synthetic_data(256, 64)
-    s = TrainSettings(norm=norm, epochs=2, batch_size=64, dropout=dropout, device="cpu")
+    # max LR 0.01: the separable net without a norm diverges at 0.05 and above on these few images
+    s = TrainSettings(norm=norm, epochs=2, batch_size=64, dropout=dropout, max_lr=0.01, device="cpu")
     plain = train(s, data)
     records: list[dict] = []
     probed = train(s.replace(landscape=8), data, on_landscape=records.append)

@@ -384,3 +384,16 @@ def test_model_page_shows_each_architectures_layer_table_and_receptive_field(app
     assert "47,402" in str([m.value for m in at.metric])
     assert list(table["receptive field (px)"])[list(table["layer"]).index("C9")] == 44
     assert 47_402 in list(budget["network"])  # the budget table follows the architecture
+
+
+def test_the_server_imports_pandas_before_any_session_runs_a_page():
+    """Sessions run their scripts in parallel threads; plotly reads pandas from sys.modules, so a
+    figure drawn while another session is still importing pandas failed with "partially
+    initialized module 'pandas'" (seen in a CI run). The server import loads it first."""
+    import subprocess
+    import sys
+
+    probe = "import sys, dashboard; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
