@@ -215,11 +215,25 @@ def test_a_tiny_custom_sweep_from_the_page_fills_its_plot(server, page):
     shot(page, "experiments")
 
 
-def choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the Streamlit select box labelled ``label``."""
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
+def choose(page, label: str, option: str, tries: int = 5) -> None:
+    """Pick ``option`` in the Streamlit select box labelled ``label``, and wait until the box shows
+    it. A re-run of the page that starts after ``wait_idle`` looked (the previous widget's) redraws
+    the box and closes its open list: then the list is opened again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    for _ in range(tries):
+        wait_idle(page)
+        page.get_by_role("combobox", name=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        expect(page.get_by_role("combobox", name=label)).to_have_value(option, timeout=30_000)
+        wait_idle(page)
+        return
+    raise AssertionError(f"could not choose {option!r} in {label!r} in {tries} tries")
 
 
 def test_behind_a_token_the_app_is_read_only_until_the_token_is_given(tmp_path, page):
