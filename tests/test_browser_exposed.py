@@ -56,6 +56,12 @@ def serve(base: Path, *flags: str):
     return proc, log, url
 
 
+def wait_plots(page, n: int, timeout_ms: int = 60_000) -> None:
+    """Until the page shows at least ``n`` Plotly figures (fails after ``timeout_ms``)."""
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {n}",
+                           timeout=timeout_ms)
+
+
 def stop(proc, log) -> None:
     os.killpg(proc.pid, 15)
     try:
@@ -241,7 +247,7 @@ def test_public_read_shows_curves_and_tables_and_hands_out_nothing(tmp_path, bro
     try:
         open_page(page, url, "compare")
         assert "Read-only" in page.inner_text('[data-testid="stSidebar"]')
-        assert page.locator(".js-plotly-plot").count() >= 2  # curves
+        wait_plots(page, 2)  # curves (drawn after the script run ends)
         open_page(page, url, "")
         assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the runs table
         assert str(tmp_path) not in page.inner_text("body")  # no server folder
@@ -257,7 +263,7 @@ def test_public_read_shows_curves_and_tables_and_hands_out_nothing(tmp_path, bro
         assert uploader.count() == 0 or uploader.is_disabled()
         assert "needs the access token" in page.inner_text("body")
         open_page(page, url, "inside")
-        assert page.locator(".js-plotly-plot").count() >= 1
+        wait_plots(page, 1)
         assert live_route_status(page, url, "lab/runs/ref-batch/live") == 200  # anyone may view
         open_page(page, url, "train")
         assert page.get_by_role("button", name="Start training").is_disabled()
