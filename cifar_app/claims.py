@@ -32,7 +32,7 @@ from .experiments import (
 )
 from .landscape import summary as landscape_summary
 from .runstore import RunDamaged, RunNotFound, RunStore
-from .settings import DEFAULT_RECIPE, TrainSettings, recipe_values
+from .settings import DEFAULT_RECIPE, TrainSettings, recipe_key, recipe_values
 
 COLLAPSED = 0.15  # a final test accuracy at or below this is chance level: the run failed to learn
 
@@ -187,12 +187,12 @@ def _curves(ev: Evidence) -> tuple[dict[str, list[list[dict]]], str, list[str], 
         for p in with_curves:
             out.setdefault(p.settings["norm"], []).append(p.epochs)
         return out, "seeds preset", _runs(res), res.experiment
-    default = _recipe_key(TrainSettings().to_dict())
+    default = recipe_key(TrainSettings().to_dict())
     out, runs = {}, []
     for run in ev.store.list():
         try:
             s = run.settings().to_dict()
-            if not run.reference or _recipe_key(s) != default:
+            if not run.reference or recipe_key(s) != default:
                 continue
             out.setdefault(s["norm"], []).append([e.to_record() for e in run.metrics().epochs])
             runs.append(run.id)
@@ -203,11 +203,6 @@ def _curves(ev: Evidence) -> tuple[dict[str, list[list[dict]]], str, list[str], 
              "not their seconds)")
     return out, where, runs, None
 
-
-def _recipe_key(settings: dict) -> dict:
-    """A run's settings but the norm and the arithmetic it ran in (precision, device): runs with the
-    same key trained the same recipe."""
-    return {k: v for k, v in settings.items() if k not in ("norm", "precision", "device")}
 
 
 def _reach(epochs: list[dict], target: float) -> tuple[float, float]:

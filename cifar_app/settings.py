@@ -322,6 +322,12 @@ def recipe_values(name: str) -> dict:
     return dict(RECIPES[name].values)
 
 
+def recipe_key(settings: dict) -> dict:
+    """Settings (a dict) but the norm and the arithmetic a run ran in (precision, device): runs with
+    the same key trained the same recipe."""
+    return {k: v for k, v in settings.items() if k not in ("norm", "precision", "device")}
+
+
 def fits_budget(norm: str, groups: int = 4, arch: str = DEFAULT_ARCH) -> bool:
     """Whether the network with ``norm`` stays within ``PARAM_BUDGET`` (the seed's affine
     LayerNorm does not)."""
