@@ -952,8 +952,9 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     staging.chmod(0o755)
     try:
         for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE, LANDSCAPE, *(f"{r}.json" for r in RESULTS)):
-            if name not in (SETTINGS, MODEL, PREDICTIONS) and not (src.path / name).is_file():
-                continue
+            optional = name not in (SETTINGS, MODEL, PREDICTIONS)
+            if optional and (not (src.path / name).is_file() or (src.path / name).stat().st_size == 0):
+                continue  # an optional record the run never wrote (an empty log is none)
             data = (src.path / name).read_bytes()
             _atomic_write(staging / name, lambda f, data=data: f.write(data))
         m = src.metrics()

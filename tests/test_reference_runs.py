@@ -1,5 +1,6 @@
 """The trained runs shipped inside the package."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from cifar_app.analysis import evaluate_model
 from cifar_app.data import load_cifar10
 from cifar_app.inference import load_model
 from cifar_app.model import PARAM_BUDGET, count_parameters
-from cifar_app.runstore import REFERENCE_ROOT, RunStore
+from cifar_app.runstore import REFERENCE_ROOT, Run, RunStore
 from tests.conftest import REAL_DATA
 
 REFS = sorted(p.name for p in REFERENCE_ROOT.iterdir() if (p / "settings.json").exists())
@@ -88,3 +89,22 @@ def test_reference_runs_carry_probe_records_and_their_batch_dependence(ref):
         assert bd.batch_stats[1] < 0.2 < 0.8 < bd.batch_stats[1000] and bd.precise_bn_acc > 0.8
     else:
         assert max(bd.differ_from_eval.values()) <= 2 and bd.precise_bn_acc is None
+
+
+@pytest.mark.parametrize("ref", REFS)
+def test_reference_runs_ship_no_empty_records(ref):
+    """copy_run leaves out an optional record the run never wrote (the landscape log of a run
+    without probes is created empty): a shipped file is one with something in it."""
+    empty = [p.name for p in (REFERENCE_ROOT / ref).iterdir() if p.stat().st_size == 0]
+    assert empty == []
+
+
+def test_copy_run_leaves_out_an_empty_optional_log(tmp_path):
+    from cifar_app.runstore import LANDSCAPE, copy_run
+
+    src = RunStore("unused", reference_root=REFERENCE_ROOT).get("ref-layer")
+    work = tmp_path / "src"
+    shutil.copytree(src.path, work)
+    (work / LANDSCAPE).write_bytes(b"")
+    copy = copy_run(Run(work), tmp_path / "copy", status=src.status())
+    assert not (copy.path / LANDSCAPE).exists() and (copy.path / "inside.jsonl").stat().st_size > 0
