@@ -9,7 +9,7 @@ from cifar_app.charts import batchdep_plot, bn_running_vs_batch, inside_bands, i
 from cifar_app.jobs import start_batchdep
 from cifar_app.live import run_snapshot
 from cifar_app.model import CONV_BLOCKS
-from cifar_app.runstore import RunDamaged, RunNotFound
+from cifar_app.runstore import RunDamaged, RunNotFound, StoreError
 from cifar_app.states import ACTIVE
 from cifar_app.tables import default_selection
 
@@ -112,8 +112,11 @@ for i in chosen:
             if ui.dataset() is None:
                 ui.data_missing_hint()
             else:
-                start_batchdep(store, i, ui.data_dir())
-                st.toast("Measuring; this section fills in when it is done.")
+                try:
+                    start_batchdep(store, i, ui.data_dir())
+                    st.toast("Measuring; this section fills in when it is done.")
+                except StoreError as e:  # a read-only store: the job could not keep its log
+                    st.error(str(e))
         continue
     result = BatchDependence.from_dict(cached)
     results.append({"label": by_id[i].label, "norm": by_id[i].norm, "result": result})

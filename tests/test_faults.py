@@ -253,6 +253,10 @@ def test_a_read_only_runs_folder_gives_one_clear_line_and_leaves_nothing(tmp_pat
             assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
             if args[0] != "stop":  # stop: the run is not training, which is said first
                 assert str(root) in lines[-1] and "Read-only file system" in lines[-1], lines
+        # a measurement that only caches its result prints it, and says it could not keep it
+        out = cli("batchdep", src.id, "--data", str(data), *runs)
+        assert out.returncode == 0 and "eval mode" in out.stdout, out.stderr
+        assert out.stderr.strip().splitlines()[-1].startswith("note: not cached with the run: cannot write")
         assert sorted(p.name for p in root.rglob("*")) == before  # nothing partial left
         with pytest.raises(StoreError, match="runs folder"):
             RunStore(root, reference_root=None).create(QUICK)

@@ -397,3 +397,16 @@ def test_the_server_imports_pandas_before_any_session_runs_a_page():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                          cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
+
+
+def test_a_measurement_on_a_read_only_store_is_one_error_line_not_an_exception(completed_env, pages):
+    """The Inside page's Measure button starts a job that logs into the run's folder: on a read-only
+    store that is refused with the folder named, on the page, not as a traceback."""
+    from tests.test_faults import read_only
+
+    with read_only(completed_env.path.parent):
+        inside = pages.open("inside", {"run": completed_env.id})
+        button = next(b for b in inside.button if b.key and b.key.startswith("bd_"))
+        button.click().run()
+        assert not inside.exception, [e.value for e in inside.exception]
+        assert any("cannot write" in e.value and "Read-only file system" in e.value for e in inside.error)
