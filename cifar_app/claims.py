@@ -56,6 +56,8 @@ class Finding:
     experiment: str | None = None
     runs: list[str] = field(default_factory=list)
     note: str = ""          # e.g. "one seed per point"
+    recipes: list[str] | None = None  # the named recipes of the runs it was computed from, when
+    #                                   not an experiment's (whose points say it)
 
 
 @dataclass
@@ -255,7 +257,8 @@ def _speed(ev: Evidence) -> Finding:
               f"time to 70%")
     return Finding(Verdict.HOLDS if fewer_epochs else Verdict.DOES_NOT_HOLD, figure,
                    {"speed": table, "fewer_epochs": fewer_epochs, "less_time": less_time}, exp, runs,
-                   note=_notes(f"curves from {source}", ev.source("seeds") if exp else ""))
+                   note=_notes(f"curves from {source}", ev.source("seeds") if exp else ""),
+                   recipes=None if exp else [DEFAULT_RECIPE])  # _curves keeps default-recipe runs
 
 
 def _landscape_by_norm(ev: Evidence) -> dict[str, list[dict]] | None:
@@ -470,7 +473,8 @@ def _ln_invariant(ev: Evidence) -> Finding:
 
     for run in ev.store.list():
         try:
-            if run.settings().norm != "layer" or (cached := run.load_result("batchdep")) is None:
+            settings = run.settings()
+            if settings.norm != "layer" or (cached := run.load_result("batchdep")) is None:
                 continue
         except RunDamaged:
             continue
@@ -482,7 +486,7 @@ def _ln_invariant(ev: Evidence) -> Finding:
                        f"size {min(bd.batch_stats)}…{max(bd.batch_stats)} (spread {100 * spread:.2f} points, "
                        f"{differ} predictions differ)", {"batch_stats": bd.batch_stats,
                                                          "differ": bd.differ_from_eval},
-                       None, [run.id])
+                       None, [run.id], recipes=[settings.recipe()])
     return Finding(Verdict.NOT_MEASURED, "", note="measure a LayerNorm run's batch dependence: Inside page, "
                    "or `python -m cifar_app batchdep RUN`")
 
@@ -573,20 +577,14 @@ def evaluate(store: RunStore, shipped: Path | None = REFERENCE_EXPERIMENTS) -> l
 
 
 def _recipes(ev: Evidence, f: Finding) -> list[str]:
-    """The named recipes of what a finding was computed from: its experiment's points, else its
-    runs; [] when nothing was measured."""
+    """The named recipes of what a finding was computed from: those its judge read from the runs,
+    else its experiment's points; [] when nothing was measured."""
     if f.verdict in (Verdict.NOT_MEASURED, Verdict.NOT_TESTABLE):
         return []
+    if f.recipes is not None:
+        return sorted(set(f.recipes))
     res = next((r for r in ev.experiments.values() if f.experiment and r.experiment == f.experiment), None)
-    if res is not None:
-        return res.recipes()
-    names = set()
-    for run_id in f.runs:
-        try:
-            names.add(ev.store.get(run_id).settings().recipe())
-        except (RunNotFound, RunDamaged):
-            continue
-    return sorted(names)
+    return res.recipes() if res is not None else []
 
 
 def other_recipes(row: dict) -> list[str]:
