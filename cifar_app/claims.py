@@ -31,7 +31,7 @@ from .experiments import (
     load_shipped_results,
 )
 from .landscape import summary as landscape_summary
-from .runstore import RunDamaged, RunNotFound, RunStore
+from .runstore import RunDamaged, RunStore
 from .settings import DEFAULT_RECIPE, TrainSettings, recipe_key, recipe_values
 
 COLLAPSED = 0.15  # a final test accuracy at or below this is chance level: the run failed to learn
