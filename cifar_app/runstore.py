@@ -52,7 +52,7 @@ import numpy as np
 
 from .logreader import LogCache, LogDamaged, check_log
 from .records import BatchStats, EpochStats, RecordError, parse_record
-from .settings import SettingsError, TrainSettings
+from .settings import SettingsError, TrainSettings, shown
 from .states import ACTIVE, RunState
 
 HEARTBEAT_STALE_S = 120.0
@@ -81,7 +81,7 @@ class RunNotFound(KeyError):
     """No run with that id (or the id is malformed)."""
 
     def __str__(self) -> str:
-        return f"no run {self.args[0]!r}" if self.args else "no such run"
+        return f"no run {shown(self.args[0])}" if self.args else "no such run"
 
 
 class ReadOnlyRun(PermissionError):

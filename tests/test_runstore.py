@@ -174,3 +174,12 @@ def test_a_run_summary_names_the_settings_that_differ_from_the_default_recipe(tm
     assert rows[plain.id]["settings"] == "default recipe"
     assert rows[lever.id]["settings"] == "arch=separable, ema=0.999, flip=alternate"
     assert comparison_rows([(by_id[lever.id], [])]) == []  # no epochs yet: no comparison row
+
+
+def test_an_unknown_run_id_is_not_echoed_back_whole():
+    """A 10,000-character id (a URL parameter, a CLI argument) is named cut short in the error."""
+    from cifar_app.runstore import RunNotFound
+
+    text = str(RunNotFound("é" * 10_000))
+    assert len(text) < 120 and text.startswith("no run 'ééé") and "(10,002 characters)" in text
+    assert str(RunNotFound("no-such-run")) == "no run 'no-such-run'"
