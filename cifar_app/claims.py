@@ -206,7 +206,6 @@ def _curves(ev: Evidence) -> tuple[dict[str, list[list[dict]]], str, list[str], 
     return out, where, runs, None
 
 
-
 def _reach(epochs: list[dict], target: float) -> tuple[float, float]:
     """(epochs, seconds) until the test accuracy first reaches ``target``; inf when it never does."""
     seconds = 0.0

@@ -952,10 +952,10 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     staging.chmod(0o755)
     try:
         for name in (SETTINGS, MODEL, PREDICTIONS, INSIDE, LANDSCAPE, *(f"{r}.json" for r in RESULTS)):
-            optional = name not in (SETTINGS, MODEL, PREDICTIONS)
-            if optional and (not (src.path / name).is_file() or (src.path / name).stat().st_size == 0):
+            path = src.path / name
+            if name not in (SETTINGS, MODEL, PREDICTIONS) and (not path.is_file() or not path.stat().st_size):
                 continue  # an optional record the run never wrote (an empty log is none)
-            data = (src.path / name).read_bytes()
+            data = path.read_bytes()
             _atomic_write(staging / name, lambda f, data=data: f.write(data))
         m = src.metrics()
         kept = [BatchStats(**{**b.__dict__, "t": None}) for b in m.batches
