@@ -302,7 +302,7 @@ def _ics(ev: Evidence) -> Finding:
                    _runs(res), note=_notes(noise, ev.source("landscape")))
 
 
-def _gap(p: PointResult) -> float | None:
+def train_test_gap(p: PointResult) -> float | None:
     """Final train accuracy (the last epoch's, measured as it trained) minus final test accuracy;
     None for a run that collapsed to chance or kept no curve."""
     if not p.epochs or p.final_test_acc is None or p.final_test_acc <= COLLAPSED:
@@ -314,7 +314,7 @@ def _regularizes(ev: Evidence) -> Finding:
     res = ev.experiments.get("regularization")
     if res is None:
         return _missing("regularization")
-    gaps = _by(res, "norm", _gap)
+    gaps = _by(res, "norm", train_test_gap)
     train = _by(res, "norm", lambda p: p.epochs[-1]["train_acc"] if p.epochs else None)
     test = _by(res, "norm", lambda p: p.final_test_acc)
     if len(gaps.get("batch", [])) < 1:

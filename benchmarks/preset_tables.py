@@ -1,0 +1,216 @@
+"""The README's preset tables, computed from the results files (``benchmarks/results/preset_*.json``).
+
+    python benchmarks/preset_tables.py                 # print every table
+    python benchmarks/preset_tables.py --readme README.md
+
+``--readme`` rewrites each block between ``<!-- preset-table NAME -->`` and
+``<!-- /preset-table NAME -->`` (NAME: a results file's name without ``preset_`` and ``.json``, e.g.
+``batch-size`` or ``batch-size_seed-plain``), so the README's figures are the stored results'.
+Accuracies are final single-view test accuracies; several seeds give ``a / b`` and their mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from cifar_app.claims import COLLAPSED, train_test_gap
+from cifar_app.experiments import PRESETS, ExperimentResults, PointResult
+from cifar_app.landscape import summary as landscape_summary
+from cifar_app.norms import NORMS
+from cifar_app.states import RunState
+
+RESULTS = Path(__file__).parent / "results"
+SHORT = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none",
+         "layer-chw": "seed's LayerNorm([C, H, W]), no affine", "instance": "InstanceNorm"}
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _norm_order(norms) -> list[str]:
+    return sorted(norms, key=lambda n: NORMS.index(n) if n in NORMS else len(NORMS))
+
+
+def _acc(p: PointResult) -> str:
+    if p.state != RunState.COMPLETED or p.final_test_acc is None:
+        return str(p.state)  # e.g. failed: the loss became NaN (the run's error says so)
+    return f"{100 * p.final_test_acc:.2f}%"
+
+
+def _cells(points: list[PointResult]) -> tuple[str, float | None]:
+    """A cell's text (one seed: its accuracy; several: ``a / b (mean)``) and the mean for bolding."""
+    points = sorted(points, key=lambda p: p.settings["seed"])
+    accs = [p.final_test_acc for p in points if p.state == RunState.COMPLETED]
+    mean = statistics.fmean(accs) if accs else None
+    if len(points) == 1:
+        return _acc(points[0]), mean
+    text = " / ".join(_acc(p).rstrip("%") for p in points) + "%"
+    return (f"{text} ({100 * mean:.2f})" if mean is not None else text), mean
+
+
+def grid_table(res: ExperimentResults, rows: str, cols: str, col_name: Callable[[object], str] = str,
+               corner: str = "final test accuracy") -> str:
+    """Rows by one settings field, columns by another; each row's best mean in bold."""
+    cells: dict[tuple, list[PointResult]] = {}
+    for p in res.points:
+        cells.setdefault((p.settings[rows], p.settings[cols]), []).append(p)
+    row_keys = _norm_order({r for r, _ in cells}) if rows == "norm" else sorted({r for r, _ in cells})
+    col_keys = sorted({c for _, c in cells})
+    rows_out = []
+    for r in row_keys:
+        texts = {c: _cells(cells[(r, c)]) for c in col_keys if (r, c) in cells}
+        best = max((m for _, m in texts.values() if m is not None), default=None)
+        rows_out.append([SHORT.get(r, r)] + [f"**{t}**" if m is not None and m == best else t
+                                             for c in col_keys for t, m in [texts.get(c, ("", None))]])
+    return _md([corner] + [col_name(c) for c in col_keys], rows_out)
+
+
+def groups_table(res: ExperimentResults) -> str:
+    """GroupNorm's G, with InstanceNorm (G = C) as the last column; one row per seed and the mean."""
+    by: dict[str, dict[int, float]] = {}
+    for p in res.completed():
+        key = "G = C (IN)" if p.settings["norm"] == "instance" else (
+            "G = 1 (LN)" if p.settings["groups"] == 1 else f"G = {p.settings['groups']}")
+        by.setdefault(key, {})[p.settings["seed"]] = p.final_test_acc
+    keys = sorted(by, key=lambda k: (k == "G = C (IN)", int(k.split()[2]) if k[4:5].isdigit() else 0))
+    seeds = sorted({s for v in by.values() for s in v})
+    means = {k: statistics.fmean(by[k].values()) for k in keys}
+    best = max(means.values())
+    per_seed = [" / ".join(f"{100 * by[k][s]:.2f}" for s in seeds if s in by[k]) + "%" for k in keys]
+    mean = [f"**{100 * means[k]:.2f}%**" if means[k] == best else f"{100 * means[k]:.2f}%" for k in keys]
+    return _md([f"test accuracy, {len(seeds)} seeds", *keys],
+               [[" / ".join(f"seed {s}" for s in seeds), *per_seed], ["mean", *mean]])
+
+
+def seeds_row_table(res: ExperimentResults) -> str:
+    """One row per norm: each seed's accuracy and mean ± std."""
+    by: dict[str, dict[int, PointResult]] = {}
+    for p in res.points:
+        by.setdefault(p.settings["norm"], {})[p.settings["seed"]] = p
+    seeds = sorted({s for v in by.values() for s in v})
+    rows = []
+    for n in _norm_order(by):
+        accs = [p.final_test_acc for p in by[n].values() if p.final_test_acc is not None]
+        spread = (f"**{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}**"
+                  if len(accs) > 1 else "")
+        rows.append([SHORT.get(n, n), *(_acc(by[n][s]) if s in by[n] else "" for s in seeds), spread])
+    return _md(["final test accuracy", *(f"seed {s}" for s in seeds), "mean ± std"], rows)
+
+
+def landscape_table(res: ExperimentResults) -> str:
+    """The landscape probes' medians (over the probe steps after step 0), mean ± std over seeds."""
+    by: dict[str, list[dict]] = {}
+    acc: dict[str, list[float]] = {}
+    for p in res.completed():
+        if p.landscape:
+            by.setdefault(p.settings["norm"], []).append(landscape_summary(p.landscape))
+            acc.setdefault(p.settings["norm"], []).append(p.final_test_acc)
+    norms = _norm_order(by)
+    n_seeds = min(len(v) for v in by.values())
+
+    def ms(xs: list[float], fmt: str) -> str:
+        return f"{statistics.fmean(xs):{fmt}}" + (f" ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else "")
+
+    probes = [("ICS, 1 − cos(G, G′), mean over the C blocks", "ics_1_minus_cos", ".3f"),
+              ("‖G − G′‖, mean over the blocks", "ics_l2", ".3f"),
+              ("loss range along the gradient (0.25–2× the step)", "loss_range", ".3f"),
+              ("gradient change at 1× the step (predictiveness)", "predictiveness", ".3f"),
+              ("effective β-smoothness", "beta", ".1f")]
+    rows = [["test accuracy", *(f"{100 * statistics.fmean(acc[n]):.2f}%" for n in norms)]]
+    rows += [[name, *(ms([r[key] for r in by[n]], fmt) for n in norms)] for name, key, fmt in probes]
+    corner = f"median over the probe steps after step 0, {n_seeds} seeds"
+    return _md([corner, *(SHORT.get(n, n) for n in norms)], rows)
+
+
+def regularization_table(res: ExperimentResults) -> str:
+    """Train accuracy (last epoch), test accuracy and their gap, by norm; collapsed runs counted."""
+    train: dict[str, list[float]] = {}
+    test: dict[str, list[float]] = {}
+    gap: dict[str, list[float]] = {}
+    collapsed: dict[str, int] = {}
+    for p in res.completed():
+        n = p.settings["norm"]
+        if p.final_test_acc <= COLLAPSED:
+            collapsed[n] = collapsed.get(n, 0) + 1
+            continue
+        train.setdefault(n, []).append(p.epochs[-1]["train_acc"])
+        test.setdefault(n, []).append(p.final_test_acc)
+        gap.setdefault(n, []).append(train_test_gap(p))
+    norms = _norm_order(set(train) | set(collapsed))
+
+    def pct(d: dict, n: str) -> str:
+        return f"{100 * statistics.fmean(d[n]):.1f}%" if d.get(n) else "—"
+
+    def g(n: str) -> str:
+        xs = gap.get(n) or []
+        if not xs:
+            return "—"
+        sd = f" ± {100 * statistics.stdev(xs):.1f}" if len(xs) > 1 else ""
+        return f"**{100 * statistics.fmean(xs):.1f}{sd}**"
+
+    rows = [["train accuracy (last epoch)", *(pct(train, n) for n in norms)],
+            ["test accuracy", *(pct(test, n) for n in norms)],
+            ["gap, points", *(g(n) for n in norms)]]
+    if collapsed:
+        rows.append(["runs collapsed to chance (left out)", *(str(collapsed.get(n, 0)) for n in norms)])
+    return _md(["mean over seeds", *(SHORT.get(n, n) for n in norms)], rows)
+
+
+def table(name: str, res: ExperimentResults) -> str:
+    preset = res.preset or name.split("_")[0]
+    if preset == "batch-size":
+        return grid_table(res, "norm", "batch_size")
+    if preset == "learning-rate":
+        return grid_table(res, "norm", "max_lr")
+    if preset == "groups":
+        return groups_table(res)
+    if preset == "landscape":
+        return landscape_table(res)
+    if preset == "regularization":
+        return regularization_table(res)
+    if preset in ("seed-layernorm", "seeds", "bf16-seeds"):
+        return seeds_row_table(res)
+    return grid_table(res, "norm", PRESETS[preset].x)
+
+
+def load(name: str, folder: Path = RESULTS) -> ExperimentResults:
+    text = (folder / f"preset_{name}.json").read_text(encoding="utf-8")
+    return ExperimentResults.from_dict(json.loads(text))
+
+
+def fill(readme: str, folder: Path = RESULTS) -> str:
+    """The README text with every preset-table block recomputed from its results file."""
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        body = table(name, load(name, folder))
+        return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
+    return re.sub(r"<!-- preset-table (\S+) -->\n.*?\n<!-- /preset-table \1 -->", one, readme, flags=re.S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readme", help="rewrite this file's preset-table blocks")
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args(argv)
+    folder = Path(args.results)
+    if args.readme:
+        path = Path(args.readme)
+        path.write_text(fill(path.read_text(encoding="utf-8"), folder), encoding="utf-8")
+        print(f"-> {path}")
+        return 0
+    for f in sorted(folder.glob("preset_*.json")):
+        name = f.stem.removeprefix("preset_")
+        print(f"## {name}\n\n{table(name, load(name, folder))}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

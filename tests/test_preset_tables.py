@@ -1,0 +1,58 @@
+"""The README's preset tables (benchmarks/preset_tables.py) are computed from the results files:
+change a stored accuracy and the table changes; a failed point says so; a README block is rewritten
+in place and nothing outside it moves."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from cifar_app.experiments import ExperimentResults, PointResult
+from cifar_app.settings import TrainSettings
+
+spec = importlib.util.spec_from_file_location(
+    "preset_tables", Path(__file__).resolve().parents[1] / "benchmarks" / "preset_tables.py")
+preset_tables = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(preset_tables)
+
+
+def point(acc: float | None, state: str = "completed", train: float = 0.9, **settings) -> PointResult:
+    return PointResult(settings=TrainSettings(**settings).to_dict(), state=state, final_test_acc=acc,
+                       best_test_acc=acc, seconds=1.0, epochs=[{"epoch": 1, "train_acc": train}])
+
+
+def test_a_grid_table_holds_each_points_accuracy_and_bolds_each_rows_best():
+    res = ExperimentResults("exp", "batch-size", {}, [
+        point(0.4275, norm="batch", batch_size=2), point(0.568, norm="batch", batch_size=16),
+        point(0.507, norm="group", batch_size=2), point(None, "failed", norm="group", batch_size=16)])
+    text = preset_tables.table("batch-size", res)
+    lines = text.splitlines()
+    assert lines[0] == "| final test accuracy | 2 | 16 |"
+    assert lines[2] == "| BatchNorm | 42.75% | **56.80%** |"
+    assert lines[3] == "| GroupNorm | **50.70%** | failed |"
+
+
+def test_seeds_give_each_seed_and_the_mean():
+    res = ExperimentResults("exp", "seed-layernorm", {}, [
+        point(0.444, norm="layer", seed=0), point(0.4564, norm="layer", seed=1)])
+    assert "| LayerNorm | 44.40% | 45.64% | **45.02 ± 0.88** |" in preset_tables.table("seed-layernorm", res)
+
+
+def test_the_regularization_gap_leaves_out_a_collapsed_run_and_counts_it():
+    res = ExperimentResults("exp", "regularization", {}, [
+        point(0.50, train=0.95, norm="batch", seed=0), point(0.52, train=0.93, norm="batch", seed=1),
+        point(0.10, train=0.10, norm="none", seed=0), point(0.48, train=0.53, norm="none", seed=1)])
+    text = preset_tables.table("regularization", res)
+    assert "| gap, points | **43.0 ± 2.8** | **5.0** |" in text
+    assert "| runs collapsed to chance (left out) | 0 | 1 |" in text
+
+
+def test_fill_rewrites_only_the_named_blocks(tmp_path):
+    res = ExperimentResults("exp", "seed-layernorm", {}, [point(0.5, norm="layer", seed=0),
+                                                          point(0.6, norm="layer", seed=1)])
+    (tmp_path / "preset_seed-layernorm.json").write_text(json.dumps(res.to_dict()))
+    block = "<!-- preset-table seed-layernorm -->\nold table\n<!-- /preset-table seed-layernorm -->"
+    readme = f"before\n{block}\nafter\n"
+    out = preset_tables.fill(readme, tmp_path)
+    assert out.startswith("before\n<!-- preset-table seed-layernorm -->\n| final test accuracy |")
+    assert "old table" not in out and "| LayerNorm | 50.00% | 60.00% | **55.00 ± 7.07** |" in out
+    assert out.endswith("<!-- /preset-table seed-layernorm -->\nafter\n")
