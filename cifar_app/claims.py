@@ -100,6 +100,13 @@ class Evidence:
         var = [self.noise[n][0] ** 2 if n in self.noise else pooled for n in (a, b)]
         return sum(var) ** 0.5
 
+    def noise_source(self, res: ExperimentResults) -> str:
+        """Where ``se_single``'s noise comes from, naming the seeds' recipe when ``res`` ran another."""
+        seeds = self.experiments.get("seeds")
+        if seeds is None or seeds.recipes() == res.recipes():
+            return "seeds preset"
+        return f"seeds preset, on the {', '.join(seeds.recipes())} recipe"
+
     def source(self, preset: str) -> str:
         """'' for an experiment of this store; a note for shipped results."""
         res = self.experiments[preset]
@@ -355,7 +362,8 @@ def _higher_lr(ev: Evidence) -> Finding:
         return _missing("learning-rate")
     (bn_lr, bn_acc), (no_lr, no_acc) = best["batch"], best["none"]
     diff = bn_acc - no_acc
-    verdict, noise = _judge_difference(diff, ev.se_single("batch", "none"), bn_lr >= 2 * no_lr and diff > 0)
+    verdict, noise = _judge_difference(diff, ev.se_single("batch", "none"), bn_lr >= 2 * no_lr and diff > 0,
+                                       ev.noise_source(res))
     if bn_lr < 2 * no_lr:
         verdict = Verdict.DOES_NOT_HOLD
     figure = (f"best max LR: BN {bn_lr:g} ({_pct(bn_acc)}), none {no_lr:g} ({_pct(no_acc)}); "
@@ -415,7 +423,7 @@ def _loses_less_than_bn(norm: str) -> Callable[[Evidence], Finding]:
             return _missing("batch-size")
         res = ev.experiments["batch-size"]
         diff = drops["batch"] - drops[norm]
-        verdict, noise = _judge_difference(diff, ev.se_single("batch", norm), diff > 0)
+        verdict, noise = _judge_difference(diff, ev.se_single("batch", norm), diff > 0, ev.noise_source(res))
         return Finding(verdict, f"accuracy lost from the largest to the smallest batch: BN "
                        f"{100 * drops['batch']:+.2f}, {short} {100 * drops[norm]:+.2f} points",
                        {"drop": drops}, res.experiment, _runs(res),

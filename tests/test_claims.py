@@ -128,6 +128,23 @@ def test_seed_noise_turns_a_small_difference_into_within_noise(store):
     assert v["gn-small-batches"] == Verdict.HOLDS and v["ln-stable"] == Verdict.HOLDS
 
 
+def test_the_seed_noise_names_its_recipe_when_the_judged_experiment_ran_another(bare):
+    """The batch-size and learning-rate verdicts borrow the seeds preset's noise; when those seeds
+    ran on another recipe (seed-plain) than the judged points (the default), the note says so."""
+    grid = {"norm": ["batch", "group", "layer"], "batch_size": [2, 128]}
+    fake_preset(bare, "batch-size", {("batch", 2): 0.30, ("batch", 128): 0.61, ("group", 2): 0.60,
+                                     ("group", 128): 0.60, ("layer", 2): 0.59, ("layer", 128): 0.60}, grid)
+    norms = ["batch", "group", "layer"]
+    plain = {(s, n, "plain"): 0.80 + s / 100 for s in (0, 1) for n in norms}
+    fake_preset(bare, "seeds", plain, {"seed": [0, 1], "norm": norms, "arch": ["plain"]})
+    row = {r["id"]: r for r in evaluate(bare)}["gn-small-batches"]
+    assert row["recipes"] == ["default"]
+    assert "(seeds preset, on the seed-plain recipe)" in row["note"]
+    default = {(s, n): 0.80 + s / 100 for s in (0, 1) for n in norms}
+    fake_preset(bare, "seeds", default, {"seed": [0, 1], "norm": norms})  # newer
+    assert "(seeds preset)" in {r["id"]: r for r in evaluate(bare)}["gn-small-batches"]["note"]
+
+
 def test_training_speed_counts_epochs_to_70_percent(store):
     seeds = {"seed": [0, 1], "norm": ["batch", "none"]}
     curve = {(s, "batch"): [0.5, 0.72, 0.8] for s in (0, 1)}
