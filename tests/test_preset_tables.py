@@ -56,3 +56,22 @@ def test_fill_rewrites_only_the_named_blocks(tmp_path):
     assert out.startswith("before\n<!-- preset-table seed-layernorm -->\n| final test accuracy |")
     assert "old table" not in out and "| LayerNorm | 50.00% | 60.00% | **55.00 ± 7.07** |" in out
     assert out.endswith("<!-- /preset-table seed-layernorm -->\nafter\n")
+
+
+rt_spec = importlib.util.spec_from_file_location(
+    "recipe_tables", Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_tables.py")
+recipe_tables = importlib.util.module_from_spec(rt_spec)
+rt_spec.loader.exec_module(recipe_tables)
+
+
+def test_each_recipe_file_against_the_default_is_one_lever_row(tmp_path):
+    """A new screen's results file is a new row of the README's lever table, with its figures."""
+    row = {"n": 1, "test_mean": 0.85, "train_mean": 0.8765, "difference": 0.0123, "two_se": 0.0045,
+           "verdict": "better"}
+    rec = {"changes": {"whiten": "frozen", "precision": "bf16"}, "against": "default",
+           "by_norm": {"batch": row}, "compute": {"point_seconds": 1800.0, "points": 1}, "points": []}
+    (tmp_path / "recipe_whiten-frozen.json").write_text(json.dumps(rec))
+    (tmp_path / "recipe_other-baseline.json").write_text(json.dumps({**rec, "against": "seed-plain"}))
+    rows = [r for r in recipe_tables.lever_table(tmp_path).splitlines() if "vs default" in r]
+    assert rows == ["| `whiten=frozen` vs default | 20 epochs, screen (seed 0) | +1.23 (0.45) | — | — "
+                    "| BN 87.65% | 30 min per run | BN better |"]
