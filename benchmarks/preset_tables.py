@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +191,10 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
     """The README text with every preset-table block recomputed from its results file."""
     def one(m: re.Match) -> str:
         name = m.group(1)
+        if not (folder / f"preset_{name}.json").exists():
+            print(f"warning: no {folder / f'preset_{name}.json'}: the {name} table is left as it is",
+                  file=sys.stderr)
+            return m.group(0)
         body = table(name, load(name, folder))
         return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
     return re.sub(r"<!-- preset-table (\S+) -->\n.*?\n<!-- /preset-table \1 -->", one, readme, flags=re.S)
