@@ -183,8 +183,12 @@ def table(name: str, res: ExperimentResults) -> str:
 
 
 def load(name: str, folder: Path = RESULTS) -> ExperimentResults:
-    text = (folder / f"preset_{name}.json").read_text(encoding="utf-8")
-    return ExperimentResults.from_dict(json.loads(text))
+    """A results file's results; a damaged or truncated one stops the script with one line naming it."""
+    path = folder / f"preset_{name}.json"
+    try:
+        return ExperimentResults.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: {path}: not a readable results file ({type(e).__name__}: {e})") from None
 
 
 def fill(readme: str, folder: Path = RESULTS) -> str:

@@ -25,8 +25,14 @@ FULL = "recipe_separable-b.json"  # the default's seeds: every other lever is co
 
 
 def _load(folder: Path, name: str) -> dict | None:
+    """A results file (None when absent); a damaged one stops the script with one line naming it."""
     path = folder / name
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise SystemExit(f"error: {path}: not a readable results file ({e})") from None
 
 
 def _md(header: list[str], rows: list[list[str]]) -> str:
@@ -89,7 +95,7 @@ def lever_table(folder: Path = RESULTS) -> str:
                      *(_diff(b.get(n), bold=True) for n in NORMS), "rose as much: " + " / ".join(rises),
                      _minutes(full), "; ".join(b[n]["verdict"] for n in NORMS) + ": **the default**"])
     for path in sorted(folder.glob("recipe_*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        rec = _load(folder, path.name)
         if path.name == FULL or rec.get("against") != "default":
             continue
         b = rec["by_norm"]

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from cifar_app.experiments import ExperimentResults, PointResult
 from cifar_app.settings import TrainSettings
 
@@ -75,3 +77,13 @@ def test_each_recipe_file_against_the_default_is_one_lever_row(tmp_path):
     rows = [r for r in recipe_tables.lever_table(tmp_path).splitlines() if "vs default" in r]
     assert rows == ["| `whiten=frozen` vs default | 20 epochs, screen (seed 0) | +1.23 (0.45) | — | — "
                     "| BN 87.65% | 30 min per run | BN better |"]
+
+
+def test_a_truncated_results_file_stops_with_one_line_naming_it(tmp_path):
+    res = ExperimentResults("exp", "seed-layernorm", {}, [point(0.5, norm="layer", seed=0)])
+    text = json.dumps(res.to_dict())
+    (tmp_path / "preset_seed-layernorm.json").write_text(text[: len(text) // 2])
+    block = "<!-- preset-table seed-layernorm -->\nold\n<!-- /preset-table seed-layernorm -->"
+    with pytest.raises(SystemExit) as e:
+        preset_tables.fill(block, tmp_path)
+    assert str(e.value).startswith(f"error: {tmp_path / 'preset_seed-layernorm.json'}: not a readable")
