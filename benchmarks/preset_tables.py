@@ -24,16 +24,11 @@ from cifar_app.experiments import PRESETS, ExperimentResults, PointResult
 from cifar_app.landscape import summary as landscape_summary
 from cifar_app.norms import NORMS
 from cifar_app.states import RunState
+from cifar_app.tables import markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 SHORT = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none",
          "layer-chw": "seed's LayerNorm([C, H, W]), no affine", "instance": "InstanceNorm"}
-
-
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _norm_order(norms) -> list[str]:
@@ -71,7 +66,7 @@ def grid_table(res: ExperimentResults, rows: str, cols: str, col_name: Callable[
         best = max((m for _, m in texts.values() if m is not None), default=None)
         rows_out.append([SHORT.get(r, r)] + [f"**{t}**" if m is not None and m == best else t
                                              for c in col_keys for t, m in [texts.get(c, ("", None))]])
-    return _md([corner] + [col_name(c) for c in col_keys], rows_out)
+    return markdown_table([corner] + [col_name(c) for c in col_keys], rows_out)
 
 
 def groups_table(res: ExperimentResults) -> str:
@@ -87,7 +82,7 @@ def groups_table(res: ExperimentResults) -> str:
     best = max(means.values())
     per_seed = [" / ".join(f"{100 * by[k][s]:.2f}" for s in seeds if s in by[k]) + "%" for k in keys]
     mean = [f"**{100 * means[k]:.2f}%**" if means[k] == best else f"{100 * means[k]:.2f}%" for k in keys]
-    return _md([f"test accuracy, {len(seeds)} seeds", *keys],
+    return markdown_table([f"test accuracy, {len(seeds)} seeds", *keys],
                [[" / ".join(f"seed {s}" for s in seeds), *per_seed], ["mean", *mean]])
 
 
@@ -103,7 +98,7 @@ def seeds_row_table(res: ExperimentResults) -> str:
         spread = (f"**{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}**"
                   if len(accs) > 1 else "")
         rows.append([SHORT.get(n, n), *(_acc(by[n][s]) if s in by[n] else "" for s in seeds), spread])
-    return _md(["final test accuracy", *(f"seed {s}" for s in seeds), "mean ± std"], rows)
+    return markdown_table(["final test accuracy", *(f"seed {s}" for s in seeds), "mean ± std"], rows)
 
 
 def landscape_table(res: ExperimentResults) -> str:
@@ -128,7 +123,7 @@ def landscape_table(res: ExperimentResults) -> str:
     rows = [["test accuracy", *(f"{100 * statistics.fmean(acc[n]):.2f}%" for n in norms)]]
     rows += [[name, *(ms([r[key] for r in by[n]], fmt) for n in norms)] for name, key, fmt in probes]
     corner = f"median over the probe steps after step 0, {n_seeds} seeds"
-    return _md([corner, *(SHORT.get(n, n) for n in norms)], rows)
+    return markdown_table([corner, *(SHORT.get(n, n) for n in norms)], rows)
 
 
 def regularization_table(res: ExperimentResults) -> str:
@@ -162,7 +157,7 @@ def regularization_table(res: ExperimentResults) -> str:
             ["gap, points", *(g(n) for n in norms)]]
     if collapsed:
         rows.append(["runs collapsed to chance (left out)", *(str(collapsed.get(n, 0)) for n in norms)])
-    return _md(["mean over seeds", *(SHORT.get(n, n) for n in norms)], rows)
+    return markdown_table(["mean over seeds", *(SHORT.get(n, n) for n in norms)], rows)
 
 
 def table(name: str, res: ExperimentResults) -> str:

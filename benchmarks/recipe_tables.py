@@ -18,6 +18,8 @@ import re
 import statistics
 from pathlib import Path
 
+from cifar_app.tables import markdown_table
+
 RESULTS = Path(__file__).parent / "results"
 NORMS = ("batch", "group", "layer")
 SHORT = {"batch": "BN", "group": "GN", "layer": "LN"}
@@ -33,11 +35,6 @@ def _load(folder: Path, name: str) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise SystemExit(f"error: {path}: not a readable results file ({e})") from None
-
-
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _final(points: list[dict], key: str) -> dict[str, list[float]]:
@@ -108,7 +105,7 @@ def lever_table(folder: Path = RESULTS) -> str:
         rows.append([f"`{changes}` vs default{own}", how, *(_diff(b.get(n)) for n in NORMS), train,
                      _minutes(rec), outcome])
     header = ["lever", "how measured", "BN", "GN", "LN", "train accuracy", "cost (1 thread)", "outcome"]
-    return _md(header, rows)
+    return markdown_table(header, rows)
 
 
 def distill_table(folder: Path = RESULTS, name: str = "recipe_distill-refs.json") -> str | None:
@@ -143,7 +140,7 @@ def distill_table(folder: Path = RESULTS, name: str = "recipe_distill-refs.json"
                      f"**{100 * row['difference']:+.2f}** ({100 * row['two_se']:.2f})", row["verdict"],
                      f"{100 * row['train_mean']:.2f} / {100 * b['train_mean']:.2f}%", " / ".join(leads),
                      f"{statistics.fmean(mins):.0f}"])
-    return _md(["norm", "distilled, seed 0", "default, 3 seeds",
+    return markdown_table(["norm", "distilled, seed 0", "default, 3 seeds",
                 "difference (2 SE: the default's seed spread)", "verdict (screen)",
                 "train acc: distilled / default", "lead, epochs 1–5 / 6–10 / 11–15 / 16–20",
                 "min per run (1 thread, shared)"], rows)

@@ -65,3 +65,9 @@ def comparison_rows(runs: list[tuple[RunSummary, list[EpochStats]]]) -> list[dic
             "s / epoch": round(sum(e.seconds for e in epochs) / len(epochs), 1),
         })
     return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (the README's tables, written by the scripts in benchmarks/)."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
