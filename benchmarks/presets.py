@@ -2,6 +2,7 @@
 
     python benchmarks/presets.py batch-size --data PATH [--runs-dir runs-presets] [--ship]
     python benchmarks/presets.py seeds --export EXPERIMENT --runs-dir runs-presets [--ship]
+    python benchmarks/presets.py seeds --export EXPERIMENT --with RESULTS.json [--set F=V ...] [--ship]
 
 Runs ``python -m cifar_app sweep --preset NAME --json`` (the local backend, as a user would), times
 it, and writes ``benchmarks/results/preset_<name>.json``: the experiment's results as the app reads
@@ -9,7 +10,11 @@ them (``ExperimentStore.results``: every point's settings, state, accuracy, epoc
 landscape records), plus the wall time and the machine. ``--ship`` also copies the file into
 ``cifar_app/reference_experiments/``, whose results fill the Claims page on a fresh install.
 ``--export`` records an experiment already in the store (e.g. one only partly finished: its
-completed points) without running anything. The README quotes these files.
+completed points) without running anything; ``--with`` adds the points of a results file written
+earlier (the preset's other points, measured in another experiment: e.g. the recipe study's BN, GN
+and LN seeds of the default recipe, with only the no-norm points run as the preset), after checking
+that every point is one of the preset's (its settings with the sweep's ``--set``) and none is there
+twice. The README quotes these files.
 """
 
 from __future__ import annotations
@@ -33,16 +38,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", metavar="EXPERIMENT",
                    help="finish a stopped run of this preset (wall time: the points' times, two at once)")
     p.add_argument("--export", metavar="EXPERIMENT", help="record this stored experiment; run nothing")
+    p.add_argument("--with", dest="with_files", action="append", default=[], metavar="RESULTS.json",
+                   help="with --export: also this file's points (the preset's, from another experiment)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=V",
+                   help="with --export: what the sweep set for every point (its --set)")
     p.add_argument("--ship", action="store_true", help="also copy the results into the app")
     args = p.parse_args(argv)
-    from cifar_app.experiments import REFERENCE_EXPERIMENTS, ExperimentStore
+    from cifar_app.experiments import PRESETS, REFERENCE_EXPERIMENTS, ExperimentResults, ExperimentStore
     from cifar_app.runstore import RunStore
+    from cifar_app.settings import parse_setting
 
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     if args.export:
-        exp = exps.get(args.export)
-        res = exps.results(exp)
-        done = [p for p in res.points if p.state == "completed"]
+        preset = PRESETS[args.preset]
+        res = exps.results(exps.get(args.export))
+        if args.with_files:
+            parts = [ExperimentResults.from_dict(json.loads(Path(f).read_text(encoding="utf-8")))
+                     for f in args.with_files]
+            try:
+                res = ExperimentResults.merge([res, *parts], preset=preset.name, grid=preset.grid)
+            except ValueError as e:
+                p.error(str(e))
+        sets = dict(s.split("=", 1) for s in args.set)
+        if foreign := preset.foreign_points(res, {k: parse_setting(k, v) for k, v in sets.items()}):
+            p.error(f"{len(foreign)} point(s) are not the {preset.name} preset's (with {sets or 'no --set'}),"
+                    f" e.g. {foreign[0]}")
+        done = res.completed()
         record = {**res.to_dict(), "wall_seconds": round(sum(p.seconds for p in done) / 2, 1),
                   "partial": len(done) < len(res.points), "machine": _machine()}
         return _write(args, record)

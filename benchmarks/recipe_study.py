@@ -75,15 +75,6 @@ def baseline_file(against: str, precision: str) -> Path:
     return files[(against, arithmetic)]
 
 
-def merged(parts: list) -> object:
-    """Several experiments' results as one (the seeds of a candidate run as separate sweeps)."""
-    from cifar_app.experiments import ExperimentResults
-
-    first = parts[0]
-    return ExperimentResults("+".join(r.experiment for r in parts), first.preset, first.grid,
-                             [p for r in parts for p in r.points], created=first.created)
-
-
 def verdict(diff: float, two_se: float) -> str:
     return "better" if diff > two_se else "worse" if diff < -two_se else "within noise"
 
@@ -154,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         found = [exps.get(e) for e in args.report.split(",")]
         changes |= {k: str(v) for k, v in found[0].base.items() if k in TrainSettings.names()
                     and v != TrainSettings.default(k)}
-        res = merged([exps.results(e) for e in found])
+        res = ExperimentResults.merge([exps.results(e) for e in found])
         wall = None
     else:
         if args.resume:

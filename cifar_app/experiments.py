@@ -76,6 +76,13 @@ class Preset:
             grid["norm"] = list(dict.fromkeys(norms))
         return grid
 
+    def foreign_points(self, results: ExperimentResults, overrides: dict | None = None) -> list[dict]:
+        """The settings of ``results``' points that are not points of this preset (its base with
+        ``overrides``, as a sweep's ``--set`` gives them, over its grid): what must not be recorded
+        as this preset's results."""
+        own = {_key(s.to_dict()) for s in expand({**self.base, **(overrides or {})}, self.grid, self.rules)}
+        return [p.settings for p in results.points if _key(p.settings) not in own]
+
 
 PRESETS: dict[str, Preset] = {
     "batch-size": Preset(
@@ -326,6 +333,24 @@ class ExperimentResults:
         return cls(str(d["experiment"]), d.get("preset"), dict(d.get("grid") or {}), points, shipped,
                    d.get("created"))
 
+    @classmethod
+    def merge(cls, parts: list[ExperimentResults], preset: str | None = None,
+              grid: dict | None = None) -> ExperimentResults:
+        """Several experiments' results as one (the seeds of a recipe run as separate sweeps; a
+        preset's points measured in two experiments): the experiment ids joined by "+", the first
+        part's preset and grid unless given. The same completed point in two parts is refused
+        (``ValueError``): it would count twice."""
+        seen: set[str] = set()
+        for pt in (pt for r in parts for pt in r.completed()):
+            if (key := _key(pt.settings)) in seen:
+                raise ValueError(f"the point {pt.settings['norm']} seed {pt.settings['seed']} "
+                                 "(the same settings) completed in two of the experiments merged")
+            seen.add(key)
+        first = parts[0]
+        return cls("+".join(r.experiment for r in parts), preset if preset is not None else first.preset,
+                   dict(grid if grid is not None else first.grid), [pt for r in parts for pt in r.points],
+                   created=first.created)
+
     def completed(self) -> list[PointResult]:
         return [p for p in self.points if p.state == RunState.COMPLETED and p.final_test_acc is not None]
 
@@ -339,6 +364,11 @@ class ExperimentResults:
         for p in self.completed():
             out.setdefault(p.settings["norm"], []).append(p.final_test_acc)
         return out
+
+
+def _key(settings: dict) -> str:
+    """A point's settings as one comparable text, in the schema's current form."""
+    return json.dumps(TrainSettings.from_record(settings).to_dict(), sort_keys=True)
 
 
 def compare_by_norm(candidate: ExperimentResults, baseline: ExperimentResults) -> dict[str, dict]:

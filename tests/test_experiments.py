@@ -15,8 +15,10 @@ import pytest
 from cifar_app.experiments import (
     PRESETS,
     Experiment,
+    ExperimentResults,
     ExperimentStore,
     Point,
+    PointResult,
     expand,
     parse_cli_grid,
     run_experiment,
@@ -355,3 +357,27 @@ def test_the_groups_plot_draws_a_norm_without_groups_as_a_level_not_at_some_g():
     fig = sweep_plot(pts, "groups")
     assert [list(t.x) for t in fig.data] == [[1, 2, 4, 8]]  # IN is not a point at G = 4
     assert fig.layout.shapes[0].y0 == pytest.approx(40.0) and "40.00%" in fig.layout.annotations[0].text
+
+
+def _results(name: str, settings: list[dict], state: str = "completed") -> ExperimentResults:
+    return ExperimentResults(name, "seeds", {}, [PointResult(s, state, 0.8, 0.8, 1.0) for s in settings])
+
+
+def test_merging_results_refuses_a_point_completed_in_two_experiments():
+    seeds = [s.to_dict() for s in expand({"precision": "bf16"}, PRESETS["seeds"].grid)]
+    norms, none = [s for s in seeds if s["norm"] != "none"], [s for s in seeds if s["norm"] == "none"]
+    merged = ExperimentResults.merge([_results("a", none), _results("b", norms)], preset="seeds")
+    assert merged.experiment == "a+b" and len(merged.completed()) == 12
+    # a point stopped in one experiment and completed in the other is one result, not two
+    assert len(ExperimentResults.merge([_results("a", none, "stopped"), _results("b", none)]).completed()) == 3
+    with pytest.raises(ValueError, match="none seed 0"):
+        ExperimentResults.merge([_results("a", none), _results("b", none[:1])])
+
+
+def test_a_point_with_other_settings_than_the_presets_is_foreign():
+    preset = PRESETS["seeds"]
+    seeds = [s.to_dict() for s in expand({"precision": "bf16"}, preset.grid)]
+    assert preset.foreign_points(_results("a", seeds), {"precision": "bf16"}) == []
+    assert len(preset.foreign_points(_results("a", seeds))) == 12  # the sweep's --set is part of a point
+    other = {**seeds[0], "label_smoothing": 0.2}
+    assert preset.foreign_points(_results("a", [*seeds[1:], other]), {"precision": "bf16"}) == [other]
