@@ -2,7 +2,8 @@
 
     python benchmarks/presets.py batch-size --data PATH [--runs-dir runs-presets] [--ship]
     python benchmarks/presets.py seeds --export EXPERIMENT --runs-dir runs-presets [--ship]
-    python benchmarks/presets.py seeds --export EXPERIMENT --with RESULTS.json [--set F=V ...] [--ship]
+    python benchmarks/presets.py seeds --export EXP1,EXP2 --runs-dir D [--with RESULTS.json]
+                                 [--set F=V ...] [--ship]
 
 Runs ``python -m cifar_app sweep --preset NAME --json`` (the local backend, as a user would), times
 it, and writes ``benchmarks/results/preset_<name>.json``: the experiment's results as the app reads
@@ -10,7 +11,8 @@ them (``ExperimentStore.results``: every point's settings, state, accuracy, epoc
 landscape records), plus the wall time and the machine. ``--ship`` also copies the file into
 ``cifar_app/reference_experiments/``, whose results fill the Claims page on a fresh install.
 ``--export`` records an experiment already in the store (e.g. one only partly finished: its
-completed points) without running anything; ``--with`` adds the points of a results file written
+completed points; or several, among which the preset's points were split: merged) without running
+anything; ``--with`` adds the points of a results file written
 earlier (the preset's other points, measured in another experiment: e.g. the recipe study's BN, GN
 and LN seeds of the default recipe, with only the no-norm points run as the preset), after checking
 that every point is one of the preset's (its settings with the sweep's ``--set``) and none is there
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--resume", metavar="EXPERIMENT",
                    help="finish a stopped run of this preset (wall time: the points' times, two at once)")
-    p.add_argument("--export", metavar="EXPERIMENT", help="record this stored experiment; run nothing")
+    p.add_argument("--export", metavar="EXPERIMENT[,EXPERIMENT...]",
+                   help="record this stored experiment (or several, the preset's points split between "
+                        "them, merged); run nothing")
     p.add_argument("--with", dest="with_files", action="append", default=[], metavar="RESULTS.json",
                    help="with --export: also this file's points (the preset's, from another experiment)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V",
@@ -51,14 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     if args.export:
         preset = PRESETS[args.preset]
-        res = exps.results(exps.get(args.export))
-        if args.with_files:
-            parts = [ExperimentResults.from_dict(json.loads(Path(f).read_text(encoding="utf-8")))
-                     for f in args.with_files]
-            try:
-                res = ExperimentResults.merge([res, *parts], preset=preset.name, grid=preset.grid)
-            except ValueError as e:
-                p.error(str(e))
+        parts = [exps.results(exps.get(e)) for e in args.export.split(",")]
+        parts += [ExperimentResults.from_dict(json.loads(Path(f).read_text(encoding="utf-8")))
+                  for f in args.with_files]
+        try:
+            res = ExperimentResults.merge(parts, preset=preset.name, grid=preset.grid)
+        except ValueError as e:
+            p.error(str(e))
         sets = dict(s.split("=", 1) for s in args.set)
         if foreign := preset.foreign_points(res, {k: parse_setting(k, v) for k, v in sets.items()}):
             p.error(f"{len(foreign)} point(s) are not the {preset.name} preset's (with {sets or 'no --set'}),"
