@@ -34,7 +34,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("preset")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", help="the CIFAR-10 copy to train on (not needed with --export)")
     p.add_argument("--runs-dir", default="runs-presets")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--resume", metavar="EXPERIMENT",
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         record = {**res.to_dict(), "wall_seconds": round(sum(p.seconds for p in done) / 2, 1),
                   "partial": len(done) < len(res.points), "machine": _machine()}
         return _write(args, record)
+    if not args.data:
+        p.error("--data is required to run the preset")
     t0 = time.time()
     what = ["--resume", args.resume] if args.resume else ["--preset", args.preset]
     proc = subprocess.run([sys.executable, "-m", "cifar_app", "sweep", *what, "--json",

@@ -146,9 +146,10 @@ PRESETS: dict[str, Preset] = {
     "seeds": Preset(
         "seeds", "Are the differences between BN, GN and LN larger than seed noise?",
         base={}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer", "none"]}, x="norm",
-        note="The full default recipe (20 epochs, all 50,000 images): 12 runs; on a 2-core CPU "
-             "machine each takes 25-55 minutes on one thread in bf16 (two at a time), some 3-4 hours "
-             "in all; use the Ray backend to spread them."),
+        note="The full default recipe (20 epochs, all 50,000 images): 12 runs; on a 2-core CPU VM, "
+             "two at a time on one thread each in bf16, a run takes 11 (no norm) to 28 minutes "
+             "(GroupNorm), about 2 hours in all, on a slow VM up to twice that; use the Ray backend "
+             "to spread them."),
     "recipe-arch": Preset(
         "recipe-arch", "Spending the 50,000 parameters on depthwise-separable C blocks (2-3x the "
                        "channels) beats plain 3x3 convolutions.",

@@ -110,13 +110,14 @@ def test_copy_run_leaves_out_an_empty_optional_log(tmp_path):
     assert not (copy.path / LANDSCAPE).exists() and (copy.path / "inside.jsonl").stat().st_size > 0
 
 
-def test_the_shipped_presets_that_compare_norms_in_reduced_form_ran_on_todays_default():
+def test_the_shipped_presets_that_compare_norms_ran_on_todays_default():
     """The Claims page on a fresh install judges these presets' shipped results: they were
-    re-measured on the default recipe (the seeds preset, 12 full runs, is still seed-plain)."""
+    re-measured on the default recipe, the seeds preset's 12 full runs included."""
     from cifar_app.experiments import load_shipped_results
     from cifar_app.settings import DEFAULT_RECIPE
 
     shipped = load_shipped_results()
-    for preset in ("batch-size", "learning-rate", "landscape", "groups", "seed-layernorm", "regularization"):
+    for preset in ("batch-size", "learning-rate", "landscape", "groups", "seed-layernorm", "regularization",
+                   "seeds"):
         assert shipped[preset].recipes() == [DEFAULT_RECIPE], preset
         assert all(p.state == "completed" or p.state == "failed" for p in shipped[preset].points), preset
