@@ -129,6 +129,8 @@ def test_the_shipped_bf16_seeds_are_complete_bf16_runs_within_fp32s_noise():
     from cifar_app.experiments import ExperimentResults
 
     res = ExperimentResults.from_dict(json.loads(precision.BF16_ACCURACY.read_text()))
+    fp32 = ExperimentResults.from_dict(json.loads(precision.FP32_SEEDS.read_text()))
+    assert res.recipes() == fp32.recipes() == ["seed-plain"]  # one recipe in two arithmetics
     assert len(res.completed()) == 9
     assert all(p.settings["precision"] == "bf16" and p.settings["epochs"] == 20 and
                p.settings["train_limit"] is None for p in res.completed())
