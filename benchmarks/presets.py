@@ -48,14 +48,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --export: what the sweep set for every point (its --set)")
     p.add_argument("--ship", action="store_true", help="also copy the results into the app")
     args = p.parse_args(argv)
-    from cifar_app.experiments import PRESETS, REFERENCE_EXPERIMENTS, ExperimentResults, ExperimentStore
+    from cifar_app.experiments import (PRESETS, REFERENCE_EXPERIMENTS, ExperimentNotFound, ExperimentResults,
+                                       ExperimentStore)
     from cifar_app.runstore import RunStore
     from cifar_app.settings import parse_setting
 
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     if args.export:
         preset = PRESETS[args.preset]
-        parts = [exps.results(exps.get(e)) for e in args.export.split(",")]
+        try:
+            parts = [exps.results(exps.get(e)) for e in args.export.split(",")]
+        except ExperimentNotFound as e:
+            p.error(f"{e} in {args.runs_dir}")
         parts += [ExperimentResults.from_dict(json.loads(Path(f).read_text(encoding="utf-8")))
                   for f in args.with_files]
         try:
