@@ -48,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --export: what the sweep set for every point (its --set)")
     p.add_argument("--ship", action="store_true", help="also copy the results into the app")
     args = p.parse_args(argv)
-    from cifar_app.experiments import (PRESETS, REFERENCE_EXPERIMENTS, ExperimentNotFound, ExperimentResults,
-                                       ExperimentStore)
+    from cifar_app.experiments import (
+        PRESETS,
+        REFERENCE_EXPERIMENTS,
+        ExperimentNotFound,
+        ExperimentResults,
+        ExperimentStore,
+    )
     from cifar_app.runstore import RunStore
     from cifar_app.settings import parse_setting
 
