@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -65,3 +67,52 @@ def augment_batch(x: torch.Tensor, crop_pad: int = 4, flip: bool = True, cutout_
     elif flip:
         x = random_flip(x, generator)
     return cutout(x, cutout_size, generator)
+
+
+def mix_batch(x: torch.Tensor, kind: str, lam: float, perm: torch.Tensor,
+              box: tuple[int, int] | None = None) -> tuple[torch.Tensor, float]:
+    """Mix each image of ``x`` (N, C, H, W) with image ``perm[i]`` of the same batch.
+
+    kind: "mixup" blends whole images, ``lam * x + (1 - lam) * x[perm]`` (Zhang et al. 2018);
+        "cutmix" pastes a rectangle of ``x[perm]`` covering ``1 - lam`` of the area, centred at
+        ``box`` (row, column), clipped at the borders (Yun et al. 2019).
+    Returns the mixed batch and the weight of each image's own label: ``lam`` for mixup, the share
+    of the area left unpasted for cutmix (clipping can shrink the rectangle).
+    """
+    if kind == "mixup":
+        return lam * x + (1 - lam) * x[perm], lam
+    if kind != "cutmix":
+        raise ValueError(f"unknown mix {kind!r}")
+    h, w = x.shape[2], x.shape[3]
+    cy, cx = box if box is not None else (h // 2, w // 2)
+    side = math.sqrt(1 - lam)
+    bh, bw = round(h * side), round(w * side)
+    y0, y1 = max(cy - bh // 2, 0), min(cy - bh // 2 + bh, h)
+    x0, x1 = max(cx - bw // 2, 0), min(cx - bw // 2 + bw, w)
+    if y1 <= y0 or x1 <= x0:
+        return x, 1.0
+    out = x.clone()
+    out[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+    return out, 1 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+RESIZE_FULL_AT = 0.5  # progressive resizing reaches the full side at this fraction of the epochs
+
+
+def progressive_side(epoch: int, epochs: int, start: int, full: int = 32) -> int:
+    """The side of the training images in ``epoch`` (1-based) under progressive resizing: ``start``
+    px in epoch 1, growing linearly (to even sides) to ``full`` px at epoch
+    ceil(RESIZE_FULL_AT * epochs), and ``full`` from then on. ``start >= full`` is off."""
+    last = max(1, math.ceil(RESIZE_FULL_AT * epochs))
+    if start >= full or epoch >= last:
+        return full
+    side = start + (full - start) * (epoch - 1) / (last - 1)
+    return min(full, 2 * int(side / 2))
+
+
+def resize_batch(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Images (N, C, H, W) resized to ``side x side`` (bilinear, antialiased); unchanged at their
+    own size."""
+    if x.shape[2] == side and x.shape[3] == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)

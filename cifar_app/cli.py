@@ -386,7 +386,7 @@ def cmd_precision(args: argparse.Namespace) -> int:
         return 0
     print(f"CPU: {out['cpu']}; bf16 instructions: {'yes' if out['cpu_bf16'] else 'no'}")
     if verdict is None:
-        print("bf16 accuracy: no results (the bf16-seeds preset against the fp32 seeds)")
+        print("bf16 accuracy: no results (the bf16-seeds preset against the fp32 seeds of the same recipe)")
     else:
         print(f"bf16 accuracy: {'within' if verdict['within_noise'] else 'below'} fp32's seed noise")
         for norm, r in verdict["norms"].items():

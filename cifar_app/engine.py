@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .augment import alternating_flips, augment_batch
+from .augment import alternating_flips, augment_batch, mix_batch, progressive_side, resize_batch
 from .data import CifarData, channel_stats
 from .distill import Teacher, distill_loss
 from .landscape import landscape_record, probe_steps
@@ -162,6 +162,17 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def mixed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, y_other: torch.Tensor, lam: float,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """The labels' loss of a mixed batch: ``lam`` of the cross-entropy with each image's own label
+    ``y``, ``1 - lam`` with its partner's ``y_other`` (the plain loss at ``lam`` = 1)."""
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    if lam == 1.0:
+        return loss
+    return lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y_other,
+                                                    label_smoothing=label_smoothing)
+
+
 def _autocast(device: torch.device, arithmetic: str):
     """The training step's autocast: bf16 or none (``arithmetic`` from ``precision.resolve``)."""
     if arithmetic == "bf16" and device.type in ("cuda", "cpu"):
@@ -273,6 +284,9 @@ def train(
         ce_sum = torch.zeros((), device=device)  # plain cross-entropy, comparable to the test loss
         correct = torch.zeros((), device=device, dtype=torch.int64)
         pending: list[tuple[int, torch.Tensor, float]] = []
+        side = progressive_side(epoch, s.epochs, s.resize_start, full=train_x.shape[-1])
+        mixing = s.mix != "off" and s.mix_from <= epoch <= s.mix_to
+        mix_rng = np.random.default_rng([s.seed, epoch])  # mixing weights and boxes, per epoch
         for b in range(batches):
             if should_stop is not None and should_stop():
                 result.stopped = True
@@ -285,11 +299,22 @@ def train(
                                    else alternating_flips(first_flips[idx], epoch))
             elif s.cutout:
                 xb = augment_batch(xb, crop_pad=0, flip=False, cutout_size=s.cutout, generator=gen)
-            xb = xb.contiguous(memory_format=layout)
+            xb = resize_batch(xb, side)
             yb = train_y[idx]
+            lam, y_other = 1.0, yb
+            if mixing:
+                perm = torch.randperm(len(idx), generator=gen, device=device)
+                box = (int(mix_rng.integers(side)), int(mix_rng.integers(side)))
+                xb, lam = mix_batch(xb, s.mix, float(mix_rng.beta(s.mix_alpha, s.mix_alpha)), perm, box)
+                y_other = yb[perm]
+            xb = xb.contiguous(memory_format=layout)
+
+            def labels_loss(logits: torch.Tensor, yb=yb, y_other=y_other, lam=lam) -> torch.Tensor:
+                return mixed_cross_entropy(logits, yb, y_other, lam, s.label_smoothing)
+
             with _autocast(device, arithmetic):
                 logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
+                loss = labels_loss(logits)
                 if teacher is not None:
                     soft = teacher.probs(xb, mean, std, s.distill_temp)
                     loss = (1 - s.distill) * loss + s.distill * distill_loss(logits, soft, s.distill_temp)
@@ -299,8 +324,7 @@ def train(
             lr = onecycle_lr(step, total_steps, s.max_lr, s.pct_start)
             if step in landscape_at:
                 rec = landscape_record(
-                    model, lambda xb=xb, yb=yb: F.cross_entropy(model(xb).float(), yb,
-                                                                label_smoothing=s.label_smoothing),
+                    model, lambda xb=xb, labels_loss=labels_loss: labels_loss(model(xb)),
                     lr, step=step, epoch=epoch, loss=float(loss.detach()),
                     autocast=lambda: _autocast(device, arithmetic))
                 result.landscape.append(rec)
@@ -313,7 +337,7 @@ def train(
             loss_sum += loss.detach() * len(idx)
             with torch.no_grad():
                 ce_sum += F.cross_entropy(logits.detach().float(), yb, reduction="sum")
-            correct += (logits.argmax(1) == yb).sum()
+            correct += (logits.argmax(1) == yb).sum()  # of each (mixed) image's own label
             pending.append((b + 1, loss.detach(), lr))
             if len(pending) >= flush_every or b == batches - 1:
                 values = torch.stack([p[1] for p in pending]).float().cpu().tolist()

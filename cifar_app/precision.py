@@ -152,7 +152,9 @@ def speedup(norm: str, arch: str = "plain", batch_size: int = 128, measure: bool
 def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
     """bf16 against fp32 accuracy from two seeds results files (the seeds preset trained with
     ``precision=bf16``, and in fp32): per norm both means ± std and whether the difference is within
-    2 standard errors, sqrt(s₁²/n₁ + s₂²/n₂). None when either file is missing or unreadable."""
+    2 standard errors, sqrt(s₁²/n₁ + s₂²/n₂). Only a norm trained on one and the same recipe on both
+    sides is compared (a precision is judged on one recipe, not across two). None when either file is
+    missing or unreadable, or no norm is comparable."""
     from .experiments import ExperimentResults, compare_by_norm
 
     try:
@@ -160,12 +162,25 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
                       for p in (bf16_path, fp32_path))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    same = _recipes(bf16)
+    same = {norm for norm, keys in _recipes(fp32).items() if len(keys) == 1 and same.get(norm) == keys}
     rows = {norm: {"bf16": r["candidate"], "fp32": r["baseline"], "difference": r["difference"],
                    "two_se": r["two_se"], "within_noise": r["difference"] >= -r["two_se"]}
-            for norm, r in compare_by_norm(bf16, fp32).items()}
+            for norm, r in compare_by_norm(bf16, fp32).items() if norm in same}
     if not rows:
         return None
     return {"norms": rows, "within_noise": all(r["within_noise"] for r in rows.values())}
+
+
+def _recipes(results) -> dict[str, set[str]]:
+    """Per norm, the recipes its completed points trained (``settings.recipe_key`` but the seed)."""
+    from .settings import recipe_key
+
+    out: dict[str, set[str]] = {}
+    for p in results.completed():
+        key = {k: v for k, v in recipe_key(p.settings).items() if k != "seed"}
+        out.setdefault(p.settings["norm"], set()).add(json.dumps(key, sort_keys=True))
+    return out
 
 
 def bf16_results_path() -> Path:

@@ -178,6 +178,17 @@ class TrainSettings:
     flip: str = setting("random", str, "horizontal flip of the augmentation: each image with "
                         "probability 1/2 every epoch (random), or drawn once and then every other "
                         "epoch (alternate: airbench's derandomised flip)", choices=("random", "alternate"))
+    mix: str = setting("off", str, "mix pairs of training images and their labels: blend whole images "
+                       "(mixup) or paste a rectangle of one into the other (cutmix), in epochs "
+                       "mix_from..mix_to", choices=("off", "mixup", "cutmix"))
+    mix_alpha: float = setting(1.0, float, "mixing weights are drawn from Beta(alpha, alpha)", low=0,
+                               high=10, low_open=True, suggested=(0.2, 0.5, 1.0))
+    mix_from: int = setting(1, int, "first epoch that mixes (mix not off)", low=1, high=50)
+    mix_to: int = setting(50, int, "last epoch that mixes (mix not off); past the run's epochs = to "
+                          "the end", low=1, high=50)
+    resize_start: int = setting(32, int, "progressive resizing: the training images' side in epoch 1, "
+                                "growing to 32 px by the halfway epoch; 32 = off (tests are 32 px)",
+                                "px", low=8, high=32, suggested=(32, 24, 16))
     crop_pad: int = setting(2, int, "padding of the random crop (2 beat 4 and 1 here)", "px", low=0, high=8)
     cutout: int = setting(0, int, "side of the cutout square, 0 = off", "px", low=0, high=32)
     seed: int = setting(0, int, "random seed (initialisation, data order, augmentation)", low=0,
@@ -223,6 +234,8 @@ class TrainSettings:
         if self.whiten != "off" and norms.get(self.norm).weight_standardized:
             raise SettingsError("whiten", f"{norms.get(self.norm).label} standardizes C1's weights at "
                                 "every step, which would undo the whitening: use whiten=off")
+        if self.mix_from > self.mix_to:
+            raise SettingsError("mix_from", f"{self.mix_from} is after mix_to ({self.mix_to})")
         self._check_teacher()
         params = _param_count(self.norm, self.groups, self.arch)
         if params > PARAM_BUDGET:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -50,3 +51,41 @@ def test_cutout_zeroes_at_most_one_square_per_image():
 def test_no_padding_means_no_change():
     x = _images(4)
     assert torch.equal(random_crop(x, 0), x)
+
+
+def test_mixup_blends_each_image_with_its_partner():
+    from cifar_app.augment import mix_batch
+
+    x = _images(8)
+    perm = torch.tensor([3, 2, 1, 0, 7, 6, 5, 4])
+    out, lam = mix_batch(x, "mixup", 0.3, perm)
+    assert lam == 0.3 and torch.allclose(out, 0.3 * x + 0.7 * x[perm])
+
+
+@pytest.mark.parametrize("lam,box", [(0.75, (16, 16)), (0.75, (0, 0)), (0.5, (31, 5)), (1.0, (10, 10))])
+def test_cutmix_pastes_a_rectangle_of_the_partner_and_weighs_the_labels_by_area(lam, box):
+    from cifar_app.augment import mix_batch
+
+    x = _images(8)
+    perm = torch.roll(torch.arange(8), 1)
+    out, own = mix_batch(x, "cutmix", lam, perm, box)
+    pasted = (out != x).all(1)  # (N, H, W): every pixel differs between partners
+    assert torch.equal(pasted, (out == x[perm]).all(1))  # each pixel is the image's or the partner's
+    assert (pasted == pasted[0]).all()  # one rectangle, the same for the batch
+    rows, cols = pasted[0].any(1).nonzero(), pasted[0].any(0).nonzero()
+    if len(rows):
+        assert pasted[0].sum() == len(rows) * len(cols)  # a rectangle
+    assert own == pytest.approx(1 - pasted[0].float().mean().item())  # clipping at a border counts
+    if box == (16, 16):
+        assert own == pytest.approx(lam)
+
+
+def test_progressive_resizing_grows_to_full_size_by_the_halfway_epoch():
+    from cifar_app.augment import progressive_side, resize_batch
+
+    sides = [progressive_side(e, 20, 16) for e in range(1, 21)]
+    assert sides[0] == 16 and sides[9:] == [32] * 11 and sides[8] < 32
+    assert sides == sorted(sides) and all(s % 2 == 0 for s in sides)
+    assert [progressive_side(e, 20, 32) for e in range(1, 21)] == [32] * 20
+    assert [progressive_side(e, 1, 16) for e in (1,)] == [32]  # one epoch: at full size
+    assert resize_batch(_images(2), 20).shape == (2, 3, 20, 20)

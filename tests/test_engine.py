@@ -288,3 +288,77 @@ def test_dirac_setting_starts_the_run_from_the_identity():
     expected.dirac_init()
     for (name, a), b in zip(start.state_dict().items(), expected.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def _c1_inputs(settings, data):
+    """The training batches C1 saw, as (epoch-ordered) float tensors."""
+    from cifar_app import engine
+
+    batches = []
+    real_build = engine.build_model
+
+    def build(*a, **k):
+        m = real_build(*a, **k)
+        m.layers["C1"].register_forward_pre_hook(
+            lambda _m, args: batches.append(args[0].detach().float()) if torch.is_grad_enabled() else None)
+        return m
+
+    engine.build_model = build
+    try:
+        train(settings, data)
+    finally:
+        engine.build_model = real_build
+    return batches
+
+
+def test_mixing_happens_in_its_epochs_only():
+    """Without other augmentation, a batch of epochs mix_from..mix_to is not the training images
+    themselves; one of the other epochs is."""
+    from cifar_app.data import channel_stats
+    from cifar_app.engine import normalize
+
+    data = synthetic_data(n_train=64, n_test=16)
+    mean, std = channel_stats(data.train_x)
+    plain = normalize(data.train_x, mean, std).flatten(1)
+    for mix in ("mixup", "cutmix"):
+        settings = TrainSettings(mix=mix, mix_from=2, mix_to=3, augment=False, epochs=4, batch_size=64,
+                                 max_lr=0.05, device="cpu")
+        batches = _c1_inputs(settings, data)
+        found = [torch.cdist(b.flatten(1), plain, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+                 .max().item() < 1e-3 for b in batches]
+        assert found == [True, False, False, True], mix
+
+
+def test_mixed_loss_weighs_the_two_labels():
+    from cifar_app.engine import mixed_cross_entropy
+
+    logits = torch.randn(6, 10)
+    y, y2 = torch.arange(6), torch.arange(6).flip(0)
+    ce = torch.nn.functional.cross_entropy
+    assert torch.allclose(mixed_cross_entropy(logits, y, y2, 1.0, 0.1), ce(logits, y, label_smoothing=0.1))
+    assert torch.allclose(mixed_cross_entropy(logits, y, y2, 0.0), ce(logits, y2))
+    assert torch.allclose(mixed_cross_entropy(logits, y, y2, 0.25), 0.25 * ce(logits, y) + 0.75 * ce(logits, y2))
+
+
+def test_progressive_resizing_trains_on_smaller_images_first():
+    data = synthetic_data(n_train=64, n_test=16)
+    settings = TrainSettings(resize_start=16, epochs=6, batch_size=64, max_lr=0.05, device="cpu")
+    assert [b.shape[-1] for b in _c1_inputs(settings, data)] == [16, 24, 32, 32, 32, 32]
+
+
+def test_a_stopped_mixed_run_resumes_to_the_uninterrupted_one(tmp_path):
+    data = synthetic_data(n_train=200, n_test=50)
+    settings = TrainSettings(mix="cutmix", resize_start=24, **{**QUICK, "epochs": 4})
+    ckpt = RunStore(tmp_path / "runs", reference_root=None).create(settings)
+    seen = []
+    first = train(settings, data, on_batch=seen.append, should_stop=lambda: len(seen) >= 6, checkpoint=ckpt)
+    assert first.stopped
+    resumed = train(settings, data, checkpoint=ckpt, resume=True)
+    straight = train(settings, data)
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4)
+
+
+def test_mix_from_after_mix_to_is_refused():
+    with pytest.raises(SettingsError, match="mix_from"):
+        TrainSettings(mix="mixup", mix_from=5, mix_to=4).validate()

@@ -28,8 +28,8 @@ def plain_cpu(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
 
 
-def seeds_file(path, accs: dict[str, list[float]]) -> None:
-    points = [{"id": None, "settings": TrainSettings(norm=n, seed=i).to_dict(), "status": "completed",
+def seeds_file(path, accs: dict[str, list[float]], **recipe) -> None:
+    points = [{"id": None, "settings": TrainSettings(norm=n, seed=i, **recipe).to_dict(), "status": "completed",
                "final_test_acc": a, "best_test_acc": a, "seconds": 1.0}
               for n, xs in accs.items() for i, a in enumerate(xs)]
     path.write_text(json.dumps({"experiment": "exp-x", "preset": "seeds", "points": points}))
@@ -61,6 +61,25 @@ def test_auto_takes_bf16_only_when_accurate_and_faster(bf16_cpu, monkeypatch, tm
     seeds_file(bf16, {"batch": [0.79, 0.795, 0.791], "group": [0.811, 0.81, 0.812]})  # 2 points lost
     assert precision.bf16_verdict(bf16, fp32)["norms"]["batch"]["within_noise"] is False
     assert precision.resolve("auto", CPU, "batch")[0] == "fp32"
+
+
+def test_bf16_is_judged_only_against_fp32_seeds_of_the_same_recipe(tmp_path):
+    """A bf16-seeds preset run on today's default recipe says nothing against fp32 seeds of the
+    seed-plain recipe: the recipes differ by more than the arithmetic."""
+    fp32, bf16 = tmp_path / "fp32.json", tmp_path / "bf16.json"
+    seeds_file(fp32, {"batch": [0.81, 0.812, 0.818], "group": [0.814, 0.809, 0.813]}, arch="plain")
+    seeds_file(bf16, {"batch": [0.84, 0.845, 0.843], "group": [0.79, 0.80, 0.795]})  # the default
+    assert precision.bf16_verdict(bf16, fp32) is None
+    seeds_file(bf16, {"batch": [0.812, 0.809, 0.815], "group": [0.79, 0.80, 0.795]}, arch="plain")
+    assert precision.bf16_verdict(bf16, fp32)["within_noise"] is False  # same recipe: GN judged
+    seeds_file(bf16, {"batch": [0.812, 0.809, 0.815]}, arch="plain")
+    with bf16.open("r+") as f:  # GN's points on another recipe (dropout): BN alone is compared
+        d = json.load(f)
+        d["points"] += [{**d["points"][0], "settings": TrainSettings(norm="group", seed=i, arch="plain",
+                                                                     dropout=0.1).to_dict()}
+                        for i in range(3)]
+        f.seek(0), f.truncate(), json.dump(d, f)
+    assert set(precision.bf16_verdict(bf16, fp32)["norms"]) == {"batch"}
 
 
 def test_the_speed_measurement_is_cached_per_machine(bf16_cpu, monkeypatch):
