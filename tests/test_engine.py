@@ -324,8 +324,9 @@ def test_mixing_happens_in_its_epochs_only():
         settings = TrainSettings(mix=mix, mix_from=2, mix_to=3, augment=False, epochs=4, batch_size=64,
                                  max_lr=0.05, device="cpu")
         batches = _c1_inputs(settings, data)
-        found = [torch.cdist(b.flatten(1), plain, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
-                 .max().item() < 1e-3 for b in batches]
+        exact = "donot_use_mm_for_euclid_dist"
+        found = [torch.cdist(b.flatten(1), plain, compute_mode=exact).min(1).values.max().item() < 1e-3
+                 for b in batches]
         assert found == [True, False, False, True], mix
 
 
@@ -337,7 +338,8 @@ def test_mixed_loss_weighs_the_two_labels():
     ce = torch.nn.functional.cross_entropy
     assert torch.allclose(mixed_cross_entropy(logits, y, y2, 1.0, 0.1), ce(logits, y, label_smoothing=0.1))
     assert torch.allclose(mixed_cross_entropy(logits, y, y2, 0.0), ce(logits, y2))
-    assert torch.allclose(mixed_cross_entropy(logits, y, y2, 0.25), 0.25 * ce(logits, y) + 0.75 * ce(logits, y2))
+    mixed = mixed_cross_entropy(logits, y, y2, 0.25)
+    assert torch.allclose(mixed, 0.25 * ce(logits, y) + 0.75 * ce(logits, y2))
 
 
 def test_progressive_resizing_trains_on_smaller_images_first():

@@ -29,7 +29,8 @@ def plain_cpu(monkeypatch):
 
 
 def seeds_file(path, accs: dict[str, list[float]], **recipe) -> None:
-    points = [{"id": None, "settings": TrainSettings(norm=n, seed=i, **recipe).to_dict(), "status": "completed",
+    points = [{"id": None, "settings": TrainSettings(norm=n, seed=i, **recipe).to_dict(),
+               "status": "completed",
                "final_test_acc": a, "best_test_acc": a, "seconds": 1.0}
               for n, xs in accs.items() for i, a in enumerate(xs)]
     path.write_text(json.dumps({"experiment": "exp-x", "preset": "seeds", "points": points}))
