@@ -188,7 +188,7 @@ class TrainSettings:
                           "the end", low=1, high=50)
     resize_start: int = setting(32, int, "progressive resizing: the training images' side in epoch 1, "
                                 "growing to 32 px by the halfway epoch; 32 = off (tests are 32 px)",
-                                "px", low=8, high=32, suggested=(32, 24, 16))
+                                "px", low=8, high=32, suggested=(16, 20, 24, 28, 32))
     crop_pad: int = setting(2, int, "padding of the random crop (2 beat 4 and 1 here)", "px", low=0, high=8)
     cutout: int = setting(0, int, "side of the cutout square, 0 = off", "px", low=0, high=32)
     seed: int = setting(0, int, "random seed (initialisation, data order, augmentation)", low=0,

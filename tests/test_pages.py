@@ -10,6 +10,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cifar_app.records import BatchStats
+from cifar_app.settings import TrainSettings
 from tests.conftest import ROOT
 
 PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/compare.py", "app_pages/misclassified.py",
@@ -124,6 +125,19 @@ def test_train_page_shows_params_and_refuses_bad_settings(app_env):
     assert any("over the 50,000 budget" in e.value for e in at.error) and at.button(key="start").disabled
     at.selectbox(key="norm").set_value("instance").run()
     assert not at.error and not at.button(key="start").disabled
+
+
+def test_train_page_offers_every_setting_of_the_schema(app_env):
+    """A setting added to the schema is on the Train page (the device is the machine's choice), and
+    a mixing window that ends before it starts is refused there."""
+    at = run_page("app_pages/train.py")
+    keys = {w.key for kind in ("slider", "select_slider", "selectbox", "radio", "checkbox",
+                               "number_input", "text_input") for w in at.get(kind)}
+    names = {k.removeprefix("set_") for k in keys} | {"norm", "groups"}
+    assert set(TrainSettings.names()) - {"device"} <= names
+    at.slider(key="set_mix_from").set_value(12).run()
+    at.slider(key="set_mix_to").set_value(5).run()
+    assert any("mix_from" in e.value for e in at.error) and at.button(key="start").disabled
 
 
 def test_train_page_refuses_a_hostile_or_missing_teacher_and_takes_a_finished_one(completed_env):
