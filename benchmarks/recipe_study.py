@@ -55,8 +55,9 @@ CANDIDATES: dict[str, dict[str, str]] = {
     # half only; cutmix for all but the last five (the unmixed end fits the real images)
     "mixup-early": {"mix": "mixup", "mix_alpha": "0.5", "mix_to": "10"},
     "cutmix": {"mix": "cutmix", "mix_alpha": "1.0", "mix_to": "15"},
-    # progressive resizing: 16 px in epoch 1, growing to 32 px by epoch 10
+    # progressive resizing: 16 (or 24) px in epoch 1, growing to 32 px by epoch 10
     "resize-16": {"resize_start": "16"},
+    "resize-24": {"resize_start": "24"},
     # distillation from the three shipped reference runs as one ensemble teacher (its own row:
     # not "from labels alone"; the teacher cost the three reference runs' training)
     "distill-refs": {"teacher": "ref-batch,ref-group,ref-layer", "distill": "0.5"},
