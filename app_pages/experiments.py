@@ -44,7 +44,7 @@ wanted = st.query_params.get("exp")
 if wanted in listed and st.session_state.get("exp_pick") != wanted:
     st.session_state["exp_pick"] = wanted
 pick = st.selectbox("Experiment", [NEW, *listed], key="exp_pick",
-                    format_func=lambda i: "➕ new experiment" if i == NEW
+                    format_func=lambda i: "+ new experiment" if i == NEW
                     else f"{listed[i].name} ({exps.state(listed[i])}, {len(listed[i].points)} points)")
 
 
