@@ -164,7 +164,8 @@ PRESETS: dict[str, Preset] = {
         base={"precision": "bf16"}, grid={"seed": [0, 1, 2], "norm": ["batch", "group", "layer"]},
         x="norm",
         note="The seeds preset's full recipe in bf16 autocast (a CPU with avx512_bf16 or AMX, or a "
-             "GPU); its verdict against the fp32 seeds decides whether precision=auto may take bf16."),
+             "GPU); its verdict against the fp32 seeds of the same recipe (the shipped ones are "
+             "seed-plain's: choose that recipe) decides whether precision=auto may take bf16."),
 }
 
 
