@@ -16,6 +16,7 @@ from cifar_app.experiments import (
     estimate_seconds,
     expand,
     group_stats,
+    load_shipped_results,
     measured_speeds,
     noise_verdict,
     parse_cli_grid,
@@ -32,6 +33,7 @@ from cifar_app.settings import RECIPES, SettingsError, fits_budget
 from cifar_app.states import EXPERIMENT_RESUMABLE, TERMINAL, ExperimentState
 
 NEW = "new"
+SHIPPED = "shipped:"  # an option naming a preset's results shipped with the app
 
 ui.page_setup()
 st.title("Experiments")
@@ -40,12 +42,21 @@ st.caption("An experiment is a grid of ordinary runs (they appear on every other
 store = ui.store()
 exps = ExperimentStore(store)
 listed = {e.id: e for e in exps.list()}
+shipped = {SHIPPED + name: res for name, res in load_shipped_results().items()}
 wanted = st.query_params.get("exp")
-if wanted in listed and st.session_state.get("exp_pick") != wanted:
+if (wanted in listed or wanted in shipped) and st.session_state.get("exp_pick") != wanted:
     st.session_state["exp_pick"] = wanted
-pick = st.selectbox("Experiment", [NEW, *listed], key="exp_pick",
-                    format_func=lambda i: "+ new experiment" if i == NEW
-                    else f"{listed[i].name} ({exps.state(listed[i])}, {len(listed[i].points)} points)")
+
+
+def option_label(i: str) -> str:
+    if i == NEW:
+        return "+ new experiment"
+    if i in shipped:
+        return f"{i.removeprefix(SHIPPED)}: the lab's results, shipped ({len(shipped[i].points)} points)"
+    return f"{listed[i].name} ({exps.state(listed[i])}, {len(listed[i].points)} points)"
+
+
+pick = st.selectbox("Experiment", [NEW, *listed, *shipped], key="exp_pick", format_func=option_label)
 
 
 def new_experiment() -> None:
@@ -143,6 +154,12 @@ def show_experiment(exp_id: str, was_state: str) -> None:
         st.error(f"The sweep's driver stopped: {exp.error}")
     st.progress(sum(counts.get(k, 0) for k in TERMINAL) / len(points),
                 text=f"**{state}** · " + " · ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    draw_results(exp, points)
+
+
+def draw_results(exp: object, points: list) -> None:
+    """The claim, the plot (bars with the seed-noise verdicts for the seeds preset) and the points
+    table of a stored experiment or a shipped results file (both have a preset and a grid)."""
     if exp.preset in PRESETS:
         st.caption(f"Claim: {PRESETS[exp.preset].claim} {PRESETS[exp.preset].note}")
     x, log_x = plot_axis(exp)
@@ -162,6 +179,13 @@ def show_experiment(exp_id: str, was_state: str) -> None:
 
 if pick == NEW:
     new_experiment()
+elif pick in shipped:
+    st.query_params["exp"] = pick
+    res = shipped[pick]
+    st.info(f"Measured by the lab and shipped with the app (experiment {res.experiment}; recipe "
+            f"{', '.join(res.recipes())}): the Claims page judges from these until this store has "
+            "its own. Start the preset under **+ new experiment** to measure it on this machine.")
+    draw_results(res, res.point_statuses())
 else:
     st.query_params["exp"] = pick
     exp = listed[pick]

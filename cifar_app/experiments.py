@@ -360,6 +360,15 @@ class ExperimentResults:
         """The named recipes its points start from (``TrainSettings.recipe``), sorted."""
         return sorted({TrainSettings.from_record(p.settings).recipe() for p in self.points})
 
+    def point_statuses(self) -> list[PointStatus]:
+        """The points as the Experiments page's plots and table take them (``ExperimentStore
+        .point_statuses`` for a stored experiment). No run ids: a shipped file's runs are not in
+        the store."""
+        states = {str(s): s for s in (*RunState, *PointState)}
+        return [PointStatus(i, Point(p.settings).describe(self.grid), p.settings, None,
+                            states.get(p.state, RunState.DAMAGED), p.best_test_acc, p.final_test_acc,
+                            p.seconds, None) for i, p in enumerate(self.points)]
+
     def final_accuracies(self) -> dict[str, list[float]]:
         """The completed points' final test accuracies (0..1), by normalization."""
         out: dict[str, list[float]] = {}

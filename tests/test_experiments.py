@@ -221,6 +221,40 @@ def test_the_page_shows_a_finished_experiment_with_its_plot_and_table(page_env, 
     assert not at.get("bidi_component")  # finished: nothing to watch
 
 
+def test_the_page_shows_the_shipped_results_of_a_preset_computed_from_the_file(page_env, pages):
+    """A fresh store still has the lab's measured presets to look at: the seeds preset's bars and
+    seed-noise verdicts come from the shipped file's points, and nothing offers Stop or Resume."""
+    from cifar_app.experiments import group_stats, load_shipped_results, noise_verdict
+
+    res = load_shipped_results()["seeds"]
+    at = pages.open("experiments", {"exp": "shipped:seeds"})
+    assert at.selectbox(key="exp_pick").value == "shipped:seeds"
+    [bars] = at.get("plotly_chart")
+    assert len(json.loads(bars.proto.spec)["data"][0]["x"]) == len(res.final_accuracies())
+    lines = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert lines == [f"- {v}" for v in noise_verdict(group_stats(res.point_statuses()))] and lines
+    assert len(at.dataframe[-1].value) == len(res.points)
+    assert not [b for b in at.button if b.label in ("Stop", "Resume")]
+    assert "shipped" in "\n".join(i.value for i in at.info)
+    at = pages.open("experiments", {"exp": "shipped:" + "ü" * 3000})  # no such file: the planner
+    assert at.selectbox(key="exp_pick").value == "new"
+
+
+def test_shipped_points_read_as_the_page_takes_them():
+    from cifar_app.experiments import ExperimentResults
+    from cifar_app.settings import TrainSettings
+    from cifar_app.states import RunState
+
+    points = [{"id": None, "settings": TrainSettings(norm=n, seed=0).to_dict(), "status": st,
+               "final_test_acc": 0.8, "best_test_acc": 0.8, "seconds": 1.0}
+              for n, st in (("batch", "completed"), ("group", "no such state"))]
+    res = ExperimentResults.from_dict({"experiment": "e", "preset": "seeds",
+                                       "grid": {"norm": ["batch", "group"]}, "points": points})
+    a, b = res.point_statuses()
+    assert (a.label, a.state, a.run_id) == ("norm=batch", RunState.COMPLETED, None)
+    assert b.state == RunState.DAMAGED
+
+
 def test_the_page_follows_a_running_experiment_and_offers_stop(page_env, pages):
     exp = page_env.create("live", TINY, {"seed": [0, 1, 2]})
     run = page_env.runs.create(TINY_SETTINGS(), tags={"experiment": exp.id, "point": 0})
