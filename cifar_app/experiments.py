@@ -816,12 +816,15 @@ def plot_axis(exp: Experiment) -> tuple[str, bool]:
 
 def points_table_rows(points: list[PointStatus]) -> list[dict]:
     """The Experiments page's table: one row per point with its grid values, state, accuracy (%),
-    seconds, what went wrong, and a link to its curves."""
+    seconds, what went wrong, and a link to its curves (no link column when no point has a run in
+    this store: a shipped results file)."""
     def pct(v: float | None) -> float | None:
         return None if v is None else round(100 * v, 2)
 
+    links = any(p.run_id for p in points)
     return [{"point": p.label, "state": p.state, "max_lr": p.settings["max_lr"],
              "best test acc (%)": pct(p.best_test_acc), "final test acc (%)": pct(p.final_test_acc),
              "seconds": round(p.seconds, 1),
              "problem": p.error if p.state in (RunState.FAILED, PointState.DELETED) else "",
-             "run": f"train?run={p.run_id}" if p.run_id else None} for p in points]
+             **({"run": f"train?run={p.run_id}" if p.run_id else None} if links else {})}
+            for p in points]

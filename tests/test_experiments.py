@@ -234,6 +234,7 @@ def test_the_page_shows_the_shipped_results_of_a_preset_computed_from_the_file(p
     lines = [m.value for m in at.markdown if m.value.startswith("- ")]
     assert lines == [f"- {v}" for v in noise_verdict(group_stats(res.point_statuses()))] and lines
     assert len(at.dataframe[-1].value) == len(res.points)
+    assert "run" not in at.dataframe[-1].value.columns  # no links to runs this store lacks
     assert not [b for b in at.button if b.label in ("Stop", "Resume")]
     assert "shipped" in "\n".join(i.value for i in at.info)
     at = pages.open("experiments", {"exp": "shipped:" + "ü" * 3000})  # no such file: the planner
