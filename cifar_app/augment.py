@@ -92,7 +92,7 @@ def mix_batch(x: torch.Tensor, kind: str, lam: float, perm: torch.Tensor,
     if y1 <= y0 or x1 <= x0:
         return x, 1.0
     out = x.clone()
-    out[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+    out[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]  # only the pasted pixels are gathered
     return out, 1 - (y1 - y0) * (x1 - x0) / (h * w)
 
 

@@ -7,6 +7,7 @@ epoch from which ``resume=True`` continues.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -308,10 +309,8 @@ def train(
                 xb, lam = mix_batch(xb, s.mix, float(mix_rng.beta(s.mix_alpha, s.mix_alpha)), perm, box)
                 y_other = yb[perm]
             xb = xb.contiguous(memory_format=layout)
-
-            def labels_loss(logits: torch.Tensor, yb=yb, y_other=y_other, lam=lam) -> torch.Tensor:
-                return mixed_cross_entropy(logits, yb, y_other, lam, s.label_smoothing)
-
+            labels_loss = functools.partial(mixed_cross_entropy, y=yb, y_other=y_other, lam=lam,
+                                            label_smoothing=s.label_smoothing)
             with _autocast(device, arithmetic):
                 logits = model(xb)
                 loss = labels_loss(logits)

@@ -162,8 +162,9 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
                       for p in (bf16_path, fp32_path))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    same = _recipes(bf16)
-    same = {norm for norm, keys in _recipes(fp32).items() if len(keys) == 1 and same.get(norm) == keys}
+    bf16_recipes = _recipes(bf16)
+    same = {norm for norm, keys in _recipes(fp32).items()
+            if len(keys) == 1 and bf16_recipes.get(norm) == keys}
     rows = {norm: {"bf16": r["candidate"], "fp32": r["baseline"], "difference": r["difference"],
                    "two_se": r["two_se"], "within_noise": r["difference"] >= -r["two_se"]}
             for norm, r in compare_by_norm(bf16, fp32).items() if norm in same}
