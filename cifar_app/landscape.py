@@ -106,7 +106,8 @@ def landscape_record(model: nn.Module, loss_of: Callable[[], torch.Tensor], lr: 
                 G2 = torch.cat([gp[i].flatten().float() for i in ids])
                 denom = float(G.norm() * G2.norm())
                 blocks[name] = {"grad_norm": float(G.norm()), "ics_l2": float((G - G2).norm()),
-                                "ics_cos": float(G @ G2) / denom if denom > 0 else 0.0}
+                                # clamped: the float sums can land a hair outside [-1, 1]
+                                "ics_cos": min(1.0, max(-1.0, float(G @ G2) / denom)) if denom > 0 else 0.0}
             before.update(index[id(p)] for p in ps)
     finally:
         with torch.no_grad():
