@@ -9,33 +9,47 @@ from cifar_app.experiments import PRESETS, ExperimentStore
 from cifar_app.jobs import start_experiment
 from cifar_app.runstore import StoreError
 from cifar_app.settings import SettingsError
+from cifar_app.text import for_markdown as md
 
-BADGE = {Verdict.HOLDS: "green", Verdict.DOES_NOT_HOLD: "red", Verdict.WITHIN_NOISE: "orange",
-         Verdict.NOT_MEASURED: "gray", Verdict.NOT_TESTABLE: "gray"}
+BADGE = {Verdict.HOLDS: "green", Verdict.DOES_NOT_HOLD: "red", Verdict.INCONCLUSIVE: "orange",
+         Verdict.NOT_MEASURED: "gray", Verdict.NOT_TESTABLE: "gray", Verdict.BY_CONSTRUCTION: "blue",
+         Verdict.DAMAGED: "red"}
 
 ui.page_setup()
 st.title("The seed's claims")
-st.caption("Each row is a claim in the seed's words, the experiment that tests it, and a verdict "
-           "computed now from the experiments and runs in this store by the rule next to it. Run the "
-           "experiment a row names and its verdict follows.")
+st.caption("Each row is a claim in the seed's words, the comparison that decides it (stated in advance) "
+           "and a verdict computed now from the experiments and runs in this store. A row holds or does "
+           "not hold only when the effect's 95% interval excludes zero; otherwise it is inconclusive and "
+           "says what the design could detect. Every seed is a point on the plot, with the mean and its "
+           "95% interval.")
 for i, row in enumerate(evaluate(ui.store())):
     with st.container(border=True):
         left, right = st.columns([3, 2])
-        left.markdown(f"**“{row['claim']}”**  \n:{BADGE[row['verdict']]}-badge[{row['verdict']}] "
-                      f"— tested by: {row['tested_by']}")
-        left.caption(f"Rule: {row['rule']}")
+        left.markdown(f"**“{md(row['claim'])}”**  \n:{BADGE[row['verdict']]}-badge[{row['verdict']}] "
+                      f"— tested by: {md(row['tested_by'])} · evidence: {md(row['evidence_kind'])}")
+        left.caption(f"Rule: {md(row['rule'])}")
+        if row["effect"] is not None:
+            low, high = row["ci95"] or (None, None)
+            ci = "unbounded" if low is None or high is None else f"[{low:+.3g}, {high:+.3g}]"
+            left.markdown(f"**Effect** {row['effect']:+.3g} {md(row['unit'])}, 95% interval {ci}, "
+                          f"n = {' vs '.join(map(str, row['n']))}, detects ≥ {row['mde']:.3g} — "
+                          f"{md(row['decided_by'])}")
         if row["figure"]:
-            left.markdown(row["figure"])
+            left.markdown(md(row["figure"]))
+        if row["paper"]:
+            left.caption(f"Paper: {md(row['paper']['text'])} ({md(row['paper']['source'])})")
+        for sec in row["secondary"]:
+            left.caption(md(sec["text"]))
         if row["note"]:
-            left.caption(row["note"])
+            left.caption(md(row["note"]))
         if note := recipe_note(row):
-            left.caption(f"⚠ {note[0].upper()}{note[1:]}.")
+            left.caption(f"⚠ {md(note[0].upper() + note[1:])}.")
         if row["experiment"] and row["runs"]:  # shipped results have no runs in this store
             runs = " · ".join(f"[run {k + 1}](train?run={r})" for k, r in enumerate(row["runs"][:12]))
             left.markdown(f"[the experiment](experiments?exp={row['experiment']}) · {runs}")
         elif row["runs"]:
             left.markdown(" · ".join(f"[{r}](inside?run={r})" for r in row["runs"]))
-        if (row["verdict"] == Verdict.NOT_MEASURED or note) and row["tested_by"] in PRESETS:
+        if (row["verdict"] in (Verdict.NOT_MEASURED, Verdict.DAMAGED) or note) and row["tested_by"] in PRESETS:
             preset = row["tested_by"]
             if ui.action_button(f"Run the {preset} preset", key=f"claim_run_{i}"):
                 if ui.dataset() is None:

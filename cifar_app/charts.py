@@ -12,9 +12,12 @@ from . import landscape, norms
 from .records import BatchStats, EpochStats
 from .series import MAX_POINTS, decimate, smooth
 from .states import RunState
+from .text import for_plotly as plain
 
 NORM_COLORS: dict[str, str] = norms.COLORS  # one fixed colour per normalization (norms.REGISTRY)
 NORM_LABELS: dict[str, str] = norms.LABELS
+SHORT_TO_NORM: dict[str, str] = {n.short: name for name, n in norms.REGISTRY.items()}
+
 
 
 def wrap_title(text: str, width: int, lines: int = 2) -> str:
@@ -356,61 +359,29 @@ def batchdep_plot(series: Sequence[dict]) -> go.Figure:
 
 
 def claim_plot(row: dict) -> go.Figure | None:
-    """A small evidence plot for one claim row (``claims.evaluate``), None when it has no evidence
-    to draw."""
-    ev = row.get("evidence") or {}
-    fig = go.Figure()
-
-    def boxes(values: dict[str, list], scale: float = 1.0) -> None:
-        for n, vs in values.items():
-            fig.add_trace(go.Box(y=[scale * v for v in vs if v is not None], name=NORM_LABELS.get(n, n),
-                                 boxpoints="all", marker_color=NORM_COLORS.get(n, "#444")))
-
-    if "batch_stats" in ev:
-        sizes = sorted(ev["batch_stats"], key=int)
-        fig.add_trace(go.Scatter(x=[int(k) for k in sizes], y=[100 * ev["batch_stats"][k] for k in sizes],
-                                 mode="lines+markers", line=dict(color=NORM_COLORS["layer"])))
-        fig.update_xaxes(type="log", title_text="test batch size")
-        fig.update_yaxes(title_text="test accuracy (%)")
-    elif "drop" in ev:
-        names = list(ev["drop"])
-        fig.add_trace(go.Bar(x=[NORM_LABELS.get(n, n) for n in names], y=[100 * ev["drop"][n] for n in names],
-                             marker_color=[NORM_COLORS.get(n, "#444") for n in names]))
-        fig.update_yaxes(title_text="points lost, largest → smallest batch")
-    elif "best" in ev:
-        names = list(ev["best"])
-        fig.add_trace(go.Bar(x=[NORM_LABELS.get(n, n) for n in names], y=[ev["best"][n][0] for n in names],
-                             marker_color=[NORM_COLORS.get(n, "#444") for n in names],
-                             text=[f"{100 * ev['best'][n][1]:.1f}%" for n in names], textposition="auto"))
-        fig.update_yaxes(title_text="best max LR", type="log")
-    elif "speed" in ev:
-        boxes({n: r["epochs_to_70"] for n, r in ev["speed"].items()})
-        fig.update_yaxes(title_text="epochs to 70% test accuracy")
-    elif "ics" in ev:
-        boxes(ev["ics"])
-        fig.update_yaxes(title_text="ICS, 1 − cos(G, G′)")
-    elif "gap" in ev:
-        boxes(ev["gap"], 100)
-        fig.update_yaxes(title_text="train − test accuracy (points)")
-    elif "groups" in ev:
-        keys = list(ev["groups"])
-        fig.add_trace(go.Scatter(x=[k for k in keys for _ in ev["groups"][k]],
-                                 y=[100 * a for k in keys for a in ev["groups"][k]], mode="markers",
-                                 marker=dict(color=NORM_COLORS["group"])))
-        fig.add_trace(go.Scatter(x=keys, y=[100 * sum(v) / len(v) for v in ev["groups"].values()],
-                                 mode="lines", line=dict(color=NORM_COLORS["group"])))
-        fig.update_xaxes(type="category", title_text="groups G (1 = LN, C = IN)")
-        fig.update_yaxes(title_text="test accuracy (%)")
-    elif "batch" in ev and "none" in ev:
-        boxes({n: ev[n] for n in ("batch", "none")}, 100)
-        fig.update_yaxes(title_text="final test accuracy (%)")
-    elif "networks" in ev:
-        names = list(ev["networks"])
-        fig.add_trace(go.Bar(x=[wrap_title(n, 14) for n in names], y=[ev["networks"][n] for n in names]))
-        fig.add_hline(y=50_000, line_dash="dot", annotation_text="budget")
-        fig.update_yaxes(title_text="parameters", type="log")
-    else:
+    """One claim's evidence (``claims.evaluate`` row): every seed of each arm as a point, the arm's
+    mean with its 95% interval as a bar; None when the row has no arms to draw. Names are shown as
+    plain text."""
+    arms, intervals = row.get("arms") or {}, row.get("arm_intervals") or {}
+    if not arms:
         return None
+    fig = go.Figure()
+    names = list(arms)
+    for i, name in enumerate(names):
+        ys = [v for v in arms[name] if v is not None]
+        color = NORM_COLORS.get(SHORT_TO_NORM.get(name, name), "#444")
+        label = plain(name)
+        fig.add_trace(go.Scatter(x=[label] * len(ys), y=ys, mode="markers", name=label,
+                                 marker=dict(color=color, size=8, opacity=0.6), hoverinfo="y"))
+        iv = intervals.get(name) or {}
+        if iv.get("mean") is not None:
+            err = {} if iv.get("low") is None else dict(
+                error_y=dict(type="data", symmetric=False, array=[iv["high"] - iv["mean"]],
+                             arrayminus=[iv["mean"] - iv["low"]], thickness=2, width=10, color="#222"))
+            fig.add_trace(go.Scatter(x=[label], y=[iv["mean"]], mode="markers", name=f"{label}: mean",
+                                     marker=dict(symbol="line-ew-open", size=22, color="#222"), **err))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(title_text=plain(row.get("axis") or ""))
     fig.update_layout(showlegend=False)
     fig = _layout(fig, "", height=240)
     fig.update_layout(margin=dict(t=10, b=40))

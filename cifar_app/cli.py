@@ -355,11 +355,18 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
     rows = evaluate(_store(args))
     if args.json:
-        print(json.dumps({"claims": rows}, indent=1))
+        print(json.dumps({"claims": rows}, indent=1, allow_nan=False))
         return 0
     for r in rows:
         print(f"{r['verdict']:<17} {r['claim']}")
         print(f"{'':<17} rule: {r['rule']}")
+        if r["effect"] is not None:
+            low, high = r["ci95"] or (None, None)
+            ci = "unbounded" if low is None or high is None else f"[{low:+.3g}, {high:+.3g}]"
+            print(f"{'':<17} effect {r['effect']:+.3g} {r['unit']}, 95% CI {ci}, n = "
+                  f"{' vs '.join(map(str, r['n']))}, MDE {r['mde']:.3g}")
+        if r["paper"]:
+            print(f"{'':<17} paper: {r['paper']['text']} ({r['paper']['source']})")
         if r["figure"]:
             print(f"{'':<17} {r['figure']}")
         if r["note"]:

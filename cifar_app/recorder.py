@@ -40,7 +40,10 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
 
     arithmetic, why = resolve(settings.precision, select_device(settings.device), settings.norm,
                               settings.arch, settings.batch_size)
-    info = {"precision": arithmetic, "precision_why": why, "device": select_device(settings.device).type}
+    import torch
+
+    info = {"precision": arithmetic, "precision_why": why, "device": select_device(settings.device).type,
+            "torch": torch.__version__}
     if arithmetic == "bf16":
         info["reproducible_against_fp32"] = False
     rec.heartbeat(**info, **cpu_info())

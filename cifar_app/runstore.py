@@ -211,6 +211,146 @@ def parse_object(data: bytes) -> dict:
     return obj
 
 
+def parse_strict_json(data: bytes) -> object:
+    """JSON as the app writes it: UTF-8, no NaN or Infinity literals, no number that overflows a
+    float (1e400)."""
+    def refuse(name: str) -> object:
+        raise FileInvalid(f"holds {name}, which is not a number JSON allows")
+
+    try:
+        obj = json.loads(data.decode("utf-8"), parse_constant=refuse)
+    except UnicodeDecodeError as e:
+        raise FileInvalid(f"not UTF-8 text (byte {e.start})") from None
+    except FileInvalid:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise FileInvalid(f"not valid JSON ({str(e)[:80]})") from None
+    return obj
+
+
+def _check_number(where: str, v: object, low: float | None = None, high: float | None = None,
+                  optional: bool = False, integer: bool = False) -> None:
+    """``v`` a finite number (an int when ``integer``) within [low, high]; None too if ``optional``."""
+    if v is None and optional:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(v, bool) or not isinstance(v, kinds):
+        raise FileInvalid(f"{where}: must be a {'whole ' if integer else ''}number, got {shown(v, 30)}")
+    if not np.isfinite(float(v)):
+        raise FileInvalid(f"{where}: must be finite, got {shown(v, 30)}")
+    if (low is not None and v < low) or (high is not None and v > high):
+        rng = f"in [{low:g}, {high:g}]" if low is not None and high is not None else (
+            f">= {low:g}" if low is not None else f"<= {high:g}")
+        raise FileInvalid(f"{where}: must be {rng}, got {shown(v, 30)}")
+
+
+def _check_fields(where: str, obj: object, spec: dict[str, tuple]) -> dict:
+    """``obj`` a JSON object whose keys in ``spec`` (name -> ``_check_number`` arguments: low,
+    high, optional, integer) hold such numbers; a key an optional spec allows may be absent."""
+    if not isinstance(obj, dict):
+        raise FileInvalid(f"{where}: must be an object, got {shown(obj, 30)}")
+    for key, (low, high, optional, integer) in spec.items():
+        if key not in obj and not optional:
+            raise FileInvalid(f"{where}: missing {key!r}")
+        _check_number(f"{where}.{key}", obj.get(key), low, high, optional, integer)
+    return obj
+
+
+_ACC = (0.0, 1.0, False, False)
+_EPOCH_SPEC = {"epoch": (1, None, False, True), "train_acc": _ACC, "test_acc": _ACC,
+               "seconds": (0.0, None, False, False), "train_loss": (None, None, True, False),
+               "test_loss": (None, None, True, False), "images_per_s": (0.0, None, True, False)}
+_LANDSCAPE_SPEC = {"step": (0, None, False, True), "lr": (0.0, None, False, False),
+                   "grad_norm": (0.0, None, False, False), "loss_range": (0.0, None, False, False),
+                   "predictiveness": (0.0, None, False, False), "beta": (0.0, None, False, False)}
+_BLOCK_SPEC = {"ics_cos": (-1.000001, 1.000001, False, False), "ics_l2": (0.0, None, False, False),
+               "grad_norm": (0.0, None, False, False)}
+RESULT_STATES = frozenset({*RunState, "pending", "deleted"})  # RunState and PointState's names
+
+
+def parse_results(data: bytes) -> dict:
+    """An experiment's results file (``benchmarks/results/preset_*.json``, the app's shipped
+    ``reference_experiments``): an object with ``experiment``, ``grid`` and ``points``; each point's
+    settings valid, its state one the app writes, its accuracies finite in [0, 1], its epoch and
+    landscape records complete and finite; no point twice (the same settings). ``FileInvalid``
+    names the first thing wrong."""
+    d = parse_strict_json(data)
+    if not isinstance(d, dict):
+        raise FileInvalid(f"holds a JSON {type(d).__name__}, not an object")
+    if not isinstance(d.get("experiment"), str) or not d["experiment"]:
+        raise FileInvalid("missing 'experiment' (its id)")
+    if d.get("preset") is not None and not isinstance(d["preset"], str):
+        raise FileInvalid(f"'preset' must be a name, got {shown(d['preset'], 30)}")
+    if not isinstance(d.get("grid", {}), (dict, type(None))):
+        raise FileInvalid("'grid' must be an object")
+    points = d.get("points")
+    if not isinstance(points, list) or not points:
+        raise FileInvalid("'points' must be a non-empty list")
+    seen: dict[str, int] = {}
+    for i, p in enumerate(points):
+        where = f"point {i}"
+        if not isinstance(p, dict):
+            raise FileInvalid(f"{where}: must be an object")
+        if not isinstance(p.get("settings"), dict):
+            raise FileInvalid(f"{where}: missing its settings")
+        try:
+            settings = TrainSettings.from_record(p["settings"])
+        except (SettingsError, TypeError, ValueError) as e:
+            raise FileInvalid(f"{where}: settings: {e}") from None
+        key = json.dumps(settings.to_dict(), sort_keys=True)
+        if key in seen:
+            raise FileInvalid(f"{where}: the same settings as point {seen[key]} (a point counted twice)")
+        seen[key] = i
+        if p.get("status") not in RESULT_STATES:
+            raise FileInvalid(f"{where}: unknown status {shown(p.get('status'), 30)}")
+        _check_fields(where, p, {"final_test_acc": (0.0, 1.0, True, False),
+                                 "best_test_acc": (0.0, 1.0, True, False),
+                                 "seconds": (0.0, None, True, False)})
+        if p["status"] == RunState.COMPLETED and p.get("final_test_acc") is None:
+            raise FileInvalid(f"{where}: completed without a final test accuracy")
+        epochs = p.get("epochs")
+        if epochs is not None:
+            if not isinstance(epochs, list):
+                raise FileInvalid(f"{where}: 'epochs' must be a list")
+            for k, e in enumerate(epochs):
+                _check_fields(f"{where} epoch {k}", e, _EPOCH_SPEC)
+        records = p.get("landscape")
+        if records is not None:
+            if not isinstance(records, list):
+                raise FileInvalid(f"{where}: 'landscape' must be a list")
+            for k, r in enumerate(records):
+                _check_fields(f"{where} landscape {k}", r, _LANDSCAPE_SPEC)
+                if not isinstance(r.get("blocks"), dict):
+                    raise FileInvalid(f"{where} landscape {k}: missing its 'blocks'")
+                for name, b in r["blocks"].items():
+                    _check_fields(f"{where} landscape {k} block {name}", b, _BLOCK_SPEC)
+    return d
+
+
+def parse_batchdep(data: bytes) -> dict:
+    """batchdep.json (``batchdep.BatchDependence``): accuracies finite in [0, 1] per test batch
+    size, counts of differing predictions whole and non-negative."""
+    d = _check_fields("batchdep", parse_object(data),
+                      {"n_test": (1, None, False, True), "eval_acc": _ACC,
+                       "precise_bn_acc": (0.0, 1.0, True, False),
+                       "precise_bn_images": (0, None, True, True)})
+    for key, integer in (("batch_stats", False), ("differ_from_eval", True)):
+        table = d.get(key)
+        if not isinstance(table, dict) or not table:
+            raise FileInvalid(f"batchdep: {key!r} must be a non-empty object")
+        for size, v in table.items():
+            if not str(size).isdigit() or int(size) < 1:
+                raise FileInvalid(f"batchdep.{key}: {shown(size, 20)} is not a batch size")
+            if integer:
+                _check_number(f"batchdep.{key}[{size}]", v, 0, d["n_test"], integer=True)
+            else:
+                _check_number(f"batchdep.{key}[{size}]", v, 0.0, 1.0)
+    return d
+
+
+RESULT_PARSERS: dict[str, Callable[[bytes], dict]] = {"batchdep": parse_batchdep}  # by RESULTS name
+
+
 def parse_status(data: bytes) -> dict:
     """status.json: an object whose ``state`` is one this app writes."""
     st = parse_object(data)
@@ -369,6 +509,8 @@ def validate_file(name: str, data: bytes, settings: TrainSettings) -> None:
         parse_checkpoint(data)
     elif name == PREDICTIONS:
         parse_predictions(data)
+    elif name == "batchdep.json":
+        parse_batchdep(data)
     elif name in (f"{r}.json" for r in RESULTS):
         parse_object(data)
     else:
@@ -633,7 +775,11 @@ class Run:
             return None
         if self.has_model() and path.stat().st_mtime < self.model_mtime() and not self.reference:
             return None  # the model changed since
-        return self._read_object(path.name)
+        parse = RESULT_PARSERS.get(name, parse_object)
+        try:
+            return parse(self._read_bytes(path.name))
+        except FileInvalid as e:
+            raise self._damaged(path.name, str(e)) from None
 
     def portable_files(self) -> dict[str, bytes]:
         """The run's files that travel in a bundle (``PORTABLE``), as bytes, those present only."""
