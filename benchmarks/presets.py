@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{len(foreign)} point(s) are not the {preset.name} preset's (with {sets or 'no --set'}),"
                     f" e.g. {foreign[0]}")
         done = res.completed()
-        record = {**res.to_dict(), "wall_seconds": round(sum(p.seconds for p in done) / 2, 1),
+        wall = sum(p.seconds for p in done) / 2
+        record = {**res.to_dict(), "wall_seconds": round(wall, 1), "compute": _compute(res.points, wall),
                   "partial": len(done) < len(res.points), "machine": _machine()}
         return _write(args, record)
     if not args.data:
@@ -91,14 +92,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:  # this invocation ran only the missing points; two points train at once
         wall = sum(r["seconds"] or 0 for r in result["runs"]) / 2
     res = exps.results(exps.get(result["id"]))
-    record = {**res.to_dict(), "wall_seconds": round(wall, 1), "resumed": bool(args.resume),
-              "machine": _machine()}
+    record = {**res.to_dict(), "wall_seconds": round(wall, 1), "compute": _compute(res.points, wall),
+              "resumed": bool(args.resume), "machine": _machine()}
     print(f"{args.preset}: {len(result['runs'])} points in {wall / 60:.1f} min")
     return _write(args, record, REFERENCE_EXPERIMENTS)
 
 
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+def _machine() -> dict:
+    """The machine that ran or exported the preset (each point's own arithmetic is in its ``env``)."""
+    import torch
+
+    from cifar_app.precision import cpu_info
+
+    return {**cpu_info(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def _compute(points: list, wall: float) -> dict:
+    """What the preset cost: its points' own seconds summed (one thread each) and the wall time."""
+    secs = [p.seconds for p in points if p.seconds]
+    return {"points": len(points), "point_seconds": round(sum(secs), 1), "wall_seconds": round(wall, 1),
+            "mean_point_seconds": round(sum(secs) / len(secs), 1) if secs else None}
 
 
 def _write(args: argparse.Namespace, record: dict, ship_to: Path | None = None) -> int:

@@ -26,7 +26,6 @@ from pathlib import Path
 from . import norms
 from .experiments import (
     PRESETS,
-    REFERENCE_EXPERIMENTS,
     ExperimentResults,
     ExperimentStore,
     PointResult,
@@ -80,7 +79,7 @@ class Evidence:
     damaged: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def gather(cls, store: RunStore, shipped: Path | None = REFERENCE_EXPERIMENTS) -> Evidence:
+    def gather(cls, store: RunStore, shipped: Path | str | None = "app") -> Evidence:
         exps = ExperimentStore(store)
         found: dict[str, ExperimentResults] = {}
         for exp in exps.list():  # newest first
@@ -775,12 +774,13 @@ CLAIM_BY_ID = {c.id: c for c in CLAIMS}
 MEASURED = frozenset({Verdict.HOLDS, Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE})
 
 
-def evaluate(store: RunStore, shipped: Path | None = REFERENCE_EXPERIMENTS) -> list[dict]:
+def evaluate(store: RunStore, shipped: Path | str | None = "app") -> list[dict]:
     """Every claim with its computed verdict, in the seed's order, as plain JSON-safe values:
     ``{"id", "claim", "tested_by", "verdict", "rule", "decided_by", "figure", "effect", "ci95",
     "n", "mde", "unit", "paper", "evidence_kind", "arms", "axis", "secondary", "evidence",
     "experiment", "runs", "note", "recipes"}``. A claim whose evidence is damaged says so; the
-    others still get their verdicts."""
+    others still get their verdicts. ``shipped``: the folder of shipped results ("app": the app's,
+    ``experiments.shipped_folder``; None: only this store's)."""
     ev = Evidence.gather(store, shipped)
     rows = []
     for c in CLAIMS:

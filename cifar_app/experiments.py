@@ -303,6 +303,16 @@ class PointStatus:
 
 
 REFERENCE_EXPERIMENTS = Path(__file__).parent / "reference_experiments"
+SHIPPED_ENV = "CIFAR_APP_REFERENCE_EXPERIMENTS"  # another folder of shipped results ("" for none)
+
+
+def shipped_folder() -> Path | None:
+    """The folder of shipped results the app reads: ``$CIFAR_APP_REFERENCE_EXPERIMENTS`` when set
+    ("" for none), else the package's own."""
+    value = os.environ.get(SHIPPED_ENV)
+    if value is None:
+        return REFERENCE_EXPERIMENTS
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -456,8 +466,11 @@ class Shipped:
     damaged: dict[str, str]
 
 
-def load_shipped_results(folder: Path | None = REFERENCE_EXPERIMENTS) -> Shipped:
-    """The results shipped with the app, by preset (``preset_<name>.json``); none for None."""
+def load_shipped_results(folder: Path | str | None = "app") -> Shipped:
+    """The results shipped with the app, by preset (``preset_<name>.json``); none for None;
+    ``"app"``: ``shipped_folder()``."""
+    if folder == "app":
+        folder = shipped_folder()
     out: dict[str, ExperimentResults] = {}
     damaged: dict[str, str] = {}
     if folder is None or not Path(folder).is_dir():
