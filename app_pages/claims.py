@@ -11,29 +11,41 @@ from cifar_app.runstore import StoreError
 from cifar_app.settings import SettingsError
 from cifar_app.text import for_markdown as md
 
-BADGE = {Verdict.HOLDS: "green", Verdict.DOES_NOT_HOLD: "red", Verdict.INCONCLUSIVE: "orange",
-         Verdict.NOT_MEASURED: "gray", Verdict.NOT_TESTABLE: "gray", Verdict.BY_CONSTRUCTION: "blue",
-         Verdict.DAMAGED: "red"}
+BADGE = {
+    Verdict.HOLDS: "green",
+    Verdict.DOES_NOT_HOLD: "red",
+    Verdict.INCONCLUSIVE: "orange",
+    Verdict.NOT_MEASURED: "gray",
+    Verdict.NOT_TESTABLE: "gray",
+    Verdict.BY_CONSTRUCTION: "blue",
+    Verdict.DAMAGED: "red",
+}
 
 ui.page_setup()
 st.title("The seed's claims")
-st.caption("Each row is a claim in the seed's words, the comparison that decides it (stated in advance) "
-           "and a verdict computed now from the experiments and runs in this store. A row holds or does "
-           "not hold only when the effect's 95% interval excludes zero; otherwise it is inconclusive and "
-           "says what the design could detect. Every seed is a point on the plot, with the mean and its "
-           "95% interval.")
+st.caption(
+    "Each row is a claim in the seed's words, the comparison that decides it (stated in advance) "
+    "and a verdict computed now from the experiments and runs in this store. A row holds or does "
+    "not hold only when the effect's 95% interval excludes zero; otherwise it is inconclusive and "
+    "says what the design could detect. Every seed is a point on the plot, with the mean and its "
+    "95% interval."
+)
 for i, row in enumerate(evaluate(ui.store())):
     with st.container(border=True):
         left, right = st.columns([3, 2])
-        left.markdown(f"**“{md(row['claim'])}”**  \n:{BADGE[row['verdict']]}-badge[{row['verdict']}] "
-                      f"— tested by: {md(row['tested_by'])} · evidence: {md(row['evidence_kind'])}")
+        left.markdown(
+            f"**“{md(row['claim'])}”**  \n:{BADGE[row['verdict']]}-badge[{row['verdict']}] "
+            f"— tested by: {md(row['tested_by'])} · evidence: {md(row['evidence_kind'])}"
+        )
         left.caption(f"Rule: {md(row['rule'])}")
         if row["effect"] is not None:
             low, high = row["ci95"] or (None, None)
             ci = "unbounded" if low is None or high is None else f"[{low:+.3g}, {high:+.3g}]"
-            left.markdown(f"**Effect** {row['effect']:+.3g} {md(row['unit'])}, 95% interval {ci}, "
-                          f"n = {' vs '.join(map(str, row['n']))}, detects ≥ {row['mde']:.3g} — "
-                          f"{md(row['decided_by'])}")
+            left.markdown(
+                f"**Effect** {row['effect']:+.3g} {md(row['unit'])}, 95% interval {ci}, "
+                f"n = {' vs '.join(map(str, row['n']))}, detects ≥ {row['mde']:.3g} — "
+                f"{md(row['decided_by'])}"
+            )
         if row["figure"]:
             left.markdown(md(row["figure"]))
         if row["paper"]:
@@ -49,7 +61,9 @@ for i, row in enumerate(evaluate(ui.store())):
             left.markdown(f"[the experiment](experiments?exp={row['experiment']}) · {runs}")
         elif row["runs"]:
             left.markdown(" · ".join(f"[{r}](inside?run={r})" for r in row["runs"]))
-        if (row["verdict"] in (Verdict.NOT_MEASURED, Verdict.DAMAGED) or note) and row["tested_by"] in PRESETS:
+        if (row["verdict"] in (Verdict.NOT_MEASURED, Verdict.DAMAGED) or note) and row[
+            "tested_by"
+        ] in PRESETS:
             preset = row["tested_by"]
             if ui.action_button(f"Run the {preset} preset", key=f"claim_run_{i}"):
                 if ui.dataset() is None:

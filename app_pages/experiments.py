@@ -31,6 +31,7 @@ from cifar_app.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.runstore import StoreError
 from cifar_app.settings import RECIPES, SettingsError, fits_budget
 from cifar_app.states import EXPERIMENT_RESUMABLE, TERMINAL, ExperimentState
+from cifar_app.text import for_markdown as md
 
 NEW = "new"
 SHIPPED = "shipped:"  # an option naming a preset's results shipped with the app
@@ -42,7 +43,10 @@ st.caption("An experiment is a grid of ordinary runs (they appear on every other
 store = ui.store()
 exps = ExperimentStore(store)
 listed = {e.id: e for e in exps.list()}
-shipped = {SHIPPED + name: res for name, res in load_shipped_results().items()}
+shipped_files = load_shipped_results()
+shipped = {SHIPPED + name: res for name, res in shipped_files.results.items()}
+for why in shipped_files.damaged.values():
+    st.warning(f"Shipped results left out, damaged: {md(why)}")
 wanted = st.query_params.get("exp")
 if (wanted in listed or wanted in shipped) and st.session_state.get("exp_pick") != wanted:
     st.session_state["exp_pick"] = wanted

@@ -367,7 +367,7 @@ def claim_plot(row: dict) -> go.Figure | None:
         return None
     fig = go.Figure()
     names = list(arms)
-    for i, name in enumerate(names):
+    for name in names:
         ys = [v for v in arms[name] if v is not None]
         color = NORM_COLORS.get(SHORT_TO_NORM.get(name, name), "#444")
         label = plain(name)

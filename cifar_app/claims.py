@@ -38,13 +38,13 @@ from .stats import Comparison, Paper, Verdict, adjusted, decide, holm, mean_inte
 
 __all__ = ["CLAIMS", "Verdict", "evaluate", "recipe_note", "other_recipes"]
 
-CHANCE = 0.10      # what a failed (diverged) point counts as: a failure, never missing
-COLLAPSED = 0.15   # a final test accuracy at or below this is chance level: the run failed to learn
-SPEED_TARGETS = (0.60, 0.70)   # the seeds preset's (the full recipe)
-PROXY_TARGET = 0.35            # the learning-rate preset's (3 epochs over 10,000 images)
-LR_MARGIN = 0.05               # an LR "trains" when its accuracy is within 5 points of the norm's best
-PROBE_MIN_LR = 0.1             # landscape probes below this fraction of the peak LR are left out
-GROUPS_DECIDING = 4            # the G fixed in advance for the groups claim (the lab's default)
+CHANCE = 0.10  # what a failed (diverged) point counts as: a failure, never missing
+COLLAPSED = 0.15  # a final test accuracy at or below this is chance level: the run failed to learn
+SPEED_TARGETS = (0.60, 0.70)  # the seeds preset's (the full recipe)
+PROXY_TARGET = 0.35  # the learning-rate preset's (3 epochs over 10,000 images)
+LR_MARGIN = 0.05  # an LR "trains" when its accuracy is within 5 points of the norm's best
+PROBE_MIN_LR = 0.1  # landscape probes below this fraction of the peak LR are left out
+GROUPS_DECIDING = 4  # the G fixed in advance for the groups claim (the lab's default)
 
 
 @dataclass
@@ -58,14 +58,14 @@ class Finding:
     experiment: str | None = None
     runs: list[str] = field(default_factory=list)
     note: str = ""
-    recipes: list[str] | None = None   # the named recipes it was computed from, when not an experiment's
+    recipes: list[str] | None = None  # the named recipes it was computed from, when not an experiment's
     comparison: Comparison | None = None
-    decided_by: str = ""               # the comparison, in words
-    scale: float = 100.0               # comparison units -> shown units (100: accuracy in points)
+    decided_by: str = ""  # the comparison, in words
+    scale: float = 100.0  # comparison units -> shown units (100: accuracy in points)
     unit: str = "points"
-    arms: dict[str, list[float]] = field(default_factory=dict)   # shown units, one value per seed
-    axis: str = ""                     # the plot's y axis
-    secondary: list[dict] = field(default_factory=list)         # other comparisons shown, not deciding
+    arms: dict[str, list[float]] = field(default_factory=dict)  # shown units, one value per seed
+    axis: str = ""  # the plot's y axis
+    secondary: list[dict] = field(default_factory=list)  # other comparisons shown, not deciding
 
 
 @dataclass
@@ -98,23 +98,27 @@ class Evidence:
     def source(self, preset: str) -> str:
         """'' for an experiment of this store; a note for shipped results."""
         res = self.experiments[preset]
-        return (f"shipped results of experiment {res.experiment} (run it here to replace them)"
-                if res.shipped else "")
+        return (
+            f"shipped results of experiment {res.experiment} (run it here to replace them)"
+            if res.shipped
+            else ""
+        )
 
 
 @dataclass(frozen=True)
 class Claim:
     id: str
-    claim: str                 # the seed's words
-    experiment: str            # what tests it (a preset name, or where the evidence comes from)
-    rule: str                  # the deciding comparison, in plain words, stated in advance
+    claim: str  # the seed's words
+    experiment: str  # what tests it (a preset name, or where the evidence comes from)
+    rule: str  # the deciding comparison, in plain words, stated in advance
     judge: Callable[[Evidence], Finding]
     paper: Paper | None = None
-    kind: str = "direct"       # direct | indirect (a proxy for what the claim names) | count | —
+    kind: str = "direct"  # direct | indirect (a proxy for what the claim names) | count | —
     feeds: tuple[str, ...] = ()  # the presets whose results it reads
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 def _short(norm: str) -> str:
     return norms.get(norm).short if norm in norms.REGISTRY else norm
@@ -125,8 +129,14 @@ def _runs(res: ExperimentResults) -> list[str]:
 
 
 def _missing(preset: str, why: str = "") -> Finding:
-    return Finding(Verdict.NOT_MEASURED, "", note=_notes(why, f"run the {preset} preset: Experiments page, "
-                                                               f"or `python -m cifar_app sweep --preset {preset}`"))
+    return Finding(
+        Verdict.NOT_MEASURED,
+        "",
+        note=_notes(
+            why,
+            f"run the {preset} preset: Experiments page, or `python -m cifar_app sweep --preset {preset}`",
+        ),
+    )
 
 
 def _notes(*parts: str) -> str:
@@ -143,8 +153,11 @@ def _accuracy(p: PointResult) -> float | None:
     return None
 
 
-def _values(res: ExperimentResults, key: Callable[[dict], object],
-            value: Callable[[PointResult], float | None] = _accuracy) -> dict:
+def _values(
+    res: ExperimentResults,
+    key: Callable[[dict], object],
+    value: Callable[[PointResult], float | None] = _accuracy,
+) -> dict:
     """``value`` of each point with a result, grouped by ``key(settings)`` (None: left out)."""
     out: dict = {}
     for p in res.points:
@@ -164,12 +177,15 @@ def _ms(xs: list[float], scale: float = 100, fmt: str = ".2f") -> str:
 def _say(cmp: Comparison | None, scale: float, unit: str) -> str:
     if cmp is None:
         return "no noise estimate"
-    return (f"{cmp.effect * scale:+.3g} {unit}, 95% CI [{cmp.low * scale:+.3g}, {cmp.high * scale:+.3g}], "
-            f"n = {cmp.n_a} vs {cmp.n_b}, MDE {cmp.mde * scale:.3g}")
+    return (
+        f"{cmp.effect * scale:+.3g} {unit}, 95% CI [{cmp.low * scale:+.3g}, {cmp.high * scale:+.3g}], "
+        f"n = {cmp.n_a} vs {cmp.n_b}, MDE {cmp.mde * scale:.3g}"
+    )
 
 
-def _compute_needed(paper: Paper | None, arms: list[list[float]], seconds_per_run: float | None,
-                    scale: float = 100) -> str:
+def _compute_needed(
+    paper: Paper | None, arms: list[list[float]], seconds_per_run: float | None, scale: float = 100
+) -> str:
     """For an underpowered design: the seeds per arm a Welch test needs to detect the paper's
     effect at the arms' pooled spread, and what that costs here."""
     if paper is None or paper.effect is None:
@@ -181,8 +197,7 @@ def _compute_needed(paper: Paper | None, arms: list[list[float]], seconds_per_ru
     n = seeds_for(abs(paper.effect), sd)
     if n is None:
         return f"detecting the paper's {paper.effect:g} would take over 1,000 seeds per arm"
-    cost = (f", about {n * len(arms) * seconds_per_run / 3600:.1f} core-hours here"
-            if seconds_per_run else "")
+    cost = f", about {n * len(arms) * seconds_per_run / 3600:.1f} core-hours here" if seconds_per_run else ""
     return f"detecting the paper's {paper.effect:g} needs about {n} seeds per arm{cost}"
 
 
@@ -192,17 +207,24 @@ def _mean_seconds(res: ExperimentResults) -> float | None:
 
 
 def _secondary(label: str, cmp: Comparison | None, scale: float, unit: str) -> dict:
-    return {"label": label, "comparison": cmp.to_dict() if cmp else None, "scale": scale, "unit": unit,
-            "text": f"{label}: {_say(cmp, scale, unit)}"}
+    return {
+        "label": label,
+        "comparison": cmp.to_dict() if cmp else None,
+        "scale": scale,
+        "unit": unit,
+        "text": f"{label}: {_say(cmp, scale, unit)}",
+    }
 
 
-def _judged(cmp: Comparison | None, paper: Paper | None, scale: float, unit: str,
-            notes: tuple[str, ...] = ()) -> tuple[Verdict, str]:
+def _judged(
+    cmp: Comparison | None, paper: Paper | None, scale: float, unit: str, notes: tuple[str, ...] = ()
+) -> tuple[Verdict, str]:
     verdict, why = decide(cmp, unit, paper, scale)
     return verdict, _notes(why, *notes)
 
 
 # ---------------------------------------------------------------------------- speed
+
 
 def reach(epochs: list[dict], target: float, field_: str = "epoch") -> float | None:
     """When the test accuracy first reaches ``target``, in epochs (or seconds, ``field_="seconds"``),
@@ -251,20 +273,37 @@ def _speed(ev: Evidence) -> Finding:
     secondary.append(_secondary("epochs to 60%, shared LR (none − BN)", sixty, 1, "epochs"))
     secs = {n: [reach(ep, 0.70, "seconds") for ep in runs] for n, runs in curves.items()}
     if all(x is not None for n in ("batch", "none") for x in secs[n]):
-        secondary.append(_secondary("seconds to 70%, shared LR (none − BN; load-dependent)",
-                                    welch(secs["none"], secs["batch"]), 1, "s"))
-    figure = (f"epochs to 70% at the shared LR 0.2 (seeds preset): BN {_ms(_c(times['batch']), 1, '.1f')}, "
-              f"none {_ms(_c(times['none']), 1, '.1f')} (none − BN {_say(shared, 1, 'epochs')})")
+        secondary.append(
+            _secondary(
+                "seconds to 70%, shared LR (none − BN; load-dependent)",
+                welch(secs["none"], secs["batch"]),
+                1,
+                "s",
+            )
+        )
+    figure = (
+        f"epochs to 70% at the shared LR 0.2 (seeds preset): BN {_ms(_c(times['batch']), 1, '.1f')}, "
+        f"none {_ms(_c(times['none']), 1, '.1f')} (none − BN {_say(shared, 1, 'epochs')})"
+    )
     notes = [why]
     own = _own_best_lr_speed(ev)
     if own is not None:
         own_cmp, own_lrs, own_times = own
         own_verdict, _ = decide(own_cmp, "epochs", None, 1)
-        secondary.append(_secondary(f"epochs to {PROXY_TARGET:.0%} at each norm's own best LR "
-                                    f"(learning-rate preset: BN {own_lrs['batch']:g}, none "
-                                    f"{own_lrs['none']:g}; none − BN)", own_cmp, 1, "epochs"))
-        figure += (f"; at each norm's own best LR (learning-rate preset, {PROXY_TARGET:.0%}): BN "
-                   f"{_ms(own_times['batch'], 1, '.2f')}, none {_ms(own_times['none'], 1, '.2f')} epochs")
+        secondary.append(
+            _secondary(
+                f"epochs to {PROXY_TARGET:.0%} at each norm's own best LR "
+                f"(learning-rate preset: BN {own_lrs['batch']:g}, none "
+                f"{own_lrs['none']:g}; none − BN)",
+                own_cmp,
+                1,
+                "epochs",
+            )
+        )
+        figure += (
+            f"; at each norm's own best LR (learning-rate preset, {PROXY_TARGET:.0%}): BN "
+            f"{_ms(own_times['batch'], 1, '.2f')}, none {_ms(own_times['none'], 1, '.2f')} epochs"
+        )
         if own_verdict == Verdict.DOES_NOT_HOLD and verdict == Verdict.HOLDS:
             verdict = Verdict.INCONCLUSIVE
             notes.append("the own-best-LR row disagrees (none faster there)")
@@ -272,12 +311,22 @@ def _speed(ev: Evidence) -> Finding:
             notes.append("the own-best-LR row alone is inconclusive")
     else:
         notes.append("own-best-LR row: not measured yet (learning-rate preset)")
-    return Finding(verdict, figure, {"epochs_to_70": times, "epochs_to_60": t60, "seconds_to_70": secs},
-                   res.experiment, _runs(res), note=_notes(*notes, ev.source("seeds")),
-                   comparison=shared, decided_by="none − BN, epochs to 70% test accuracy, seeds preset "
-                   "(shared LR); the own-best-LR row must not contradict it", scale=1, unit="epochs",
-                   arms={"BN": _c(times["batch"]), "none": _c(times["none"])},
-                   axis="epochs to 70% test accuracy", secondary=secondary)
+    return Finding(
+        verdict,
+        figure,
+        {"epochs_to_70": times, "epochs_to_60": t60, "seconds_to_70": secs},
+        res.experiment,
+        _runs(res),
+        note=_notes(*notes, ev.source("seeds")),
+        comparison=shared,
+        decided_by="none − BN, epochs to 70% test accuracy, seeds preset "
+        "(shared LR); the own-best-LR row must not contradict it",
+        scale=1,
+        unit="epochs",
+        arms={"BN": _c(times["batch"]), "none": _c(times["none"])},
+        axis="epochs to 70% test accuracy",
+        secondary=secondary,
+    )
 
 
 def _c(xs: list[float | None]) -> list[float]:
@@ -303,14 +352,18 @@ def _own_best_lr_speed(ev: Evidence) -> tuple[Comparison | None, dict, dict] | N
     best = {n: max(lrs, key=lambda lr: statistics.fmean(lrs[lr])) for n, lrs in table.items()}
     times: dict[str, list[float]] = {}
     for n in ("batch", "none"):
-        curves = [p.epochs for p in res.completed() if p.settings["norm"] == n
-                  and p.settings["max_lr"] == best[n] and p.epochs]
+        curves = [
+            p.epochs
+            for p in res.completed()
+            if p.settings["norm"] == n and p.settings["max_lr"] == best[n] and p.epochs
+        ]
         limit = 1 + max((e["epoch"] for ep in curves for e in ep), default=0)
         times[n], _ = _censored([reach(ep, PROXY_TARGET) for ep in curves], limit)
     return welch(times["none"], times["batch"]), best, times
 
 
 # ---------------------------------------------------------------------------- ICS and landscape
+
 
 def probe_summary(records: list[dict], max_lr: float) -> dict | None:
     """Per run, the median over its probes after step 0 whose learning rate is at least
@@ -335,10 +388,15 @@ def probe_summary(records: list[dict], max_lr: float) -> dict | None:
         return r["loss_range"] / (max(r.get("multipliers") or [2.0]) * r["lr"] * r["grad_norm"])
 
     med = statistics.median
-    return {"ics_per_step": med(rel_ics(r) for r in kept), "ics_1_minus_cos": med(cos(r) for r in kept),
-            "beta": med(r["beta"] for r in kept), "loss_range_per_step": med(rng(r) for r in kept),
-            "step_length": med(r["lr"] * r["grad_norm"] for r in kept), "probes": len(kept),
-            "probes_left_out": len(records) - len(kept)}
+    return {
+        "ics_per_step": med(rel_ics(r) for r in kept),
+        "ics_1_minus_cos": med(cos(r) for r in kept),
+        "beta": med(r["beta"] for r in kept),
+        "loss_range_per_step": med(rng(r) for r in kept),
+        "step_length": med(r["lr"] * r["grad_norm"] for r in kept),
+        "probes": len(kept),
+        "probes_left_out": len(records) - len(kept),
+    }
 
 
 def _landscape_by_norm(ev: Evidence) -> dict[str, list[dict]] | None:
@@ -366,23 +424,46 @@ def _ics(ev: Evidence) -> Finding:
     verdict, why = _judged(cmp, paper, 1, "")
     beta = welch(arm("none", "beta"), arm("batch", "beta"))
     cos = welch(arm("none", "ics_1_minus_cos"), arm("batch", "ics_1_minus_cos"))
-    figure = (f"ICS per unit step, ‖G − G′‖/‖G‖ ÷ η‖g‖: BN {_ms(arm('batch', 'ics_per_step'), 1, '.3g')}, "
-              f"none {_ms(arm('none', 'ics_per_step'), 1, '.3g')}; 1 − cos(G, G′): BN "
-              f"{_ms(arm('batch', 'ics_1_minus_cos'), 1, '.3f')}, none {_ms(arm('none', 'ics_1_minus_cos'), 1, '.3f')}; "
-              f"effective β: BN {_ms(arm('batch', 'beta'), 1, '.3g')}, none {_ms(arm('none', 'beta'), 1, '.3g')}")
+    figure = (
+        f"ICS per unit step, ‖G − G′‖/‖G‖ ÷ η‖g‖: BN {_ms(arm('batch', 'ics_per_step'), 1, '.3g')}, "
+        f"none {_ms(arm('none', 'ics_per_step'), 1, '.3g')}; 1 − cos(G, G′): BN "
+        f"{_ms(arm('batch', 'ics_1_minus_cos'), 1, '.3f')}, "
+        f"none {_ms(arm('none', 'ics_1_minus_cos'), 1, '.3f')}; "
+        f"effective β: BN {_ms(arm('batch', 'beta'), 1, '.3g')}, none {_ms(arm('none', 'beta'), 1, '.3g')}"
+    )
     left_out = sum(s["probes_left_out"] for ss in by.values() for s in ss)
-    return Finding(verdict, figure, {"summaries": by}, res.experiment, _runs(res),
-                   note=_notes(why, f"{left_out} probe(s) at step 0 or below {PROBE_MIN_LR:g} of the peak LR "
-                               "left out", ev.source("landscape")),
-                   comparison=cmp, decided_by="none − BN, median ICS per unit step over the probes, per seed",
-                   scale=1, unit="", arms={_short(n): arm(n, "ics_per_step") for n in by},
-                   axis="ICS per unit step", secondary=[
-                       _secondary("1 − cos(G, G′) (none − BN)", cos, 1, ""),
-                       _secondary("effective β-smoothness, per unit distance (none − BN; > 0: smoother "
-                                  "with BN, Santurkar et al.'s finding)", beta, 1, "")])
+    return Finding(
+        verdict,
+        figure,
+        {"summaries": by},
+        res.experiment,
+        _runs(res),
+        note=_notes(
+            why,
+            f"{left_out} probe(s) at step 0 or below {PROBE_MIN_LR:g} of the peak LR left out",
+            ev.source("landscape"),
+        ),
+        comparison=cmp,
+        decided_by="none − BN, median ICS per unit step over the probes, per seed",
+        scale=1,
+        unit="",
+        arms={_short(n): arm(n, "ics_per_step") for n in by},
+        axis="ICS per unit step",
+        secondary=[
+            _secondary("1 − cos(G, G′) (none − BN)", cos, 1, ""),
+            _secondary(
+                "effective β-smoothness, per unit distance (none − BN; > 0: smoother "
+                "with BN, Santurkar et al.'s finding)",
+                beta,
+                1,
+                "",
+            ),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------- regularization
+
 
 def matched_fit_gap(epochs: list[dict], level: float) -> float | None:
     """The train − test gap when the run's train accuracy first reaches ``level``: the test
@@ -409,9 +490,18 @@ def _regularizes(ev: Evidence) -> Finding:
     for p in learned:
         curves.setdefault(p.settings["norm"], []).append(p.epochs)
     if len(curves.get("batch", [])) < 2 or len(curves.get("none", [])) < 2:
-        return Finding(Verdict.INCONCLUSIVE, "", {"failed": failed}, res.experiment, _runs(res),
-                       note=_notes("fewer than 2 runs of BN or of none learned (a collapse is a failure, "
-                                   "with no fit to compare)", ev.source("regularization")))
+        return Finding(
+            Verdict.INCONCLUSIVE,
+            "",
+            {"failed": failed},
+            res.experiment,
+            _runs(res),
+            note=_notes(
+                "fewer than 2 runs of BN or of none learned (a collapse is a failure, "
+                "with no fit to compare)",
+                ev.source("regularization"),
+            ),
+        )
     level = min(max(e["train_acc"] for e in ep) for n in ("batch", "none") for ep in curves[n])
     gaps = {n: [g for ep in cs if (g := matched_fit_gap(ep, level)) is not None] for n, cs in curves.items()}
     final = {n: [ep[-1]["train_acc"] - ep[-1]["test_acc"] for ep in cs] for n, cs in curves.items()}
@@ -419,21 +509,40 @@ def _regularizes(ev: Evidence) -> Finding:
     notes = [f"{int(sum(v))} run(s) of {_short(n)} collapsed" for n, v in failed.items()]
     verdict, why = _judged(cmp, paper, 100, "points", tuple(notes))
     train_final = {n: [ep[-1]["train_acc"] for ep in cs] for n, cs in curves.items()}
-    figure = (f"train − test gap at matched fit (train accuracy {100 * level:.1f}%, the highest every BN and "
-              "none run reaches): " + ", ".join(f"{_short(n)} {_ms(gaps[n])}" for n in curves)
-              + "; at the end: " + ", ".join(f"{_short(n)} {_ms(final[n])} (train {_ms(train_final[n])}%)"
-                                             for n in curves))
-    return Finding(verdict, figure, {"matched_level": level, "gap_matched": gaps, "gap_final": final,
-                                     "train_final": train_final, "failed": failed},
-                   res.experiment, _runs(res), note=_notes(why, ev.source("regularization")),
-                   comparison=cmp, decided_by="none − BN, train − test gap at matched train accuracy, per seed",
-                   arms={_short(n): [100 * g for g in gaps[n]] for n in curves},
-                   axis="gap at matched fit (points)",
-                   secondary=[_secondary("final gap (none − BN; unmatched fit)",
-                                         welch(final["none"], final["batch"]), 100, "points")])
+    figure = (
+        f"train − test gap at matched fit (train accuracy {100 * level:.1f}%, the highest every BN and "
+        "none run reaches): "
+        + ", ".join(f"{_short(n)} {_ms(gaps[n])}" for n in curves)
+        + "; at the end: "
+        + ", ".join(f"{_short(n)} {_ms(final[n])} (train {_ms(train_final[n])}%)" for n in curves)
+    )
+    return Finding(
+        verdict,
+        figure,
+        {
+            "matched_level": level,
+            "gap_matched": gaps,
+            "gap_final": final,
+            "train_final": train_final,
+            "failed": failed,
+        },
+        res.experiment,
+        _runs(res),
+        note=_notes(why, ev.source("regularization")),
+        comparison=cmp,
+        decided_by="none − BN, train − test gap at matched train accuracy, per seed",
+        arms={_short(n): [100 * g for g in gaps[n]] for n in curves},
+        axis="gap at matched fit (points)",
+        secondary=[
+            _secondary(
+                "final gap (none − BN; unmatched fit)", welch(final["none"], final["batch"]), 100, "points"
+            )
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------- higher learning rates
+
 
 def largest_lr(table: dict[float, list[float]], margin: float = LR_MARGIN) -> list[float | None]:
     """Per seed (the order of the points), the largest LR at which the run trains: it did not fail
@@ -471,40 +580,80 @@ def _higher_lr(ev: Evidence) -> Finding:
 
     bn, none = log2(lmax["batch"]), log2(lmax["none"])
     cmp = welch(bn, none)
-    res_low = max(step_up(x) for x in lmax["none"])    # none's may be this much higher
+    res_low = max(step_up(x) for x in lmax["none"])  # none's may be this much higher
     res_high = max(step_up(x) for x in lmax["batch"])  # BN's may be this much higher
     effect = statistics.fmean(bn) - statistics.fmean(none) if bn and none else 0.0
     if len(bn) >= 2 and len(none) >= 2:
         if cmp is None:  # the seeds agree exactly: the grid's resolution is the uncertainty
-            cmp = Comparison(effect, effect, effect, math.nan, len(bn), len(none), math.nan, 0.0,
-                             min(step_up(x) for x in grid[:-1]), test="the seeds agree: grid resolution only")
-        cmp = Comparison(cmp.effect, cmp.low - res_low, cmp.high + res_high, cmp.p, cmp.n_a, cmp.n_b, cmp.df,
-                         cmp.se, cmp.mde, test=cmp.test + ", widened by the LR grid's resolution",
-                         p_adjusted=cmp.p_adjusted)
+            cmp = Comparison(
+                effect,
+                effect,
+                effect,
+                math.nan,
+                len(bn),
+                len(none),
+                math.nan,
+                0.0,
+                min(step_up(x) for x in grid[:-1]),
+                test="the seeds agree: grid resolution only",
+            )
+        cmp = Comparison(
+            cmp.effect,
+            cmp.low - res_low,
+            cmp.high + res_high,
+            cmp.p,
+            cmp.n_a,
+            cmp.n_b,
+            cmp.df,
+            cmp.se,
+            cmp.mde,
+            test=cmp.test + ", widened by the LR grid's resolution",
+            p_adjusted=cmp.p_adjusted,
+        )
     else:
         cmp = None
     verdict, why = _judged(cmp, paper, 1, "doublings (log2 LR)")
-    diverged = {n: sum(1 for p in res.points if p.settings["norm"] == n and p.state == RunState.FAILED)
-                for n in table}
+    diverged = {
+        n: sum(1 for p in res.points if p.settings["norm"] == n and p.state == RunState.FAILED) for n in table
+    }
     best = {n: max(t, key=lambda lr: statistics.fmean(t[lr])) for n, t in table.items()}
 
     def lrs(n: str) -> str:
         return ", ".join("<" + f"{grid[0]:g}" if x is None else f"{x:g}" for x in lmax[n])
 
-    figure = (f"largest LR that trains, per seed (within {100 * LR_MARGIN:g} points of the norm's best): "
-              f"BN {lrs('batch')}, none {lrs('none')}; "
-              + ", ".join(f"{_short(n)} best at {best[n]:g} ({100 * statistics.fmean(table[n][best[n]]):.1f}%)"
-                          for n in table)
-              + "; diverged points: " + ", ".join(f"{_short(n)} {k}" for n, k in diverged.items()))
-    return Finding(verdict, figure, {"largest_lr": lmax, "best_lr": best, "diverged": diverged,
-                                     "accuracy": {n: {str(lr): v for lr, v in t.items()} for n, t in table.items()}},
-                   res.experiment, _runs(res), note=_notes(why, ev.source("learning-rate")),
-                   comparison=cmp, decided_by="BN − none, log2 of the largest LR that trains, per seed",
-                   scale=1, unit="doublings (log2 LR)",
-                   arms={_short(n): log2(lmax[n]) for n in table}, axis="log2 largest LR that trains")
+    figure = (
+        f"largest LR that trains, per seed (within {100 * LR_MARGIN:g} points of the norm's best): "
+        f"BN {lrs('batch')}, none {lrs('none')}; "
+        + ", ".join(
+            f"{_short(n)} best at {best[n]:g} ({100 * statistics.fmean(table[n][best[n]]):.1f}%)"
+            for n in table
+        )
+        + "; diverged points: "
+        + ", ".join(f"{_short(n)} {k}" for n, k in diverged.items())
+    )
+    return Finding(
+        verdict,
+        figure,
+        {
+            "largest_lr": lmax,
+            "best_lr": best,
+            "diverged": diverged,
+            "accuracy": {n: {str(lr): v for lr, v in t.items()} for n, t in table.items()},
+        },
+        res.experiment,
+        _runs(res),
+        note=_notes(why, ev.source("learning-rate")),
+        comparison=cmp,
+        decided_by="BN − none, log2 of the largest LR that trains, per seed",
+        scale=1,
+        unit="doublings (log2 LR)",
+        arms={_short(n): log2(lmax[n]) for n in table},
+        axis="log2 largest LR that trains",
+    )
 
 
 # ---------------------------------------------------------------------------- no norm struggles
+
 
 def _struggles_without(ev: Evidence) -> Finding:
     res = ev.experiments.get("seeds")
@@ -516,16 +665,27 @@ def _struggles_without(ev: Evidence) -> Finding:
     cmp = welch(acc["batch"], acc["none"])
     collapsed = sum(a <= COLLAPSED for a in acc["none"])
     verdict, why = _judged(cmp, None, 100, "points")
-    figure = (f"final test accuracy: BN {_ms(acc['batch'])}%, none {_ms(acc['none'])}% "
-              f"({collapsed} of {len(acc['none'])} seeds without a norm at chance); BN − none "
-              f"{_say(cmp, 100, 'points')}")
-    return Finding(verdict, figure, {"accuracy": acc}, res.experiment, _runs(res),
-                   note=_notes(why, ev.source("seeds")), comparison=cmp,
-                   decided_by="BN − none, final test accuracy per seed (a collapse counts at chance)",
-                   arms={_short(n): [100 * a for a in v] for n, v in acc.items()}, axis="final test accuracy (%)")
+    figure = (
+        f"final test accuracy: BN {_ms(acc['batch'])}%, none {_ms(acc['none'])}% "
+        f"({collapsed} of {len(acc['none'])} seeds without a norm at chance); BN − none "
+        f"{_say(cmp, 100, 'points')}"
+    )
+    return Finding(
+        verdict,
+        figure,
+        {"accuracy": acc},
+        res.experiment,
+        _runs(res),
+        note=_notes(why, ev.source("seeds")),
+        comparison=cmp,
+        decided_by="BN − none, final test accuracy per seed (a collapse counts at chance)",
+        arms={_short(n): [100 * a for a in v] for n, v in acc.items()},
+        axis="final test accuracy (%)",
+    )
 
 
 # ---------------------------------------------------------------------------- batch size
+
 
 def batch_ranges(res: ExperimentResults) -> dict[str, list[float]]:
     """Per norm, per seed: the range (largest − smallest) of the accuracy over the batch sizes of the
@@ -559,26 +719,43 @@ def _less_batch_dependent(norm: str) -> Callable[[Evidence], Finding]:
         cmp = welch(ranges["batch"], ranges[norm])
         extra = ()
         verdict, why = _judged(cmp, paper, 100, "points")
-        if verdict == Verdict.INCONCLUSIVE and cmp is not None and paper and paper.effect and \
-                cmp.mde * 100 > paper.effect:
+        if (
+            verdict == Verdict.INCONCLUSIVE
+            and cmp is not None
+            and paper
+            and paper.effect
+            and cmp.mde * 100 > paper.effect
+        ):
             extra = (_compute_needed(paper, [ranges["batch"], ranges[norm]], _mean_seconds(res)),)
         acc = _values(res, lambda s: (s["norm"], s["batch_size"]))
         sizes = sorted({b for _, b in acc})
-        per = "; ".join(f"{_short(n)} " + ", ".join(f"{b}: {100 * statistics.fmean(acc[(n, b)]):.1f}%"
-                                                    for b in sizes if (n, b) in acc)
-                        for n in dict.fromkeys(k[0] for k in acc))
-        figure = (f"accuracy range over batch sizes {', '.join(map(str, sizes))} (per seed): BN "
-                  f"{_ms(ranges['batch'])}, {short} {_ms(ranges[norm])} points; means by batch size: {per}")
-        return Finding(verdict, figure, {"range": ranges, "accuracy": {f"{n}@{b}": v for (n, b), v in acc.items()}},
-                       res.experiment, _runs(res), note=_notes(why, *extra, ev.source("batch-size")),
-                       comparison=cmp, decided_by=f"BN − {short}, range of the accuracy over the batch sizes, "
-                       "per seed", arms={_short(n): [100 * r for r in v] for n, v in ranges.items()},
-                       axis="accuracy range over batch sizes (points)")
+        per = "; ".join(
+            f"{_short(n)} "
+            + ", ".join(f"{b}: {100 * statistics.fmean(acc[(n, b)]):.1f}%" for b in sizes if (n, b) in acc)
+            for n in dict.fromkeys(k[0] for k in acc)
+        )
+        figure = (
+            f"accuracy range over batch sizes {', '.join(map(str, sizes))} (per seed): BN "
+            f"{_ms(ranges['batch'])}, {short} {_ms(ranges[norm])} points; means by batch size: {per}"
+        )
+        return Finding(
+            verdict,
+            figure,
+            {"range": ranges, "accuracy": {f"{n}@{b}": v for (n, b), v in acc.items()}},
+            res.experiment,
+            _runs(res),
+            note=_notes(why, *extra, ev.source("batch-size")),
+            comparison=cmp,
+            decided_by=f"BN − {short}, range of the accuracy over the batch sizes, per seed",
+            arms={_short(n): [100 * r for r in v] for n, v in ranges.items()},
+            axis="accuracy range over batch sizes (points)",
+        )
 
     return judge
 
 
 # ---------------------------------------------------------------------------- groups
+
 
 def _groups(ev: Evidence) -> Finding:
     res = ev.experiments.get("groups")
@@ -617,26 +794,48 @@ def _groups(ev: Evidence) -> Finding:
     pairs = [(k, o, welch(by[k], by[o])) for k in middle for o in ("1", "C")]
     tested = [(k, o, c) for k, o, c in pairs if c is not None]
     adj = holm([c.p for _, _, c in tested])
-    secondary = [_secondary(f"G = {k} − {'LN' if o == '1' else 'IN'} (Holm-corrected over {len(tested)})",
-                            adjusted(c, a), 100, "points") for (k, o, c), a in zip(tested, adj)]
+    secondary = [
+        _secondary(
+            f"G = {k} − {'LN' if o == '1' else 'IN'} (Holm-corrected over {len(tested)})",
+            adjusted(c, a),
+            100,
+            "points",
+        )
+        for (k, o, c), a in zip(tested, adj)
+    ]
     order = sorted(by, key=lambda k: (k == "C", int(k) if k != "C" else 0))
-    figure = (", ".join(f"G = {k}{' (LN)' if k == '1' else ' (IN)' if k == 'C' else ''}: {_ms(by[k])}%"
-                        for k in order)
-              + f"; G = 4 − LN {_say(vs_ln, 100, 'points')}; G = 4 − IN {_say(vs_in, 100, 'points')}")
-    return Finding(verdict, figure, {"accuracy": {k: by[k] for k in order}}, res.experiment, _runs(res),
-                   note=_notes(why, ev.source("groups")), comparison=cmp,
-                   decided_by="G = 4 (fixed in advance) − LN and − IN, final accuracy per seed; holds when both "
-                   "intervals are above 0", arms={f"G={k}": [100 * a for a in by[k]] for k in order},
-                   axis="final test accuracy (%)", secondary=secondary)
+    figure = (
+        ", ".join(
+            f"G = {k}{' (LN)' if k == '1' else ' (IN)' if k == 'C' else ''}: {_ms(by[k])}%" for k in order
+        )
+        + f"; G = 4 − LN {_say(vs_ln, 100, 'points')}; G = 4 − IN {_say(vs_in, 100, 'points')}"
+    )
+    return Finding(
+        verdict,
+        figure,
+        {"accuracy": {k: by[k] for k in order}},
+        res.experiment,
+        _runs(res),
+        note=_notes(why, ev.source("groups")),
+        comparison=cmp,
+        decided_by="G = 4 (fixed in advance) − LN and − IN, final accuracy per seed; holds when both "
+        "intervals are above 0",
+        arms={f"G={k}": [100 * a for a in by[k]] for k in order},
+        axis="final test accuracy (%)",
+        secondary=secondary,
+    )
 
 
 # ---------------------------------------------------------------------------- LayerNorm
 
+
 def _ln_invariant(ev: Evidence) -> Finding:
     from .batchdep import BatchDependence
 
-    construction = ("LayerNorm normalizes each image over its own channels and pixels: no other image of "
-                    "the batch enters its output, in training or at test")
+    construction = (
+        "LayerNorm normalizes each image over its own channels and pixels: no other image of "
+        "the batch enters its output, in training or at test"
+    )
     for run in ev.store.list():
         try:
             settings = run.settings()
@@ -650,24 +849,37 @@ def _ln_invariant(ev: Evidence) -> Finding:
         differ = sum(bd.differ_from_eval.values())
         spread = max(bd.batch_stats.values()) - min(bd.batch_stats.values())
         verdict = Verdict.BY_CONSTRUCTION if differ == 0 else Verdict.DOES_NOT_HOLD
-        return Finding(verdict, f"{construction}. Check, {run.label}: {100 * bd.eval_acc:.2f}% in eval mode and "
-                       f"at every test batch size {min(bd.batch_stats)}…{max(bd.batch_stats)} (spread "
-                       f"{100 * spread:.2f} points, {differ} predictions differ)",
-                       {"batch_stats": {str(k): v for k, v in bd.batch_stats.items()},
-                        "differ": {str(k): v for k, v in bd.differ_from_eval.items()}},
-                       None, [run.id], recipes=[settings.recipe()],
-                       note="" if differ == 0 else "the check found predictions that depend on the batch: a bug")
-    return Finding(Verdict.BY_CONSTRUCTION, construction,
-                   note="check not run yet: measure a LayerNorm run's batch dependence (Inside page, or "
-                        "`python -m cifar_app batchdep RUN`)")
+        return Finding(
+            verdict,
+            f"{construction}. Check, {run.label}: {100 * bd.eval_acc:.2f}% in eval mode and "
+            f"at every test batch size {min(bd.batch_stats)}…{max(bd.batch_stats)} (spread "
+            f"{100 * spread:.2f} points, {differ} predictions differ)",
+            {
+                "batch_stats": {str(k): v for k, v in bd.batch_stats.items()},
+                "differ": {str(k): v for k, v in bd.differ_from_eval.items()},
+            },
+            None,
+            [run.id],
+            recipes=[settings.recipe()],
+            note="" if differ == 0 else "the check found predictions that depend on the batch: a bug",
+        )
+    return Finding(
+        Verdict.BY_CONSTRUCTION,
+        construction,
+        note="check not run yet: measure a LayerNorm run's batch dependence (Inside page, or "
+        "`python -m cifar_app batchdep RUN`)",
+    )
 
 
 def _ln_params(ev: Evidence) -> Finding:
     from .model import PARAM_BUDGET, norm_budget_rows
 
     rows = {r["normalization"]: r for r in norm_budget_rows(arch=recipe_values("seed-plain")["arch"])}
-    seed, seed_off, ours = (rows["LayerNorm [C,H,W], affine (seed)"],
-                            rows["LayerNorm [C,H,W], no affine (seed)"], rows["LayerNorm"])
+    seed, seed_off, ours = (
+        rows["LayerNorm [C,H,W], affine (seed)"],
+        rows["LayerNorm [C,H,W], no affine (seed)"],
+        rows["LayerNorm"],
+    )
     now = {r["normalization"]: r for r in norm_budget_rows()}["LayerNorm [C,H,W], affine (seed)"]
     over = seed["network"] - PARAM_BUDGET
     verdict = Verdict.HOLDS if over > 0 else Verdict.DOES_NOT_HOLD
@@ -675,100 +887,217 @@ def _ln_params(ev: Evidence) -> Finding:
     def where(n: int) -> str:
         return f"{n - PARAM_BUDGET:,} over" if n > PARAM_BUDGET else f"{PARAM_BUDGET - n:,} under"
 
-    figure = (f"in the seed's network, nn.LayerNorm([C,H,W]) with its affine: {seed['network']:,} parameters "
-              f"({seed['parameters in the norm layers']:,} in the norms), {where(seed['network'])} the "
-              f"{PARAM_BUDGET:,} budget; without: {seed_off['network']:,} ({where(seed_off['network'])}); the "
-              f"lab's GroupNorm(1, C): {ours['network']:,} ({where(ours['network'])}); in today's default "
-              f"network with the affine: {now['network']:,} ({where(now['network'])})")
-    cmp = Comparison(float(over), float(over), float(over), math.nan, 1, 1, math.nan, 0.0, 0.0,
-                     test="a count: no noise")
-    evidence: dict = {"networks": {k: r["network"] for k, r in rows.items()}, "default": now["network"],
-                      "budget": PARAM_BUDGET}
+    figure = (
+        f"in the seed's network, nn.LayerNorm([C,H,W]) with its affine: {seed['network']:,} parameters "
+        f"({seed['parameters in the norm layers']:,} in the norms), {where(seed['network'])} the "
+        f"{PARAM_BUDGET:,} budget; without: {seed_off['network']:,} ({where(seed_off['network'])}); the "
+        f"lab's GroupNorm(1, C): {ours['network']:,} ({where(ours['network'])}); in today's default "
+        f"network with the affine: {now['network']:,} ({where(now['network'])})"
+    )
+    cmp = Comparison(
+        float(over), float(over), float(over), math.nan, 1, 1, math.nan, 0.0, 0.0, test="a count: no noise"
+    )
+    evidence: dict = {
+        "networks": {k: r["network"] for k, r in rows.items()},
+        "default": now["network"],
+        "budget": PARAM_BUDGET,
+    }
     secondary, note, runs, exp = [], "accuracy: not measured yet (seed-layernorm preset)", [], None
     res = ev.experiments.get("seed-layernorm")
     if res is not None:
         accs = _values(res, lambda s: s["norm"])
         if "layer" in accs and "layer-chw" in accs:
             acc_cmp = welch(accs["layer-chw"], accs["layer"])
-            secondary.append(_secondary("accuracy, the seed's LayerNorm without affine − the lab's "
-                                        "(seed-layernorm preset)", acc_cmp, 100, "points"))
-            figure += (f"; accuracy (seed-layernorm preset): the seed's without affine {_ms(accs['layer-chw'])}%, "
-                       f"the lab's {_ms(accs['layer'])}%")
+            secondary.append(
+                _secondary(
+                    "accuracy, the seed's LayerNorm without affine − the lab's (seed-layernorm preset)",
+                    acc_cmp,
+                    100,
+                    "points",
+                )
+            )
+            figure += (
+                f"; accuracy (seed-layernorm preset): the seed's without affine {_ms(accs['layer-chw'])}%, "
+                f"the lab's {_ms(accs['layer'])}%"
+            )
             evidence["accuracy"] = accs
             note, runs, exp = ev.source("seed-layernorm"), _runs(res), res.experiment
-    return Finding(verdict, figure, evidence, exp, runs, note=note, comparison=cmp,
-                   decided_by="parameters of the seed's network with nn.LayerNorm([C,H,W]) and its affine "
-                   "− the budget (a count)", scale=1, unit="parameters",
-                   arms={k.replace(" (seed)", ""): [float(v)] for k, v in evidence["networks"].items()
-                         if "LayerNorm" in k}, axis="parameters", secondary=secondary)
+    return Finding(
+        verdict,
+        figure,
+        evidence,
+        exp,
+        runs,
+        note=note,
+        comparison=cmp,
+        decided_by="parameters of the seed's network with nn.LayerNorm([C,H,W]) and its affine "
+        "− the budget (a count)",
+        scale=1,
+        unit="parameters",
+        arms={
+            k.replace(" (seed)", ""): [float(v)] for k, v in evidence["networks"].items() if "LayerNorm" in k
+        },
+        axis="parameters",
+        secondary=secondary,
+    )
 
 
 # ---------------------------------------------------------------------------- the claims
 
 WU_HE = "Wu & He 2018, Group Normalization (ECCV)"
 CLAIMS: tuple[Claim, ...] = (
-    Claim("bn-speed", "BN: improved training speed … faster convergence", "seeds",
-          "holds when BN reaches 70% test accuracy in fewer epochs than no normalization (Welch's t over "
-          "seeds, 95% interval of none − BN above 0; the seeds preset, both at the default LR), and the "
-          "second row, each norm at its own best LR of the learning-rate preset (epochs to 35%), does not "
-          "show the opposite; a seed that never gets there counts at the run's length + 1", _speed,
-          Paper(None, "BN-x5 reaches Inception's accuracy in 14× fewer steps",
-                "Ioffe & Szegedy 2015, §4.2.2 (ImageNet); a ratio of steps, not comparable in epochs to 70%"),
-          "direct", ("seeds", "learning-rate")),
-    Claim("bn-ics", "BN: reducing the internal covariate shift problem", "landscape",
-          "holds when BN's internal covariate shift per unit step (Santurkar et al.'s Definition 2.1, "
-          "‖G − G′‖/‖G‖ divided by the step η‖g‖, median over probes after step 0 with η ≥ 0.1 of the "
-          "peak) is below none's, the 95% interval of none − BN above 0; does not hold when below 0",
-          _ics, Paper(None, "no reduction: with BN the ICS is as large or larger",
-                      "Santurkar et al. 2018, How Does Batch Normalization Help Optimization?, Fig. 5"),
-          "indirect", ("landscape",)),
-    Claim("bn-regularizes", "BN: regularization effect … reducing overfitting", "regularization",
-          "holds when BN's train − test gap is smaller than none's at matched fit (the gap when each run "
-          "first reaches the highest train accuracy every BN and none run reaches; 5,000 images, no "
-          "augmentation, one LR for all), the 95% interval of none − BN above 0", _regularizes,
-          Paper(None, "BN reduces the need for Dropout; no effect size is given",
-                "Ioffe & Szegedy 2015, §3.4"), "direct", ("regularization",)),
-    Claim("bn-higher-lr", "BN: allows for higher learning rates … without causing the gradients to explode",
-          "learning-rate", "holds when BN's largest LR that trains (no divergence, within 5 points of its "
-          "own best) is above none's, per seed in log2, the 95% interval (widened by the grid's "
-          "resolution) above 0", _higher_lr,
-          Paper(math.log2(30), "BN-x30 trains at 30× Inception's learning rate (log2 30 ≈ 4.9 doublings)",
-                "Ioffe & Szegedy 2015, §4.2.1-4.2.2"), "direct", ("learning-rate",)),
-    Claim("no-norm-struggles", "without Batch Normalization the model was struggling", "seeds",
-          "holds when BN's final test accuracy is above none's, the 95% interval of BN − none above 0 "
-          "(a seed without a norm that collapses counts at chance)", _struggles_without, None, "direct",
-          ("seeds",)),
-    Claim("gn-small-batches", "GN: reduced batch size dependency … effective for small batch sizes",
-          "batch-size", "holds when BN's accuracy varies more than GN's over the batch sizes 2, 8 and 32 "
-          "(equal steps; the range per seed, a failed point at chance), the 95% interval of BN − GN "
-          "above 0", _less_batch_dependent("group"),
-          Paper(10.9, "BN's error rises 23.6 → 34.7% from 32 to 2 images per GPU, GN's stays at 24.0-24.2% "
-                "(ranges 11.1 and 0.2 points)", WU_HE + ", Table 2 / Fig. 1 (ResNet-50, ImageNet)"),
-          "direct", ("batch-size",)),
-    Claim("gn-channels", "GN: captures inter-channel correlations", "groups",
-          "holds when G = 4 (fixed in advance) beats both G = 1 (LN) and G = C (IN) in final accuracy, "
-          "both 95% intervals above 0; does not hold when LN or IN beats it; other G are shown "
-          "Holm-corrected", _groups,
-          Paper(1.2, "GN (G = 32) 24.1% error, LN 25.3% (+1.2), IN 28.4% (+4.3)",
-                WU_HE + ", Table 1 (ResNet-50, ImageNet, batch 32)"), "indirect", ("groups",)),
-    Claim("ln-batch-invariant", "LN: invariant to batch size", "batch dependence at inference",
-          "by construction; shown as a check: a LayerNorm run gives the same predictions in eval mode "
-          "and at every test batch size", _ln_invariant,
-          Paper(None, "each example normalized over its own hidden units",
-                "Ba, Kiros & Hinton 2016, Layer Normalization, §3"), "by construction", ()),
-    Claim("ln-stable", "LN: stable performance across different batch sizes and training scenarios",
-          "batch-size", "holds when LN's accuracy varies less than BN's over the batch sizes 2, 8 and 32 "
-          "(two-sided: the range per seed), the 95% interval of BN − LN above 0",
-          _less_batch_dependent("layer"),
-          Paper(None, "no CNN batch-size effect is reported for LN", "Ba, Kiros & Hinton 2016"),
-          "direct", ("batch-size",)),
-    Claim("ln-params", "LN: the number of parameters gone extremely high … made elementwise_affine=False",
-          "seed-layernorm", "holds when the seed's nn.LayerNorm([C, H, W]) with its affine puts the "
-          "network over the 50,000-parameter budget (a count from the model registry); the accuracy of "
-          "the variant that fits is shown beside it", _ln_params, None, "count", ("seed-layernorm",)),
-    Claim("ln-rnn", "LN: suitable for RNNs and LLMs", "none",
-          "not testable with this CNN: the lab has no recurrent or language model",
-          lambda ev: Finding(Verdict.NOT_TESTABLE, "", note="the lab trains one CNN on images"), None, "—"),
+    Claim(
+        "bn-speed",
+        "BN: improved training speed … faster convergence",
+        "seeds",
+        "holds when BN reaches 70% test accuracy in fewer epochs than no normalization (Welch's t over "
+        "seeds, 95% interval of none − BN above 0; the seeds preset, both at the default LR), and the "
+        "second row, each norm at its own best LR of the learning-rate preset (epochs to 35%), does not "
+        "show the opposite; a seed that never gets there counts at the run's length + 1",
+        _speed,
+        Paper(
+            None,
+            "BN-x5 reaches Inception's accuracy in 14× fewer steps",
+            "Ioffe & Szegedy 2015, §4.2.2 (ImageNet); a ratio of steps, not comparable in epochs to 70%",
+        ),
+        "direct",
+        ("seeds", "learning-rate"),
+    ),
+    Claim(
+        "bn-ics",
+        "BN: reducing the internal covariate shift problem",
+        "landscape",
+        "holds when BN's internal covariate shift per unit step (Santurkar et al.'s Definition 2.1, "
+        "‖G − G′‖/‖G‖ divided by the step η‖g‖, median over probes after step 0 with η ≥ 0.1 of the "
+        "peak) is below none's, the 95% interval of none − BN above 0; does not hold when below 0",
+        _ics,
+        Paper(
+            None,
+            "no reduction: with BN the ICS is as large or larger",
+            "Santurkar et al. 2018, How Does Batch Normalization Help Optimization?, Fig. 5",
+        ),
+        "indirect",
+        ("landscape",),
+    ),
+    Claim(
+        "bn-regularizes",
+        "BN: regularization effect … reducing overfitting",
+        "regularization",
+        "holds when BN's train − test gap is smaller than none's at matched fit (the gap when each run "
+        "first reaches the highest train accuracy every BN and none run reaches; 5,000 images, no "
+        "augmentation, one LR for all), the 95% interval of none − BN above 0",
+        _regularizes,
+        Paper(None, "BN reduces the need for Dropout; no effect size is given", "Ioffe & Szegedy 2015, §3.4"),
+        "direct",
+        ("regularization",),
+    ),
+    Claim(
+        "bn-higher-lr",
+        "BN: allows for higher learning rates … without causing the gradients to explode",
+        "learning-rate",
+        "holds when BN's largest LR that trains (no divergence, within 5 points of its "
+        "own best) is above none's, per seed in log2, the 95% interval (widened by the grid's "
+        "resolution) above 0",
+        _higher_lr,
+        Paper(
+            math.log2(30),
+            "BN-x30 trains at 30× Inception's learning rate (log2 30 ≈ 4.9 doublings)",
+            "Ioffe & Szegedy 2015, §4.2.1-4.2.2",
+        ),
+        "direct",
+        ("learning-rate",),
+    ),
+    Claim(
+        "no-norm-struggles",
+        "without Batch Normalization the model was struggling",
+        "seeds",
+        "holds when BN's final test accuracy is above none's, the 95% interval of BN − none above 0 "
+        "(a seed without a norm that collapses counts at chance)",
+        _struggles_without,
+        None,
+        "direct",
+        ("seeds",),
+    ),
+    Claim(
+        "gn-small-batches",
+        "GN: reduced batch size dependency … effective for small batch sizes",
+        "batch-size",
+        "holds when BN's accuracy varies more than GN's over the batch sizes 2, 8 and 32 "
+        "(equal steps; the range per seed, a failed point at chance), the 95% interval of BN − GN "
+        "above 0",
+        _less_batch_dependent("group"),
+        Paper(
+            10.9,
+            "BN's error rises 23.6 → 34.7% from 32 to 2 images per GPU, GN's stays at 24.0-24.2% "
+            "(ranges 11.1 and 0.2 points)",
+            WU_HE + ", Table 2 / Fig. 1 (ResNet-50, ImageNet)",
+        ),
+        "direct",
+        ("batch-size",),
+    ),
+    Claim(
+        "gn-channels",
+        "GN: captures inter-channel correlations",
+        "groups",
+        "holds when G = 4 (fixed in advance) beats both G = 1 (LN) and G = C (IN) in final accuracy, "
+        "both 95% intervals above 0; does not hold when LN or IN beats it; other G are shown "
+        "Holm-corrected",
+        _groups,
+        Paper(
+            1.2,
+            "GN (G = 32) 24.1% error, LN 25.3% (+1.2), IN 28.4% (+4.3)",
+            WU_HE + ", Table 1 (ResNet-50, ImageNet, batch 32)",
+        ),
+        "indirect",
+        ("groups",),
+    ),
+    Claim(
+        "ln-batch-invariant",
+        "LN: invariant to batch size",
+        "batch dependence at inference",
+        "by construction; shown as a check: a LayerNorm run gives the same predictions in eval mode "
+        "and at every test batch size",
+        _ln_invariant,
+        Paper(
+            None,
+            "each example normalized over its own hidden units",
+            "Ba, Kiros & Hinton 2016, Layer Normalization, §3",
+        ),
+        "by construction",
+        (),
+    ),
+    Claim(
+        "ln-stable",
+        "LN: stable performance across different batch sizes and training scenarios",
+        "batch-size",
+        "holds when LN's accuracy varies less than BN's over the batch sizes 2, 8 and 32 "
+        "(two-sided: the range per seed), the 95% interval of BN − LN above 0",
+        _less_batch_dependent("layer"),
+        Paper(None, "no CNN batch-size effect is reported for LN", "Ba, Kiros & Hinton 2016"),
+        "direct",
+        ("batch-size",),
+    ),
+    Claim(
+        "ln-params",
+        "LN: the number of parameters gone extremely high … made elementwise_affine=False",
+        "seed-layernorm",
+        "holds when the seed's nn.LayerNorm([C, H, W]) with its affine puts the "
+        "network over the 50,000-parameter budget (a count from the model registry); the accuracy of "
+        "the variant that fits is shown beside it",
+        _ln_params,
+        None,
+        "count",
+        ("seed-layernorm",),
+    ),
+    Claim(
+        "ln-rnn",
+        "LN: suitable for RNNs and LLMs",
+        "none",
+        "not testable with this CNN: the lab has no recurrent or language model",
+        lambda ev: Finding(Verdict.NOT_TESTABLE, "", note="the lab trains one CNN on images"),
+        None,
+        "—",
+    ),
 )
 CLAIM_BY_ID = {c.id: c for c in CLAIMS}
 MEASURED = frozenset({Verdict.HOLDS, Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE})
@@ -798,18 +1127,36 @@ def evaluate(store: RunStore, shipped: Path | str | None = "app") -> list[dict]:
 def _row(c: Claim, f: Finding, ev: Evidence) -> dict:
     cmp = f.comparison
     s = f.scale
-    return {"id": c.id, "claim": c.claim, "tested_by": c.experiment, "verdict": f.verdict, "rule": c.rule,
-            "decided_by": f.decided_by, "figure": f.figure,
-            "effect": _num(cmp.effect * s) if cmp else None,
-            "ci95": [_num(cmp.low * s), _num(cmp.high * s)] if cmp else None,
-            "n": [cmp.n_a, cmp.n_b] if cmp else None, "mde": _num(cmp.mde * s) if cmp else None,
-            "p": _num(cmp.p) if cmp else None, "test": cmp.test if cmp else None, "unit": f.unit,
-            "paper": c.paper.to_dict() if c.paper else None, "evidence_kind": c.kind,
-            "arms": {k: [_num(v) for v in vs] for k, vs in f.arms.items()}, "axis": f.axis,
-            "arm_intervals": {k: {m: _num(v) if isinstance(v, float) else v for m, v in mean_interval(vs).items()}
-                              for k, vs in f.arms.items()},
-            "secondary": f.secondary, "evidence": _safe(f.evidence), "experiment": f.experiment,
-            "runs": f.runs, "note": f.note, "recipes": _recipes(ev, f)}
+    return {
+        "id": c.id,
+        "claim": c.claim,
+        "tested_by": c.experiment,
+        "verdict": f.verdict,
+        "rule": c.rule,
+        "decided_by": f.decided_by,
+        "figure": f.figure,
+        "effect": _num(cmp.effect * s) if cmp else None,
+        "ci95": [_num(cmp.low * s), _num(cmp.high * s)] if cmp else None,
+        "n": [cmp.n_a, cmp.n_b] if cmp else None,
+        "mde": _num(cmp.mde * s) if cmp else None,
+        "p": _num(cmp.p) if cmp else None,
+        "test": cmp.test if cmp else None,
+        "unit": f.unit,
+        "paper": c.paper.to_dict() if c.paper else None,
+        "evidence_kind": c.kind,
+        "arms": {k: [_num(v) for v in vs] for k, vs in f.arms.items()},
+        "axis": f.axis,
+        "arm_intervals": {
+            k: {m: _num(v) if isinstance(v, float) else v for m, v in mean_interval(vs).items()}
+            for k, vs in f.arms.items()
+        },
+        "secondary": f.secondary,
+        "evidence": _safe(f.evidence),
+        "experiment": f.experiment,
+        "runs": f.runs,
+        "note": f.note,
+        "recipes": _recipes(ev, f),
+    }
 
 
 def _num(v: float | None) -> float | None:
@@ -850,4 +1197,3 @@ def recipe_note(row: dict) -> str:
     preset = row["tested_by"]
     again = f": run the {preset} preset to measure it on the default" if preset in PRESETS else ""
     return f"measured on the {', '.join(others)} recipe, not today's default{again}"
-

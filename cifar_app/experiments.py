@@ -332,7 +332,7 @@ class PointResult:
     env: dict | None = None  # the arithmetic it ran in: precision, cpu, cpu_flags, torch (``ENV_FIELDS``)
 
 
-ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "torch")  # what a run's status says of its arithmetic
+ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "torch")  # a run's status on its arithmetic
 
 
 class ResultsDamaged(ValueError):

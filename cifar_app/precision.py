@@ -155,12 +155,11 @@ def bf16_verdict(bf16_path: Path, fp32_path: Path) -> dict | None:
     2 standard errors, sqrt(s₁²/n₁ + s₂²/n₂). Only a norm trained on one and the same recipe on both
     sides is compared (a precision is judged on one recipe, not across two). None when either file is
     missing or unreadable, or no norm is comparable."""
-    from .experiments import ExperimentResults, compare_by_norm
+    from .experiments import ExperimentResults, ResultsDamaged, compare_by_norm
 
     try:
-        bf16, fp32 = (ExperimentResults.from_dict(json.loads(p.read_text(encoding="utf-8")))
-                      for p in (bf16_path, fp32_path))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        bf16, fp32 = ExperimentResults.load(bf16_path), ExperimentResults.load(fp32_path)
+    except ResultsDamaged:
         return None
     bf16_recipes = _recipes(bf16)
     same = {norm for norm, keys in _recipes(fp32).items()

@@ -106,9 +106,18 @@ def welch(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA) -> Compa
     ci = res.confidence_interval(1 - alpha)
     se = float(math.sqrt(va / len(a) + vb / len(b)))
     df = float(res.df)
-    return Comparison(effect=float(np.mean(a) - np.mean(b)), low=float(ci.low), high=float(ci.high),
-                      p=float(res.pvalue), n_a=len(a), n_b=len(b), df=df, se=se, mde=mde(se, df, alpha),
-                      p_adjusted=float(res.pvalue))
+    return Comparison(
+        effect=float(np.mean(a) - np.mean(b)),
+        low=float(ci.low),
+        high=float(ci.high),
+        p=float(res.pvalue),
+        n_a=len(a),
+        n_b=len(b),
+        df=df,
+        se=se,
+        mde=mde(se, df, alpha),
+        p_adjusted=float(res.pvalue),
+    )
 
 
 def mean_interval(values: Sequence[float], alpha: float = ALPHA) -> dict:
@@ -140,8 +149,14 @@ def adjusted(cmp: Comparison, p_adjusted: float, alpha: float = ALPHA) -> Compar
         return Comparison(**{**asdict(cmp), "p_adjusted": p_adjusted})
     level = alpha * cmp.p / p_adjusted
     half = stats.t.ppf(1 - level / 2, cmp.df) * cmp.se
-    return Comparison(**{**asdict(cmp), "low": float(cmp.effect - half), "high": float(cmp.effect + half),
-                         "p_adjusted": min(1.0, p_adjusted)})
+    return Comparison(
+        **{
+            **asdict(cmp),
+            "low": float(cmp.effect - half),
+            "high": float(cmp.effect + half),
+            "p_adjusted": min(1.0, p_adjusted),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -156,8 +171,9 @@ class Paper:
         return asdict(self)
 
 
-def decide(cmp: Comparison | None, unit: str = "points", paper: Paper | None = None,
-           scale: float = 1.0) -> tuple[Verdict, str]:
+def decide(
+    cmp: Comparison | None, unit: str = "points", paper: Paper | None = None, scale: float = 1.0
+) -> tuple[Verdict, str]:
     """The verdict a comparison gives a claim that predicts ``effect > 0``, and why in words.
     ``scale`` turns the comparison's units into ``unit``'s (100 for accuracy as a fraction)."""
     if cmp is None:
@@ -178,8 +194,9 @@ def decide(cmp: Comparison | None, unit: str = "points", paper: Paper | None = N
     return Verdict.INCONCLUSIVE, why
 
 
-def seeds_for(target_mde: float, sd: float, alpha: float = ALPHA, power: float = POWER,
-              most: int = 1000) -> int | None:
+def seeds_for(
+    target_mde: float, sd: float, alpha: float = ALPHA, power: float = POWER, most: int = 1000
+) -> int | None:
     """Seeds per arm (equal arms, spread ``sd`` in each) for a Welch test to detect ``target_mde``:
     what a row states as the compute an inconclusive design would need. None beyond ``most``."""
     if not (sd > 0 and target_mde > 0):

@@ -29,15 +29,25 @@ def row_of(store: RunStore, cid: str, **kw) -> dict:
     return next(r for r in evaluate(store, **kw) if r["id"] == cid)
 
 
-def fake_preset(store: RunStore, preset: str, results: dict[tuple, float], grid: dict,
-                curves: dict[tuple, list[float]] | None = None, train: dict[tuple, float] | None = None,
-                landscape: dict[tuple, list[dict]] | None = None, failed: set[tuple] = frozenset(),
-                train_curves: dict[tuple, list[float]] | None = None, base: dict | None = None) -> str:
+def fake_preset(
+    store: RunStore,
+    preset: str,
+    results: dict[tuple, float],
+    grid: dict,
+    curves: dict[tuple, list[float]] | None = None,
+    train: dict[tuple, float] | None = None,
+    landscape: dict[tuple, list[dict]] | None = None,
+    failed: set[tuple] = frozenset(),
+    train_curves: dict[tuple, list[float]] | None = None,
+    base: dict | None = None,
+) -> str:
     """An experiment of ``preset`` whose points (keyed by their grid values) completed with the
     given final test accuracies (optionally per-epoch test and train curves, a final train
     accuracy, landscape records); points in ``failed`` failed (diverged)."""
     exps = ExperimentStore(store)
-    exp = exps.create(preset, base or {"epochs": 3, "train_limit": 1000, "test_limit": 500}, grid, preset=preset)
+    exp = exps.create(
+        preset, base or {"epochs": 3, "train_limit": 1000, "test_limit": 500}, grid, preset=preset
+    )
     for i, point in enumerate(exp.points):
         key = tuple(point.settings[k] for k in grid)
         if key not in results and key not in failed:
@@ -49,9 +59,21 @@ def fake_preset(store: RunStore, preset: str, results: dict[tuple, float], grid:
             accs = (curves or {}).get(key) or [results[key]]
             trains = (train_curves or {}).get(key)
             train_acc = (train or {}).get(key)
-            run.append_metrics(*[EpochStats(e, 1.0, trains[e - 1] if trains else (
-                train_acc if train_acc is not None else a), 1.0, a, 10.0, 1000.0, 0.1)
-                for e, a in enumerate(accs, 1)])
+            run.append_metrics(
+                *[
+                    EpochStats(
+                        e,
+                        1.0,
+                        trains[e - 1] if trains else (train_acc if train_acc is not None else a),
+                        1.0,
+                        a,
+                        10.0,
+                        1000.0,
+                        0.1,
+                    )
+                    for e, a in enumerate(accs, 1)
+                ]
+            )
             for rec in (landscape or {}).get(key, []):
                 run.append_landscape(rec)
             run.update_status(state="completed")
@@ -77,6 +99,7 @@ SEEDS3 = (0, 1, 2)
 
 
 # ---------------------------------------------------------------------------- a fresh install
+
 
 def test_a_fresh_install_gives_every_measured_row_an_effect_interval_n_and_mde(store):
     rows = evaluate(store)
@@ -104,8 +127,11 @@ def test_shipped_results_record_their_arithmetic(store):
     assert not shipped.damaged
     for preset in ("batch-size", "learning-rate", "groups", "landscape", "seed-layernorm", "regularization"):
         res = shipped.results[preset]
-        assert res.points and all(p.env and p.env["precision"] == "fp32" and p.env["cpu"] and p.env["torch"]
-                                  for p in res.points if p.state == "completed"), preset
+        assert res.points and all(
+            p.env and p.env["precision"] == "fp32" and p.env["cpu"] and p.env["torch"]
+            for p in res.points
+            if p.state == "completed"
+        ), preset
         seeds = {p.settings["seed"] for p in res.points}
         assert len(seeds) >= 3, preset
 
@@ -114,14 +140,19 @@ def test_with_nothing_stored_a_row_names_its_preset(bare):
     rows = evaluate(bare)
     v = {r["id"]: r["verdict"] for r in rows}
     assert "sweep --preset learning-rate" in next(r for r in rows if r["id"] == "bn-higher-lr")["note"]
-    assert {k for k, x in v.items() if x == Verdict.NOT_MEASURED} == {
-        c.id for c in CLAIMS} - {"ln-params", "ln-rnn", "ln-batch-invariant"}
+    assert {k for k, x in v.items() if x == Verdict.NOT_MEASURED} == {c.id for c in CLAIMS} - {
+        "ln-params",
+        "ln-rnn",
+        "ln-batch-invariant",
+    }
     assert v["ln-batch-invariant"] == Verdict.BY_CONSTRUCTION
 
 
 def test_shipped_results_are_read_as_the_store_writes_them(tmp_path, bare):
     seeds = {"seed": [0, 1, 2], "norm": ["batch", "none"]}
-    curve = {(s, "batch"): [0.5, 0.72 + s / 100] for s in SEEDS3} | {(s, "none"): [0.3, 0.4 + s / 50] for s in SEEDS3}
+    curve = {(s, "batch"): [0.5, 0.72 + s / 100] for s in SEEDS3} | {
+        (s, "none"): [0.3, 0.4 + s / 50] for s in SEEDS3
+    }
     exp_id = fake_preset(bare, "seeds", {k: v[-1] for k, v in curve.items()}, seeds, curve)
     exps = ExperimentStore(bare)
     res = exps.results(exps.get(exp_id))
@@ -140,12 +171,23 @@ def test_shipped_results_are_read_as_the_store_writes_them(tmp_path, bare):
 
 # ---------------------------------------------------------------------------- no noise, no verdict
 
+
 def test_without_a_noise_estimate_a_difference_is_inconclusive(bare):
     """The old rule gave holds from one seed's point estimates; now one seed is no verdict."""
     grid = {"seed": [0], "norm": ["batch", "group", "layer"], "batch_size": [2, 32]}
-    fake_preset(bare, "batch-size", {(0, "batch", 2): 0.30, (0, "batch", 32): 0.61, (0, "group", 2): 0.60,
-                                     (0, "group", 32): 0.60, (0, "layer", 2): 0.59, (0, "layer", 32): 0.60},
-                grid)
+    fake_preset(
+        bare,
+        "batch-size",
+        {
+            (0, "batch", 2): 0.30,
+            (0, "batch", 32): 0.61,
+            (0, "group", 2): 0.60,
+            (0, "group", 32): 0.60,
+            (0, "layer", 2): 0.59,
+            (0, "layer", 32): 0.60,
+        },
+        grid,
+    )
     row = row_of(bare, "gn-small-batches")
     assert row["verdict"] == Verdict.INCONCLUSIVE and "no noise estimate" in row["note"]
 
@@ -172,12 +214,23 @@ BS_GRID = {"seed": [0, 1, 2], "norm": ["batch", "group", "layer"], "batch_size":
 
 
 def batch_results(accs: dict[tuple[str, int], float], jitter: float = 0.01) -> dict:
-    return {(s, n, b): a + jitter * math.sin(3.1 * s + b + len(n)) for (n, b), a in accs.items() for s in SEEDS3}
+    return {
+        (s, n, b): a + jitter * math.sin(3.1 * s + b + len(n)) for (n, b), a in accs.items() for s in SEEDS3
+    }
 
 
 def test_gn_holds_when_bn_varies_more_over_batch_sizes(bare):
-    accs = {("batch", 2): 0.30, ("batch", 8): 0.55, ("batch", 32): 0.60, ("group", 2): 0.58,
-            ("group", 8): 0.59, ("group", 32): 0.60, ("layer", 2): 0.57, ("layer", 8): 0.58, ("layer", 32): 0.59}
+    accs = {
+        ("batch", 2): 0.30,
+        ("batch", 8): 0.55,
+        ("batch", 32): 0.60,
+        ("group", 2): 0.58,
+        ("group", 8): 0.59,
+        ("group", 32): 0.60,
+        ("layer", 2): 0.57,
+        ("layer", 8): 0.58,
+        ("layer", 32): 0.59,
+    }
     fake_preset(bare, "batch-size", batch_results(accs), BS_GRID)
     v = verdicts(bare)
     assert v["gn-small-batches"] == Verdict.HOLDS and v["ln-stable"] == Verdict.HOLDS
@@ -188,8 +241,17 @@ def test_gn_holds_when_bn_varies_more_over_batch_sizes(bare):
 def test_a_one_sided_swing_up_is_not_stability(bare):
     """LN jumping +40 points at batch 2 read as "holds" under the old drop rule (BN's drop > LN's
     negative drop); the range counts a jump as much as a fall."""
-    accs = {("batch", 2): 0.55, ("batch", 8): 0.57, ("batch", 32): 0.58, ("group", 2): 0.58,
-            ("group", 8): 0.59, ("group", 32): 0.60, ("layer", 2): 0.90, ("layer", 8): 0.55, ("layer", 32): 0.50}
+    accs = {
+        ("batch", 2): 0.55,
+        ("batch", 8): 0.57,
+        ("batch", 32): 0.58,
+        ("group", 2): 0.58,
+        ("group", 8): 0.59,
+        ("group", 32): 0.60,
+        ("layer", 2): 0.90,
+        ("layer", 8): 0.55,
+        ("layer", 32): 0.50,
+    }
     fake_preset(bare, "batch-size", batch_results(accs), BS_GRID)
     assert verdicts(bare)["ln-stable"] == Verdict.DOES_NOT_HOLD
 
@@ -197,8 +259,16 @@ def test_a_one_sided_swing_up_is_not_stability(bare):
 def test_a_failed_point_counts_as_a_failure_not_as_missing(bare):
     """GN diverging at batch 2 in every seed: the old rule dropped the points and kept GN's flat
     rest; counted at chance, GN varies more than BN."""
-    accs = {("batch", 2): 0.50, ("batch", 8): 0.55, ("batch", 32): 0.58, ("group", 8): 0.59,
-            ("group", 32): 0.60, ("layer", 2): 0.57, ("layer", 8): 0.58, ("layer", 32): 0.59}
+    accs = {
+        ("batch", 2): 0.50,
+        ("batch", 8): 0.55,
+        ("batch", 32): 0.58,
+        ("group", 8): 0.59,
+        ("group", 32): 0.60,
+        ("layer", 2): 0.57,
+        ("layer", 8): 0.58,
+        ("layer", 32): 0.59,
+    }
     fake_preset(bare, "batch-size", batch_results(accs), BS_GRID, failed={(s, "group", 2) for s in SEEDS3})
     row = row_of(bare, "gn-small-batches")
     assert row["verdict"] == Verdict.DOES_NOT_HOLD and row["arms"]["GN"] == pytest.approx([50.0] * 3, abs=1.5)
@@ -214,21 +284,57 @@ def group_results(accs: dict) -> dict:
 
 
 def test_the_groups_claim_is_decided_by_the_g_fixed_in_advance(bare):
-    fake_preset(bare, "groups", group_results({("group", 1): 0.50, ("group", 2): 0.55, ("group", 4): 0.58,
-                                               ("group", 8): 0.56, ("instance", 4): 0.45}), GROUPS_GRID)
+    fake_preset(
+        bare,
+        "groups",
+        group_results(
+            {
+                ("group", 1): 0.50,
+                ("group", 2): 0.55,
+                ("group", 4): 0.58,
+                ("group", 8): 0.56,
+                ("instance", 4): 0.45,
+            }
+        ),
+        GROUPS_GRID,
+    )
     row = row_of(bare, "gn-channels")
     assert row["verdict"] == Verdict.HOLDS and "G = C (IN)" in row["figure"]
     assert all("Holm" in s["label"] for s in row["secondary"]) and len(row["secondary"]) == 6
-    fake_preset(bare, "groups", group_results({("group", 1): 0.60, ("group", 2): 0.55, ("group", 4): 0.58,
-                                               ("group", 8): 0.56, ("instance", 4): 0.45}), GROUPS_GRID)
+    fake_preset(
+        bare,
+        "groups",
+        group_results(
+            {
+                ("group", 1): 0.60,
+                ("group", 2): 0.55,
+                ("group", 4): 0.58,
+                ("group", 8): 0.56,
+                ("instance", 4): 0.45,
+            }
+        ),
+        GROUPS_GRID,
+    )
     assert verdicts(bare)["gn-channels"] == Verdict.DOES_NOT_HOLD  # LN beats G = 4
 
 
 def test_picking_the_best_g_after_the_fact_does_not_make_the_claim_hold(bare):
     """G = 2 beats LN and IN, but G = 4 (the G fixed in advance) does not: the old rule took the
     best G and said holds; selection is not evidence."""
-    fake_preset(bare, "groups", group_results({("group", 1): 0.55, ("group", 2): 0.60, ("group", 4): 0.551,
-                                               ("group", 8): 0.55, ("instance", 4): 0.45}), GROUPS_GRID)
+    fake_preset(
+        bare,
+        "groups",
+        group_results(
+            {
+                ("group", 1): 0.55,
+                ("group", 2): 0.60,
+                ("group", 4): 0.551,
+                ("group", 8): 0.55,
+                ("instance", 4): 0.45,
+            }
+        ),
+        GROUPS_GRID,
+    )
     row = row_of(bare, "gn-channels")
     assert row["verdict"] == Verdict.INCONCLUSIVE
     g2 = next(s for s in row["secondary"] if s["label"].startswith("G = 2 − LN"))
@@ -236,6 +342,7 @@ def test_picking_the_best_g_after_the_fact_does_not_make_the_claim_hold(bare):
 
 
 # ---------------------------------------------------------------------------- speed
+
 
 def test_reach_interpolates_between_epochs():
     epochs = [{"epoch": 1, "test_acc": 0.5, "seconds": 10}, {"epoch": 2, "test_acc": 0.8, "seconds": 10}]
@@ -273,8 +380,13 @@ def test_higher_lr_is_the_largest_lr_that_trains_not_the_best_accuracy(bare):
     lrs = LR_GRID["max_lr"]
     res = {(s, "batch", lr): 0.40 + 0.002 * s for s in SEEDS3 for lr in lrs}
     res |= {(s, "none", lr): 0.45 + 0.002 * s for s in SEEDS3 for lr in lrs if lr <= 0.1}
-    fake_preset(bare, "learning-rate", res, LR_GRID,
-                failed={(s, "none", lr) for s in SEEDS3 for lr in lrs if lr >= 0.2})
+    fake_preset(
+        bare,
+        "learning-rate",
+        res,
+        LR_GRID,
+        failed={(s, "none", lr) for s in SEEDS3 for lr in lrs if lr >= 0.2},
+    )
     row = row_of(bare, "bn-higher-lr")
     assert row["verdict"] == Verdict.HOLDS
     assert row["effect"] == pytest.approx(math.log2(1.6 / 0.1)) and row["ci95"][0] > 0
@@ -288,14 +400,15 @@ def test_largest_lr_that_trains():
 
 # ---------------------------------------------------------------------------- regularization
 
+
 def test_regularization_compares_gaps_at_matched_fit(bare):
     """A network without a norm that never fits (train 60%) has a small final gap only because it
     underfits; at the same train accuracy its gap is the larger one."""
     grid = {"seed": [0, 1, 2], "norm": ["none", "batch"]}
     tr_none = [0.3, 0.45, 0.55, 0.60]
-    te_none = [0.25, 0.35, 0.40, 0.42]       # at train 0.60: gap 0.18
+    te_none = [0.25, 0.35, 0.40, 0.42]  # at train 0.60: gap 0.18
     tr_bn = [0.4, 0.6, 0.8, 0.95]
-    te_bn = [0.38, 0.52, 0.58, 0.60]         # at train 0.60: gap 0.08; at the end 0.35
+    te_bn = [0.38, 0.52, 0.58, 0.60]  # at train 0.60: gap 0.08; at the end 0.35
     train_curves, curves, res = {}, {}, {}
     for s in SEEDS3:
         for n, tr, te in (("none", tr_none, te_none), ("batch", tr_bn, te_bn)):
@@ -317,12 +430,26 @@ def test_matched_fit_gap_interpolates():
 
 # ---------------------------------------------------------------------------- ICS and landscape
 
+
 def landscape_records(ics_l2: float, beta: float, lr: float = 0.05) -> list[dict]:
-    return [{"step": step, "epoch": 1, "lr": lr, "loss": 2.0, "grad_norm": 1.0, "multipliers": [1.0, 2.0],
-             "losses": [2.0, 2.1], "grad_change": [0.1, 0.2], "loss_range": 0.1, "predictiveness": 0.1,
-             "beta": beta, "seconds": 0.1,
-             "blocks": {b: {"grad_norm": 1.0, "ics_l2": ics_l2, "ics_cos": 0.9} for b in ("C1", "C2")}}
-            for step in (0, 10, 20)]
+    return [
+        {
+            "step": step,
+            "epoch": 1,
+            "lr": lr,
+            "loss": 2.0,
+            "grad_norm": 1.0,
+            "multipliers": [1.0, 2.0],
+            "losses": [2.0, 2.1],
+            "grad_change": [0.1, 0.2],
+            "loss_range": 0.1,
+            "predictiveness": 0.1,
+            "beta": beta,
+            "seconds": 0.1,
+            "blocks": {b: {"grad_norm": 1.0, "ics_l2": ics_l2, "ics_cos": 0.9} for b in ("C1", "C2")},
+        }
+        for step in (0, 10, 20)
+    ]
 
 
 def test_the_ics_verdict_leaves_out_probes_at_the_end_of_the_schedule(bare):
@@ -337,8 +464,14 @@ def test_the_ics_verdict_leaves_out_probes_at_the_end_of_the_schedule(bare):
             r["step"] += 100
         return main + tail
 
-    fake_preset(bare, "landscape", {k: 0.5 for k in keys}, grid, base={"epochs": 3, "max_lr": 0.05},
-                landscape={k: records(k[1], k[0]) for k in keys})
+    fake_preset(
+        bare,
+        "landscape",
+        {k: 0.5 for k in keys},
+        grid,
+        base={"epochs": 3, "max_lr": 0.05},
+        landscape={k: records(k[1], k[0]) for k in keys},
+    )
     row = row_of(bare, "bn-ics")
     assert row["verdict"] == Verdict.HOLDS, row["note"]
     assert "left out" in row["note"]
@@ -348,13 +481,22 @@ def test_the_ics_verdict_leaves_out_probes_at_the_end_of_the_schedule(bare):
 
 # ---------------------------------------------------------------------------- LayerNorm
 
+
 def test_ln_batch_invariance_is_by_construction_with_a_check(bare):
     assert verdicts(bare)["ln-batch-invariant"] == Verdict.BY_CONSTRUCTION
     run = bare.create(TrainSettings(norm="layer", epochs=1))
     run.update_status(state="completed")
-    run.save_result("batchdep", {"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5, "128": 0.48},
-                                 "differ_from_eval": {"1": 0, "128": 3}, "precise_bn_acc": None,
-                                 "precise_bn_images": 0})
+    run.save_result(
+        "batchdep",
+        {
+            "n_test": 100,
+            "eval_acc": 0.5,
+            "batch_stats": {"1": 0.5, "128": 0.48},
+            "differ_from_eval": {"1": 0, "128": 3},
+            "precise_bn_acc": None,
+            "precise_bn_images": 0,
+        },
+    )
     assert verdicts(bare)["ln-batch-invariant"] == Verdict.DOES_NOT_HOLD  # the check caught a bug
 
 
@@ -371,14 +513,19 @@ def test_ln_params_wording_follows_the_numbers(bare, monkeypatch):
 
 def test_the_seed_layernorm_accuracy_joins_the_parameter_row(bare):
     grid = {"seed": [0, 1, 2], "norm": ["layer", "layer-chw"]}
-    fake_preset(bare, "seed-layernorm", {(s, n): (0.50 if n == "layer" else 0.40) + s / 100
-                                         for s in SEEDS3 for n in ("layer", "layer-chw")}, grid)
+    fake_preset(
+        bare,
+        "seed-layernorm",
+        {(s, n): (0.50 if n == "layer" else 0.40) + s / 100 for s in SEEDS3 for n in ("layer", "layer-chw")},
+        grid,
+    )
     row = row_of(bare, "ln-params")
     assert "without affine 41.00 ± 1.00%" in row["figure"] and row["experiment"]
     assert row["secondary"][0]["comparison"]["effect"] == pytest.approx(-0.10)
 
 
 # ---------------------------------------------------------------------------- damaged evidence
+
 
 def _good_file(tmp_path, preset: str = "groups") -> dict:
     return json.loads((ROOT / "cifar_app" / "reference_experiments" / f"preset_{preset}.json").read_text())
@@ -397,11 +544,13 @@ def _damages(d: dict) -> dict[str, object]:
     return {
         "string accuracy": edit(lambda x: x["points"][0].update(final_test_acc="0.5")),
         "null accuracy": edit(lambda x: x["points"][0].update(status="completed", final_test_acc=None)),
-        "NaN accuracy": text.replace('"final_test_acc": ' + json.dumps(d["points"][0]["final_test_acc"]),
-                                     '"final_test_acc": NaN', 1),
+        "NaN accuracy": text.replace(
+            '"final_test_acc": ' + json.dumps(d["points"][0]["final_test_acc"]), '"final_test_acc": NaN', 1
+        ),
         "accuracy 1e308": edit(lambda x: x["points"][0].update(final_test_acc=1e308)),
-        "accuracy 1e400": text.replace('"final_test_acc": ' + json.dumps(d["points"][0]["final_test_acc"]),
-                                       '"final_test_acc": 1e400', 1),
+        "accuracy 1e400": text.replace(
+            '"final_test_acc": ' + json.dumps(d["points"][0]["final_test_acc"]), '"final_test_acc": 1e400', 1
+        ),
         "accuracy 5.0": edit(lambda x: x["points"][0].update(final_test_acc=5.0)),
         "epoch without test_acc": edit(lambda x: x["points"][0]["epochs"][0].pop("test_acc")),
         "epoch accuracy a string": edit(lambda x: x["points"][0]["epochs"][0].update(train_acc="high")),
@@ -427,9 +576,11 @@ def _landscape_damages() -> dict[str, str]:
         f(x["points"][p]["landscape"][1])
         return json.dumps(x)
 
-    return {"landscape lr a string": edit(lambda r: r.update(lr="fast")),
-            "landscape without blocks": edit(lambda r: r.pop("blocks")),
-            "landscape cos null": edit(lambda r: next(iter(r["blocks"].values())).update(ics_cos=None))}
+    return {
+        "landscape lr a string": edit(lambda r: r.update(lr="fast")),
+        "landscape without blocks": edit(lambda r: r.pop("blocks")),
+        "landscape cos null": edit(lambda r: next(iter(r["blocks"].values())).update(ics_cos=None)),
+    }
 
 
 @pytest.mark.parametrize("kind", list(_damages(_good_file(None))))
@@ -459,13 +610,19 @@ def test_damaged_landscape_records_mark_the_ics_claim(tmp_path, kind):
     assert rows["bn-ics"]["verdict"] == Verdict.DAMAGED and "point " in rows["bn-ics"]["note"]
 
 
-@pytest.mark.parametrize("bad", [
-    '{"n_test": 100, "eval_acc": "x", "batch_stats": {"1": 0.5}, "differ_from_eval": {"1": 0}}',
-    '{"n_test": 100, "eval_acc": NaN, "batch_stats": {"1": 0.5}, "differ_from_eval": {"1": 0}}',
-    '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": null}, "differ_from_eval": {"1": 0}}',
-    '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5}}',
-    '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"one": 0.5}, "differ_from_eval": {"1": 0}}',
-    '[1, 2]', '{"n_test": 1', ''])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"n_test": 100, "eval_acc": "x", "batch_stats": {"1": 0.5}, "differ_from_eval": {"1": 0}}',
+        '{"n_test": 100, "eval_acc": NaN, "batch_stats": {"1": 0.5}, "differ_from_eval": {"1": 0}}',
+        '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": null}, "differ_from_eval": {"1": 0}}',
+        '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5}}',
+        '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"one": 0.5}, "differ_from_eval": {"1": 0}}',
+        "[1, 2]",
+        '{"n_test": 1',
+        "",
+    ],
+)
 def test_a_damaged_batchdep_file_marks_only_its_claim(bare, bad):
     run = bare.create(TrainSettings(norm="layer", epochs=1))
     run.update_status(state="completed")
@@ -481,18 +638,31 @@ def test_claims_json_on_the_cli_is_strict_and_survives_damage(tmp_path):
     folder.mkdir()
     for f in (ROOT / "cifar_app" / "reference_experiments").glob("preset_*.json"):
         (folder / f.name).write_bytes(f.read_bytes())
-    (folder / "preset_batch-size.json").write_text('{"experiment": "e", "points": [{"settings": {}, '
-                                                   '"status": "completed", "final_test_acc": 1e400}]}')
+    (folder / "preset_batch-size.json").write_text(
+        '{"experiment": "e", "points": [{"settings": {}, "status": "completed", "final_test_acc": 1e400}]}'
+    )
     env = {**__import__("os").environ, "CIFAR_APP_REFERENCE_EXPERIMENTS": str(folder)}
-    out = subprocess.run([sys.executable, "-m", "cifar_app", "claims", "--json", "--runs-dir", str(tmp_path / "r")],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "cifar_app", "claims", "--json", "--runs-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     rows = {r["id"]: r for r in json.loads(out.stdout, parse_constant=lambda c: pytest.fail(c))["claims"]}
     assert len(rows) == 11
     assert rows["gn-small-batches"]["verdict"] == rows["ln-stable"]["verdict"] == "evidence damaged"
     assert rows["no-norm-struggles"]["verdict"] == "holds"
-    text = subprocess.run([sys.executable, "-m", "cifar_app", "claims", "--runs-dir", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    text = subprocess.run(
+        [sys.executable, "-m", "cifar_app", "claims", "--runs-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
     assert text.returncode == 0 and "evidence damaged: preset_batch-size.json" in text.stdout
 
 
@@ -506,10 +676,16 @@ def test_the_claims_page_renders_rows_plots_and_a_run_button(pages, tmp_path):
     assert len(at.get("plotly_chart")) >= 9 and not at.exception
     text = "\n".join(m.value for m in at.markdown)
     assert text.count("95% interval") >= 8 and "detects ≥" in text
-    asked = set(re.findall(r"run the (\S+) preset to measure it on the default",
-                           "\n".join(c.value for c in at.caption)))
-    offered = {b.label.removeprefix("Run the ").removesuffix(" preset") for b in at.button
-               if b.label.startswith("Run the")}
+    asked = set(
+        re.findall(
+            r"run the (\S+) preset to measure it on the default", "\n".join(c.value for c in at.caption)
+        )
+    )
+    offered = {
+        b.label.removeprefix("Run the ").removesuffix(" preset")
+        for b in at.button
+        if b.label.startswith("Run the")
+    }
     assert offered == asked == set()
 
 
@@ -517,8 +693,9 @@ def test_the_claims_page_survives_every_damaged_file(pages, tmp_path):
     folder = tmp_path / "shipped"
     folder.mkdir()
     damages = _damages(_good_file(tmp_path))
-    for i, preset in enumerate(("batch-size", "groups", "learning-rate", "regularization", "seeds",
-                                "seed-layernorm")):
+    for i, preset in enumerate(
+        ("batch-size", "groups", "learning-rate", "regularization", "seeds", "seed-layernorm")
+    ):
         bad = list(damages.values())[i * 2]
         (folder / f"preset_{preset}.json").write_bytes(bad if isinstance(bad, bytes) else bad.encode())
     (folder / "preset_landscape.json").write_text(_landscape_damages()["landscape lr a string"])

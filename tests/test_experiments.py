@@ -226,7 +226,7 @@ def test_the_page_shows_the_shipped_results_of_a_preset_computed_from_the_file(p
     seed-noise verdicts come from the shipped file's points, and nothing offers Stop or Resume."""
     from cifar_app.experiments import group_stats, load_shipped_results, noise_verdict
 
-    res = load_shipped_results()["seeds"]
+    res = load_shipped_results().results["seeds"]
     at = pages.open("experiments", {"exp": "shipped:seeds"})
     assert at.selectbox(key="exp_pick").value == "shipped:seeds"
     [bars] = at.get("plotly_chart")

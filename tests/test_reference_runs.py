@@ -116,7 +116,7 @@ def test_the_shipped_presets_that_compare_norms_ran_on_todays_default():
     from cifar_app.experiments import load_shipped_results
     from cifar_app.settings import DEFAULT_RECIPE
 
-    shipped = load_shipped_results()
+    shipped = load_shipped_results().results
     for preset in ("batch-size", "learning-rate", "landscape", "groups", "seed-layernorm", "regularization",
                    "seeds"):
         assert shipped[preset].recipes() == [DEFAULT_RECIPE], preset
