@@ -12,7 +12,6 @@ Accuracies are final single-view test accuracies; several seeds give ``a / b`` a
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -20,7 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cifar_app.claims import COLLAPSED, train_test_gap
-from cifar_app.experiments import PRESETS, ExperimentResults, PointResult
+from cifar_app.experiments import (
+    PRESETS,
+    REFERENCE_EXPERIMENTS,
+    ExperimentResults,
+    PointResult,
+    ResultsDamaged,
+)
 from cifar_app.landscape import summary as landscape_summary
 from cifar_app.norms import NORMS
 from cifar_app.states import RunState
@@ -181,9 +186,44 @@ def load(name: str, folder: Path = RESULTS) -> ExperimentResults:
     """A results file's results; a damaged or truncated one stops the script with one line naming it."""
     path = folder / f"preset_{name}.json"
     try:
-        return ExperimentResults.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"error: {path}: not a readable results file ({type(e).__name__}: {e})") from None
+        return ExperimentResults.load(path)
+    except ResultsDamaged as e:
+        raise SystemExit(f"error: {path}: not a readable results file ({e.why})") from None
+
+
+def _num(v: float | None, fmt: str = "+.3g") -> str:
+    return "—" if v is None else f"{v:{fmt}}"
+
+
+def claims_table(folder: Path = REFERENCE_EXPERIMENTS) -> str:
+    """Per claim, what ``claims.evaluate`` says on a fresh store from the results files in
+    ``folder``: the verdict, the deciding effect with its 95% interval, n per arm, the minimum
+    detectable effect and the paper's effect."""
+    import tempfile
+
+    from cifar_app.claims import evaluate
+    from cifar_app.runstore import RunStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = evaluate(RunStore(Path(tmp) / "runs"), shipped=folder)
+    out = []
+    for r in rows:
+        unit = r["unit"]
+        if r["effect"] is None:
+            effect = ci = n = mde = "—"
+        else:
+            effect = f"{r['effect']:+.3g} {unit}".strip()
+            low, high = r["ci95"]
+            ci = f"[{_num(low)}, {_num(high) if high is not None else '∞'}]"
+            n = " vs ".join(map(str, r["n"]))
+            mde = _num(r["mde"], ".3g")
+        paper = r["paper"]
+        pe = "—" if not paper else f"{paper['text']} ({paper['source']})"
+        if paper and paper["effect"] is not None:
+            pe = f"{paper['effect']:.3g}: {pe}"
+        out.append([r["id"], f"**{r['verdict']}**", effect, ci, n, mde, pe, r["evidence_kind"]])
+    return markdown_table(["claim", "verdict", "effect", "95% interval", "n per arm", "MDE (80% power)",
+                           "paper's effect", "evidence"], out)
 
 
 def fill(readme: str, folder: Path = RESULTS) -> str:
@@ -196,18 +236,34 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
             return m.group(0)
         body = table(name, load(name, folder))
         return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
-    return re.sub(r"<!-- preset-table (\S+) -->\n.*?\n<!-- /preset-table \1 -->", one, readme, flags=re.S)
+    readme = re.sub(r"<!-- preset-table (\S+) -->\n.*?\n<!-- /preset-table \1 -->", one, readme, flags=re.S)
+    if "<!-- claims-table -->" in readme:
+        readme = re.sub(r"<!-- claims-table -->\n.*?\n<!-- /claims-table -->",
+                        lambda m: f"<!-- claims-table -->\n{claims_table()}\n<!-- /claims-table -->",
+                        readme, flags=re.S)
+    return readme
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readme", help="rewrite this file's preset-table blocks")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--check", action="store_true",
+                   help="with --readme: change nothing, exit 1 when a table differs from its results file")
     args = p.parse_args(argv)
     folder = Path(args.results)
     if args.readme:
         path = Path(args.readme)
-        path.write_text(fill(path.read_text(encoding="utf-8"), folder), encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        new = fill(text, folder)
+        if args.check:
+            if new != text:
+                print(f"{path}: a table differs from its results file; run "
+                      f"python benchmarks/preset_tables.py --readme {path}", file=sys.stderr)
+                return 1
+            print(f"{path}: every table matches its results file")
+            return 0
+        path.write_text(new, encoding="utf-8")
         print(f"-> {path}")
         return 0
     for f in sorted(folder.glob("preset_*.json")):

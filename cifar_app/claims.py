@@ -465,6 +465,14 @@ def _ics(ev: Evidence) -> Finding:
 # ---------------------------------------------------------------------------- regularization
 
 
+def train_test_gap(p: PointResult) -> float | None:
+    """Final train accuracy (the last epoch's, measured as it trained) minus final test accuracy;
+    None for a run that collapsed to chance or kept no curve."""
+    if not p.epochs or p.final_test_acc is None or p.final_test_acc <= COLLAPSED:
+        return None
+    return p.epochs[-1]["train_acc"] - p.final_test_acc
+
+
 def matched_fit_gap(epochs: list[dict], level: float) -> float | None:
     """The train − test gap when the run's train accuracy first reaches ``level``: the test
     accuracy interpolated linearly in train accuracy between the epochs around it (from chance);
