@@ -13,12 +13,17 @@ if __name__ != "__main__":  # imported by `streamlit run` to build the server
     # it half-initialized in sys.modules (plotly looks it up there): "partially initialized module
     # 'pandas' has no attribute 'Series'".
     import pandas  # noqa: F401
+    from starlette.middleware import Middleware
 
     from cifar_app import access
+    from cifar_app.gate import Gate
     from cifar_app.webapp import routes
 
-    app = st.App("dashboard.py", routes=routes(st.get_option("server.baseUrlPath"),
-                                               access.policy(st.get_option("server.address"))))
+    _base, _policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
+    if _policy.token_required:  # no traceback, and so no server path, in a visitor's browser
+        st.set_option("client.showErrorDetails", "none")
+    app = st.App("dashboard.py", routes=routes(_base, _policy),
+                 middleware=[Middleware(Gate, policy=_policy, base_url_path=_base)])
 else:  # a session's script run
     st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
     pages = [

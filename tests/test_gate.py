@@ -1,0 +1,237 @@
+"""The access policy holds at the server, on Streamlit's own routes, against raw HTTP and websocket
+clients (no browser): a visitor without the token cannot upload, clear the server's caches, fetch
+media or metrics, or read the server's script path. Each server is ``streamlit run dashboard.py``
+in its own process group on 127.0.0.1, ended by its id; every request loop is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cifar_app import access, gate
+from tests.conftest import ROOT
+
+websockets = pytest.importorskip("websockets")
+TOKEN = "gate-test-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``streamlit run dashboard.py`` on loopback with the exposed-mode environment ``env``."""
+
+    def __init__(self, base: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = base / "server.log"
+        self.log = open(self.log_path, "wb")
+        full = {
+            **os.environ,
+            "CIFAR_APP_RUNS": str(base / "runs"),
+            "CIFAR_APP_REFERENCE_RUNS": "",
+            "CIFAR_APP_REQUIRE_TOKEN": "1",
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard.py",
+                "--server.port",
+                str(self.port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env=full,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(self.log_path.read_text())
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+    def xsrf(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=10) as r:
+            cookies = r.headers.get_all("Set-Cookie") or []
+        for c in cookies:
+            if c.startswith("_streamlit_xsrf="):
+                return c.split(";", 1)[0].split("=", 1)[1]
+        raise AssertionError(f"no XSRF cookie in {cookies}")
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> int:
+        """The status; a server that answers before the body is sent (and closes) is read anyway."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest(method, path)
+            for k, v in {**(headers or {}), "Content-Length": str(len(body))}.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            try:
+                for i in range(0, len(body), 65536):
+                    conn.send(body[i : i + 65536])
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before its body was read
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+
+async def _session(server: Server, xsrf: str, cookie: str = "", then: list[bytes] = (), wait_s: float = 20):
+    """Open Streamlit's websocket as its frontend does, start the script, send ``then`` once it has
+    finished, and return (session id, the ForwardMsgs received) once the script run after that has
+    finished too (bounded by ``wait_s``)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    headers = {"Cookie": f"_streamlit_xsrf={xsrf}" + (f"; {cookie}" if cookie else ""), "Origin": server.url}
+    uri = server.url.replace("http", "ws") + "/_stcore/stream"
+    received, session_id = [], None
+    async with websockets.connect(
+        uri, subprotocols=["streamlit", xsrf], additional_headers=headers, max_size=None
+    ) as ws:
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        rerun.rerun_script.page_script_hash = ""
+        await ws.send(rerun.SerializeToString())
+        deadline = time.time() + wait_s
+        finished = 0
+        while time.time() < deadline and finished < 1 + (1 if then else 0):
+            try:
+                data = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.time()))
+            except asyncio.TimeoutError:
+                break
+            msg = ForwardMsg()
+            msg.ParseFromString(data)
+            received.append(msg)
+            kind = msg.WhichOneof("type")
+            if kind == "new_session":
+                session_id = msg.new_session.initialize.session_id or session_id
+            if kind == "script_finished":
+                finished += 1
+                if finished == 1:  # the first run is over: now what the caller sends
+                    for extra in then:
+                        await ws.send(extra)
+    return session_id, received
+
+
+def _multipart(name: str, payload: bytes) -> tuple[bytes, str]:
+    boundary = "gate-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="module", params=["private", "public-read"])
+def exposed(request, tmp_path_factory):
+    env = {"CIFAR_APP_TOKEN": TOKEN}
+    if request.param == "public-read":
+        env["CIFAR_APP_PUBLIC_READ"] = "1"
+    server = Server(tmp_path_factory.mktemp(request.param), **env)
+    yield server
+    server.stop()
+
+
+def test_a_visitor_without_the_token_cannot_upload(exposed):
+    xsrf = exposed.xsrf()
+    session_id, _ = asyncio.run(_session(exposed, xsrf))
+    assert session_id
+    body, ctype = _multipart("big.bin", b"\0" * (2 * 2**20))
+    headers = {"Content-Type": ctype, "X-Xsrftoken": xsrf, "Cookie": f"_streamlit_xsrf={xsrf}"}
+    for i in range(3):  # bounded: a few tries, each refused before its body is read
+        assert (
+            exposed.request("PUT", f"/_stcore/upload_file/{session_id}/never-issued-{i}", body, headers)
+            == 403
+        )
+    key = access.route_key(TOKEN)
+    with_key = {**headers, "Cookie": f"_streamlit_xsrf={xsrf}; {access.KEY_COOKIE}={key}"}
+    assert exposed.request("PUT", f"/_stcore/upload_file/{session_id}/with-key", body, with_key) != 403
+
+
+def test_a_visitor_without_the_token_cannot_fetch_media_or_metrics(exposed):
+    assert exposed.request("GET", "/media/0123456789abcdef0123456789abcdef.png") == 403
+    assert exposed.request("GET", "/_stcore/metrics") == 403
+    assert exposed.request("GET", "/_stcore/health") == 200
+    key = {"Cookie": f"{access.KEY_COOKIE}={access.route_key(TOKEN)}"}
+    assert exposed.request("GET", "/media/0123456789abcdef0123456789abcdef.png", headers=key) == 404
+
+
+def test_the_main_script_path_is_not_sent_to_a_visitor(exposed):
+    _, msgs = asyncio.run(_session(exposed, exposed.xsrf()))
+    paths = [m.new_session.main_script_path for m in msgs if m.WhichOneof("type") == "new_session"]
+    assert paths and all(p == "dashboard.py" for p in paths), paths
+    assert str(ROOT) not in "".join(str(m) for m in msgs)
+
+
+def test_a_visitor_without_the_token_cannot_clear_the_caches(tmp_path):
+    """A generated token is announced once per server (``st.cache_resource``); clearing the caches
+    would announce it again."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    server = Server(tmp_path)  # no CIFAR_APP_TOKEN: generated and printed once
+    try:
+        clear = BackMsg()
+        clear.clear_cache = True
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        asyncio.run(
+            _session(server, server.xsrf(), then=[clear.SerializeToString(), rerun.SerializeToString()])
+        )
+        asyncio.run(_session(server, server.xsrf()))
+        deadline = time.time() + 5
+        while time.time() < deadline and server.log_path.read_text().count("access token") < 1:
+            time.sleep(0.2)
+        assert server.log_path.read_text().count("It needs this access token") == 1
+    finally:
+        server.stop()
+
+
+def test_upload_caps_per_session():
+    g = gate.Gate(app=None, policy=access.Policy(token_required=False))
+    path = gate.UPLOAD + "s1/f"
+    assert g._count_upload(path, None) == (411, "an upload must declare its length")
+    assert g._count_upload(path, str(gate.UPLOAD_BYTES - 10)) is None
+    assert g._count_upload(path, "11")[0] == 413
+    assert g._count_upload(gate.UPLOAD + "s2/f", "11") is None  # another session has its own budget
+    for _ in range(gate.UPLOAD_FILES - 1):
+        assert g._count_upload(gate.UPLOAD + "s2/f", "1") is None
+    assert g._count_upload(gate.UPLOAD + "s2/f", "1")[0] == 429
