@@ -16,7 +16,7 @@ BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", 
 ADVANCED = ("arch", "whiten", "dirac", "ema", "flip", "mix", "mix_alpha", "mix_from", "mix_to",
             "resize_start", "norm_lr", "teacher", "distill", "distill_temp", "weight_decay",
             "label_smoothing", "crop_pad", "cutout", "momentum", "pct_start", "seed", "landscape",
-            "precision")
+            "train_eval", "precision")
 LABELS = {"epochs": "Epochs", "batch_size": "Batch size", "max_lr": "Max learning rate (OneCycle)",
           "augment": "Augmentation (random crop + flip)",
           "train_limit": "Quick demo: training images", "test_limit": "Test images per epoch"}

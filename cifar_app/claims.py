@@ -473,13 +473,13 @@ def train_test_gap(p: PointResult) -> float | None:
     return p.epochs[-1]["train_acc"] - p.final_test_acc
 
 
-def matched_fit_gap(epochs: list[dict], level: float) -> float | None:
-    """The train − test gap when the run's train accuracy first reaches ``level``: the test
-    accuracy interpolated linearly in train accuracy between the epochs around it (from chance);
-    None when it never reaches it."""
+def matched_fit_gap(epochs: list[dict], level: float, train: str = "train_acc") -> float | None:
+    """The train − test gap when the run's train accuracy (the epoch records' field ``train``)
+    first reaches ``level``: the test accuracy interpolated linearly in train accuracy between the
+    epochs around it (from chance); None when it never reaches it."""
     prev_tr, prev_te = CHANCE, CHANCE
     for e in epochs:
-        tr, te = e["train_acc"], e["test_acc"]
+        tr, te = e[train], e["test_acc"]
         if tr >= level:
             frac = (level - prev_tr) / (tr - prev_tr) if tr > prev_tr else 1.0
             return level - (prev_te + frac * (te - prev_te))
@@ -493,60 +493,44 @@ def _regularizes(ev: Evidence) -> Finding:
         return _missing("regularization")
     paper = CLAIM_BY_ID["bn-regularizes"].paper
     learned = [p for p in res.completed() if p.epochs and p.final_test_acc > COLLAPSED]
-    failed = _values(res, lambda s: s["norm"], lambda p: 1.0 if (_accuracy(p) or 1) <= COLLAPSED else None)
+    failed = {n: sum(1 for p in res.points if p.settings["norm"] == n and (_accuracy(p) or 1.0) <= COLLAPSED)
+              for n in dict.fromkeys(p.settings["norm"] for p in res.points)}
     curves: dict[str, list[list[dict]]] = {}
     for p in learned:
         curves.setdefault(p.settings["norm"], []).append(p.epochs)
     if len(curves.get("batch", [])) < 2 or len(curves.get("none", [])) < 2:
         return Finding(
-            Verdict.INCONCLUSIVE,
-            "",
-            {"failed": failed},
-            res.experiment,
-            _runs(res),
-            note=_notes(
-                "fewer than 2 runs of BN or of none learned (a collapse is a failure, "
-                "with no fit to compare)",
-                ev.source("regularization"),
-            ),
-        )
-    level = min(max(e["train_acc"] for e in ep) for n in ("batch", "none") for ep in curves[n])
-    gaps = {n: [g for ep in cs if (g := matched_fit_gap(ep, level)) is not None] for n, cs in curves.items()}
-    final = {n: [ep[-1]["train_acc"] - ep[-1]["test_acc"] for ep in cs] for n, cs in curves.items()}
+            Verdict.INCONCLUSIVE, "", {"failed": failed}, res.experiment, _runs(res),
+            note=_notes("fewer than 2 runs of BN or of none learned (a collapse is a failure, with no fit "
+                        "to compare)", ev.source("regularization")))
+    # eval-mode train accuracy when every run recorded it (settings.train_eval), else the running one
+    evaluated = all(e.get("train_eval_acc") is not None for cs in curves.values() for ep in cs for e in ep)
+    field_ = "train_eval_acc" if evaluated else "train_acc"
+    level = min(max(e[field_] for e in ep) for n in ("batch", "none") for ep in curves[n])
+    gaps = {n: [g for ep in cs if (g := matched_fit_gap(ep, level, field_)) is not None]
+            for n, cs in curves.items()}
+    final = {n: [ep[-1][field_] - ep[-1]["test_acc"] for ep in cs] for n, cs in curves.items()}
     cmp = welch(gaps["none"], gaps["batch"])
-    notes = [f"{int(sum(v))} run(s) of {_short(n)} collapsed" for n, v in failed.items()]
+    notes = [f"{k} run(s) of {_short(n)} collapsed, left out" for n, k in failed.items() if k]
+    if not evaluated:
+        notes.append("train accuracy as it trained (train mode, a running average): not scored like the "
+                     "test accuracy, so the gaps of different norms are not strictly comparable")
     verdict, why = _judged(cmp, paper, 100, "points", tuple(notes))
-    train_final = {n: [ep[-1]["train_acc"] for ep in cs] for n, cs in curves.items()}
+    train_final = {n: [ep[-1][field_] for ep in cs] for n, cs in curves.items()}
+    how = "eval mode" if evaluated else "as it trained"
     figure = (
-        f"train − test gap at matched fit (train accuracy {100 * level:.1f}%, the highest every BN and "
-        "none run reaches): "
-        + ", ".join(f"{_short(n)} {_ms(gaps[n])}" for n in curves)
-        + "; at the end: "
-        + ", ".join(f"{_short(n)} {_ms(final[n])} (train {_ms(train_final[n])}%)" for n in curves)
-    )
+        f"train − test gap at matched fit (train accuracy, {how}, {100 * level:.1f}%: the highest every BN "
+        "and none run reaches): " + ", ".join(f"{_short(n)} {_ms(gaps[n])}" for n in curves)
+        + "; at the end: " + ", ".join(f"{_short(n)} {_ms(final[n])} (train {_ms(train_final[n])}%)"
+                                       for n in curves))
     return Finding(
-        verdict,
-        figure,
-        {
-            "matched_level": level,
-            "gap_matched": gaps,
-            "gap_final": final,
-            "train_final": train_final,
-            "failed": failed,
-        },
-        res.experiment,
-        _runs(res),
-        note=_notes(why, ev.source("regularization")),
-        comparison=cmp,
+        verdict, figure, {"matched_level": level, "train_accuracy": field_, "gap_matched": gaps,
+                          "gap_final": final, "train_final": train_final, "failed": failed},
+        res.experiment, _runs(res), note=_notes(why, ev.source("regularization")), comparison=cmp,
         decided_by="none − BN, train − test gap at matched train accuracy, per seed",
-        arms={_short(n): [100 * g for g in gaps[n]] for n in curves},
-        axis="gap at matched fit (points)",
-        secondary=[
-            _secondary(
-                "final gap (none − BN; unmatched fit)", welch(final["none"], final["batch"]), 100, "points"
-            )
-        ],
-    )
+        arms={_short(n): [100 * g for g in gaps[n]] for n in curves}, axis="gap at matched fit (points)",
+        secondary=[_secondary("final gap (none − BN; unmatched fit)", welch(final["none"], final["batch"]),
+                              100, "points")])
 
 
 # ---------------------------------------------------------------------------- higher learning rates

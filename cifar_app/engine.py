@@ -353,10 +353,16 @@ def train(
         probs = predict_probs(evaluated, test_x, mean, std, device)
         test_loss = F.nll_loss(probs.clamp_min(1e-12).log(), data.test_y).item() if len(probs) else math.nan
         test_acc = (probs.argmax(1) == data.test_y).float().mean().item() if len(probs) else math.nan
+        train_eval_acc = None
+        if s.train_eval > 0:  # the training images as the test images are scored: eval mode, no augmentation
+            k = min(s.train_eval, n_train)
+            scored = predict_probs(evaluated, data.train_x[:k].to(device), mean, std, device)
+            train_eval_acc = (scored.argmax(1) == data.train_y[:k]).float().mean().item()
         stats = EpochStats(
             epoch=epoch, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
             test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - t0,
             images_per_s=seen / train_seconds, lr=lr, train_ce=ce_sum.item() / seen,
+            train_eval_acc=train_eval_acc,
         )
         result.history.append(stats)
         inside = probe(epoch) if probe is not None else None

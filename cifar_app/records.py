@@ -46,6 +46,7 @@ class EpochStats:
     images_per_s: float
     lr: float
     train_ce: float | None = None
+    train_eval_acc: float | None = None  # eval mode on the first ``train_eval`` training images
 
     TYPE = "epoch"
 
@@ -53,7 +54,8 @@ class EpochStats:
     def from_dict(cls, d: dict) -> EpochStats:
         """Parse one log record (``RecordError`` when a field is missing or not a number)."""
         kinds = {"epoch": int}
-        values = {f.name: _number(d, f.name, kinds.get(f.name, float), optional=f.name == "train_ce")
+        values = {f.name: _number(d, f.name, kinds.get(f.name, float),
+                                  optional=f.name in ("train_ce", "train_eval_acc"))
                   for f in fields(cls)}
         if values["epoch"] < 1:
             raise RecordError(f"epoch must be >= 1, got {values['epoch']}")

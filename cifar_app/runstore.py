@@ -259,7 +259,8 @@ def _check_fields(where: str, obj: object, spec: dict[str, tuple]) -> dict:
 _ACC = (0.0, 1.0, False, False)
 _EPOCH_SPEC = {"epoch": (1, None, False, True), "train_acc": _ACC, "test_acc": _ACC,
                "seconds": (0.0, None, False, False), "train_loss": (None, None, True, False),
-               "test_loss": (None, None, True, False), "images_per_s": (0.0, None, True, False)}
+               "test_loss": (None, None, True, False), "images_per_s": (0.0, None, True, False),
+               "train_eval_acc": (0.0, 1.0, True, False)}
 _LANDSCAPE_SPEC = {"step": (0, None, False, True), "lr": (0.0, None, False, False),
                    "grad_norm": (0.0, None, False, False), "loss_range": (0.0, None, False, False),
                    "predictiveness": (0.0, None, False, False), "beta": (0.0, None, False, False)}

@@ -198,6 +198,9 @@ class TrainSettings:
                                       suggested=(None, 10_000, 5_000, 1_000, 500))
     test_limit: int | None = setting(None, int, "use only the first N test images", "images",
                                      low=1, high=10**7, optional=True, suggested=(None, 2_000, 1_000))
+    train_eval: int = setting(0, int, "score the first N training images in eval mode after each epoch "
+                              "(no augmentation; the train accuracy a train - test gap compares), "
+                              "0 = off", "images", low=0, high=10**7, suggested=(0, 5_000))
     landscape: int = setting(0, int, "loss-landscape and internal-covariate-shift probes over training "
                              "(Santurkar et al.): how many steps, 0 = off", low=0, high=32, suggested=(0, 8))
     precision: str = setting("auto", str, "training arithmetic: fp32, bf16 autocast, or auto (bf16 on "

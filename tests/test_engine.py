@@ -337,3 +337,15 @@ def test_progressive_resizing_trains_on_smaller_images_first():
 def test_mix_from_after_mix_to_is_refused():
     with pytest.raises(SettingsError, match="mix_from"):
         TrainSettings(mix="mixup", mix_from=5, mix_to=4).validate()
+
+
+def test_train_eval_scores_the_training_images_as_the_test_images_are_scored(tiny_data):
+    """With ``train_eval`` the epoch record holds the eval-mode accuracy on the first N training
+    images: the model of the epoch's end, no augmentation, the same scoring as the test images."""
+    s = TrainSettings(epochs=2, batch_size=32, train_eval=64, augment=False, train_limit=128, test_limit=32)
+    result = train(s, tiny_data)
+    model = result.model.eval()
+    probs = predict_probs(model, tiny_data.train_x[:64], result.mean, result.std, torch.device("cpu"))
+    expected = (probs.argmax(1) == tiny_data.train_y[:64]).float().mean().item()
+    assert result.history[-1].train_eval_acc == pytest.approx(expected)
+    assert train(s.replace(train_eval=0), tiny_data).history[-1].train_eval_acc is None
