@@ -34,7 +34,18 @@ from .experiments import (
 from .runstore import RunDamaged, RunStore
 from .settings import DEFAULT_RECIPE, recipe_values
 from .states import RunState
-from .stats import Comparison, Paper, Verdict, adjusted, decide, holm, mean_interval, seeds_for, welch
+from .stats import (
+    Comparison,
+    Paper,
+    Verdict,
+    adjusted,
+    decide,
+    holm,
+    mean_interval,
+    permutation,
+    seeds_for,
+    welch,
+)
 
 __all__ = ["CLAIMS", "Verdict", "evaluate", "recipe_note", "other_recipes"]
 
@@ -571,40 +582,20 @@ def _higher_lr(ev: Evidence) -> Finding:
         return math.log2(grid[i + 1] / lr) if i + 1 < len(grid) else math.inf
 
     bn, none = log2(lmax["batch"]), log2(lmax["none"])
-    cmp = welch(bn, none)
-    res_low = max(step_up(x) for x in lmax["none"])  # none's may be this much higher
-    res_high = max(step_up(x) for x in lmax["batch"])  # BN's may be this much higher
-    effect = statistics.fmean(bn) - statistics.fmean(none) if bn and none else 0.0
-    if len(bn) >= 2 and len(none) >= 2:
-        if cmp is None:  # the seeds agree exactly: the grid's resolution is the uncertainty
-            cmp = Comparison(
-                effect,
-                effect,
-                effect,
-                math.nan,
-                len(bn),
-                len(none),
-                math.nan,
-                0.0,
-                min(step_up(x) for x in grid[:-1]),
-                test="the seeds agree: grid resolution only",
-            )
-        cmp = Comparison(
-            cmp.effect,
-            cmp.low - res_low,
-            cmp.high + res_high,
-            cmp.p,
-            cmp.n_a,
-            cmp.n_b,
-            cmp.df,
-            cmp.se,
-            cmp.mde,
-            test=cmp.test + ", widened by the LR grid's resolution",
-            p_adjusted=cmp.p_adjusted,
-        )
-    else:
-        cmp = None
+    finest = min(math.log2(b / a) for a, b in zip(grid, grid[1:])) if len(grid) > 1 else 1.0
+    # grid values: the exact permutation test (no spread needed); the interval widened by how far
+    # each arm's true largest LR may lie above the grid value measured
+    cmp = permutation(bn, none, finest)
+    if cmp is not None:
+        cmp = Comparison(cmp.effect, cmp.low - max(step_up(x) for x in lmax["none"]),
+                         cmp.high + max(step_up(x) for x in lmax["batch"]), cmp.p, cmp.n_a, cmp.n_b, cmp.df,
+                         cmp.se, cmp.mde, test=cmp.test + ", interval widened by the LR grid's resolution",
+                         p_adjusted=cmp.p)
     verdict, why = _judged(cmp, paper, 1, "doublings (log2 LR)")
+    if cmp is not None and verdict != Verdict.INCONCLUSIVE and cmp.p >= 0.05:
+        verdict = Verdict.INCONCLUSIVE
+        why = (f"the exact permutation test gives p = {cmp.p:.3g}"
+               + (f": {cmp.n_a} vs {cmp.n_b} seeds cannot reach p < 0.05" if math.isinf(cmp.mde) else ""))
     diverged = {
         n: sum(1 for p in res.points if p.settings["norm"] == n and p.state == RunState.FAILED) for n in table
     }
@@ -679,24 +670,30 @@ def _struggles_without(ev: Evidence) -> Finding:
 # ---------------------------------------------------------------------------- batch size
 
 
-def batch_ranges(res: ExperimentResults) -> dict[str, list[float]]:
-    """Per norm, per seed: the range (largest − smallest) of the accuracy over the batch sizes of the
-    preset; a failed point counts at chance, a seed missing a batch size is left out."""
+def batch_drops(res: ExperimentResults) -> tuple[dict[str, list[float]], int, int]:
+    """Per norm, per seed: the accuracy at the largest batch size minus at the smallest (a linear
+    contrast: unbiased, unlike a range of noisy points); a failed point counts at chance, a seed
+    missing either end is left out. Returns (drops, largest, smallest)."""
     sizes = sorted({p.settings["batch_size"] for p in res.points})
     table: dict[tuple[str, int], dict[int, float]] = {}
     for p in res.points:
         if (a := _accuracy(p)) is not None:
             table.setdefault((p.settings["norm"], p.settings["seed"]), {})[p.settings["batch_size"]] = a
     out: dict[str, list[float]] = {}
+    if len(sizes) < 2:
+        return out, 0, 0
+    big, small = sizes[-1], sizes[0]
     for (norm, _seed), accs in sorted(table.items()):
-        if len(sizes) > 1 and all(b in accs for b in sizes):
-            out.setdefault(norm, []).append(max(accs.values()) - min(accs.values()))
-    return out
+        if big in accs and small in accs:
+            out.setdefault(norm, []).append(accs[big] - accs[small])
+    return out, big, small
 
 
 def _less_batch_dependent(norm: str) -> Callable[[Evidence], Finding]:
-    """The batch-size claims: ``norm``'s accuracy varies less than BN's over the batch sizes (the
-    range, two-sided: a jump up counts as much as a drop)."""
+    """The batch-size claims, on the change of accuracy from the largest batch size to the smallest
+    (Wu & He's 32 → 2), per seed. GN, "effective for small batch sizes": BN loses more than GN. LN,
+    "stable" (two-sided): BN's loss exceeds LN's change in either direction, i.e. both BN − LN and
+    BN + LN above 0 (intersection-union: each at α); a jump up counts as much as a fall."""
     short = _short(norm)
     cid = "gn-small-batches" if norm == "group" else "ln-stable"
 
@@ -704,21 +701,36 @@ def _less_batch_dependent(norm: str) -> Callable[[Evidence], Finding]:
         res = ev.experiments.get("batch-size")
         if res is None:
             return _missing("batch-size")
-        ranges = batch_ranges(res)
-        if "batch" not in ranges or norm not in ranges:
-            return _missing("batch-size", "no seed has every batch size for BN and " + short)
+        drops, big, small = batch_drops(res)
+        if "batch" not in drops or norm not in drops:
+            return _missing("batch-size", f"no seed has both ends of the batch sizes for BN and {short}")
         paper = CLAIM_BY_ID[cid].paper
-        cmp = welch(ranges["batch"], ranges[norm])
+        cmp = welch(drops["batch"], drops[norm])
+        secondary = []
+        if norm == "group":
+            verdict, why = _judged(cmp, paper, 100, "points")
+        else:  # two-sided: also against LN's change mirrored
+            mirrored = welch(drops["batch"], [-d for d in drops[norm]])
+            secondary.append(_secondary(f"BN's loss − LN's change mirrored (BN − (−{short}))", mirrored, 100,
+                                        "points"))
+            if cmp is None or mirrored is None:
+                verdict, why = decide(None)
+            else:
+                lo_p = holm([cmp.p, mirrored.p])
+                if (cmp.high < 0 and lo_p[0] < 0.05) or (mirrored.high < 0 and lo_p[1] < 0.05):
+                    verdict = Verdict.DOES_NOT_HOLD
+                    why = f"{short} changes more than BN over the batch sizes (Holm over the two sides)"
+                elif cmp.low > 0 and mirrored.low > 0:
+                    verdict, why = Verdict.HOLDS, "both sides' 95% intervals above 0"
+                else:
+                    binding = min((cmp, mirrored), key=lambda c: c.low)
+                    verdict, why = decide(binding, "points", paper, 100)
+                    verdict = Verdict.INCONCLUSIVE
+                    cmp = binding
         extra = ()
-        verdict, why = _judged(cmp, paper, 100, "points")
-        if (
-            verdict == Verdict.INCONCLUSIVE
-            and cmp is not None
-            and paper
-            and paper.effect
-            and cmp.mde * 100 > paper.effect
-        ):
-            extra = (_compute_needed(paper, [ranges["batch"], ranges[norm]], _mean_seconds(res)),)
+        if verdict == Verdict.INCONCLUSIVE and cmp is not None and paper and paper.effect and \
+                cmp.mde * 100 > paper.effect:
+            extra = (_compute_needed(paper, [drops["batch"], drops[norm]], _mean_seconds(res)),)
         acc = _values(res, lambda s: (s["norm"], s["batch_size"]))
         sizes = sorted({b for _, b in acc})
         per = "; ".join(
@@ -726,22 +738,15 @@ def _less_batch_dependent(norm: str) -> Callable[[Evidence], Finding]:
             + ", ".join(f"{b}: {100 * statistics.fmean(acc[(n, b)]):.1f}%" for b in sizes if (n, b) in acc)
             for n in dict.fromkeys(k[0] for k in acc)
         )
-        figure = (
-            f"accuracy range over batch sizes {', '.join(map(str, sizes))} (per seed): BN "
-            f"{_ms(ranges['batch'])}, {short} {_ms(ranges[norm])} points; means by batch size: {per}"
-        )
+        figure = (f"accuracy lost from batch {big} to {small} (per seed): BN {_ms(drops['batch'])}, {short} "
+                  f"{_ms(drops[norm])} points; means by batch size: {per}")
         return Finding(
-            verdict,
-            figure,
-            {"range": ranges, "accuracy": {f"{n}@{b}": v for (n, b), v in acc.items()}},
-            res.experiment,
-            _runs(res),
-            note=_notes(why, *extra, ev.source("batch-size")),
-            comparison=cmp,
-            decided_by=f"BN − {short}, range of the accuracy over the batch sizes, per seed",
-            arms={_short(n): [100 * r for r in v] for n, v in ranges.items()},
-            axis="accuracy range over batch sizes (points)",
-        )
+            verdict, figure, {"drop": drops, "accuracy": {f"{n}@{b}": v for (n, b), v in acc.items()}},
+            res.experiment, _runs(res), note=_notes(why, *extra, ev.source("batch-size")), comparison=cmp,
+            decided_by=(f"BN − {short}, accuracy lost from batch {big} to {small}, per seed"
+                        + ("" if norm == "group" else f"; and BN + {short} (two-sided)")),
+            arms={_short(n): [100 * r for r in v] for n, v in drops.items()},
+            axis=f"accuracy lost, batch {big} → {small} (points)", secondary=secondary)
 
     return judge
 
@@ -987,9 +992,9 @@ CLAIMS: tuple[Claim, ...] = (
         "bn-higher-lr",
         "BN: allows for higher learning rates … without causing the gradients to explode",
         "learning-rate",
-        "holds when BN's largest LR that trains (no divergence, within 5 points of its "
-        "own best) is above none's, per seed in log2, the 95% interval (widened by the grid's "
-        "resolution) above 0",
+        "holds when BN's largest LR that trains (no divergence, within 5 points of its own best) is "
+        "above none's, per seed in log2: the exact permutation test at p < 0.05 and the 95% interval, "
+        "widened by the grid's resolution, above 0",
         _higher_lr,
         Paper(
             math.log2(30),
@@ -1014,9 +1019,8 @@ CLAIMS: tuple[Claim, ...] = (
         "gn-small-batches",
         "GN: reduced batch size dependency … effective for small batch sizes",
         "batch-size",
-        "holds when BN's accuracy varies more than GN's over the batch sizes 2, 8 and 32 "
-        "(equal steps; the range per seed, a failed point at chance), the 95% interval of BN − GN "
-        "above 0",
+        "holds when BN loses more accuracy than GN from batch 32 to batch 2 (equal steps; per seed, a "
+        "failed point at chance), the 95% interval of BN's loss − GN's above 0",
         _less_batch_dependent("group"),
         Paper(
             10.9,
@@ -1062,8 +1066,9 @@ CLAIMS: tuple[Claim, ...] = (
         "ln-stable",
         "LN: stable performance across different batch sizes and training scenarios",
         "batch-size",
-        "holds when LN's accuracy varies less than BN's over the batch sizes 2, 8 and 32 "
-        "(two-sided: the range per seed), the 95% interval of BN − LN above 0",
+        "holds when LN's accuracy changes less than BN's, in either direction, from batch 32 to batch 2 "
+        "(per seed): the 95% intervals of BN's loss − LN's change and of BN's loss + LN's change both "
+        "above 0; does not hold when LN changes more (Holm over the two sides)",
         _less_batch_dependent("layer"),
         Paper(None, "no CNN batch-size effect is reported for LN", "Ba, Kiros & Hinton 2016"),
         "direct",

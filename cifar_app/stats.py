@@ -133,6 +133,29 @@ def mean_interval(values: Sequence[float], alpha: float = ALPHA) -> dict:
     return {"mean": m, "low": float(low), "high": float(high), "n": len(xs)}
 
 
+def permutation(a: Sequence[float], b: Sequence[float], step: float,
+                alpha: float = ALPHA) -> Comparison | None:
+    """mean(a) − mean(b) for values on a grid (e.g. log2 of the largest learning rate that trains,
+    ``step`` apart at the finest): the exact two-sided permutation test of the difference of means
+    (every split of the pooled values), which needs no spread within an arm. The interval is
+    Welch's when the arms vary, else the point itself (the grid's resolution is the caller's to
+    add); the MDE is one grid step when the design can reach p < alpha at all (the arms' sizes
+    allow a split that rare), else infinite. None with fewer than two values in an arm."""
+    a, b = clean(a), clean(b)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    res = stats.permutation_test((a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                 permutation_type="independent", alternative="two-sided", n_resamples=np.inf,
+                                 vectorized=True)
+    best_p = 2 / math.comb(len(a) + len(b), len(a))  # complete separation, two-sided
+    effect = float(np.mean(a) - np.mean(b))
+    w = welch(a, b, alpha)
+    low, high, se, df = (w.low, w.high, w.se, w.df) if w else (effect, effect, 0.0, math.nan)
+    return Comparison(effect=effect, low=low, high=high, p=float(res.pvalue), n_a=len(a), n_b=len(b), df=df,
+                      se=se, mde=step if best_p < alpha else math.inf, test="exact permutation test",
+                      p_adjusted=float(res.pvalue))
+
+
 def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
     """Holm-adjusted p values, in the given order."""
     from statsmodels.stats.multitest import multipletests
