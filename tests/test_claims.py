@@ -278,7 +278,7 @@ def test_noisier_points_without_a_mean_change_are_no_batch_dependence(bare):
     """BN's points scatter 3 points around the same mean at every batch size, GN's hardly: a range
     rule reads the scatter as dependence (the expected range of 3 noisy points is 1.7 sigma); the
     change from batch 32 to 2 does not."""
-    noisy = {2: [0.55, 0.61, 0.58], 8: [0.60, 0.55, 0.61], 32: [0.61, 0.555, 0.55]}
+    noisy = {2: [0.55, 0.61, 0.58], 8: [0.60, 0.55, 0.61], 32: [0.61, 0.555, 0.545]}
     res = {(s, "batch", b): noisy[b][s] for s in SEEDS3 for b in (2, 8, 32)}
     res |= {
         (s, n, b): 0.58 + 0.001 * s + 0.0005 * (b == 2)
