@@ -212,13 +212,21 @@ def parse_object(data: bytes) -> dict:
 
 
 def parse_strict_json(data: bytes) -> object:
-    """JSON as the app writes it: UTF-8, no NaN or Infinity literals, no number that overflows a
-    float (1e400)."""
+    """JSON as the app writes it: UTF-8, no NaN or Infinity literals, no key twice in an object. (A
+    number that overflows a float, 1e400, parses to inf: the field checks refuse it.)"""
     def refuse(name: str) -> object:
         raise FileInvalid(f"holds {name}, which is not a number JSON allows")
 
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for k, v in pairs:
+            if k in out:
+                raise FileInvalid(f"the key {shown(k, 30)} appears twice in one object")
+            out[k] = v
+        return out
+
     try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=refuse)
+        obj = json.loads(data.decode("utf-8"), parse_constant=refuse, object_pairs_hook=unique)
     except UnicodeDecodeError as e:
         raise FileInvalid(f"not UTF-8 text (byte {e.start})") from None
     except FileInvalid:
@@ -315,6 +323,8 @@ def parse_results(data: bytes) -> dict:
                 raise FileInvalid(f"{where}: 'epochs' must be a list")
             for k, e in enumerate(epochs):
                 _check_fields(f"{where} epoch {k}", e, _EPOCH_SPEC)
+                if k and e["epoch"] <= epochs[k - 1]["epoch"]:
+                    raise FileInvalid(f"{where} epoch {k}: epochs out of order")
         records = p.get("landscape")
         if records is not None:
             if not isinstance(records, list):
@@ -331,7 +341,10 @@ def parse_results(data: bytes) -> dict:
 def parse_batchdep(data: bytes) -> dict:
     """batchdep.json (``batchdep.BatchDependence``): accuracies finite in [0, 1] per test batch
     size, counts of differing predictions whole and non-negative."""
-    d = _check_fields("batchdep", parse_object(data),
+    obj = parse_strict_json(data)
+    if not isinstance(obj, dict):
+        raise FileInvalid(f"holds a JSON {type(obj).__name__}, not an object")
+    d = _check_fields("batchdep", obj,
                       {"n_test": (1, None, False, True), "eval_acc": _ACC,
                        "precise_bn_acc": (0.0, 1.0, True, False),
                        "precise_bn_images": (0, None, True, True)})
@@ -346,6 +359,8 @@ def parse_batchdep(data: bytes) -> dict:
                 _check_number(f"batchdep.{key}[{size}]", v, 0, d["n_test"], integer=True)
             else:
                 _check_number(f"batchdep.{key}[{size}]", v, 0.0, 1.0)
+    if set(d["differ_from_eval"]) != set(d["batch_stats"]):
+        raise FileInvalid("batchdep: 'differ_from_eval' and 'batch_stats' name different batch sizes")
     return d
 
 

@@ -386,6 +386,21 @@ def test_training_speed_at_one_epoch_resolution_needs_a_real_difference(bare):
     assert "own-best-LR row: not measured yet" in row["note"]
 
 
+def test_a_diverged_seed_never_reaches_the_target_it_is_not_dropped(bare):
+    """A BN seed that diverged counts as never reaching 70% (censored), so BN cannot be "faster" on
+    the two that did; dropped, as before, the two fast seeds would decide."""
+    seeds = {"seed": [0, 1, 2], "norm": ["batch", "none"]}
+
+    def curve(at: float) -> list[float]:
+        return [min(0.9, 0.1 + 0.6 * e / at) for e in range(1, 11)]
+
+    curves = {(s, "batch"): curve(3.0 + 0.2 * s) for s in (0, 1)}
+    curves |= {(s, "none"): curve(8.0 + 0.3 * s) for s in SEEDS3}
+    fake_preset(bare, "seeds", {k: v[-1] for k, v in curves.items()}, seeds, curves, failed={(2, "batch")})
+    row = row_of(bare, "bn-speed")
+    assert row["verdict"] == Verdict.INCONCLUSIVE and row["n"] == [3, 3]
+
+
 # ---------------------------------------------------------------------------- higher learning rates
 
 LR_GRID = {"seed": [0, 1, 2, 3], "norm": ["none", "batch"], "max_lr": PRESETS["learning-rate"].grid["max_lr"]}
@@ -651,6 +666,9 @@ def test_damaged_landscape_records_mark_the_ics_claim(tmp_path, kind):
         '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": null}, "differ_from_eval": {"1": 0}}',
         '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5}}',
         '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"one": 0.5}, "differ_from_eval": {"1": 0}}',
+        '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5, "1": 0.6}, "differ_from_eval": {"1": 0}}',
+        '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5}, "differ_from_eval": {"999": 0}}',
+        '{"n_test": 100, "eval_acc": 0.5, "batch_stats": {"1": 0.5}, "differ_from_eval": {"1": 0}, "x": NaN}',
         "[1, 2]",
         '{"n_test": 1',
         "",
@@ -664,6 +682,20 @@ def test_a_damaged_batchdep_file_marks_only_its_claim(bare, bad):
     assert rows["ln-batch-invariant"]["verdict"] == Verdict.DAMAGED
     assert "batchdep.json" in rows["ln-batch-invariant"]["note"]
     assert rows["ln-params"]["verdict"] == Verdict.HOLDS
+
+
+def test_a_damaged_file_marks_every_claim_it_feeds_and_no_other(tmp_path):
+    """The seeds results feed the speed and the struggling claims; damaged, both say so (not "not
+    measured yet"), and the LN parameter count, which reads no seeds, does not."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    for f in (ROOT / "cifar_app" / "reference_experiments").glob("preset_*.json"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "preset_seeds.json").write_text('{"experiment": "e", "points": []}')
+    rows = {r["id"]: r for r in evaluate(RunStore(tmp_path / "runs"), shipped=folder)}
+    assert rows["bn-speed"]["verdict"] == rows["no-norm-struggles"]["verdict"] == Verdict.DAMAGED
+    assert "preset_seeds.json" in rows["bn-speed"]["note"]
+    assert rows["ln-params"]["verdict"] == Verdict.HOLDS and "damaged" not in rows["ln-params"]["note"]
 
 
 def test_claims_json_on_the_cli_is_strict_and_survives_damage(tmp_path):
