@@ -23,6 +23,7 @@ import json
 import stat
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -129,13 +130,8 @@ def _read_file(path: Path) -> bytes:
         raise BundleError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _read_zip(data: bytes) -> tuple[dict[str, bytes], dict, dict]:
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise BundleError("this is not a zip file, so not a run bundle")
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BundleError(f"the zip file is damaged ({e})") from None
+def _entries(z: zipfile.ZipFile) -> dict[str, bytes]:
+    """The bundle's entries, checked one by one (names, links, folders, sizes) as they are read."""
     with z:
         infos = z.infolist()
         if len(infos) > MAX_ENTRIES:
@@ -165,6 +161,23 @@ def _read_zip(data: bytes) -> tuple[dict[str, bytes], dict, dict]:
             if total > MAX_UNPACKED:
                 raise BundleError(f"the bundle unpacks to more than {MAX_UNPACKED // 2**20} MB")
             files[name] = content
+    return files
+
+
+def _read_zip(data: bytes) -> tuple[dict[str, bytes], dict, dict]:
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise BundleError("this is not a zip file, so not a run bundle")
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BundleError(f"the zip file is damaged ({e})") from None
+    try:
+        files = _entries(z)
+    except BundleError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
+            OSError) as e:
+        raise BundleError(f"the zip file is damaged ({type(e).__name__}: {str(e)[:120]})") from None
     if MANIFEST not in files:
         raise BundleError(f"no {MANIFEST}: not a bundle exported by this app")
     manifest = _object(files.pop(MANIFEST), MANIFEST)

@@ -293,3 +293,35 @@ def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src, pages):
     at.file_uploader(key="import_bundle").set_value(("x.zip", b"nope", "application/zip")).run()
     at.button(key="import").click().run()
     assert any("Not imported" in e.value and "not a zip" in e.value for e in at.error)
+
+
+def _damaged_zips() -> dict[str, bytes]:
+    """Bundles whose zip structure lies: a declared size smaller than the data, a flipped byte in
+    a compressed entry (bad CRC or a broken deflate stream), a truncated file."""
+    import struct
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps({"format": "cifar-app-run", "version": 1}))
+        z.writestr("settings.json", json.dumps({"norm": "batch"}) + " " * 4000)
+    good = buf.getvalue()
+    out = {}
+    # central directory: the uncompressed size of the second entry made smaller than its data
+    cd = good.rfind(b"PK\x01\x02")
+    smaller = bytearray(good)
+    struct.pack_into("<I", smaller, cd + 24, 10)
+    local = good.find(b"PK\x03\x04", 4)
+    struct.pack_into("<I", smaller, local + 22, 10)
+    out["declared size smaller than the data"] = bytes(smaller)
+    flipped = bytearray(good)
+    flipped[local + 60] ^= 0xFF
+    out["a flipped byte in a compressed entry"] = bytes(flipped)
+    out["truncated"] = good[: len(good) - 30]
+    return out
+
+
+@pytest.mark.parametrize("case", list(_damaged_zips()))
+def test_every_damaged_zip_is_one_bundle_error(dest, case):
+    with pytest.raises(BundleError) as e:
+        import_bundle(dest, _damaged_zips()[case])
+    assert "\n" not in str(e.value) and dest.list() == []
