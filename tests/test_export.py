@@ -300,10 +300,12 @@ def _damaged_zips() -> dict[str, bytes]:
     a compressed entry (bad CRC or a broken deflate stream), a truncated file."""
     import struct
 
+    from cifar_app import export
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps({"format": "cifar-app-run", "version": 1}))
-        z.writestr("settings.json", json.dumps({"norm": "batch"}) + " " * 4000)
+        z.writestr(export.MANIFEST, json.dumps({"format": export.FORMAT, "version": export.VERSION}))
+        z.writestr(export.SETTINGS, json.dumps({"norm": "batch"}) + " " * 4000)
     good = buf.getvalue()
     out = {}
     # central directory: the uncompressed size of the second entry made smaller than its data
@@ -316,7 +318,9 @@ def _damaged_zips() -> dict[str, bytes]:
     flipped = bytearray(good)
     flipped[local + 60] ^= 0xFF
     out["a flipped byte in a compressed entry"] = bytes(flipped)
-    out["truncated"] = good[: len(good) - 30]
+    cut = bytearray(good)
+    cut[local + 40: local + 80] = b"\0" * 40  # the compressed data of an entry zeroed
+    out["zeroed data"] = bytes(cut)
     return out
 
 
