@@ -20,6 +20,8 @@ if __name__ != "__main__":  # imported by `streamlit run` to build the server
     from cifar_app.webapp import routes
 
     _base, _policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
+    if _policy.token_required and (_problem := access.token_problem(access.server_token()[0])):
+        raise SystemExit(f"error: {_problem}")  # an exposed server with a guessable token: do not serve
     if _policy.token_required:  # no traceback, and so no server path, in a visitor's browser
         st.set_option("client.showErrorDetails", "none")
     app = st.App("dashboard.py", routes=routes(_base, _policy),

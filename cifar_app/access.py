@@ -32,6 +32,11 @@ PUBLIC_READ_ENV = "CIFAR_APP_PUBLIC_READ"
 ROUTE_KEY_HEADER = "X-Lab-Key"  # how the live view proves its page session holds the token
 KEY_COOKIE = "cifar_lab_key"    # the same key, kept by the browser: reloads and new tabs keep access
 KEY_COOKIE_MAX_AGE_S = 30 * 24 * 3600
+MIN_TOKEN_LENGTH = 16           # an exposed server refuses a shorter token it is given
+MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'
+FREE_TRIES = 5                  # wrong tokens a client may give before each try waits
+MAX_WAIT_S = 60.0               # the longest wait between tries
+TRACKED_CLIENTS = 10_000        # the throttle forgets the oldest client beyond this
 _generated: str | None = None
 _lock = threading.Lock()
 
@@ -120,6 +125,49 @@ def server_token(env: dict | None = None) -> tuple[str, bool]:
         if _generated is None:
             _generated = secrets.token_urlsafe(24)
         return _generated, True
+
+
+def token_problem(token: str) -> str | None:
+    """Why a token given to an exposed server is too weak (None when it is not)."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return (f"the access token is {len(token)} characters; an exposed server needs at least "
+                f"{MIN_TOKEN_LENGTH}. Make one with: {MAKE_TOKEN}")
+    return None
+
+
+class Throttle:
+    """Wrong tokens slow their client down: after ``FREE_TRIES`` wrong tries a client waits 1 s before
+    the next is even checked, then 2, 4, ... up to ``MAX_WAIT_S``; a right token forgets it. In
+    memory, for at most ``TRACKED_CLIENTS`` clients (the oldest forgotten first)."""
+
+    def __init__(self, clock=None) -> None:
+        import time
+
+        self._clock = clock or time.monotonic
+        self._state: dict[str, tuple[int, float]] = {}  # client -> (wrong tries, not before)
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str) -> float:
+        """Seconds this client must still wait before its next try is checked (0: go ahead)."""
+        with self._lock:
+            _, not_before = self._state.get(client, (0, 0.0))
+        return max(0.0, not_before - self._clock())
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            tries, _ = self._state.pop(client, (0, 0.0))
+            tries += 1
+            wait = 0.0 if tries <= FREE_TRIES else min(MAX_WAIT_S, 2.0 ** (tries - FREE_TRIES - 1))
+            self._state[client] = (tries, self._clock() + wait)
+            while len(self._state) > TRACKED_CLIENTS:
+                self._state.pop(next(iter(self._state)))
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._state.pop(client, None)
+
+
+THROTTLE = Throttle()
 
 
 def token_matches(given: object, expected: str) -> bool:

@@ -267,14 +267,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env[access.PUBLIC_READ_ENV] = "1"
     pol = access.policy(args.address, env)
     if pol.token_required:
-        if not env.get(access.TOKEN_ENV):
-            env[access.TOKEN_ENV] = secrets.token_urlsafe(24)
         host = args.address if args.address not in ("", "0.0.0.0", "::") else "<this host>"
         without = ("visitors without it can only view curves and tables" if pol.public_read
                    else "it shows nothing without it (--public-read lets anyone view)")
-        print(f"The app is reachable beyond this machine ({args.address or 'all interfaces'}): it needs "
-              f"the access token ({without})\n    {env[access.TOKEN_ENV]}\nor open "
-              f"http://{host}:{args.port}/?token={env[access.TOKEN_ENV]}", file=sys.stderr, flush=True)
+        where = f"The app is reachable beyond this machine ({args.address or 'all interfaces'})"
+        if env.get(access.TOKEN_ENV):  # the user's own: checked, never printed
+            if problem := access.token_problem(env[access.TOKEN_ENV]):
+                raise ValueError(problem)
+            print(f"{where}: it needs the access token you set in ${access.TOKEN_ENV} ({without}).",
+                  file=sys.stderr, flush=True)
+        else:
+            env[access.TOKEN_ENV] = secrets.token_urlsafe(24)
+            print(f"{where}: it needs this access token ({without})\n    {env[access.TOKEN_ENV]}\nor open "
+                  f"http://{host}:{args.port}/?token={env[access.TOKEN_ENV]}", file=sys.stderr, flush=True)
     cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.address", args.address,
            "--server.port", str(args.port), "--server.fileWatcherType", "none",
            "--runner.postScriptGC", "false"]  # as in .streamlit/config.toml, from any folder

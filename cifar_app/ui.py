@@ -85,6 +85,29 @@ def route_key() -> str | None:
     return access.route_key(access.server_token()[0])
 
 
+def _client() -> str:
+    """Who is trying tokens, for the throttle: the connection's address."""
+    try:
+        return str(st.context.ip_address or "unknown")
+    except Exception:  # noqa: BLE001 - no request context (tests): one shared client
+        return "unknown"
+
+
+def _try_token(given: str, token: str) -> str | None:
+    """Check a given token, slowed per client (``access.THROTTLE``); None when accepted, else what
+    to tell the visitor."""
+    client = _client()
+    wait = access.THROTTLE.wait_s(client)
+    if wait > 0:
+        return f"Too many wrong tokens from this address: try again in {wait:.0f} s."
+    if access.token_matches(given, token):
+        access.THROTTLE.succeeded(client)
+        st.session_state["_access_granted"] = True
+        return None
+    access.THROTTLE.failed(client)
+    return "That is not the access token."
+
+
 def _access_sidebar() -> None:
     if not token_required():
         return
@@ -93,10 +116,8 @@ def _access_sidebar() -> None:
         st.session_state["_access_granted"] = True  # this browser gave the token before
     given = st.query_params.get("token")
     if given is not None:
-        if access.token_matches(given, token):
-            st.session_state["_access_granted"] = True
-        else:
-            st.session_state["_access_refused"] = True
+        if (refused := _try_token(given, token)) is not None:
+            st.session_state["_access_refused"] = refused
         del st.query_params["token"]  # keep it out of the address bar and of shared links
     with st.sidebar:
         if _granted():
@@ -109,13 +130,13 @@ def _access_sidebar() -> None:
         st.info(policy().describe(granted=False))
         entered = st.text_input("Access token", type="password", key="_access_token_input", max_chars=512)
         if entered:
-            if access.token_matches(entered, token):
-                st.session_state["_access_granted"] = True
+            refused = _try_token(entered, token)
+            if refused is None:
                 st.session_state.pop("_access_refused", None)
                 st.rerun()
-            st.error("That is not the access token.")
-        elif st.session_state.pop("_access_refused", False):
-            st.error("That is not the access token.")
+            st.error(refused)
+        elif refused := st.session_state.pop("_access_refused", None):
+            st.error(refused)
 
 
 def action_button(label: str, key: str, action: Action = Action.CHANGE, **kwargs: object) -> bool:

@@ -239,8 +239,8 @@ def choose(page, label: str, option: str, tries: int = 5) -> None:
 def test_behind_a_token_the_app_is_read_only_until_the_token_is_given(tmp_path, page):
     """The exposed mode, forced on loopback as behind a reverse proxy (no traffic leaves 127.0.0.1),
     with --public-read (the private default: tests/test_browser_exposed.py)."""
-    proc, log, url = start_server(tmp_path, CIFAR_APP_REQUIRE_TOKEN="1", CIFAR_APP_TOKEN="tok-3xample",
-                                  CIFAR_APP_PUBLIC_READ="1")
+    proc, log, url = start_server(tmp_path, CIFAR_APP_REQUIRE_TOKEN="1",
+                                  CIFAR_APP_TOKEN="tok-3xample-2f9Qv7", CIFAR_APP_PUBLIC_READ="1")
     try:
         open_page(page, url, "train")
         assert "Read-only" in page.inner_text('[data-testid="stSidebar"]')
@@ -249,7 +249,7 @@ def test_behind_a_token_the_app_is_read_only_until_the_token_is_given(tmp_path, 
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.body.innerText.includes('not the access token')")
         assert page.get_by_role("button", name="Start training").is_disabled()
-        open_page(page, url, "train?token=tok-3xample")
+        open_page(page, url, "train?token=tok-3xample-2f9Qv7")
         page.wait_for_function("() => document.body.innerText.includes('Access token accepted')")
         assert page.get_by_role("button", name="Start training").is_enabled()
         assert "token" not in page.url  # the token does not stay in the address bar

@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
-TOKEN = "tok-3xample-é"  # a token with a non-ASCII letter works like any other
+TOKEN = "tok-3xample-é-2f9Qv7"  # a token with a non-ASCII letter works like any other
 PAGES = ["", "train", "compare", "experiments", "claims", "inside", "misclassified", "classify", "model"]
 
 

@@ -235,3 +235,69 @@ def test_upload_caps_per_session():
     for _ in range(gate.UPLOAD_FILES - 1):
         assert g._count_upload(gate.UPLOAD + "s2/f", "1") is None
     assert g._count_upload(gate.UPLOAD + "s2/f", "1")[0] == 429
+
+
+def test_wrong_tokens_slow_their_client_down():
+    now = [0.0]
+    t = access.Throttle(clock=lambda: now[0])
+    for _ in range(access.FREE_TRIES):
+        assert t.wait_s("a") == 0
+        t.failed("a")
+    assert t.wait_s("a") == 0  # the free tries are spent: the next wrong one starts the waits
+    t.failed("a")
+    assert t.wait_s("a") == pytest.approx(1.0) and t.wait_s("b") == 0
+    now[0] += 1.0
+    t.failed("a")
+    assert t.wait_s("a") == pytest.approx(2.0)
+    for _ in range(20):
+        t.failed("a")
+    assert t.wait_s("a") <= access.MAX_WAIT_S
+    t.succeeded("a")
+    assert t.wait_s("a") == 0
+
+
+def test_sixty_wrong_tries_meet_a_wait_on_the_page(pages, tmp_path, monkeypatch):
+    """60 wrong ``?token=`` tries in a row: after the free ones each is refused unchecked, and even
+    the right token waits its turn."""
+    monkeypatch.setattr(access, "THROTTLE", access.Throttle(clock=lambda: 0.0))  # 60 tries in no time
+    pages.use(tmp_path / "runs").expose(token=TOKEN)
+    messages = []
+    for i in range(60):
+        at = pages.open("train", {"token": f"wrong-{i}"})
+        messages.append(" ".join(e.value for e in at.error))
+    assert all("That is not the access token." in m for m in messages[: access.FREE_TRIES + 1])
+    assert all("Too many wrong tokens" in m for m in messages[access.FREE_TRIES + 1 :])
+    at = pages.open("train", {"token": TOKEN})
+    assert "Too many wrong tokens" in " ".join(e.value for e in at.error)
+
+
+def _serve(base: Path, token: str | None) -> subprocess.Popen:
+    env = {**os.environ, "CIFAR_APP_RUNS": str(base / "runs"), "CIFAR_APP_REQUIRE_TOKEN": "1"}
+    env.pop("CIFAR_APP_TOKEN", None)
+    if token is not None:
+        env["CIFAR_APP_TOKEN"] = token
+    return subprocess.Popen([sys.executable, "-m", "cifar_app", "serve", "--address", "127.0.0.1", "--port",
+                             str(free_port())], cwd=base, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+
+
+def test_a_weak_token_is_refused_and_a_users_token_never_printed(tmp_path):
+    weak = _serve(tmp_path, "short-token")
+    out, _ = weak.communicate(timeout=60)
+    assert weak.returncode == 2 and "at least 16" in out and "secrets.token_urlsafe" in out
+    assert "short-token" not in out
+    strong = _serve(tmp_path, TOKEN)
+    try:
+        lines = []
+        deadline = time.time() + 60
+        while time.time() < deadline and not any("URL:" in x for x in lines):
+            line = strong.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        text = "".join(lines)
+        assert "URL:" in text and "you set in $CIFAR_APP_TOKEN" in text
+        assert TOKEN not in text
+    finally:
+        os.killpg(strong.pid, signal.SIGTERM)
+        strong.wait(timeout=10)
