@@ -88,9 +88,10 @@ def route_key() -> str | None:
 def _client() -> str:
     """Who is trying tokens, for the throttle: the connection's address."""
     try:
-        return str(st.context.ip_address or "unknown")
-    except Exception:  # noqa: BLE001 - no request context (tests): one shared client
-        return "unknown"
+        ip = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no request context: one shared client
+        ip = None
+    return ip if isinstance(ip, str) and ip else "unknown"
 
 
 def _try_token(given: str, token: str) -> str | None:
