@@ -1,10 +1,10 @@
 """Experiments: sweeps that test the seed's claims about BN, GN and LN (grids of ordinary runs)."""
 
-import os
 
 import streamlit as st
 
-from cifar_app import ui
+from cifar_app import access, ui
+from cifar_app.access import Action
 from cifar_app.charts import NORM_LABELS, group_bars, sweep_plot
 from cifar_app.experiments import (
     BACKENDS,
@@ -113,8 +113,8 @@ def new_experiment() -> None:
     if backend == "ray":
         if not ray_available():
             st.warning(f"Ray is not installed here: {INSTALL_HINT}.")
-        address = st.text_input("Ray cluster address (empty: $RAY_ADDRESS, else a local Ray)",
-                                os.environ.get("RAY_ADDRESS", ""), key="exp_ray_address") or None
+        address = st.text_input("Ray cluster address (empty: $RAY_ADDRESS, else a local Ray)", "",
+                                key="exp_ray_address") or None
         c1, c2 = st.columns(2)
         cpus = c1.number_input("CPUs per point", 1, 256, 1, key="exp_cpus",
                                help="each point's torch threads; Ray runs as many points as fit")
@@ -155,7 +155,7 @@ def show_experiment(exp_id: str, was_state: str) -> None:
     if state == ExperimentState.RUNNING:
         ui.live_watch_experiment(exp.id, snapshot["version"])
     if exp.error and state != ExperimentState.RUNNING:
-        st.error(f"The sweep's driver stopped: {exp.error}")
+        st.error(f"The sweep's driver stopped: {md(access.shown(exp.error, ui.may(Action.PATHS)))}")
     st.progress(sum(counts.get(k, 0) for k in TERMINAL) / len(points),
                 text=f"**{state}** · " + " · ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     draw_results(exp, points)

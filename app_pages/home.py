@@ -59,7 +59,8 @@ summaries = store.summaries()
 if not summaries:
     st.info("No runs yet. Train a model on the **Train** page, or import a bundle below.")
 else:
-    st.dataframe(runs_table_rows(summaries), hide_index=True, width="stretch", key="runs_table",
+    st.dataframe(runs_table_rows(summaries, show_paths=ui.may(Action.PATHS)), hide_index=True,
+                 width="stretch", key="runs_table",
                  column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
                                 "params": st.column_config.NumberColumn(format="%d"),
                                 "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})

@@ -43,7 +43,7 @@ def draw(ids: list[str], layer: str, where: str) -> None:
     re-runs this fragment when the run logs an epoch and its probe record (no polling re-runs)."""
     for i in ids:
         try:
-            snapshot = run_snapshot(store.get(i))
+            snapshot = run_snapshot(store.get(i), show_paths=ui.may(Action.PATHS))
         except RunNotFound:  # deleted meanwhile
             st.rerun(scope="app")
         if snapshot["state"] in ACTIVE:

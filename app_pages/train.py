@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cifar_app import ui
+from cifar_app.access import Action
 from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
 from cifar_app.live import run_snapshot
@@ -83,7 +84,7 @@ def show_summary(run_id: str, was_training: bool) -> None:
         run = store.get(run_id)
     except RunNotFound:  # deleted meanwhile: the page picks another
         st.rerun(scope="app")
-    snapshot = run_snapshot(run)
+    snapshot = run_snapshot(run, show_paths=ui.may(Action.PATHS))
     training = snapshot["state"] in ACTIVE  # a damaged run is not
     if training != was_training:
         st.rerun(scope="app")

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -125,6 +126,22 @@ def server_token(env: dict | None = None) -> tuple[str, bool]:
         if _generated is None:
             _generated = secrets.token_urlsafe(24)
         return _generated, True
+
+
+_PATH = re.compile(r"(?<![\w.:/])~?(?:/[^\s/'\"()\[\],;:]+)+/?|(?<![\w])[A-Za-z]:\\(?:[^\s\\'\"]+\\?)+")
+
+
+def redact(text: object) -> str | None:
+    """``text`` (an error message) without server paths, for a visitor who may not see them
+    (``Action.PATHS``): each absolute path becomes "<server path>". None stays None."""
+    if text is None:
+        return None
+    return _PATH.sub("<server path>", str(text))
+
+
+def shown(text: object, may_see_paths: bool) -> str | None:
+    """An error message as a visitor may see it: whole with ``Action.PATHS``, else ``redact``ed."""
+    return None if text is None else (str(text) if may_see_paths else redact(text))
 
 
 def token_problem(token: str) -> str | None:

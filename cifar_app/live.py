@@ -15,6 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from . import access
 from .charts import batch_curves, training_curves
 from .experiments import Experiment, ExperimentStore, PointStatus
 from .progress import format_duration, training_progress
@@ -35,7 +36,7 @@ def progress_text(state: str, epoch: int, epochs: int, batch: int, batches: int,
     return f"{text} · {left}"
 
 
-def run_snapshot(run: Run) -> dict[str, Any]:
+def run_snapshot(run: Run, show_paths: bool = True) -> dict[str, Any]:
     """Where ``run`` stands, for the live view.
 
     Returns a dict: ``state``; ``text`` (the progress line); ``fraction`` (0..1); ``note`` (what it is
@@ -64,7 +65,7 @@ def run_snapshot(run: Run) -> dict[str, Any]:
     elif not metrics.batches and state in ACTIVE:
         note = "Waiting for the first batch (loading data and the model)…"
     failed = state in (RunState.FAILED, RunState.INTERRUPTED)
-    error = str(status["error"]) if status.get("error") and failed else None
+    error = access.shown(status["error"], show_paths) if status.get("error") and failed else None
     return {"state": state, "fraction": p.fraction, "note": note, "error": error,
             "text": progress_text(state, p.epoch, p.epochs, p.batch, p.batches, p.images_per_s, p.eta_s),
             "epochs": len(metrics.epochs), "batches": len(metrics.batches), "probes": probes,

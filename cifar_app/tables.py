@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import access
 from .norms import NORMS
 from .records import EpochStats
 from .runstore import RunSummary
@@ -27,8 +28,9 @@ def _pct(x: float | None) -> float | None:
     return None if x is None else round(100 * x, 2)
 
 
-def runs_table_rows(summaries: list[RunSummary]) -> list[dict]:
-    """The Runs page's table: one row per run; a damaged run says which file and why."""
+def runs_table_rows(summaries: list[RunSummary], show_paths: bool = True) -> list[dict]:
+    """The Runs page's table: one row per run; a damaged run says which file and why (server paths
+    only when ``show_paths``)."""
     rows = []
     for s in summaries:
         rows.append({
@@ -39,7 +41,7 @@ def runs_table_rows(summaries: list[RunSummary]) -> list[dict]:
             "best test acc (%)": _pct(s.best_test_acc),
             "params": s.params, "minutes": round(s.seconds / 60, 1),
             "experiment": s.tags.get("experiment") or "",
-            "problem": s.error if s.status in PROBLEMS else "",
+            "problem": (access.shown(s.error, show_paths) or "") if s.status in PROBLEMS else "",
             "open": f"train?run={s.id}", "id": s.id,
         })
     return rows

@@ -58,8 +58,11 @@ def _guarded(handler, pol: access.Policy):
     """``handler``, answering 403 instead when ``pol`` does not let this request view."""
     def guarded(request: Request) -> Response:
         keys = (request.headers.get(access.ROUTE_KEY_HEADER), request.cookies.get(access.KEY_COOKIE))
-        if not access.route_allowed(pol, keys, access.server_token()[0]):
+        token = access.server_token()[0]
+        if not access.route_allowed(pol, keys, token):
             return _error(403, "this lab is private: open it with the access token")
+        granted = not pol.token_required or access.key_granted(keys, token)
+        request.state.show_paths = pol.allows(access.Action.PATHS, granted)
         return handler(request)
 
     return guarded
@@ -71,7 +74,7 @@ def live_json(request: Request) -> Response:
         run = default_store().get(request.path_params["run_id"])
     except RunNotFound:
         return _error(404, "no such run")
-    return JSONResponse(live.run_snapshot(run), headers=NO_STORE)
+    return JSONResponse(live.run_snapshot(run, getattr(request.state, "show_paths", True)), headers=NO_STORE)
 
 
 def figure_json(request: Request) -> Response:

@@ -301,3 +301,48 @@ def test_a_weak_token_is_refused_and_a_users_token_never_printed(tmp_path):
     finally:
         os.killpg(strong.pid, signal.SIGTERM)
         strong.wait(timeout=10)
+
+
+SECRET_PATH = "/srv/very-secret-folder/cifar"
+
+
+def _failed_run(runs: Path):
+    from cifar_app.runstore import RunStore
+    from cifar_app.settings import TrainSettings
+
+    store = RunStore(runs, reference_root=None)
+    run = store.create(TrainSettings(epochs=1), label="broken")
+    run.update_status(state="failed", error=f"No CIFAR-10 found in {SECRET_PATH} (looked for train/)")
+    return run
+
+
+def test_a_public_visitor_sees_errors_without_server_paths(pages, tmp_path, monkeypatch):
+    run = _failed_run(tmp_path / "runs")
+    monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    pages.use(tmp_path / "runs").expose(token=TOKEN, public_read=True)
+    texts = []
+    for page, query in (("home", None), ("train", {"run": run.id}), ("experiments", None)):
+        at = pages.open(page, query)
+        texts.append(str([e for e in at.main]) + str([d.value.to_dict() for d in at.dataframe]))
+    text = "\n".join(texts)
+    assert SECRET_PATH not in text and "<server path>" in text
+    assert "10.1.2.3" not in text
+
+
+def test_the_live_route_redacts_paths_for_a_visitor_and_not_for_the_key(tmp_path, monkeypatch):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from cifar_app import webapp
+
+    run = _failed_run(tmp_path / "runs")
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_APP_REFERENCE_RUNS", "")
+    monkeypatch.setenv("CIFAR_APP_TOKEN", TOKEN)
+    pol = access.Policy(token_required=True, public_read=True)
+    client = TestClient(Starlette(routes=webapp.routes("", pol)))
+    url = "/" + webapp.path(webapp.RUN_LIVE, run_id=run.id)
+    visitor = client.get(url).json()
+    assert SECRET_PATH not in visitor["error"] and "<server path>" in visitor["error"]
+    holder = client.get(url, headers={access.ROUTE_KEY_HEADER: access.route_key(TOKEN)}).json()
+    assert SECRET_PATH in holder["error"]
