@@ -64,6 +64,10 @@ pick = st.selectbox("Experiment", [NEW, *listed, *shipped], key="exp_pick", form
 
 
 def new_experiment() -> None:
+    if not ui.may(Action.CHANGE):  # planning computes on the server: only for who may start it
+        st.info("Planning and starting an experiment needs the access token. The shipped results and "
+                "the experiments in this store can be viewed from the list above.")
+        return
     kind = st.radio("What to test", [*PRESETS, "custom"], horizontal=True, key="exp_kind")
     if kind in PRESETS:
         preset = PRESETS[kind]

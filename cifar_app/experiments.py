@@ -46,6 +46,7 @@ from .states import ACTIVE, POINT_DONE, TERMINAL, ExperimentState, PointState, R
 
 EXPERIMENTS_DIR = ".experiments"
 CONFIRM_ABOVE = 200
+MAX_POINTS = 10_000  # a grid larger than this is refused before it is expanded
 RULES = {"lr_scales_with_batch": "max_lr = base max_lr × batch_size / 128 (linear scaling rule)",
          "images_scale_with_batch": "train_limit = base train_limit × batch_size / 128 (every batch size "
                                     "takes the same number of steps)"}
@@ -194,6 +195,11 @@ def expand(base: dict, grid: dict, rules: tuple[str, ...] | list[str] = ()) -> l
     for rule in rules:
         if rule not in RULES:
             raise SettingsError("rules", f"unknown rule {rule!r}; known: {', '.join(RULES)}")
+    size = 1
+    for name, values in grid.items():  # counted first: a huge grid costs nothing to refuse
+        size *= len(values) if isinstance(values, list) else 1
+        if size > MAX_POINTS:
+            raise SettingsError(name, f"the grid has more than {MAX_POINTS:,} points; make it smaller")
     for name, values in grid.items():
         if name not in TrainSettings.names():
             raise SettingsError(name, "unknown setting")

@@ -346,3 +346,20 @@ def test_the_live_route_redacts_paths_for_a_visitor_and_not_for_the_key(tmp_path
     assert SECRET_PATH not in visitor["error"] and "<server path>" in visitor["error"]
     holder = client.get(url, headers={access.ROUTE_KEY_HEADER: access.route_key(TOKEN)}).json()
     assert SECRET_PATH in holder["error"]
+
+
+def test_a_huge_grid_is_refused_before_it_is_expanded():
+    from cifar_app.experiments import MAX_POINTS, expand
+    from cifar_app.settings import SettingsError
+
+    grid = {"seed": list(range(30)), "max_lr": [0.01 * (i + 1) for i in range(30)],
+            "batch_size": list(range(2, 32))}  # 27,000 points
+    with pytest.raises(SettingsError, match=f"more than {MAX_POINTS:,} points"):
+        expand({}, grid)
+
+
+def test_a_public_visitor_gets_no_planner(pages, tmp_path):
+    pages.use(tmp_path / "runs").expose(token=TOKEN, public_read=True)
+    at = pages.open("experiments")
+    assert not at.text_area and not at.radio
+    assert "needs the access token" in " ".join(i.value for i in at.info)
