@@ -9,6 +9,7 @@ from cifar_app.charts import NORM_COLORS, topk_bars
 from cifar_app.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_upload
 from cifar_app.runstore import RunDamaged
 from cifar_app.tables import default_selection
+from cifar_app.text import for_markdown as md
 
 ALL = "all normalizations side by side"
 BATCH_MATES = 127
@@ -58,12 +59,12 @@ for f in files:
     try:
         image32, shown = decode_upload(data)
     except ImageError as e:
-        st.error(f"**{f.name}**: {e}")
+        st.error(f"**{md(f.name)}**: {md(e)}")
         continue
     # the images on one row, then one chart per model on the next: nothing is squeezed or cut off
     # however many models are compared
     left, middle, _ = st.columns([2, 1, 3])
-    left.image(shown, caption=f.name, width="stretch")
+    left.image(shown, caption=md(f.name), width="stretch")
     middle.image(ui.upscale(image32, 4), caption="model input, 32×32", width=128)
     charts = st.columns(max(len(models), 2))
     for col, m in zip(charts, models):

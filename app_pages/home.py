@@ -18,6 +18,7 @@ from cifar_app.progress import format_duration
 from cifar_app.runstore import StoreError
 from cifar_app.states import DownloadState
 from cifar_app.tables import runs_table_rows
+from cifar_app.text import for_markdown as md
 
 ui.page_setup()
 st.title("CIFAR-10 Normalization Lab")
@@ -82,7 +83,7 @@ if mine:
                     store.rename(chosen.id, new_label)
                     st.rerun()
                 except (ValueError, RuntimeError) as e:  # a bad name, StoreError, RunDamaged
-                    st.error(str(e))
+                    st.error(md(e))
         confirm = col2.checkbox("I want to delete this run and its files", key="confirm_delete")
         with col2:
             if ui.action_button("Delete", key="delete", disabled=not confirm):
@@ -124,6 +125,6 @@ with st.expander("Export or import a run"):
     if bundle is not None and ui.action_button("Import", key="import"):
         try:
             new = import_bundle(store, bundle.getvalue(), origin=bundle.name)
-            st.success(f"Imported as **{new.id}** ({new.label}).")
+            st.success(f"Imported as **{new.id}** ({md(new.label)}).")
         except (BundleError, StoreError) as e:
-            st.error(f"Not imported: {e}")
+            st.error(f"Not imported: {md(e)}")

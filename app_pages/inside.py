@@ -12,6 +12,7 @@ from cifar_app.model import CONV_BLOCKS
 from cifar_app.runstore import RunDamaged, RunNotFound, StoreError
 from cifar_app.states import ACTIVE
 from cifar_app.tables import default_selection
+from cifar_app.text import for_markdown as md
 
 ui.page_setup()
 st.title("Inside the network")
@@ -47,7 +48,7 @@ def draw(ids: list[str], layer: str, where: str) -> None:
         except RunNotFound:  # deleted meanwhile
             st.rerun(scope="app")
         if snapshot["state"] in ACTIVE:
-            st.caption(by_id[i].label)
+            st.caption(md(by_id[i].label))
             ui.live_progress(i, snapshot)
     series = []
     for i in ids:
@@ -106,8 +107,8 @@ for i in chosen:
         continue
     if cached is None:
         if run.reference:
-            st.caption(f"{by_id[i].label}: not measured (`python -m cifar_app batchdep {i}`).")
-        elif ui.action_button(f"Measure {by_id[i].label} (a minute or two, in the background)",
+            st.caption(f"{md(by_id[i].label)}: not measured (`python -m cifar_app batchdep {i}`).")
+        elif ui.action_button(f"Measure {md(by_id[i].label)} (a minute or two, in the background)",
                               key=f"bd_{i}", action=Action.COMPUTE):
             if ui.dataset() is None:
                 ui.data_missing_hint()

@@ -12,6 +12,7 @@ from cifar_app.recorder import TeacherUnavailable, teacher_records
 from cifar_app.runstore import Run, RunDamaged, RunNotFound, StoreError
 from cifar_app.settings import RECIPES, SettingsError, TrainSettings
 from cifar_app.states import ACTIVE
+from cifar_app.text import for_markdown as md
 
 BASIC = ("epochs", "batch_size", "max_lr", "dropout", "augment", "train_limit", "test_limit")
 ADVANCED = ("arch", "whiten", "dirac", "ema", "flip", "mix", "mix_alpha", "mix_from", "mix_to",
@@ -56,8 +57,8 @@ with form:
         else:
             try:
                 started = start_new_run(store, settings, label or None, ui.data_dir())
-            except StoreError as e:
-                st.error(f"Could not start: {e}")
+            except (StoreError, ValueError) as e:  # ValueError: a label with a control character
+                st.error(f"Could not start: {md(e)}")
             else:
                 st.query_params["run"] = started.run.id
                 if started.behind:

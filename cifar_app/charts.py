@@ -30,7 +30,7 @@ def wrap_title(text: str, width: int, lines: int = 2) -> str:
     if len(parts) > lines:
         parts = parts[:lines]
         parts[-1] = parts[-1][:max(1, width - 1)].rstrip() + "…"
-    return "<br>".join(parts)
+    return "<br>".join(plain(p) for p in parts)  # the text as text: only the breaks are markup
 
 
 def _panel_grid(series: Sequence[dict], cols: int, chars: int, **kwargs) -> tuple[go.Figure, int]:
@@ -48,6 +48,12 @@ def _panel_grid(series: Sequence[dict], cols: int, chars: int, **kwargs) -> tupl
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360, uirevision: str | None = None) -> go.Figure:
+    """The house style; every trace's name (a run's label, a class, a file) shown as text."""
+    for trace in fig.data:
+        if trace.name:
+            trace.name = plain(trace.name)
+        if getattr(trace, "legendgroup", None):
+            trace.legendgroup = plain(trace.legendgroup)
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
                       legend=dict(orientation="h", y=-0.2), template="plotly_white",
                       uirevision=uirevision)  # keeps the user's zoom across live updates
@@ -371,14 +377,14 @@ def claim_plot(row: dict) -> go.Figure | None:
         ys = [v for v in arms[name] if v is not None]
         color = NORM_COLORS.get(SHORT_TO_NORM.get(name, name), "#444")
         label = plain(name)
-        fig.add_trace(go.Scatter(x=[label] * len(ys), y=ys, mode="markers", name=label,
+        fig.add_trace(go.Scatter(x=[label] * len(ys), y=ys, mode="markers", name=name,
                                  marker=dict(color=color, size=8, opacity=0.6), hoverinfo="y"))
         iv = intervals.get(name) or {}
         if iv.get("mean") is not None:
             err = {} if iv.get("low") is None else dict(
                 error_y=dict(type="data", symmetric=False, array=[iv["high"] - iv["mean"]],
                              arrayminus=[iv["mean"] - iv["low"]], thickness=2, width=10, color="#222"))
-            fig.add_trace(go.Scatter(x=[label], y=[iv["mean"]], mode="markers", name=f"{label}: mean",
+            fig.add_trace(go.Scatter(x=[label], y=[iv["mean"]], mode="markers", name=f"{name}: mean",
                                      marker=dict(symbol="line-ew-open", size=22, color="#222"), **err))
     fig.update_xaxes(type="category")
     fig.update_yaxes(title_text=plain(row.get("axis") or ""))

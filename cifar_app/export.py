@@ -40,6 +40,7 @@ from .runstore import (
     Run,
     RunDamaged,
     RunStore,
+    check_label,
     parse_object,
     parse_settings,
     validate_file,
@@ -109,8 +110,12 @@ def import_bundle(store: RunStore, source: Path | str | bytes, origin: str | Non
     where = origin or "a bundle"
     status = {k: v for k, v in status.items() if k in KEPT_STATUS}
     state = status.get("state")
+    try:
+        label = check_label(f"{label} (imported from {where})")
+    except ValueError as e:
+        raise BundleError(f"the run's label or the file's name: {e}") from None
     status.update(state=state if state in IMPORTABLE else RunState.STOPPED,
-                  label=f"{label} (imported from {where})"[:80], pid=None, heartbeat=time.time(),
+                  label=label, pid=None, heartbeat=time.time(),
                   imported_from=old_id or None, imported=time.time())
     if status["state"] == RunState.COMPLETED and MODEL not in files:
         status["state"] = RunState.STOPPED

@@ -60,6 +60,25 @@ REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
+MAX_LABEL = 80
+
+
+def check_label(label: object) -> str:
+    """A run's display label, stripped: at most ``MAX_LABEL`` characters, no control, format or
+    bidirectional-override character (they reorder or hide what the label shows); ``ValueError``
+    naming the first such character."""
+    import unicodedata
+
+    text = str(label).strip()
+    if not text:
+        raise ValueError("label must not be empty")
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+            name = unicodedata.name(ch, "a control character")
+            raise ValueError(f"label: U+{ord(ch):04X} ({name}) is not allowed in a label")
+    return text[:MAX_LABEL]
+
+
 def valid_run_id(text: object) -> bool:
     """Whether ``text`` has the form of a run id."""
     return isinstance(text, str) and bool(_ID_RE.match(text))
@@ -967,12 +986,13 @@ class RunStore:
         appears whole or not at all (assembled in a hidden folder, then renamed into place).
         ``tags`` (JSON values) are kept in the status, e.g. ``{"experiment": ID}``."""
         settings.validate()
+        label = check_label(label) if label and label.strip() else None
 
         def write(folder: Path) -> None:
             now = time.time()
             write_json_atomic(folder / SETTINGS, settings.to_dict())
             write_json_atomic(folder / STATUS, {
-                "state": RunState.QUEUED, "label": (label or "").strip()[:80] or None, "created": now,
+                "state": RunState.QUEUED, "label": label, "created": now,
                 "heartbeat": now, "pid": None, "params": settings.param_count(), "tags": tags or {}})
 
         return self._new_run(write, settings.norm)
@@ -1051,10 +1071,7 @@ class RunStore:
 
     def rename(self, run_id: str, label: str) -> None:
         """Set a run's display label (the id never changes)."""
-        label = label.strip()
-        if not label:
-            raise ValueError("label must not be empty")
-        self.get(run_id).update_status(label=label[:80])
+        self.get(run_id).update_status(label=check_label(label))
 
     def delete(self, run_id: str) -> None:
         """Delete a user run that is not training (a damaged one too: the user asked). Reference

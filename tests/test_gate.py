@@ -363,3 +363,55 @@ def test_a_public_visitor_gets_no_planner(pages, tmp_path):
     at = pages.open("experiments")
     assert not at.text_area and not at.radio
     assert "needs the access token" in " ".join(i.value for i in at.info)
+
+
+HOSTILE = '<b>B</b><a href="https://example.com/a">A</a> ![t](/any/url) :red[RED] <img src=x>'
+
+
+@pytest.mark.parametrize("bad", ["\u202eevil", "a\x00b", "tab\there", "zero\u200bwidth", "line\u2028sep"])
+def test_labels_refuse_control_and_bidi_characters_naming_them(tmp_path, bad):
+    from cifar_app.runstore import RunStore, check_label
+    from cifar_app.settings import TrainSettings
+
+    with pytest.raises(ValueError, match=r"U\+[0-9A-F]{4}"):
+        check_label(bad)
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings(epochs=1), label="fine")
+    with pytest.raises(ValueError, match=r"U\+"):
+        store.rename(run.id, bad)
+    with pytest.raises(ValueError, match=r"U\+"):
+        store.create(TrainSettings(epochs=1), label=bad)
+    assert store.get(run.id).label == "fine" and check_label("  ünïcode ok  ") == "ünïcode ok"
+
+
+def test_an_imported_label_or_file_name_with_a_bidi_override_is_refused(tmp_path):
+    from cifar_app.export import BundleError, bundle_bytes, import_bundle
+    from cifar_app.runstore import RunStore
+    from cifar_app.settings import TrainSettings
+
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings(epochs=1), label="ok")
+    run.update_status(state="stopped")
+    data = bundle_bytes(run)
+    with pytest.raises(BundleError, match=r"U\+202E"):
+        import_bundle(store, data, origin="photo\u202egpj.zip")
+
+
+def test_text_helpers_leave_no_markup():
+    from cifar_app.text import for_markdown, for_plotly
+
+    md = for_markdown(HOSTILE)
+    assert "\\<b\\>" in md and "\\]\\(" in md and "\\:red\\[" in md
+    assert "<" not in for_plotly(HOSTILE) and "&lt;b&gt;" in for_plotly(HOSTILE)
+
+
+def test_plotly_legends_and_titles_show_a_label_as_text():
+    from cifar_app.charts import compare_curves, topk_bars
+    from cifar_app.records import EpochStats
+
+    epochs = [EpochStats(1, 1.0, 0.5, 1.0, 0.5, 1.0, 1.0, 0.1)]
+    fig = compare_curves([{"label": HOSTILE, "norm": "batch", "epochs": epochs}], "test_acc", "test accuracy")
+    names = [t.name for t in fig.data if t.name]
+    assert names and all("<" not in n for n in names)
+    title = topk_bars([("cat", 0.9)], title=HOSTILE).layout.title.text
+    assert "<a" not in title and "<b>" not in title
