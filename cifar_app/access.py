@@ -26,13 +26,15 @@ import secrets
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 TOKEN_ENV = "CIFAR_APP_TOKEN"
 REQUIRE_ENV = "CIFAR_APP_REQUIRE_TOKEN"
 PUBLIC_READ_ENV = "CIFAR_APP_PUBLIC_READ"
 ROUTE_KEY_HEADER = "X-Lab-Key"  # how the live view proves its page session holds the token
 KEY_COOKIE = "cifar_lab_key"    # the same key, kept by the browser: reloads and new tabs keep access
-KEY_COOKIE_MAX_AGE_S = 30 * 24 * 3600
+KEY_COOKIE_MAX_AGE_S = 7 * 24 * 3600  # set by the server (``webapp``), HttpOnly, SameSite=Strict
+KEY_VERSION_FILE = ".access-key-version"  # in the runs folder: bumped by `serve --revoke-keys`
 MIN_TOKEN_LENGTH = 16           # an exposed server refuses a shorter token it is given
 MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'
 FREE_TRIES = 5                  # wrong tokens a client may give before each try waits
@@ -196,10 +198,53 @@ def token_matches(given: object, expected: str) -> bool:
     return bool(given_b) and hmac.compare_digest(given_b, expected.encode("utf-8"))
 
 
-def route_key(token: str) -> str:
-    """The key the live view sends with each request (``ROUTE_KEY_HEADER``) once its page session
-    holds the token: derived from it, so the token itself never travels again."""
-    return hmac.new(token.encode("utf-8"), b"cifar-app live routes", hashlib.sha256).hexdigest()
+_version_cache: tuple[str, float, int] | None = None
+
+
+def _version_path() -> Path:
+    from .runstore import default_runs_dir
+
+    return default_runs_dir() / KEY_VERSION_FILE
+
+
+def key_version() -> int:
+    """The version of the keys this server accepts (0 until keys are first revoked); read from the
+    runs folder, again whenever the file changes, so a revocation takes effect at once."""
+    global _version_cache
+    path = _version_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return 0
+    if _version_cache and _version_cache[:2] == (str(path), mtime):
+        return _version_cache[2]
+    try:
+        version = int(path.read_text(encoding="ascii").strip() or 0)
+    except (OSError, ValueError, UnicodeDecodeError):
+        version = 0
+    _version_cache = (str(path), mtime, version)
+    return version
+
+
+def revoke_keys() -> int:
+    """Make every key (and so every browser's cookie) given so far invalid, without changing the
+    token: the key version goes up by one. Returns the new version."""
+    from .runstore import write_text_atomic
+
+    version = key_version() + 1
+    path = _version_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, f"{version}\n")
+    return version
+
+
+def route_key(token: str, version: int | None = None) -> str:
+    """The key the live view sends with each request (``ROUTE_KEY_HEADER``) and the browser keeps
+    in its HttpOnly cookie once its page session holds the token: derived from the token and the
+    key version, so the token itself never travels again and revoking keys needs no new token."""
+    version = key_version() if version is None else version
+    label = b"cifar-app live routes" + (f" v{version}".encode() if version else b"")
+    return hmac.new(token.encode("utf-8"), label, hashlib.sha256).hexdigest()
 
 
 def key_matches(key: object, token: str) -> bool:

@@ -266,6 +266,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.public_read:
         env[access.PUBLIC_READ_ENV] = "1"
     pol = access.policy(args.address, env)
+    if args.revoke_keys:
+        print(f"Access keys revoked: every browser must give the token again (key version "
+              f"{access.revoke_keys()}).", file=sys.stderr, flush=True)
     if pol.token_required:
         host = args.address if args.address not in ("", "0.0.0.0", "::") else "<this host>"
         without = ("visitors without it can only view curves and tables" if pol.public_read
@@ -725,6 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(no downloads, uploads, exports, computing or server folders); default: "
                          "they see only the token prompt")
     sv.add_argument("--port", type=_int_in(1, 65535), default=8501)
+    sv.add_argument("--revoke-keys", action="store_true",
+                    help="first make every browser's access cookie invalid (the token stays the same)")
     sv.set_defaults(func=cmd_serve)
 
     dl = sub.add_parser("download", help="download CIFAR-10 with torchvision")

@@ -14,7 +14,8 @@
 //   has seen new records of its kind (an event on window), applied with Plotly.react (updated in
 //   place, never re-mounted); an unchanged figure is not sent again (the request names the version
 //   it has). plotly.js (served by the app, cached) is loaded once, when the view mounts.
-// data.view === "key": draws nothing; stores the session's route key in a cookie (data.cookie), so a
+// data.view === "key": draws nothing; POSTs data.path (lab/session) with the session's route key in
+//   its header, and the server sets the HttpOnly key cookie (page scripts cannot read it), so a
 //   reload or a new tab keeps the access the token gave, and the routes see it on every request.
 // data.view === "watch": draws nothing; asks GET data.path every data.every_ms and re-runs the
 //   fragment around it once when the reply's version differs from data.version (a running sweep on
@@ -178,8 +179,9 @@ function schedule(v, delay) {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
-  if (data.view === "key") {  // a session that gave the token: remember its key for reloads and routes
-    document.cookie = `${data.cookie}=${data.key}; path=/; max-age=${data.max_age}; SameSite=Strict`;
+  if (data.view === "key") {  // a session that gave the token: the server sets the HttpOnly key cookie
+    fetch(url(data, data.path), { method: "POST", headers: { [data.key_header]: data.key },
+                                  credentials: "same-origin" }).catch(() => {});
     return () => {};
   }
   let v = views.get(parentElement);

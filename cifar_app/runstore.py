@@ -163,6 +163,12 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` whole or not at all."""
+    data = text.encode("utf-8")
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write JSON to ``path`` atomically (see ``_atomic_write``)."""
     data = json.dumps(obj, indent=1).encode()

@@ -124,9 +124,8 @@ def _access_sidebar() -> None:
         if _granted():
             st.caption("🔓 Access token accepted: you can view and change everything.")
             if st.context.cookies.get(access.KEY_COOKIE) != route_key():
-                _live_component(key="lab_key", data={  # kept by this browser for reloads and tabs
-                    "view": "key", "cookie": access.KEY_COOKIE, "key": route_key(),
-                    "max_age": access.KEY_COOKIE_MAX_AGE_S})
+                _live_component(key="lab_key", data={  # the server sets this browser's HttpOnly cookie
+                    "view": "key", "path": webapp.SESSION, **_route_data()})
             return
         st.info(policy().describe(granted=False))
         entered = st.text_input("Access token", type="password", key="_access_token_input", max_chars=512)

@@ -41,6 +41,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 RUN_LIVE = "lab/runs/{run_id}/live"
 RUN_FIGURE = "lab/runs/{run_id}/figures/{name}"
 EXPERIMENT_LIVE = "lab/experiments/{exp_id}/live"
+SESSION = "lab/session"  # POST with the route key: the server sets the browser's HttpOnly key cookie
 
 
 def path(route: str, **params: str) -> str:
@@ -117,6 +118,23 @@ def experiment_json(request: Request) -> Response:
         return _error(409, e.short)
 
 
+def _session(base: str):
+    def session(request: Request) -> Response:
+        """Set the key cookie for a browser whose page session gave the token: the request carries
+        the session's route key in its header (a cookie alone does not count: no cross-site
+        request can mint one). HttpOnly (page scripts cannot read it), SameSite=Strict, scoped to
+        the app's path."""
+        key = request.headers.get(access.ROUTE_KEY_HEADER)
+        if not access.key_matches(key, access.server_token()[0]):
+            return _error(403, "this needs the route key of a session that gave the access token")
+        response = Response(status_code=204, headers=NO_STORE)
+        response.set_cookie(access.KEY_COOKIE, key, max_age=access.KEY_COOKIE_MAX_AGE_S, path=f"{base}/",
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    return session
+
+
 def plotly_js(request: Request) -> Response:
     """plotly.min.js, cached for a year (its version is in the address)."""
     return FileResponse(PLOTLY_JS, media_type="text/javascript",
@@ -133,6 +151,7 @@ def routes(base_url_path: str = "", pol: access.Policy | None = None) -> list[Ro
         Route(f"{base}/{RUN_FIGURE}", _guarded(figure_json, pol), methods=["GET"]),
         Route(f"{base}/{EXPERIMENT_LIVE}", _guarded(experiment_json, pol), methods=["GET"]),
         Route(f"{base}/{plotly_js_path()}", plotly_js, methods=["GET"]),  # a public library
+        Route(f"{base}/{SESSION}", _session(base), methods=["POST"]),
     ]
 
 

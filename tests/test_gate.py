@@ -276,9 +276,15 @@ def _serve(base: Path, token: str | None) -> subprocess.Popen:
     env.pop("CIFAR_APP_TOKEN", None)
     if token is not None:
         env["CIFAR_APP_TOKEN"] = token
-    return subprocess.Popen([sys.executable, "-m", "cifar_app", "serve", "--address", "127.0.0.1", "--port",
-                             str(free_port())], cwd=base, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar_app", "serve", "--address", "127.0.0.1", "--port", str(free_port())],
+        cwd=base,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
 
 
 def test_a_weak_token_is_refused_and_a_users_token_never_printed(tmp_path):
@@ -352,8 +358,11 @@ def test_a_huge_grid_is_refused_before_it_is_expanded():
     from cifar_app.experiments import MAX_POINTS, expand
     from cifar_app.settings import SettingsError
 
-    grid = {"seed": list(range(30)), "max_lr": [0.01 * (i + 1) for i in range(30)],
-            "batch_size": list(range(2, 32))}  # 27,000 points
+    grid = {
+        "seed": list(range(30)),
+        "max_lr": [0.01 * (i + 1) for i in range(30)],
+        "batch_size": list(range(2, 32)),
+    }  # 27,000 points
     with pytest.raises(SettingsError, match=f"more than {MAX_POINTS:,} points"):
         expand({}, grid)
 
@@ -415,3 +424,55 @@ def test_plotly_legends_and_titles_show_a_label_as_text():
     assert names and all("<" not in n for n in names)
     title = topk_bars([("cat", 0.9)], title=HOSTILE).layout.title.text
     assert "<a" not in title and "<b>" not in title
+
+
+def test_the_key_cookie_is_set_by_the_server_httponly_strict_and_scoped(tmp_path, monkeypatch):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from cifar_app import webapp
+
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_APP_TOKEN", TOKEN)
+    client = TestClient(Starlette(routes=webapp.routes("lab-base", access.Policy(token_required=True))))
+    assert client.post("/lab-base/" + webapp.SESSION).status_code == 403
+    assert (
+        client.post("/lab-base/" + webapp.SESSION, headers={access.ROUTE_KEY_HEADER: "forged"}).status_code
+        == 403
+    )
+    r = client.post("/lab-base/" + webapp.SESSION, headers={access.ROUTE_KEY_HEADER: access.route_key(TOKEN)})
+    cookie = r.headers["set-cookie"]
+    assert r.status_code == 204 and cookie.startswith(f"{access.KEY_COOKIE}={access.route_key(TOKEN)}")
+    for flag in ("HttpOnly", "SameSite=strict", "Path=/lab-base/", f"Max-Age={access.KEY_COOKIE_MAX_AGE_S}"):
+        assert flag.lower() in cookie.lower(), flag
+    js = (ROOT / "cifar_app" / "live_view.js").read_text()
+    assert "document.cookie" not in js  # no page script writes (or could read) the key cookie
+
+
+def test_keys_are_revoked_without_changing_the_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    (tmp_path / "runs").mkdir()
+    old = access.route_key(TOKEN)
+    pol = access.Policy(token_required=True)
+    assert access.route_allowed(pol, old, TOKEN)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cifar_app",
+            "serve",
+            "--revoke-keys",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "1",
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0 and "--revoke-keys" in out.stdout
+    assert access.revoke_keys() == 1
+    assert not access.route_allowed(pol, old, TOKEN)
+    assert access.route_allowed(pol, access.route_key(TOKEN), TOKEN) and access.route_key(TOKEN) != old
