@@ -436,3 +436,45 @@ def test_panel_titles_and_images_neither_overlap_nor_get_cut_off(server, page, w
         shot(page, f"classify-all-{width}")
     finally:
         page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+HOSTILE = '<b>B</b><a href="https://example.com/a">A</a> ![t](/any/url) :red[RED] <i>I</i>'
+MARKUP_FROM_LABEL = """() => {
+  const text = (e) => e.textContent.trim();
+  const bold = (e) => e.tagName !== 'tspan' || getComputedStyle(e).fontWeight >= 600
+    || (e.getAttribute('style') || '').includes('bold');
+  return {
+    links: [...document.querySelectorAll('a')].filter(a => ((a.getAttribute('href') || '')
+      + (a.getAttribute('xlink:href') || '')).includes('example.com')).length,
+    bold: [...document.querySelectorAll('b, strong, tspan')].filter(e => text(e) === 'B' && bold(e)).length,
+    italic: [...document.querySelectorAll('i, em')].filter(e => text(e) === 'I').length,
+    images: [...document.querySelectorAll('img')].filter(e => e.src.includes('/any/url')).length,
+    red: [...document.querySelectorAll('span, p')].filter(e => text(e) === 'RED').length,
+  };
+}"""
+
+
+def test_a_hostile_label_is_text_on_every_page(tmp_path, page):
+    """A run named with HTML, a markdown link and image, and a colour directive: on every page it
+    shows as typed, with no link, no bold or italic from it, no red text and no request for its
+    image (Plotly legends and titles, markdown captions and buttons alike)."""
+    data = write_image_tree(tmp_path / "data", per_class_train=20, per_class_test=5)
+    env = {**os.environ, "CIFAR_APP_RUNS": str(tmp_path / "runs"), "CIFAR_APP_DATA": str(data)}
+    subprocess.run([sys.executable, "-m", "cifar_app", "train", "--norm", "batch", "--epochs", "1",
+                    "--batch-size", "32", "--label", HOSTILE, "--data", str(data), "--runs-dir",
+                    str(tmp_path / "runs")], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    proc, log, url = start_server(tmp_path, CIFAR_APP_REFERENCE_RUNS="")
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url))
+    try:
+        for name, path in {**PAGES, "inside": "inside"}.items():
+            open_page(page, url, path)
+            if name in ("compare", "inside"):  # their figures carry the label: wait until drawn
+                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length"
+                                       " >= 2", timeout=60_000)
+            found = page.evaluate(MARKUP_FROM_LABEL)
+            assert found == {"links": 0, "bold": 0, "italic": 0, "images": 0, "red": 0}, (name, found)
+        assert not [u for u in fetched if "/any/url" in u or "example.com" in u]
+        shot(page, "hostile-label-runs")
+    finally:
+        stop_server(proc, log)
