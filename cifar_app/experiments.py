@@ -342,7 +342,7 @@ class PointResult:
     env: dict | None = None  # the arithmetic it ran in: precision, cpu, cpu_flags, torch (``ENV_FIELDS``)
 
 
-ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "torch")  # a run's status on its arithmetic
+ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "cpu_capability", "torch")  # a run's status on its arithmetic
 
 
 class ResultsDamaged(ValueError):

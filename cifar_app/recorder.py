@@ -43,7 +43,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     import torch
 
     info = {"precision": arithmetic, "precision_why": why, "device": select_device(settings.device).type,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if arithmetic == "bf16":
         info["reproducible_against_fp32"] = False
     rec.heartbeat(**info, **cpu_info())
