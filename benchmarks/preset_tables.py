@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cifar_app.claims import COLLAPSED, train_test_gap
+from cifar_app.claims import COLLAPSED, probe_summary, train_test_gap
 from cifar_app.experiments import (
     PRESETS,
     REFERENCE_EXPERIMENTS,
@@ -26,7 +26,6 @@ from cifar_app.experiments import (
     PointResult,
     ResultsDamaged,
 )
-from cifar_app.landscape import summary as landscape_summary
 from cifar_app.norms import NORMS
 from cifar_app.states import RunState
 from cifar_app.tables import markdown_table
@@ -107,12 +106,13 @@ def seeds_row_table(res: ExperimentResults) -> str:
 
 
 def landscape_table(res: ExperimentResults) -> str:
-    """The landscape probes' medians (over the probe steps after step 0), mean ± std over seeds."""
+    """Per norm, mean ± std over seeds of each run's ``claims.probe_summary`` (the probes the ICS
+    claim reads: after step 0, at η ≥ a tenth of the peak; per unit step where it says so)."""
     by: dict[str, list[dict]] = {}
     acc: dict[str, list[float]] = {}
     for p in res.completed():
-        if p.landscape:
-            by.setdefault(p.settings["norm"], []).append(landscape_summary(p.landscape))
+        if p.landscape and (summary := probe_summary(p.landscape, p.settings["max_lr"])) is not None:
+            by.setdefault(p.settings["norm"], []).append(summary)
             acc.setdefault(p.settings["norm"], []).append(p.final_test_acc)
     norms = _norm_order(by)
     n_seeds = min(len(v) for v in by.values())
@@ -120,14 +120,14 @@ def landscape_table(res: ExperimentResults) -> str:
     def ms(xs: list[float], fmt: str) -> str:
         return f"{statistics.fmean(xs):{fmt}}" + (f" ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else "")
 
-    probes = [("ICS, 1 − cos(G, G′), mean over the C blocks", "ics_1_minus_cos", ".3f"),
-              ("‖G − G′‖, mean over the blocks", "ics_l2", ".3f"),
-              ("loss range along the gradient (0.25–2× the step)", "loss_range", ".3f"),
-              ("gradient change at 1× the step (predictiveness)", "predictiveness", ".3f"),
-              ("effective β-smoothness", "beta", ".1f")]
+    probes = [("ICS per unit step, ‖G − G′‖/‖G‖ ÷ η‖g‖ (the claim's measure)", "ics_per_step", ".3g"),
+              ("ICS, 1 − cos(G, G′), mean over the C blocks", "ics_1_minus_cos", ".3f"),
+              ("effective β-smoothness (per unit distance)", "beta", ".3g"),
+              ("loss range along the gradient, per unit distance", "loss_range_per_step", ".3g"),
+              ("step length η‖g‖", "step_length", ".3g")]
     rows = [["test accuracy", *(f"{100 * statistics.fmean(acc[n]):.2f}%" for n in norms)]]
     rows += [[name, *(ms([r[key] for r in by[n]], fmt) for n in norms)] for name, key, fmt in probes]
-    corner = f"median over the probe steps after step 0, {n_seeds} seeds"
+    corner = f"median over the probes kept, {n_seeds} seeds"
     return markdown_table([corner, *(SHORT.get(n, n) for n in norms)], rows)
 
 
@@ -142,7 +142,8 @@ def regularization_table(res: ExperimentResults) -> str:
         if p.final_test_acc <= COLLAPSED:
             collapsed[n] = collapsed.get(n, 0) + 1
             continue
-        train.setdefault(n, []).append(p.epochs[-1]["train_acc"])
+        last = p.epochs[-1]
+        train.setdefault(n, []).append(last.get("train_eval_acc") or last["train_acc"])
         test.setdefault(n, []).append(p.final_test_acc)
         gap.setdefault(n, []).append(train_test_gap(p))
     norms = _norm_order(set(train) | set(collapsed))
@@ -157,7 +158,7 @@ def regularization_table(res: ExperimentResults) -> str:
         sd = f" ± {100 * statistics.stdev(xs):.1f}" if len(xs) > 1 else ""
         return f"**{100 * statistics.fmean(xs):.1f}{sd}**"
 
-    rows = [["train accuracy (last epoch)", *(pct(train, n) for n in norms)],
+    rows = [["train accuracy (last epoch; eval mode where recorded)", *(pct(train, n) for n in norms)],
             ["test accuracy", *(pct(test, n) for n in norms)],
             ["gap, points", *(g(n) for n in norms)]]
     if collapsed:

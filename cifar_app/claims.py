@@ -496,7 +496,8 @@ def train_test_gap(p: PointResult) -> float | None:
     None for a run that collapsed to chance or kept no curve."""
     if not p.epochs or p.final_test_acc is None or p.final_test_acc <= COLLAPSED:
         return None
-    return p.epochs[-1]["train_acc"] - p.final_test_acc
+    last = p.epochs[-1]
+    return (last.get("train_eval_acc") or last["train_acc"]) - p.final_test_acc
 
 
 def matched_fit_gap(epochs: list[dict], level: float, train: str = "train_acc") -> float | None:

@@ -342,7 +342,8 @@ class PointResult:
     env: dict | None = None  # the arithmetic it ran in: precision, cpu, cpu_flags, torch (``ENV_FIELDS``)
 
 
-ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "cpu_capability", "torch")  # a run's status on its arithmetic
+# what a run's status says of its arithmetic
+ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "cpu_capability", "torch")
 
 
 class ResultsDamaged(ValueError):
