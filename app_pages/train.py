@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cifar_app import ui
+from cifar_app import norms, ui
 from cifar_app.access import Action
 from cifar_app.charts import batch_curves, training_curves
 from cifar_app.jobs import can_resume, start_new_run, start_run
@@ -34,7 +34,7 @@ with form:
                       help="; ".join(f"{name}: {r.about}" for name, r in RECIPES.items()))
     values = {"norm": ui.setting_widget("norm", "Normalization", key="norm")}
     values["groups"] = ui.setting_widget("groups", "Groups (GroupNorm)", key="groups",
-                                         disabled=values["norm"] != "group")
+                                         disabled=not norms.get(values["norm"]).uses_groups)
     values |= {name: ui.setting_widget(name, LABELS.get(name), recipe=recipe) for name in BASIC}
     with st.expander("More settings"):
         values |= {name: ui.setting_widget(name, recipe=recipe) for name in ADVANCED}

@@ -424,3 +424,15 @@ def test_a_measurement_on_a_read_only_store_is_one_error_line_not_an_exception(c
         button.click().run()
         assert not inside.exception, [e.value for e in inside.exception]
         assert any("cannot write" in e.value and "Read-only file system" in e.value for e in inside.error)
+
+
+@pytest.mark.parametrize("norm", ["group", "ws-group", "batch", "layer"])
+def test_the_groups_widget_follows_the_registry(pages, tmp_path, norm):
+    """Enabled for every norm the registry says uses groups (WS+GN too), disabled for the others."""
+    from cifar_app import norms
+
+    pages.use(tmp_path / "runs")
+    at = pages.open("train")
+    at.selectbox(key="norm").set_value(norm).run()
+    groups = next(w for w in at.main if getattr(w, "key", None) == "groups")
+    assert groups.disabled == (not norms.get(norm).uses_groups)
