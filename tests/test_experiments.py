@@ -63,18 +63,39 @@ def test_cli_grid_text_is_parsed_and_validated():
 
 def test_every_preset_expands_to_valid_points():
     sizes = {name: len(expand(p.base, p.grid, p.rules)) for name, p in PRESETS.items()}
-    assert sizes == {"batch-size": 18, "learning-rate": 28, "regularization": 12, "groups": 10,
-                     "landscape": 8, "seed-layernorm": 4, "seeds": 12, "bf16-seeds": 9, "recipe-arch": 9}
+    assert sizes == {"batch-size": 27, "learning-rate": 112, "regularization": 12, "groups": 15,
+                     "landscape": 12, "seed-layernorm": 6, "seeds": 12, "bf16-seeds": 9, "recipe-arch": 9}
+
+
+def test_every_claim_preset_pins_its_arithmetic_and_has_three_seeds():
+    for name in ("batch-size", "learning-rate", "regularization", "groups", "landscape", "seed-layernorm"):
+        points = expand(PRESETS[name].base, PRESETS[name].grid, PRESETS[name].rules)
+        assert {p.precision for p in points} == {"fp32"}, name
+        assert len({p.seed for p in points}) >= 3, name
+    assert {p.precision for p in expand(PRESETS["seeds"].base, PRESETS["seeds"].grid)} == {"bf16"}
+
+
+def test_equal_steps_scale_the_images_with_the_batch_size():
+    from cifar_app.engine import steps_per_epoch
+
+    p = PRESETS["batch-size"]
+    points = expand(p.base, p.grid, p.rules)
+    steps = {(q.batch_size, q.epochs * steps_per_epoch(q.train_limit, q.batch_size)) for q in points}
+    assert steps == {(2, 780), (8, 780), (32, 780)}
+    assert {(q.batch_size, q.train_limit, q.max_lr) for q in points} == {
+        (2, 781, 0.003125), (8, 3125, 0.0125), (32, 12500, 0.05)}
+    with pytest.raises(SettingsError, match="train_limit"):
+        expand({}, {"batch_size": [2, 8]}, ["images_scale_with_batch"])
 
 
 def test_a_norm_without_groups_is_one_point_not_one_per_g():
     points = expand(PRESETS["groups"].base, PRESETS["groups"].grid)
     instance = [p for p in points if p.norm == "instance"]
-    assert [p.seed for p in instance] == [0, 1] and {p.groups for p in instance} == {4}
+    assert [p.seed for p in instance] == [0, 1, 2] and {p.groups for p in instance} == {4}
     assert sorted({p.groups for p in points if p.norm == "group"}) == [1, 2, 4, 8]
     exp = Experiment("exp-x", "g", {}, PRESETS["groups"].grid, points=[Point(p.to_dict()) for p in points])
-    assert exp.points[-1].describe(exp.grid) == "norm=instance seed=1"
-    assert exp.points[0].describe(exp.grid) == "norm=group groups=1 seed=0"
+    assert exp.points[-1].describe(exp.grid) == "seed=2 norm=instance"
+    assert exp.points[0].describe(exp.grid) == "seed=0 norm=group groups=1"
 
 
 def test_ray_resources_are_checked_and_stored(tmp_path):
@@ -202,7 +223,7 @@ def page_env(pages, tmp_path):
 
 def test_the_page_plans_a_preset_and_refuses_a_bad_custom_grid(page_env, pages):
     at = pages.open("experiments")
-    assert "18 points" in "\n".join(m.value for m in at.markdown)  # batch-size preset
+    assert "27 points" in "\n".join(m.value for m in at.markdown)  # batch-size preset
     at.radio(key="exp_kind").set_value("custom").run()
     at.text_area(key="exp_grid").input("batch_size=0,4").run()
     assert any("batch_size" in e.value for e in at.error)
@@ -361,7 +382,7 @@ def test_the_page_says_why_the_sweep_driver_gave_up(page_env, pages):
     page_env.mark_finished(exp.id, error="no Ray head answers at 10.0.0.9:6390 (Connection refused): "
                                          "start one there with `ray start --head --port 6390`")
     at = pages.open("experiments", {"exp": exp.id})
-    assert any("no Ray head answers at 10.0.0.9:6390" in e.value for e in at.error)
+    assert any("no Ray head answers at 10.0.0.9:6390" in e.value.replace("\\", "") for e in at.error)  # escaped
 
 
 def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, pages):
@@ -371,9 +392,9 @@ def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, p
     assert grid["norm"] == ["instance", "batch-renorm"]
     assert grid["max_lr"] == PRESETS["learning-rate"].grid["max_lr"]
     at = pages.open("experiments")
-    assert "18 points" in "\n".join(m.value for m in at.markdown)  # batch-size: 3 norms x 6 sizes
+    assert "27 points" in "\n".join(m.value for m in at.markdown)  # batch-size: 3 seeds x 3 norms x 3 sizes
     at.multiselect(key="exp_norms_batch-size").set_value(["batch", "ws-group", "instance", "layer"]).run()
-    assert not at.exception and "24 points" in "\n".join(m.value for m in at.markdown)
+    assert not at.exception and "36 points" in "\n".join(m.value for m in at.markdown)
     assert "layer-chw-affine" not in at.multiselect(key="exp_norms_batch-size").options  # over budget
     at.multiselect(key="exp_norms_batch-size").set_value([]).run()
     assert any("at least one normalization" in e.value for e in at.error)
@@ -413,7 +434,7 @@ def test_merging_results_refuses_a_point_completed_in_two_experiments():
 def test_a_point_with_other_settings_than_the_presets_is_foreign():
     preset = PRESETS["seeds"]
     seeds = [s.to_dict() for s in expand({"precision": "bf16"}, preset.grid)]
-    assert preset.foreign_points(_results("a", seeds), {"precision": "bf16"}) == []
-    assert len(preset.foreign_points(_results("a", seeds))) == 12  # the sweep's --set is part of a point
+    assert preset.foreign_points(_results("a", seeds)) == []  # the preset pins bf16 itself
+    assert len(preset.foreign_points(_results("a", seeds), {"precision": "fp32"})) == 12  # --set counts
     other = {**seeds[0], "label_smoothing": 0.2}
     assert preset.foreign_points(_results("a", [*seeds[1:], other]), {"precision": "bf16"}) == [other]
