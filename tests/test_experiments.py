@@ -382,7 +382,7 @@ def test_the_page_says_why_the_sweep_driver_gave_up(page_env, pages):
     page_env.mark_finished(exp.id, error="no Ray head answers at 10.0.0.9:6390 (Connection refused): "
                                          "start one there with `ray start --head --port 6390`")
     at = pages.open("experiments", {"exp": exp.id})
-    assert any("no Ray head answers at 10.0.0.9:6390" in e.value.replace("\\", "") for e in at.error)  # escaped
+    assert any("no Ray head answers at 10.0.0.9:6390" in e.value.replace("\\", "") for e in at.error)
 
 
 def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, pages):
