@@ -131,7 +131,14 @@ def test_a_private_exposed_server_shows_nothing_without_the_token_and_everything
         open_page(page, url, f"train?token={urllib.parse.quote(TOKEN)}")
         page.wait_for_function("() => document.body.innerText.includes('Access token accepted')")
         assert "token" not in page.url
-        page.wait_for_function("() => document.cookie.includes('cifar_lab_key=')", timeout=10_000)
+        from cifar_app import access
+
+        def key_cookie() -> dict | None:  # set by the server, HttpOnly: the context sees it, scripts don't
+            return next((c for c in page.context.cookies() if c["name"] == access.KEY_COOKIE), None)
+
+        wait_for(lambda: key_cookie() is not None, 10, "the server to set the key cookie")
+        assert key_cookie()["httpOnly"] and key_cookie()["sameSite"] == "Strict"
+        assert access.KEY_COOKIE not in page.evaluate("document.cookie")
         open_page(page, url, "compare")  # a reload keeps the access (a new Streamlit session)
         assert "Access token accepted" in page.inner_text('[data-testid="stSidebar"]')
         with_the_token_every_action_works(page, url, tmp_path)
