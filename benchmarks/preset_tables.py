@@ -215,9 +215,9 @@ def claims_table(folder: Path = REFERENCE_EXPERIMENTS) -> str:
         else:
             effect = f"{r['effect']:+.3g} {unit}".strip()
             low, high = r["ci95"]
-            ci = f"[{_num(low)}, {_num(high) if high is not None else '∞'}]"
+            ci = f"[{_num(low) if low is not None else '−∞'}, {_num(high) if high is not None else '+∞'}]"
             n = " vs ".join(map(str, r["n"]))
-            mde = _num(r["mde"], ".3g")
+            mde = _num(r["mde"], ".3g") if r["mde"] is not None else "none reachable"
         paper = r["paper"]
         pe = "—" if not paper else f"{paper['text']} ({paper['source']})"
         if paper and paper["effect"] is not None:

@@ -203,11 +203,17 @@ def decide(
         return Verdict.INCONCLUSIVE, "no noise estimate: fewer than two values in an arm, or none varies"
     lo, hi, m = cmp.low * scale, cmp.high * scale, cmp.mde * scale
     unit = f" {unit}" if unit else ""
-    interval = f"95% interval [{lo:+.3g}, {hi:+.3g}]{unit}"
+
+    def num(x: float) -> str:
+        return f"{x:+.3g}" if math.isfinite(x) else ("+∞" if x > 0 else "−∞")
+
+    interval = f"95% interval [{num(lo)}, {num(hi)}]{unit}"
     if cmp.low > 0:
         return Verdict.HOLDS, f"{interval} excludes 0"
     if cmp.high < 0:
         return Verdict.DOES_NOT_HOLD, f"{interval} excludes 0, on the other side"
+    if not math.isfinite(m):
+        return Verdict.INCONCLUSIVE, f"{interval} includes 0; with these seeds no effect can reach p < 0.05"
     why = f"{interval} includes 0; this design detects ≥ {m:.3g}{unit} (80% power)"
     if paper is not None and paper.effect is not None:
         if m > abs(paper.effect):
