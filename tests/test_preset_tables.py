@@ -19,7 +19,8 @@ spec.loader.exec_module(preset_tables)
 
 def point(acc: float | None, state: str = "completed", train: float = 0.9, **settings) -> PointResult:
     return PointResult(settings=TrainSettings(**settings).to_dict(), state=state, final_test_acc=acc,
-                       best_test_acc=acc, seconds=1.0, epochs=[{"epoch": 1, "train_acc": train}])
+                       best_test_acc=acc, seconds=1.0,
+                       epochs=[{"epoch": 1, "train_acc": train, "test_acc": acc or 0.0, "seconds": 1.0}])
 
 
 def test_a_grid_table_holds_each_points_accuracy_and_bolds_each_rows_best():
