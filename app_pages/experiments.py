@@ -1,6 +1,8 @@
 """Experiments: sweeps that test the seed's claims about BN, GN and LN (grids of ordinary runs)."""
 
 
+import dataclasses
+
 import streamlit as st
 
 from cifar_app import access, ui
@@ -153,6 +155,8 @@ def show_experiment(exp_id: str, was_state: str) -> None:
         st.rerun(scope="app")
     points = exps.point_statuses(exp)
     snapshot = experiment_snapshot(exps, exp, points)
+    if not ui.may(Action.PATHS):  # errors as a visitor may see them, in the table and the plot
+        points = [dataclasses.replace(p, error=access.shown(p.error, False)) for p in points]
     state, counts = snapshot["state"], snapshot["counts"]
     if state != was_state:
         st.rerun(scope="app")

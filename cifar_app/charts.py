@@ -243,7 +243,7 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
                 x=[p.settings[x] for p in failed], y=[10.0] * len(failed), mode="markers",
                 name=f"{NORM_LABELS.get(name, name)}: failed / diverged",
                 marker=dict(symbol="x", size=12, color=color, line=dict(width=2, color="#d62728")),
-                hovertext=[p.error or str(RunState.FAILED) for p in failed], hoverinfo="text+x"))
+                hovertext=[plain(p.error or str(RunState.FAILED)) for p in failed], hoverinfo="text+x"))
     values = sorted({p.settings[x] for p in points if isinstance(p.settings.get(x), (int, float))})
     fig.update_xaxes(title_text=x, type="log" if log_x else None,
                      tickvals=values if log_x else None)  # the grid's own values, not 2, 3, 4...

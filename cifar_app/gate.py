@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from . import access
@@ -36,13 +35,12 @@ STREAM = "/_stcore/stream"
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
+    """The request's cookies, parsed as Starlette parses them (leniently: one malformed cookie of
+    another app on this host does not hide the others)."""
+    from starlette.requests import cookie_parser
+
     raw = b"; ".join(v for k, v in scope.get("headers", []) if k == b"cookie").decode("latin-1")
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except CookieError:
-        return {}
-    return {k: m.value for k, m in jar.items()}
+    return cookie_parser(raw)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -9,6 +9,7 @@ for why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -109,5 +110,5 @@ def experiment_snapshot(exps: ExperimentStore, exp: Experiment,
     points = exps.point_statuses(exp) if points is None else points
     state = exps.state(exp, points)
     drawn = [state] + [[p.state, p.run_id, p.best_test_acc, p.final_test_acc, p.error] for p in points]
-    return {"state": state, "counts": dict(Counter(p.state for p in points)),
-            "version": json.dumps(drawn)}
+    return {"state": state, "counts": dict(Counter(p.state for p in points)),  # the version: opaque
+            "version": hashlib.sha256(json.dumps(drawn).encode()).hexdigest()[:24]}

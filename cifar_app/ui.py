@@ -6,6 +6,7 @@ Everything here is thin: it reads from the run store / data and hands results to
 
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 from collections.abc import Callable
@@ -65,7 +66,14 @@ def _announce_token(address: str) -> str:
 
 
 def _granted() -> bool:
-    return bool(st.session_state.get("_access_granted"))
+    """Whether this session gave the token (or a key) under the key version in force: revoking the
+    keys (``serve --revoke-keys``) ends open sessions' access too."""
+    granted = st.session_state.get("_access_granted")
+    return granted is not None and granted == access.key_version()
+
+
+def _grant() -> None:
+    st.session_state["_access_granted"] = access.key_version()
 
 
 def may(action: Action) -> bool:
@@ -89,9 +97,13 @@ def _client() -> str:
     """Who is trying tokens, for the throttle: the connection's address."""
     try:
         ip = st.context.ip_address
-    except Exception:  # noqa: BLE001 - no request context: one shared client
+    except Exception:  # noqa: BLE001 - no request context
         ip = None
-    return ip if isinstance(ip, str) and ip else "unknown"
+    if isinstance(ip, str) and ip and not access.is_loopback(ip):
+        return ip
+    # no address, or loopback (a proxy in front): one bucket per session, so that one visitor's
+    # wrong tries never lock the others out
+    return "session:" + st.session_state.setdefault("_throttle_id", secrets.token_hex(8))
 
 
 def _try_token(given: str, token: str) -> str | None:
@@ -103,7 +115,7 @@ def _try_token(given: str, token: str) -> str | None:
         return f"Too many wrong tokens from this address: try again in {wait:.0f} s."
     if access.token_matches(given, token):
         access.THROTTLE.succeeded(client)
-        st.session_state["_access_granted"] = True
+        _grant()
         return None
     access.THROTTLE.failed(client)
     return "That is not the access token."
@@ -114,7 +126,7 @@ def _access_sidebar() -> None:
         return
     token = _announce_token(_server_address() or "")
     if not _granted() and access.key_matches(st.context.cookies.get(access.KEY_COOKIE), token):
-        st.session_state["_access_granted"] = True  # this browser gave the token before
+        _grant()  # this browser gave the token before
     given = st.query_params.get("token")
     if given is not None:
         if (refused := _try_token(given, token)) is not None:

@@ -260,6 +260,9 @@ def test_sixty_wrong_tries_meet_a_wait_on_the_page(pages, tmp_path, monkeypatch)
     """60 wrong ``?token=`` tries in a row: after the free ones each is refused unchecked, and even
     the right token waits its turn."""
     monkeypatch.setattr(access, "THROTTLE", access.Throttle(clock=lambda: 0.0))  # 60 tries in no time
+    from cifar_app import ui
+
+    monkeypatch.setattr(ui, "_client", lambda: "203.0.113.9")  # one remote client, many sessions
     pages.use(tmp_path / "runs").expose(token=TOKEN)
     messages = []
     for i in range(60):
@@ -476,3 +479,15 @@ def test_keys_are_revoked_without_changing_the_token(tmp_path, monkeypatch):
     assert access.revoke_keys() == 1
     assert not access.route_allowed(pol, old, TOKEN)
     assert access.route_allowed(pol, access.route_key(TOKEN), TOKEN) and access.route_key(TOKEN) != old
+
+
+def test_revoking_the_keys_ends_an_open_sessions_access(pages, tmp_path, monkeypatch):
+    monkeypatch.setattr(access, "THROTTLE", access.Throttle())
+    pages.use(tmp_path / "runs").expose(token=TOKEN)
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    at = pages.open("train", {"token": TOKEN})
+    assert "Access token accepted" in " ".join(c.value for c in at.sidebar.caption)
+    access.revoke_keys()
+    at.run()
+    assert "Access token accepted" not in " ".join(c.value for c in at.sidebar.caption)
+    assert at.sidebar.text_input(key="_access_token_input") is not None
