@@ -4,7 +4,7 @@ import streamlit as st
 
 from cifar_app import ui
 from cifar_app.charts import claim_plot
-from cifar_app.claims import Verdict, evaluate, recipe_note
+from cifar_app.claims import Verdict, recipe_note
 from cifar_app.experiments import PRESETS, ExperimentStore
 from cifar_app.jobs import start_experiment
 from cifar_app.runstore import StoreError
@@ -30,7 +30,7 @@ st.caption(
     "says what the design could detect. Every seed is a point on the plot, with the mean and its "
     "95% interval."
 )
-for i, row in enumerate(evaluate(ui.store())):
+for i, row in enumerate(ui.claims()):
     with st.container(border=True):
         left, right = st.columns([3, 2])
         left.markdown(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cifar_app import ui
+from cifar_app import access, ui
 from cifar_app.access import Action
 from cifar_app.export import (
     BundleError,
@@ -41,12 +41,12 @@ else:
                 "reference runs work without it on the Compare, Classify and Model pages.")
     dl = download_status(root)
     if dl and dl["state"] == DownloadState.RUNNING:
-        st.info(f"Downloading… {dl['message']}")
+        st.info(f"Downloading… {md(access.shown(dl['message'], ui.may(Action.PATHS)))}")
         if st.button("Refresh"):
             st.rerun()
     else:
         if dl and dl["state"] == DownloadState.FAILED:
-            st.error(f"The download failed: {dl['message']}")
+            st.error(f"The download failed: {md(access.shown(dl['message'], ui.may(Action.PATHS)))}")
         if ui.action_button("Download CIFAR-10", key="download", type="primary"):
             try:
                 start_download(root)
@@ -67,7 +67,8 @@ else:
                                 "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
     for s in summaries:
         if s.damaged:
-            st.error(f"`{s.id}` — {s.error}. Nothing was changed; delete it below if you want.")
+            st.error(f"`{s.id}` — {md(access.shown(s.error, ui.may(Action.PATHS)))}. Nothing was changed; "
+                     "delete it below if you want.")
     st.caption(f"Runs are stored in `{ui.server_path(store.root)}`; total training time "
                f"{format_duration(sum(s.seconds for s in summaries))}.")
 

@@ -56,7 +56,7 @@ def draw(ids: list[str], layer: str, where: str) -> None:
             series.append({"label": by_id[i].label, "norm": by_id[i].norm,
                            "records": store.get(i).inside()})
         except RunDamaged as e:
-            st.error(e.short)
+            st.error(md(e.short))
     st.plotly_chart(inside_bands(series, layer, where), key="inside_bands", width="stretch")
     left, right = st.columns(2)
     left.plotly_chart(inside_norms(series, "grad_norm", "gradient norm per layer (probe batch)"),
@@ -83,7 +83,7 @@ for i in chosen:
         if records := store.get(i).landscape():
             probed[by_id[i].label] = (records, by_id[i].norm)
     except RunDamaged as e:
-        st.error(e.short)
+        st.error(md(e.short))
 if probed:
     fig = landscape_plot({k: v[0] for k, v in probed.items()}, {k: v[1] for k, v in probed.items()})
     st.plotly_chart(fig, key="inside_landscape", width="stretch")
@@ -103,7 +103,7 @@ for i in chosen:
     try:
         cached = run.load_result("batchdep")
     except RunDamaged as e:
-        st.error(e.short)
+        st.error(md(e.short))
         continue
     if cached is None:
         if run.reference:

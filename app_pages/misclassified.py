@@ -3,12 +3,13 @@ and where several runs disagree."""
 
 import streamlit as st
 
-from cifar_app import ui
+from cifar_app import access, ui
 from cifar_app.access import Action
 from cifar_app.analysis import agreement_patterns, confusion_matrix, misclassified, per_class_accuracy
 from cifar_app.charts import NORM_LABELS, confusion_heatmap, per_class_bars
 from cifar_app.runstore import RunDamaged
 from cifar_app.tables import default_selection
+from cifar_app.text import for_markdown as md
 
 ui.page_setup()
 st.title("Misclassified test images")
@@ -28,7 +29,7 @@ def one_run() -> None:
     try:
         ev = ui.evaluation(run)
     except (RunDamaged, FileNotFoundError) as e:
-        st.error(str(e))
+        st.error(md(access.shown(e, ui.may(Action.PATHS))))
         return
     classes = data.classes
     st.caption(f"{len(ev.labels):,} test images · accuracy {100 * ev.accuracy:.2f}% · "
@@ -87,7 +88,7 @@ def disagreements() -> None:
     try:
         evs = [ui.evaluation(ui.store().get(i)) for i in chosen]
     except (RunDamaged, FileNotFoundError) as e:
-        st.error(str(e))
+        st.error(md(access.shown(e, ui.may(Action.PATHS))))
         return
     n = min(len(ev.labels) for ev in evs)  # runs scored on fewer images: their common first n
     names = [NORM_LABELS.get(by_id[i].norm, by_id[i].norm) if [by_id[j].norm for j in chosen].count(

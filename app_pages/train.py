@@ -74,7 +74,7 @@ def show_status(snapshot: dict) -> None:
     if snapshot["note"]:
         st.caption(snapshot["note"])
     if snapshot["error"]:
-        st.error(f"{snapshot['state']}: {snapshot['error']}")
+        st.error(f"{snapshot['state']}: {md(snapshot['error'])}")
 
 
 def show_summary(run_id: str, was_training: bool) -> None:
@@ -90,7 +90,7 @@ def show_summary(run_id: str, was_training: bool) -> None:
     if training != was_training:
         st.rerun(scope="app")
     if snapshot["damaged"]:
-        st.error(f"{snapshot['damaged']}. The run is left as it is; delete it on the **Runs** page "
+        st.error(f"{md(snapshot['damaged'])}. The run is left as it is; delete it on the **Runs** page "
                  "if you want.")
         return
     if training:

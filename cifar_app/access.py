@@ -130,12 +130,18 @@ def server_token(env: dict | None = None) -> tuple[str, bool]:
         return _generated, True
 
 
-_PATH = re.compile(r"(?<![\w.:/])~?(?:/[^\s/'\"()\[\],;:]+)+/?|(?<![\w])[A-Za-z]:\\(?:[^\s\\'\"]+\\?)+")
+_PATH = re.compile(
+    r"\b[A-Za-z][A-Za-z0-9+.-]*:/{1,3}[^\s'\"]*"          # URLs (file://, http://host:port/...)
+    r"|(?<![\w.<])[A-Za-z]:[\\/][^\s'\"]*"              # C:\... and C:/...
+    r"|\\\\[^\s'\"]+"                                    # \\server\share
+    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?"      # IPv4 addresses (a Ray head, a proxy)
+    r"|(?<![\w.<])~?(?:/[^\s/'\"()\[\],;:<>`]+)+/?")     # /abs/path, ~/path, dir:/path
 
 
 def redact(text: object) -> str | None:
-    """``text`` (an error message) without server paths, for a visitor who may not see them
-    (``Action.PATHS``): each absolute path becomes "<server path>". None stays None."""
+    """``text`` (an error message) without server paths or addresses, for a visitor who may not see
+    them (``Action.PATHS``): each absolute path (POSIX, Windows, UNC, file URL) and IPv4 address
+    becomes "<server path>". None stays None."""
     if text is None:
         return None
     return _PATH.sub("<server path>", str(text))

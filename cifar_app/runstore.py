@@ -61,6 +61,8 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 MAX_LABEL = 80
+# letters that draw as nothing (Hangul fillers, the Braille blank): a label made of them looks empty
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def check_label(label: object) -> str:
@@ -73,7 +75,8 @@ def check_label(label: object) -> str:
     if not text:
         raise ValueError("label must not be empty")
     for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+        if (unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or ch in _BLANKS
+                or 0xE0100 <= ord(ch) <= 0xE01EF):  # variation selectors that hide data in a label
             name = unicodedata.name(ch, "a control character")
             raise ValueError(f"label: U+{ord(ch):04X} ({name}) is not allowed in a label")
     return text[:MAX_LABEL]

@@ -21,6 +21,7 @@ from .charts import NORM_LABELS
 from .data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
 from .runstore import Run, RunStore, RunSummary, default_store
 from .settings import DEFAULT_RECIPE, TrainSettings, recipe_values
+from .text import for_markdown as md
 
 READ_ONLY_HELP = "Needs the access token: enter it in the sidebar."
 
@@ -190,6 +191,27 @@ def store() -> RunStore:
     return default_store()
 
 
+CLAIMS_TTL_S = 20  # the Claims page's verdicts are computed at most this often per store
+
+
+@st.cache_data(ttl=CLAIMS_TTL_S, max_entries=8, show_spinner=False)
+def _claims(root: str, reference: str | None, shipped: str | None) -> list[dict]:
+    from .claims import evaluate
+
+    return evaluate(store())
+
+
+def claims() -> list[dict]:
+    """``claims.evaluate`` of this store, computed once per ``CLAIMS_TTL_S`` for every visitor (it
+    reads every experiment's runs: a second or more of server CPU)."""
+    import os
+
+    from .experiments import SHIPPED_ENV
+
+    s = store()
+    return _claims(str(s.root), str(s.reference_root), os.environ.get(SHIPPED_ENV))
+
+
 _DATA: dict[tuple, CifarData] = {}
 _DATA_LOCK = threading.Lock()
 
@@ -255,7 +277,8 @@ def damaged_notice(summaries: list[RunSummary]) -> None:
     bad = [s for s in summaries if s.damaged]
     if bad:
         st.warning("Some runs cannot be read and are left out here (nothing was changed; delete them "
-                   "on the **Runs** page if you want):\n" + "\n".join(f"- `{s.id}`: {s.error}" for s in bad))
+                   "on the **Runs** page if you want):\n"
+                   + "\n".join(f"- `{s.id}`: {md(access.shown(s.error, may(Action.PATHS)))}" for s in bad))
 
 
 def _url_follows(key: str) -> None:

@@ -491,3 +491,38 @@ def test_revoking_the_keys_ends_an_open_sessions_access(pages, tmp_path, monkeyp
     at.run()
     assert "Access token accepted" not in " ".join(c.value for c in at.sidebar.caption)
     assert at.sidebar.text_input(key="_access_token_input") is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No CIFAR-10 found in /srv/very/secret (looked for train/)",
+        "cannot read C:\\Users\\me\\x.zip: denied",
+        "C:/Users/me/x",
+        "see ~/runs/abc",
+        "file:///srv/x",
+        "dir:/srv/x",
+        "\\\\server\\share\\f",
+        "no Ray head answers at 10.0.0.9:6390",
+        "http://10.9.8.7:8265/api down",
+    ],
+)
+def test_redact_removes_every_kind_of_server_path(text):
+    out = access.redact(text)
+    assert "srv" not in out and "Users" not in out and "10.0.0.9" not in out and "10.9.8.7" not in out
+    assert "runs/abc" not in out and "server\\share" not in out and "<server path>" in out
+
+
+@pytest.mark.parametrize(
+    "text", ["lr 0.1/2 and a/b", "<b>bold</b> and `code`", "version 1.2.3", "train/ 3/4"]
+)
+def test_redact_leaves_text_that_holds_no_path(text):
+    assert access.redact(text) == text
+
+
+@pytest.mark.parametrize("blank", ["\u3164", "\u2800", "\U000e0100x", "a\ufffe"])
+def test_labels_refuse_blank_and_unassigned_characters(blank):
+    from cifar_app.runstore import check_label
+
+    with pytest.raises(ValueError, match=r"U\+"):
+        check_label(blank)
