@@ -22,7 +22,14 @@ st.caption("A fixed probe batch (the first 256 test images, the same for every r
 store = ui.store()
 summaries = store.summaries()
 ui.damaged_notice(summaries)
-with_probe = [s for s in summaries if not s.damaged and store.get(s.id).inside()]
+def _has_probes(run_id: str) -> bool:
+    try:
+        return bool(store.get(run_id).inside())
+    except (RunDamaged, RunNotFound):  # a damaged probe log: that run is left out, the page goes on
+        return False
+
+
+with_probe = [s for s in summaries if not s.damaged and _has_probes(s.id)]
 if not with_probe:
     st.info("No run has probe records yet. Runs trained from now on record them (the shipped "
             "reference runs do too once re-shipped); train one on the **Train** page.")
@@ -63,9 +70,9 @@ def draw(ids: list[str], layer: str, where: str) -> None:
                       key="inside_grad", width="stretch")
     right.plotly_chart(inside_norms(series, "weight_norm", "weight norm per layer", log_y=False),
                        key="inside_weight", width="stretch")
-    for s in series:
+    for k, s in enumerate(series):
         if s["records"] and "bn" in s["records"][-1]["layers"][layer]:  # BatchNorm-like: running stats
-            st.plotly_chart(bn_running_vs_batch(s["records"][-1], layer), key=f"inside_bn_{s['label']}",
+            st.plotly_chart(bn_running_vs_batch(s["records"][-1], layer), key=f"inside_bn_{k}",
                             width="stretch")
 
 

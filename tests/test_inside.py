@@ -271,3 +271,16 @@ def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny
     assert not at.exception, [e.value for e in at.exception]
     captions = [c for img in at.get("image") for c in img.captions]
     assert sum(c.startswith("Grad-CAM (C9") for c in captions) == 4  # one per normalization
+
+
+def test_the_inside_page_survives_a_damaged_probe_log_and_twin_labels(tmp_path, pages):
+    """Two BatchNorm runs with the same label each get their chart; a third run whose probe log is
+    damaged is left out, and the page still draws."""
+    pages.use(tmp_path / "runs")
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    for _ in range(3):
+        run = store.create(TrainSettings(norm="batch", **QUICK), label="twin")
+        execute_run(store, run.id, data=synthetic_data(200, 300))
+    (run.path / "inside.jsonl").write_text('{"epoch": "x"}\n{"broken\n')
+    at = pages.open("inside")
+    assert not at.exception and len(at.get("plotly_chart")) >= 4
