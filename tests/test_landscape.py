@@ -88,7 +88,7 @@ def test_the_inside_page_draws_the_landscape_of_a_probed_run(tmp_path, pages):
     assert [c for c in at.get("plotly_chart") if c.key == "inside_landscape"]
     run.path.joinpath("landscape.jsonl").write_text('{"step": "x"}\n{"step": 1, "blocks": {}}\n')
     at = pages.open("inside")  # a damaged log is named, not an exception
-    assert any("landscape.jsonl" in e.value for e in at.error)
+    assert any("landscape.jsonl" in e.value.replace("\\", "") for e in at.error)  # as shown
 
 
 def test_resume_keeps_exactly_the_checkpoints_landscape_records(tmp_path):
