@@ -305,6 +305,18 @@ _BLOCK_SPEC = {"ics_cos": (-1.000001, 1.000001, False, False), "ics_l2": (0.0, N
 RESULT_STATES = frozenset({*RunState, "pending", "deleted"})  # RunState and PointState's names
 
 
+def _records(where: str, point: dict, key: str, spec: dict) -> list[dict]:
+    """A point's optional list of records (``key``), each checked against ``spec``; [] when absent."""
+    records = point.get(key)
+    if records is None:
+        return []
+    if not isinstance(records, list):
+        raise FileInvalid(f"{where}: {key!r} must be a list")
+    for k, r in enumerate(records):
+        _check_fields(f"{where} {key} {k}", r, spec)
+    return records
+
+
 def parse_results(data: bytes) -> dict:
     """An experiment's results file (``benchmarks/results/preset_*.json``, the app's shipped
     ``reference_experiments``): an object with ``experiment``, ``grid`` and ``points``; each point's
@@ -345,24 +357,15 @@ def parse_results(data: bytes) -> dict:
                                  "seconds": (0.0, None, True, False)})
         if p["status"] == RunState.COMPLETED and p.get("final_test_acc") is None:
             raise FileInvalid(f"{where}: completed without a final test accuracy")
-        epochs = p.get("epochs")
-        if epochs is not None:
-            if not isinstance(epochs, list):
-                raise FileInvalid(f"{where}: 'epochs' must be a list")
-            for k, e in enumerate(epochs):
-                _check_fields(f"{where} epoch {k}", e, _EPOCH_SPEC)
-                if k and e["epoch"] <= epochs[k - 1]["epoch"]:
-                    raise FileInvalid(f"{where} epoch {k}: epochs out of order")
-        records = p.get("landscape")
-        if records is not None:
-            if not isinstance(records, list):
-                raise FileInvalid(f"{where}: 'landscape' must be a list")
-            for k, r in enumerate(records):
-                _check_fields(f"{where} landscape {k}", r, _LANDSCAPE_SPEC)
-                if not isinstance(r.get("blocks"), dict):
-                    raise FileInvalid(f"{where} landscape {k}: missing its 'blocks'")
-                for name, b in r["blocks"].items():
-                    _check_fields(f"{where} landscape {k} block {name}", b, _BLOCK_SPEC)
+        epochs = _records(where, p, "epochs", _EPOCH_SPEC)
+        for k in range(1, len(epochs)):
+            if epochs[k]["epoch"] <= epochs[k - 1]["epoch"]:
+                raise FileInvalid(f"{where} epochs {k}: epochs out of order")
+        for k, r in enumerate(_records(where, p, "landscape", _LANDSCAPE_SPEC)):
+            if not isinstance(r.get("blocks"), dict):
+                raise FileInvalid(f"{where} landscape {k}: missing its 'blocks'")
+            for name, b in r["blocks"].items():
+                _check_fields(f"{where} landscape {k} block {name}", b, _BLOCK_SPEC)
     return d
 
 
