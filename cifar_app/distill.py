@@ -28,14 +28,6 @@ class Teacher(nn.Module):
         self.register_buffer("means", torch.stack([m.float().reshape(3) for m in means]))
         self.register_buffer("stds", torch.stack([s.float().reshape(3) for s in stds]))
 
-    @classmethod
-    def from_records(cls, records: list[dict]) -> Teacher:
-        """From model records (``model.pt`` contents, ``engine.model_record``)."""
-        from .inference import model_from_record
-
-        loaded = [model_from_record(r) for r in records]
-        return cls([m.model for m in loaded], [m.mean for m in loaded], [m.std for m in loaded])
-
     @torch.no_grad()
     def probs(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
               temperature: float) -> torch.Tensor:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .distill import Teacher
 from .engine import predict_probs
 from .model import CifarNet, build_model
 from .runstore import Run
@@ -82,6 +83,12 @@ def model_from_record(rec: dict, device: str = "cpu") -> LoadedModel:
     classes = tuple(str(c) for c in rec["classes"])
     model.eval()
     return LoadedModel(model.to(device), mean, std, classes, settings)
+
+
+def teacher_from_records(records: list[dict]) -> Teacher:
+    """The ``distill.Teacher`` of model records (``model.pt`` contents, ``engine.model_record``)."""
+    loaded = [model_from_record(r) for r in records]
+    return Teacher([m.model for m in loaded], [m.mean for m in loaded], [m.std for m in loaded])
 
 
 def _check_size(n_bytes: int) -> None:

@@ -34,8 +34,8 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     """Train with ``rec`` (a ``Recorder`` or a ``Relay``) as every callback and the checkpoint
     store; ``resume`` continues from ``rec.load_checkpoint()``. ``teachers``: the model records
     of ``settings.teacher``'s runs (``teacher_records``), for distillation."""
-    from .distill import Teacher
     from .engine import select_device
+    from .inference import teacher_from_records
     from .precision import cpu_info, resolve
 
     arithmetic, why = resolve(settings.precision, select_device(settings.device), settings.norm,
@@ -50,7 +50,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     return train(settings, data, on_batch=rec.batch, on_epoch=rec.epoch, on_inside=rec.probe,
                  on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop,
                  arithmetic=arithmetic,
-                 teacher=Teacher.from_records(teachers) if settings.distill > 0 else None)
+                 teacher=teacher_from_records(teachers) if settings.distill > 0 else None)
 
 
 def teacher_records(store, settings: TrainSettings) -> list[dict]:

@@ -52,12 +52,11 @@ import numpy as np
 
 from .logreader import LogCache, LogDamaged, check_log
 from .records import BatchStats, EpochStats, RecordError, parse_record
-from .settings import SettingsError, TrainSettings, shown
+from .settings import SettingsError, TrainSettings, shown, valid_run_id
 from .states import ACTIVE, RunState
 
 HEARTBEAT_STALE_S = 120.0
 REFERENCE_ROOT = Path(__file__).parent / "reference_runs"
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 MAX_LABEL = 80
@@ -82,9 +81,6 @@ def check_label(label: object) -> str:
     return text[:MAX_LABEL]
 
 
-def valid_run_id(text: object) -> bool:
-    """Whether ``text`` has the form of a run id."""
-    return isinstance(text, str) and bool(_ID_RE.match(text))
 SETTINGS, STATUS, METRICS = "settings.json", "status.json", "metrics.jsonl"
 CHECKPOINT, MODEL, PREDICTIONS, STOP, LOG = "checkpoint.pt", "model.pt", "predictions.npz", "stop", "log.txt"
 INSIDE, LANDSCAPE = "inside.jsonl", "landscape.jsonl"
@@ -1035,7 +1031,7 @@ class RunStore:
             raise StoreError(f"cannot write to the runs folder {root}: {_why(e)}") from None
         try:
             write(staging)
-            candidates = [preferred_id] if preferred_id and _ID_RE.match(preferred_id) else []
+            candidates = [preferred_id] if valid_run_id(preferred_id) else []
             for _ in range(100):
                 run_id = candidates.pop() if candidates else (
                     f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}")
@@ -1055,7 +1051,7 @@ class RunStore:
 
     def get(self, run_id: str) -> Run:
         """The run with this id (user runs first, then reference runs); ``RunNotFound`` otherwise."""
-        if not isinstance(run_id, str) or not _ID_RE.match(run_id):
+        if not valid_run_id(run_id):
             raise RunNotFound(run_id)
         if _is_run_dir(self.root / run_id):
             return Run(self.root / run_id)
@@ -1068,12 +1064,12 @@ class RunStore:
         runs: list[Run] = []
         if self.root.is_dir():
             try:
-                mine = [p for p in self.root.iterdir() if _ID_RE.match(p.name) and _is_run_dir(p)]
+                mine = [p for p in self.root.iterdir() if valid_run_id(p.name) and _is_run_dir(p)]
             except OSError:
                 mine = []
             runs += [Run(p) for p in sorted(mine, key=lambda p: p.name, reverse=True)]
         if self.reference_root is not None and self.reference_root.is_dir():
-            refs = [p for p in self.reference_root.iterdir() if _ID_RE.match(p.name) and _is_run_dir(p)]
+            refs = [p for p in self.reference_root.iterdir() if valid_run_id(p.name) and _is_run_dir(p)]
             runs += [Run(p, reference=True) for p in sorted(refs)]
         return runs
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from . import norms
@@ -21,6 +22,15 @@ class SettingsError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def valid_run_id(text: object) -> bool:
+    """Whether ``text`` has the form of a run id (a teacher names runs by id; the run store names
+    its folders by it)."""
+    return isinstance(text, str) and bool(_RUN_ID.match(text))
 
 
 NOT_GIVEN = type("NotGiven", (), {"__repr__": lambda self: "NOT_GIVEN"})()  # Spec.absent's "none"
@@ -248,7 +258,6 @@ class TrainSettings:
 
     def _check_teacher(self) -> None:
         from .distill import MAX_TEACHERS, teacher_ids
-        from .runstore import valid_run_id
 
         ids = teacher_ids(self.teacher)
         if len(ids) > MAX_TEACHERS or len(self.teacher) > 70 * MAX_TEACHERS:

@@ -6,6 +6,7 @@ import torch
 
 from cifar_app.distill import Teacher, distill_loss
 from cifar_app.engine import model_record, train
+from cifar_app.inference import teacher_from_records
 from cifar_app.jobs import execute_run
 from cifar_app.model import build_model
 from cifar_app.recorder import TeacherUnavailable, teacher_records
@@ -109,7 +110,7 @@ def test_the_teacher_from_records_is_the_models_the_runs_saved():
     data = synthetic_data(n_train=100, n_test=20)
     result = train(TrainSettings(**QUICK), data)
     record = model_record(result, TrainSettings(**QUICK), data.classes)
-    teacher = Teacher.from_records([record])
+    teacher = teacher_from_records([record])
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         want = (result.model.eval()(x) / 4.0).softmax(1)
