@@ -16,11 +16,11 @@ import platform
 import time
 from pathlib import Path
 
-from cifar_app.data import load_cifar10
-from cifar_app.engine import select_device
-from cifar_app.jobs import execute_run
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings, parse_grid, parse_setting
+from cifar_app.core.data import load_cifar10
+from cifar_app.core.engine import select_device
+from cifar_app.core.settings import TrainSettings, parse_grid, parse_setting
+from cifar_app.store.jobs import execute_run
+from cifar_app.store.runstore import RunStore
 
 
 def device_name(device: str) -> str:

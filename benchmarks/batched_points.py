@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
-from cifar_app.model import build_model
+from cifar_app.core.model import build_model
 
 BATCH = 128
 

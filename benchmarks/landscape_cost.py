@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from cifar_app.data import load_cifar10
-from cifar_app.engine import train
-from cifar_app.settings import TrainSettings
+from cifar_app.core.data import load_cifar10
+from cifar_app.core.engine import train
+from cifar_app.core.settings import TrainSettings
 
 
 def main(argv: list[str] | None = None) -> int:

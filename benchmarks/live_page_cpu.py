@@ -37,9 +37,9 @@ BATCHES_PER_EPOCH, EPOCH_S = 156, 12.0
 # It names the states as plain strings, as status.json stores them (RunState's values), so it also
 # runs against checkouts from before cifar_app/states.py.
 WORKER = """import sys, time
-from cifar_app.records import BatchStats, EpochStats
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.records import BatchStats, EpochStats
+from cifar_app.store.runstore import RunStore
+from cifar_app.core.settings import TrainSettings
 runs, case, per_epoch, epoch_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 run = RunStore(runs).create(TrainSettings(norm="group", epochs=20), label=f"live page cpu: {case}")
 run.update_status(state="running", pid=None, heartbeat=time.time())

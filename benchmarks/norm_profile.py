@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from cifar_app.model import build_model
-from cifar_app.precision import cpu_model
+from cifar_app.core.model import build_model
+from cifar_app.core.precision import cpu_model
 
 KINDS = {"conv_bwd": ("convolution_backward",), "conv": ("convolution",),
          "norm": ("batch_norm", "group_norm", "layer_norm")}  # first match wins
@@ -39,8 +39,8 @@ def kind(key: str) -> str:
 def prep_ms(batches: int = 40) -> float:
     """The engine's batch preparation (``engine.normalize`` + ``augment.augment_batch``, crop 4 and
     flip) of a uint8 batch of 128, median ms over ``batches``."""
-    from cifar_app.augment import augment_batch
-    from cifar_app.engine import normalize
+    from cifar_app.core.augment import augment_batch
+    from cifar_app.core.engine import normalize
 
     x = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8)
     mean, std = torch.full((3,), 0.47), torch.full((3,), 0.25)

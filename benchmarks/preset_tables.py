@@ -18,17 +18,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cifar_app.claims import COLLAPSED, probe_summary, train_test_gap
-from cifar_app.experiments import (
-    PRESETS,
-    REFERENCE_EXPERIMENTS,
-    ExperimentResults,
-    PointResult,
-    ResultsDamaged,
-)
-from cifar_app.norms import NORMS
-from cifar_app.states import RunState
-from cifar_app.tables import markdown_table
+from cifar_app.core.norms import NORMS
+from cifar_app.lab.claims import COLLAPSED, probe_summary, train_test_gap
+from cifar_app.lab.presets import PRESETS
+from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults, PointResult, ResultsDamaged
+from cifar_app.store.states import RunState
+from cifar_app.web.tables import markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 SHORT = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none",
@@ -202,8 +197,8 @@ def claims_table(folder: Path = REFERENCE_EXPERIMENTS) -> str:
     detectable effect and the paper's effect."""
     import tempfile
 
-    from cifar_app.claims import evaluate
-    from cifar_app.runstore import RunStore
+    from cifar_app.lab.claims import evaluate
+    from cifar_app.store.runstore import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = evaluate(RunStore(Path(tmp) / "runs"), shipped=folder)

@@ -48,15 +48,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --export: what the sweep set for every point (its --set)")
     p.add_argument("--ship", action="store_true", help="also copy the results into the app")
     args = p.parse_args(argv)
-    from cifar_app.experiments import (
-        PRESETS,
-        REFERENCE_EXPERIMENTS,
-        ExperimentNotFound,
-        ExperimentResults,
-        ExperimentStore,
-    )
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import parse_setting
+    from cifar_app.core.settings import parse_setting
+    from cifar_app.lab.experiments import ExperimentNotFound, ExperimentStore
+    from cifar_app.lab.presets import PRESETS
+    from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults
+    from cifar_app.store.runstore import RunStore
 
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     if args.export:
@@ -102,7 +98,7 @@ def _machine() -> dict:
     """The machine that ran or exported the preset (each point's own arithmetic is in its ``env``)."""
     import torch
 
-    from cifar_app.precision import cpu_info
+    from cifar_app.core.precision import cpu_info
 
     return {**cpu_info(), "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version()}
@@ -116,7 +112,7 @@ def _compute(points: list, wall: float) -> dict:
 
 
 def _write(args: argparse.Namespace, record: dict, ship_to: Path | None = None) -> int:
-    from cifar_app.experiments import REFERENCE_EXPERIMENTS
+    from cifar_app.store.results import REFERENCE_EXPERIMENTS
 
     text = json.dumps(record, indent=1)
     targets = [Path(args.out)] + ([ship_to or REFERENCE_EXPERIMENTS] if args.ship else [])

@@ -71,7 +71,7 @@ DEFAULT_BF16_SEEDS = RESULTS / "recipe_separable-b.json"  # separable-b's 20-epo
 
 def baseline_file(against: str, precision: str) -> Path:
     """The results of the ``against`` recipe's seeds in the candidate's arithmetic."""
-    from cifar_app.precision import BF16_ACCURACY, FP32_SEEDS
+    from cifar_app.store.results import BF16_ACCURACY, FP32_SEEDS
 
     files = {("seed-plain", "fp32"): FP32_SEEDS, ("seed-plain", "bf16"): BF16_ACCURACY,
              ("default", "bf16"): DEFAULT_BF16_SEEDS}
@@ -97,7 +97,7 @@ def screen(xs: list[float], ys: list[float]) -> dict | None:
 
 def summarize(res, baseline) -> dict:
     """Per norm: test and train accuracy (mean, std, n) and the comparison with ``baseline``."""
-    from cifar_app.experiments import compare_by_norm
+    from cifar_app.store.results import compare_by_norm
 
     out = {}
     compared = compare_by_norm(res, baseline)
@@ -141,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidate not in CANDIDATES or not (args.data or args.report):
         p.error(f"give --data and one of: {', '.join(CANDIDATES)}")
 
-    from cifar_app.experiments import ExperimentResults, ExperimentStore
-    from cifar_app.precision import cpu_model
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.precision import cpu_model
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.lab.experiments import ExperimentStore
+    from cifar_app.store.results import ExperimentResults
+    from cifar_app.store.runstore import RunStore
 
     changes = {**CANDIDATES[args.candidate], **dict(s.split("=", 1) for s in args.set)}
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))

@@ -18,7 +18,7 @@ import re
 import statistics
 from pathlib import Path
 
-from cifar_app.tables import markdown_table
+from cifar_app.web.tables import markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 NORMS = ("batch", "group", "layer")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifar_app.runstore import REFERENCE_ROOT, Run, copy_run
-from cifar_app.states import RunState
+from cifar_app.store.runstore import REFERENCE_ROOT, Run, copy_run
+from cifar_app.store.states import RunState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
                                   "cpu", "n_train", "n_test") if k in status},
     })
     if args.data:
-        from cifar_app.analysis import evaluate_model
-        from cifar_app.data import load_cifar10
-        from cifar_app.inference import load_model
+        from cifar_app.core.data import load_cifar10
+        from cifar_app.lab.analysis import evaluate_model
+        from cifar_app.store.inference import load_model
 
         data = load_cifar10(args.data)
         ev = evaluate_model(load_model(ref), data, ref.settings().test_limit)
         ref.save_predictions(ev.probs, ev.labels, data.limit(test_limit=len(ev.labels)).test_fingerprint)
         print(f"{args.name}: re-evaluated accuracy {100 * ev.accuracy:.2f}% on {len(ev.labels):,} images")
         if args.batchdep:
-            from cifar_app.batchdep import batch_dependence
+            from cifar_app.lab.batchdep import batch_dependence
 
             result = batch_dependence(load_model(ref), data, ref.settings().test_limit)
             ref.save_result("batchdep", result.to_dict())

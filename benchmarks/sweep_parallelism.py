@@ -26,9 +26,9 @@ def _train_for(args: tuple) -> float:
     import torch
 
     torch.set_num_threads(threads)
-    from cifar_app.data import load_cifar10
-    from cifar_app.engine import train
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.data import load_cifar10
+    from cifar_app.core.engine import train
+    from cifar_app.core.settings import TrainSettings
 
     data = load_cifar10(data_dir)
     n = 2000 if batch_size <= 8 else 20_000 if batch_size <= 32 else 50_000

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from cifar_app.data import channel_stats, load_cifar10
-from cifar_app.engine import make_optimizer, train
-from cifar_app.model import build_model
-from cifar_app.settings import TrainSettings
+from cifar_app.core.data import channel_stats, load_cifar10
+from cifar_app.core.engine import make_optimizer, train
+from cifar_app.core.model import build_model
+from cifar_app.core.settings import TrainSettings
 
 
 class PilDataset(torch.utils.data.Dataset):
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_cifar10(args.data)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"{args.batches} batches of {args.batch_size}, median of {args.repeats}")
-    from cifar_app.precision import cpu_bf16, cpu_info
+    from cifar_app.core.precision import cpu_bf16, cpu_info
 
     peaks = {"fp32": matmul_gflops(torch.float32)}
     if cpu_bf16():

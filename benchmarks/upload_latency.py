@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 from results_file import write_result
 
-from cifar_app.inference import PREVIEW_MAX_SIDE, _open, classify, decode_upload, load_model
-from cifar_app.runstore import RunStore
+from cifar_app.store.inference import PREVIEW_MAX_SIDE, _open, classify, decode_upload, load_model
+from cifar_app.store.runstore import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -124,8 +124,8 @@ def lag_seconds(batches: list[dict], seen: list[tuple[float, str]]) -> list[floa
 
 
 CREATE = """import sys
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.store.runstore import RunStore
+from cifar_app.core.settings import TrainSettings
 runs, norm, epochs, train_limit, test_limit, label = sys.argv[1:]
 run = RunStore(runs).create(TrainSettings(norm=norm, epochs=int(epochs), train_limit=int(train_limit),
                                           test_limit=int(test_limit)), label=label)

@@ -11,12 +11,12 @@ The Python API, in the order a user meets it::
     print(classify(["cat.jpg"], load_model(run))[0].top_k)
 """
 
-from .data import CLASSES, CifarData, DataError, load_cifar10
-from .inference import ImageError, classify, classify_each, decode_image, load_model
-from .jobs import execute_run, start_run
-from .model import NORMS, CifarNet, build_model, count_parameters, summarize
-from .runstore import Run, RunStore
-from .settings import SettingsError, TrainSettings
+from cifar_app.core.data import CLASSES, CifarData, DataError, load_cifar10
+from cifar_app.core.model import NORMS, CifarNet, build_model, count_parameters, summarize
+from cifar_app.core.settings import SettingsError, TrainSettings
+from cifar_app.store.inference import ImageError, classify, classify_each, decode_image, load_model
+from cifar_app.store.jobs import execute_run, start_run
+from cifar_app.store.runstore import Run, RunStore
 
 __all__ = [
     "CLASSES", "CifarData", "DataError", "load_cifar10",

@@ -9,12 +9,13 @@ import statistics
 import sys
 from pathlib import Path
 
-from .data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
-from .experiments import BACKENDS, CONFIRM_ABOVE, ExperimentNotFound
-from .export import BundleError
-from .runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
-from .settings import RECIPES, SettingsError, TrainSettings, parse_setting, recipe_values
-from .states import ACTIVE, TERMINAL, RunState
+from cifar_app.core.data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
+from cifar_app.core.settings import RECIPES, SettingsError, TrainSettings, parse_setting, recipe_values
+from cifar_app.lab.experiments import BACKENDS, ExperimentNotFound
+from cifar_app.lab.presets import CONFIRM_ABOVE
+from cifar_app.store.export import BundleError
+from cifar_app.store.runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
+from cifar_app.store.states import ACTIVE, TERMINAL, RunState
 
 # Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
 _NOT_FLAGS = ("norm",)
@@ -60,8 +61,8 @@ def _loader(data_dir: str | None, download: bool = False, bar: bool = True):
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .jobs import execute_run
-    from .records import BatchStats
+    from cifar_app.core.records import BatchStats
+    from cifar_app.store.jobs import execute_run
 
     given = {name: getattr(args, name) for name in TrainSettings.names()
              if getattr(args, name, None) is not None}
@@ -111,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .jobs import execute_run
+    from cifar_app.store.jobs import execute_run
 
     if args.threads is not None:
         import torch
@@ -123,7 +124,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .jobs import can_resume, execute_run
+    from cifar_app.store.jobs import can_resume, execute_run
 
     store = _store(args)
     run = store.get(args.run)
@@ -144,15 +145,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .analysis import evaluate_model, per_class_accuracy
-    from .inference import load_model
+    from cifar_app.lab.analysis import evaluate_model, per_class_accuracy
+    from cifar_app.store.inference import load_model
 
     run = _store(args).get(args.run)
     loaded = load_model(run)
     data = load_cifar10(args.data)
     ev = evaluate_model(loaded, data, args.test_limit, flip_tta=args.tta)
     per_class = per_class_accuracy(ev.labels, ev.preds, len(data.classes))
-    from .model import count_parameters
+    from cifar_app.core.model import count_parameters
 
     result = {
         "run": run.id, "accuracy": ev.accuracy, "loss": ev.loss, "n": len(ev.labels),
@@ -171,7 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import ImageError, classify_each, load_model
+    from cifar_app.store.inference import ImageError, classify_each, load_model
 
     loaded = load_model(_store(args).get(args.run))
     results = classify_each([Path(p) for p in args.images], loaded, top_k=args.top_k)
@@ -217,7 +218,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .model import PARAM_BUDGET, build_model, count_parameters, summarize
+    from cifar_app.core.model import PARAM_BUDGET, build_model, count_parameters, summarize
 
     model = build_model(args.norm, args.groups, arch=args.arch)
     rows = summarize(model)
@@ -252,16 +253,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``streamlit run dashboard.py`` on ``--address``; when that is reachable from other machines,
-    with an access token (``$CIFAR_APP_TOKEN`` or a new one, printed here as Jupyter does)."""
+    """``streamlit run`` of the packaged app (``cifar_app/web/dashboard.py``) on ``--address``; when
+    that is reachable from other machines, with an access token (``$CIFAR_APP_TOKEN`` or a new one, printed here as Jupyter does)."""
     import os
     import secrets
 
-    from . import access
+    from cifar_app.web import access
 
-    dashboard = Path(__file__).resolve().parent.parent / "dashboard.py"
-    if not dashboard.is_file():
-        raise FileNotFoundError(f"{dashboard} not found: run serve from a source checkout")
+    dashboard = Path(__file__).resolve().parent / "web" / "dashboard.py"  # packaged: from any folder
     env = dict(os.environ)
     if args.public_read:
         env[access.PUBLIC_READ_ENV] = "1"
@@ -302,7 +301,8 @@ def _experiment_json(exps, exp) -> dict:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .experiments import PRESETS, ExperimentStore, parse_cli_grid, run_experiment
+    from cifar_app.lab.experiments import ExperimentStore, run_experiment
+    from cifar_app.lab.presets import PRESETS, parse_cli_grid
 
     exps = ExperimentStore(_store(args))
     if args.resume:
@@ -334,7 +334,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in TERMINAL))
     try:
         if exp.backend == "ray":
-            from .ray_backend import run_experiment_on_ray
+            from cifar_app.lab.ray_backend import run_experiment_on_ray
 
             run_experiment_on_ray(exps, exp.id, address=args.ray_address or exp.ray_address,
                                   data_dir=args.data,
@@ -359,7 +359,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     """The seed's claims with their verdicts, computed from the store (claims.py)."""
-    from .claims import evaluate, recipe_note
+    from cifar_app.lab.claims import evaluate, recipe_note
 
     rows = evaluate(_store(args))
     if args.json:
@@ -389,13 +389,14 @@ def cmd_precision(args: argparse.Namespace) -> int:
     ``auto`` picks per norm (precision.py)."""
     import torch
 
-    from . import precision
+    from cifar_app.core import precision
+    from cifar_app.store import results
 
-    verdict = precision.bf16_verdict(precision.bf16_results_path(), precision.FP32_SEEDS)
+    verdict = results.bf16_verdict(results.bf16_results_path(), results.FP32_SEEDS)
     out = {**precision.cpu_info(), "verdict": verdict, "auto": {}}
     if args.resolve:
         for norm in args.norms.split(","):
-            out["auto"][norm] = precision.resolve("auto", torch.device("cpu"), norm)
+            out["auto"][norm] = results.resolve_precision("auto", torch.device("cpu"), norm)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -415,8 +416,8 @@ def cmd_precision(args: argparse.Namespace) -> int:
 
 def cmd_batchdep(args: argparse.Namespace) -> int:
     """Batch dependence of a run's model (batchdep.py); cached with a user run."""
-    from .batchdep import batch_dependence
-    from .inference import load_model
+    from cifar_app.lab.batchdep import batch_dependence
+    from cifar_app.store.inference import load_model
 
     run = _store(args).get(args.run)
     loaded = load_model(run)
@@ -440,7 +441,7 @@ def cmd_batchdep(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_bundle, export_csv, export_onnx
+    from cifar_app.store.export import export_bundle, export_csv, export_onnx
 
     run = _store(args).get(args.run)
     if args.format == "bundle":
@@ -461,7 +462,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .export import import_bundle
+    from cifar_app.store.export import import_bundle
 
     run = import_bundle(_store(args), args.bundle, origin=Path(args.bundle).name)
     print(f"imported as {run.id} ({run.label})")
@@ -469,12 +470,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_worker(args: argparse.Namespace) -> int:
-    from .experiments import ExperimentStore, run_experiment
+    from cifar_app.lab.experiments import ExperimentStore, run_experiment
 
     exps = ExperimentStore(_store(args))
     exp = exps.get(args.experiment)
     if exp.backend == "ray":
-        from .ray_backend import run_experiment_on_ray
+        from cifar_app.lab.ray_backend import run_experiment_on_ray
 
         run_experiment_on_ray(exps, exp.id, address=args.ray_address or exp.ray_address, data_dir=args.data)
     else:
@@ -484,7 +485,7 @@ def cmd_sweep_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sweeps(args: argparse.Namespace) -> int:
-    from .experiments import ExperimentStore
+    from cifar_app.lab.experiments import ExperimentStore
 
     exps = ExperimentStore(_store(args))
     rows = [_experiment_json(exps, e) for e in exps.list()]
@@ -501,7 +502,7 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_stop(args: argparse.Namespace) -> int:
-    from .experiments import ExperimentStore
+    from cifar_app.lab.experiments import ExperimentStore
 
     ExperimentStore(_store(args)).request_stop(args.experiment)
     print(f"stop requested for {args.experiment}")
@@ -568,7 +569,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model import ARCHITECTURES, DEFAULT_ARCH, NORMS
+    from cifar_app.core.model import ARCHITECTURES, DEFAULT_ARCH, NORMS
 
     p = argparse.ArgumentParser(prog="python -m cifar_app",
                                 description="Train, compare and probe small CNNs on CIFAR-10.")
@@ -644,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs_dir(d)
     d.set_defaults(func=cmd_delete)
 
-    from .experiments import PRESETS, RULES
+    from cifar_app.lab.presets import PRESETS, RULES
 
     sw = sub.add_parser("sweep", help="run an experiment: a grid of runs (foreground, progress bar)")
     sw.add_argument("--preset", choices=list(PRESETS), help="one of the ready-made experiments")

@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_app.data import CLASSES, CifarData
+from cifar_app.core.data import CLASSES, CifarData
+from cifar_app.web.app import page_path
 
 REAL_DATA = os.environ.get("CIFAR_APP_DATA")  # an unpacked CIFAR-10 copy, for the real-data tests
-ROOT = Path(__file__).resolve().parent.parent  # the repository: dashboard.py, app_pages/
+ROOT = Path(__file__).resolve().parent.parent  # the repository: dashboard.py, cifar_app/
 
 # Ten easy-to-tell colours, one per class.
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -97,9 +98,9 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory: pytest.TempPathFactory):
     """A run store holding one completed run, trained for 2 epochs on synthetic data (seconds)."""
-    from cifar_app.jobs import execute_run
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.jobs import execute_run
+    from cifar_app.store.runstore import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("trained") / "runs", reference_root=None)
     run = store.create(TrainSettings(norm="batch", epochs=2, batch_size=50, max_lr=0.05,
@@ -137,11 +138,11 @@ class Pages:
         return self
 
     def open(self, page: str, query: dict | None = None, timeout: float = 60, check: bool = True):
-        """Run ``app_pages/<page>.py`` once (``query``: URL parameters); no exception unless
+        """Run the page ``<page>`` (``web.app.PAGES``) once (``query``: URL parameters); no exception unless
         ``check`` is False."""
         from streamlit.testing.v1 import AppTest
 
-        at = AppTest.from_file(str(ROOT / "app_pages" / f"{page}.py"), default_timeout=timeout)
+        at = AppTest.from_file(page_path(page), default_timeout=timeout)
         for k, v in (query or {}).items():
             at.query_params[k] = v
         at.run()

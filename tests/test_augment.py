@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifar_app.augment import augment_batch, cutout, random_crop, random_flip
+from cifar_app.core.augment import augment_batch, cutout, random_crop, random_flip
 
 
 def _images(n=64):
@@ -54,7 +54,7 @@ def test_no_padding_means_no_change():
 
 
 def test_mixup_blends_each_image_with_its_partner():
-    from cifar_app.augment import mix_batch
+    from cifar_app.core.augment import mix_batch
 
     x = _images(8)
     perm = torch.tensor([3, 2, 1, 0, 7, 6, 5, 4])
@@ -64,7 +64,7 @@ def test_mixup_blends_each_image_with_its_partner():
 
 @pytest.mark.parametrize("lam,box", [(0.75, (16, 16)), (0.75, (0, 0)), (0.5, (31, 5)), (1.0, (10, 10))])
 def test_cutmix_pastes_a_rectangle_of_the_partner_and_weighs_the_labels_by_area(lam, box):
-    from cifar_app.augment import mix_batch
+    from cifar_app.core.augment import mix_batch
 
     x = _images(8)
     perm = torch.roll(torch.arange(8), 1)
@@ -81,7 +81,7 @@ def test_cutmix_pastes_a_rectangle_of_the_partner_and_weighs_the_labels_by_area(
 
 
 def test_progressive_resizing_grows_to_full_size_by_the_halfway_epoch():
-    from cifar_app.augment import progressive_side, resize_batch
+    from cifar_app.core.augment import progressive_side, resize_batch
 
     sides = [progressive_side(e, 20, 16) for e in range(1, 21)]
     assert sides[0] == 16 and sides[9:] == [32] * 11 and sides[8] < 32

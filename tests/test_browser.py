@@ -264,7 +264,7 @@ def test_damaged_evidence_marks_its_claims_and_the_page_still_renders(tmp_path, 
     with its file and reason, every other row, and no exception box."""
     import json
 
-    shipped = ROOT / "cifar_app" / "reference_experiments"
+    shipped = ROOT / "cifar_app" / "store" / "reference_experiments"
     folder = tmp_path / "shipped"
     folder.mkdir()
     for f in shipped.glob("preset_*.json"):
@@ -300,13 +300,13 @@ def test_damaged_evidence_marks_its_claims_and_the_page_still_renders(tmp_path, 
 
 def test_a_live_run_is_followed_in_place_and_polling_ends_with_it(server, page):
     """The Train page follows a running run without Streamlit re-runs: the live view
-    (cifar_app/live_view.js) asks the read-only routes for news and patches the progress line and
+    (cifar_app/web/live_view.js) asks the read-only routes for news and patches the progress line and
     the figures in place (the same chart nodes, more points). Only a new epoch re-runs the small
     fragment with the epoch figures; when the run ends the page redraws it as finished and stops
     asking. The 'worker' is the test itself, appending records through the run store."""
-    from cifar_app.records import BatchStats, EpochStats
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.records import BatchStats, EpochStats
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.runstore import RunStore
 
     url, base = server
     run = RunStore(base / "runs", reference_root=None).create(TrainSettings(norm="group", epochs=5),
@@ -361,9 +361,9 @@ def test_a_watched_run_that_is_damaged_or_deleted_is_reported_not_crashed(server
     names the damaged file), and another run's folder is removed by hand (the page moves on)."""
     import shutil
 
-    from cifar_app.records import BatchStats
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.records import BatchStats
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.runstore import RunStore
 
     url, base = server
     store = RunStore(base / "runs", reference_root=None)

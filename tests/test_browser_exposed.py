@@ -131,7 +131,7 @@ def test_a_private_exposed_server_shows_nothing_without_the_token_and_everything
         open_page(page, url, f"train?token={urllib.parse.quote(TOKEN)}")
         page.wait_for_function("() => document.body.innerText.includes('Access token accepted')")
         assert "token" not in page.url
-        from cifar_app import access
+        from cifar_app.web import access
 
         def key_cookie() -> dict | None:  # set by the server, HttpOnly: the context sees it, scripts don't
             return next((c for c in page.context.cookies() if c["name"] == access.KEY_COOKIE), None)
@@ -148,7 +148,7 @@ def test_a_private_exposed_server_shows_nothing_without_the_token_and_everything
 
 
 def with_the_token_every_action_works(page, url: str, base: Path) -> None:
-    from cifar_app.runstore import RunStore
+    from cifar_app.store.runstore import RunStore
 
     store = RunStore(base / "runs")
     # Start, then Stop the instant it shows, then Resume to the end

@@ -13,11 +13,14 @@ import sys
 
 import pytest
 
-from cifar_app.claims import CLAIMS, MEASURED, Verdict, evaluate, largest_lr, matched_fit_gap, reach
-from cifar_app.experiments import PRESETS, ExperimentResults, ExperimentStore, load_shipped_results
-from cifar_app.records import EpochStats
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.records import EpochStats
+from cifar_app.core.settings import TrainSettings
+from cifar_app.lab.claims import CLAIMS, MEASURED, Verdict, evaluate, largest_lr, matched_fit_gap, reach
+from cifar_app.lab.experiments import ExperimentStore
+from cifar_app.lab.presets import PRESETS
+from cifar_app.store.results import REFERENCE_EXPERIMENTS as SHIPPED_DIR
+from cifar_app.store.results import ExperimentResults, load_shipped_results
+from cifar_app.store.runstore import RunStore
 from tests.conftest import ROOT
 
 
@@ -558,7 +561,7 @@ def test_ln_batch_invariance_is_by_construction_with_a_check(bare):
 def test_ln_params_wording_follows_the_numbers(bare, monkeypatch):
     row = row_of(bare, "ln-params")
     assert "154,666 over the 50,000 budget" in row["figure"] and row["verdict"] == Verdict.HOLDS
-    from cifar_app import model
+    from cifar_app.core import model
 
     monkeypatch.setattr(model, "PARAM_BUDGET", 300_000)
     row = row_of(bare, "ln-params")
@@ -583,7 +586,7 @@ def test_the_seed_layernorm_accuracy_joins_the_parameter_row(bare):
 
 
 def _good_file(tmp_path, preset: str = "groups") -> dict:
-    return json.loads((ROOT / "cifar_app" / "reference_experiments" / f"preset_{preset}.json").read_text())
+    return json.loads((SHIPPED_DIR / f"preset_{preset}.json").read_text())
 
 
 def _damages(d: dict) -> dict[str, object]:
@@ -623,7 +626,7 @@ def _damages(d: dict) -> dict[str, object]:
 def _landscape_damages() -> dict[str, str]:
     import copy
 
-    d = json.loads((ROOT / "cifar_app" / "reference_experiments" / "preset_landscape.json").read_text())
+    d = json.loads((SHIPPED_DIR / "preset_landscape.json").read_text())
     p = next(i for i, pt in enumerate(d["points"]) if pt.get("landscape"))
 
     def edit(f) -> str:
@@ -642,7 +645,7 @@ def _landscape_damages() -> dict[str, str]:
 def test_a_damaged_results_file_marks_only_the_claims_it_feeds(tmp_path, kind):
     folder = tmp_path / "shipped"
     folder.mkdir()
-    for f in (ROOT / "cifar_app" / "reference_experiments").glob("preset_*.json"):
+    for f in (SHIPPED_DIR).glob("preset_*.json"):
         (folder / f.name).write_bytes(f.read_bytes())
     bad = _damages(_good_file(tmp_path))[kind]
     (folder / "preset_groups.json").write_bytes(bad if isinstance(bad, bytes) else bad.encode())
@@ -696,7 +699,7 @@ def test_a_damaged_file_marks_every_claim_it_feeds_and_no_other(tmp_path):
     measured yet"), and the LN parameter count, which reads no seeds, does not."""
     folder = tmp_path / "shipped"
     folder.mkdir()
-    for f in (ROOT / "cifar_app" / "reference_experiments").glob("preset_*.json"):
+    for f in (SHIPPED_DIR).glob("preset_*.json"):
         (folder / f.name).write_bytes(f.read_bytes())
     (folder / "preset_seeds.json").write_text('{"experiment": "e", "points": []}')
     rows = {r["id"]: r for r in evaluate(RunStore(tmp_path / "runs"), shipped=folder)}
@@ -708,7 +711,7 @@ def test_a_damaged_file_marks_every_claim_it_feeds_and_no_other(tmp_path):
 def test_claims_json_on_the_cli_is_strict_and_survives_damage(tmp_path):
     folder = tmp_path / "shipped"
     folder.mkdir()
-    for f in (ROOT / "cifar_app" / "reference_experiments").glob("preset_*.json"):
+    for f in (SHIPPED_DIR).glob("preset_*.json"):
         (folder / f.name).write_bytes(f.read_bytes())
     (folder / "preset_batch-size.json").write_text(
         '{"experiment": "e", "points": [{"settings": {}, "status": "completed", "final_test_acc": 1e400}]}'

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cifar_app.engine import predict_probs, train
-from cifar_app.jobs import execute_run
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.engine import predict_probs, train
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.jobs import execute_run
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_app.data import CLASSES, DataError, channel_stats, dataset_status, load_cifar10
+from cifar_app.core.data import CLASSES, DataError, channel_stats, dataset_status, load_cifar10
 
 
 def test_image_tree_loads_as_uint8_tensors_in_a_fixed_shuffled_order(image_tree):

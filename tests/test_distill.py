@@ -4,14 +4,14 @@ learning from it, and the run store path that loads it (the local worker's and t
 import pytest
 import torch
 
-from cifar_app.distill import Teacher, distill_loss
-from cifar_app.engine import model_record, train
-from cifar_app.inference import teacher_from_records
-from cifar_app.jobs import execute_run
-from cifar_app.model import build_model
-from cifar_app.recorder import TeacherUnavailable, teacher_records
-from cifar_app.runstore import RunStore
-from cifar_app.settings import SettingsError, TrainSettings
+from cifar_app.core.distill import Teacher, distill_loss
+from cifar_app.core.engine import model_record, train
+from cifar_app.core.model import build_model
+from cifar_app.core.settings import SettingsError, TrainSettings
+from cifar_app.store.inference import teacher_from_records
+from cifar_app.store.jobs import execute_run
+from cifar_app.store.recorder import TeacherUnavailable, teacher_records
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data
 
 QUICK = dict(epochs=3, batch_size=50, max_lr=0.05, label_smoothing=0.0, device="cpu")

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from cifar_app.engine import onecycle_lr, predict_probs, train
-from cifar_app.model import NORMS
-from cifar_app.runstore import RunStore
-from cifar_app.settings import SettingsError, TrainSettings
+from cifar_app.core.engine import onecycle_lr, predict_probs, train
+from cifar_app.core.model import NORMS
+from cifar_app.core.settings import SettingsError, TrainSettings
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data
 
 QUICK = dict(epochs=3, batch_size=50, max_lr=0.05, label_smoothing=0.0, device="cpu")
@@ -92,7 +92,7 @@ def test_settings_round_trip_and_refuse_unknown_keys():
 
 
 def test_divergence_stops_with_a_clear_error(tiny_data):
-    from cifar_app.engine import TrainingDiverged
+    from cifar_app.core.engine import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="lower max learning rate"):
         train(TrainSettings(norm="none", epochs=2, batch_size=50, max_lr=2.0, device="cpu"), tiny_data)
@@ -123,7 +123,7 @@ def test_the_train_loss_is_also_recorded_without_label_smoothing(tiny_data):
 
 
 def test_every_setting_is_described_once_and_drives_validation_and_parsing():
-    from cifar_app.settings import parse_grid, parse_setting
+    from cifar_app.core.settings import parse_grid, parse_setting
 
     for name in TrainSettings.names():
         spec = TrainSettings.spec(name)
@@ -184,7 +184,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(tmp_path, changes):
 
 def _c1_inputs(settings, data):
     """The training batches C1 saw, as (epoch-ordered) float tensors."""
-    from cifar_app import engine
+    from cifar_app.core import engine
 
     batches = []
     real_build = engine.build_model
@@ -207,8 +207,8 @@ def _c1_inputs(settings, data):
 def test_the_alternating_flip_mirrors_each_image_every_other_epoch(flip):
     """Each image seen in training is found as itself or its mirror; under ``alternate`` its side
     swaps every epoch (airbench's derandomised flip), under ``random`` it does not always."""
-    from cifar_app.data import channel_stats
-    from cifar_app.engine import normalize
+    from cifar_app.core.data import channel_stats
+    from cifar_app.core.engine import normalize
 
     data = synthetic_data(n_train=64, n_test=16)
     mean, std = channel_stats(data.train_x)
@@ -233,8 +233,8 @@ def test_the_alternating_flip_mirrors_each_image_every_other_epoch(flip):
 def test_norm_lr_scales_the_steps_of_the_norm_layers_only(tiny_data):
     """Two steps from the same start (the zero classifier passes no gradient down on the first):
     the norms' scale and shift move norm_lr times as far, every other parameter the same."""
-    from cifar_app.engine import make_optimizer, set_lr
-    from cifar_app.model import build_model
+    from cifar_app.core.engine import make_optimizer, set_lr
+    from cifar_app.core.model import build_model
 
     moved = []
     for mult in (1.0, 16.0):
@@ -260,9 +260,9 @@ def test_whiten_starts_c1_as_patch_whitening_and_frozen_keeps_it(whiten, tmp_pat
     """C1 starts as the whitening filters of the first training images; ``frozen`` keeps them to the
     end (and no optimizer group holds them), ``init`` trains them; a stopped run resumes to the same
     weights as an uninterrupted one."""
-    from cifar_app.data import channel_stats
-    from cifar_app.engine import WHITEN_IMAGES, make_optimizer, normalize
-    from cifar_app.model import ARCHITECTURES, patch_whitening
+    from cifar_app.core.data import channel_stats
+    from cifar_app.core.engine import WHITEN_IMAGES, make_optimizer, normalize
+    from cifar_app.core.model import ARCHITECTURES, patch_whitening
 
     data = synthetic_data(n_train=200, n_test=50)
     settings = TrainSettings(whiten=whiten, **QUICK)
@@ -286,7 +286,7 @@ def test_whiten_starts_c1_as_patch_whitening_and_frozen_keeps_it(whiten, tmp_pat
 
 
 def test_dirac_setting_starts_the_run_from_the_identity():
-    from cifar_app.model import build_model
+    from cifar_app.core.model import build_model
 
     data = synthetic_data(n_train=100, n_test=20)
     start = train(TrainSettings(dirac=True, **QUICK), data, should_stop=lambda: True).model
@@ -300,8 +300,8 @@ def test_dirac_setting_starts_the_run_from_the_identity():
 def test_mixing_happens_in_its_epochs_only():
     """Without other augmentation, a batch of epochs mix_from..mix_to is not the training images
     themselves; one of the other epochs is."""
-    from cifar_app.data import channel_stats
-    from cifar_app.engine import normalize
+    from cifar_app.core.data import channel_stats
+    from cifar_app.core.engine import normalize
 
     data = synthetic_data(n_train=64, n_test=16)
     mean, std = channel_stats(data.train_x)
@@ -317,7 +317,7 @@ def test_mixing_happens_in_its_epochs_only():
 
 
 def test_mixed_loss_weighs_the_two_labels():
-    from cifar_app.engine import mixed_cross_entropy
+    from cifar_app.core.engine import mixed_cross_entropy
 
     logits = torch.randn(6, 10)
     y, y2 = torch.arange(6), torch.arange(6).flip(0)

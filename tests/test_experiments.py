@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app.experiments import (
-    PRESETS,
-    Experiment,
-    ExperimentResults,
-    ExperimentStore,
-    Point,
-    PointResult,
-    expand,
-    parse_cli_grid,
-    run_experiment,
-)
-from cifar_app.runstore import RunStore
-from cifar_app.settings import SettingsError
+from cifar_app.core.settings import SettingsError
+from cifar_app.lab.experiments import Experiment, ExperimentStore, run_experiment
+from cifar_app.lab.presets import PRESETS, expand, parse_cli_grid
+from cifar_app.store.results import ExperimentResults, Point, PointResult
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +68,7 @@ def test_every_claim_preset_pins_its_arithmetic_and_has_three_seeds():
 
 
 def test_equal_steps_scale_the_images_with_the_batch_size():
-    from cifar_app.engine import steps_per_epoch
+    from cifar_app.core.engine import steps_per_epoch
 
     p = PRESETS["batch-size"]
     points = expand(p.base, p.grid, p.rules)
@@ -245,7 +237,8 @@ def test_the_page_shows_a_finished_experiment_with_its_plot_and_table(page_env, 
 def test_the_page_shows_the_shipped_results_of_a_preset_computed_from_the_file(page_env, pages):
     """A fresh store still has the lab's measured presets to look at: the seeds preset's bars and
     seed-noise verdicts come from the shipped file's points, and nothing offers Stop or Resume."""
-    from cifar_app.experiments import group_stats, load_shipped_results, noise_verdict
+    from cifar_app.lab.experiments import group_stats, noise_verdict
+    from cifar_app.store.results import load_shipped_results
 
     res = load_shipped_results().results["seeds"]
     at = pages.open("experiments", {"exp": "shipped:seeds"})
@@ -263,9 +256,9 @@ def test_the_page_shows_the_shipped_results_of_a_preset_computed_from_the_file(p
 
 
 def test_shipped_points_read_as_the_page_takes_them():
-    from cifar_app.experiments import ExperimentResults
-    from cifar_app.settings import TrainSettings
-    from cifar_app.states import RunState
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.results import ExperimentResults
+    from cifar_app.store.states import RunState
 
     points = [{"id": None, "settings": TrainSettings(norm=n, seed=0).to_dict(), "status": st,
                "final_test_acc": 0.8, "best_test_acc": 0.8, "seconds": 1.0}
@@ -287,7 +280,7 @@ def test_the_page_follows_a_running_experiment_and_offers_stop(page_env, pages):
     at = pages.open("experiments", {"exp": exp.id})
     assert "running" in at.get("progress")[0].proto.text
     assert any(b.label == "Stop" for b in at.button)
-    from cifar_app.live import experiment_snapshot  # followed by a watch in the browser, no polling
+    from cifar_app.web.live import experiment_snapshot  # followed by a watch in the browser, no polling
 
     [watch] = [json.loads(e.proto.json) for e in at.get("bidi_component")]
     assert watch["view"] == "watch" and watch["path"] == f"lab/experiments/{exp.id}/live"
@@ -299,7 +292,7 @@ def test_the_page_follows_a_running_experiment_and_offers_stop(page_env, pages):
 
 
 def TINY_SETTINGS():
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.settings import TrainSettings
 
     return TrainSettings(**TINY)
 
@@ -308,7 +301,7 @@ def test_compare_offers_an_experiment_selector_that_picks_its_runs(page_env, pag
     exp = page_env.create("pair", TINY, {"norm": ["batch", "group"]})
     run_experiment(page_env, exp.id, data=synthetic_data(200, 50))
     other = page_env.runs.create(TINY_SETTINGS())
-    from cifar_app.jobs import execute_run
+    from cifar_app.store.jobs import execute_run
 
     execute_run(page_env.runs, other.id, data=synthetic_data(200, 50))
     at = pages.open("compare")
@@ -343,8 +336,8 @@ def test_small_batch_points_train_two_at_a_time_and_the_next_starts_when_one_end
 
 EXP_RACE = """
 import os, sys
-from cifar_app.experiments import ExperimentStore
-from cifar_app.runstore import RunStore
+from cifar_app.lab.experiments import ExperimentStore
+from cifar_app.store.runstore import RunStore
 role, root, exp_id, done = sys.argv[1:5]
 exps = ExperimentStore(RunStore(root, reference_root=None))
 open(done + "." + role, "w").close()  # ready
@@ -386,7 +379,7 @@ def test_the_page_says_why_the_sweep_driver_gave_up(page_env, pages):
 
 
 def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, pages):
-    from cifar_app.experiments import PRESETS
+    from cifar_app.lab.presets import PRESETS
 
     grid = PRESETS["learning-rate"].grid_with(["instance", "batch-renorm"])
     assert grid["norm"] == ["instance", "batch-renorm"]
@@ -404,8 +397,8 @@ def test_a_preset_takes_other_normalizations_on_the_page_and_the_cli(page_env, p
 
 
 def test_the_groups_plot_draws_a_norm_without_groups_as_a_level_not_at_some_g():
-    from cifar_app.charts import sweep_plot
-    from cifar_app.experiments import PointStatus
+    from cifar_app.store.results import PointStatus
+    from cifar_app.web.charts import sweep_plot
 
     pts = [PointStatus(i, "", {"norm": "group", "groups": g}, None, "completed", 0.5, 0.5 + g / 100,
                        1.0, None) for i, g in enumerate((1, 2, 4, 8))]

@@ -14,9 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_app.export import BundleError, bundle_bytes, export_bundle, export_csv, export_onnx, import_bundle
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.export import (
+    BundleError,
+    bundle_bytes,
+    export_bundle,
+    export_csv,
+    export_onnx,
+    import_bundle,
+)
+from cifar_app.store.runstore import RunStore
 from tests.conftest import REAL_DATA, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +52,8 @@ def test_a_bundle_round_trips_and_evaluates_the_same(src, dest, tmp_path):
     assert [e.test_acc for e in run.metrics().epochs] == [e.test_acc for e in src.metrics().epochs]
     assert np.array_equal(run.load_predictions()["preds"], src.load_predictions()["preds"])
     assert run.inside() == src.inside()
-    from cifar_app.analysis import evaluate_model
-    from cifar_app.inference import load_model
+    from cifar_app.lab.analysis import evaluate_model
+    from cifar_app.store.inference import load_model
     from tests.conftest import synthetic_data
 
     data = synthetic_data(300, 100)
@@ -70,15 +77,15 @@ def test_cli_export_and_import(src, trained_store, tmp_path):
 def test_onnx_logits_match_pytorch(src, tmp_path):
     import onnxruntime as ort
 
-    from cifar_app.export import WithInputNormalization
-    from cifar_app.inference import load_model
+    from cifar_app.store.export import WithInputNormalization
+    from cifar_app.store.inference import load_model
 
     path = export_onnx(src, tmp_path)
     loaded = load_model(src)
     torch.manual_seed(0)
     x = torch.rand(256, 3, 32, 32)
     if REAL_DATA:
-        from cifar_app.data import load_cifar10
+        from cifar_app.core.data import load_cifar10
 
         x = load_cifar10(REAL_DATA).test_x[:256].float() / 255
     want = WithInputNormalization(loaded.model.eval(), loaded.mean, loaded.std)(x).detach().numpy()
@@ -93,9 +100,9 @@ def test_every_new_norm_exports_to_onnx_that_onnxruntime_matches(norm, tmp_path,
     """The wider family trains (a few steps, so running statistics and weights move) and exports."""
     import onnxruntime as ort
 
-    from cifar_app.engine import train
-    from cifar_app.export import WithInputNormalization, model_to_onnx
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.engine import train
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.export import WithInputNormalization, model_to_onnx
 
     result = train(TrainSettings(norm=norm, epochs=1, batch_size=50, max_lr=0.05, device="cpu"), tiny_data)
     path = model_to_onnx(result.model, result.mean, result.std, tmp_path / f"{norm}.onnx")
@@ -243,7 +250,7 @@ def test_a_stored_predictions_bomb_is_not_read(tmp_path):
 
 
 def test_too_many_entries_or_too_large_is_refused(src, dest, monkeypatch):
-    from cifar_app import export
+    from cifar_app.store import export
 
     data = bundle_bytes(src)
     monkeypatch.setattr(export, "MAX_ENTRIES", 3)
@@ -283,7 +290,7 @@ def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src, pages):
                                                   "Model (.onnx)"}
     # built when clicked, not on every re-run of the page (a 600 KB bundle, an ONNX export)
     assert all(d.proto.deferred_file_id and not d.proto.url for d in downloads)
-    from cifar_app import export
+    from cifar_app.store import export
 
     built = []
     for name in ("bundle_bytes", "metrics_csv", "predictions_csv", "onnx_bytes"):
@@ -300,7 +307,7 @@ def _damaged_zips() -> dict[str, bytes]:
     a compressed entry (bad CRC or a broken deflate stream), a truncated file."""
     import struct
 
-    from cifar_app import export
+    from cifar_app.store import export
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

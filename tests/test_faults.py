@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_app.jobs import can_resume, execute_run, start_run
-from cifar_app.records import EpochStats
-from cifar_app.runstore import RunDamaged, RunStore, StoreError
-from cifar_app.settings import TrainSettings
+from cifar_app.core.records import EpochStats
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.jobs import can_resume, execute_run, start_run
+from cifar_app.store.runstore import RunDamaged, RunStore, StoreError
 from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +137,8 @@ KILL_POINTS = {
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from cifar_app import runstore, jobs
-    from cifar_app.records import EpochStats
+    from cifar_app.store import runstore, jobs
+    from cifar_app.core.records import EpochStats
     from tests.conftest import synthetic_data
     root, run_id, point = sys.argv[1:4]
     kind, what, nth = point.split(":")

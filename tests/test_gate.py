@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app import access, gate
+from cifar_app.web import access, gate
 from tests.conftest import ROOT
 
 websockets = pytest.importorskip("websockets")
@@ -260,7 +260,7 @@ def test_sixty_wrong_tries_meet_a_wait_on_the_page(pages, tmp_path, monkeypatch)
     """60 wrong ``?token=`` tries in a row: after the free ones each is refused unchecked, and even
     the right token waits its turn."""
     monkeypatch.setattr(access, "THROTTLE", access.Throttle(clock=lambda: 0.0))  # 60 tries in no time
-    from cifar_app import ui
+    from cifar_app.web import ui
 
     monkeypatch.setattr(ui, "_client", lambda: "203.0.113.9")  # one remote client, many sessions
     pages.use(tmp_path / "runs").expose(token=TOKEN)
@@ -316,8 +316,8 @@ SECRET_PATH = "/srv/very-secret-folder/cifar"
 
 
 def _failed_run(runs: Path):
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.runstore import RunStore
 
     store = RunStore(runs, reference_root=None)
     run = store.create(TrainSettings(epochs=1), label="broken")
@@ -342,7 +342,7 @@ def test_the_live_route_redacts_paths_for_a_visitor_and_not_for_the_key(tmp_path
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from cifar_app import webapp
+    from cifar_app.web import webapp
 
     run = _failed_run(tmp_path / "runs")
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
@@ -358,8 +358,8 @@ def test_the_live_route_redacts_paths_for_a_visitor_and_not_for_the_key(tmp_path
 
 
 def test_a_huge_grid_is_refused_before_it_is_expanded():
-    from cifar_app.experiments import MAX_POINTS, expand
-    from cifar_app.settings import SettingsError
+    from cifar_app.core.settings import SettingsError
+    from cifar_app.lab.presets import MAX_POINTS, expand
 
     grid = {
         "seed": list(range(30)),
@@ -382,8 +382,8 @@ HOSTILE = '<b>B</b><a href="https://example.com/a">A</a> ![t](/any/url) :red[RED
 
 @pytest.mark.parametrize("bad", ["\u202eevil", "a\x00b", "tab\there", "zero\u200bwidth", "line\u2028sep"])
 def test_labels_refuse_control_and_bidi_characters_naming_them(tmp_path, bad):
-    from cifar_app.runstore import RunStore, check_label
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.runstore import RunStore, check_label
 
     with pytest.raises(ValueError, match=r"U\+[0-9A-F]{4}"):
         check_label(bad)
@@ -397,9 +397,9 @@ def test_labels_refuse_control_and_bidi_characters_naming_them(tmp_path, bad):
 
 
 def test_an_imported_label_or_file_name_with_a_bidi_override_is_refused(tmp_path):
-    from cifar_app.export import BundleError, bundle_bytes, import_bundle
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.export import BundleError, bundle_bytes, import_bundle
+    from cifar_app.store.runstore import RunStore
 
     store = RunStore(tmp_path / "runs", reference_root=None)
     run = store.create(TrainSettings(epochs=1), label="ok")
@@ -410,7 +410,7 @@ def test_an_imported_label_or_file_name_with_a_bidi_override_is_refused(tmp_path
 
 
 def test_text_helpers_leave_no_markup():
-    from cifar_app.text import for_markdown, for_plotly
+    from cifar_app.web.text import for_markdown, for_plotly
 
     md = for_markdown(HOSTILE)
     assert "\\<b\\>" in md and "\\]\\(" in md and "\\:red\\[" in md
@@ -418,8 +418,8 @@ def test_text_helpers_leave_no_markup():
 
 
 def test_plotly_legends_and_titles_show_a_label_as_text():
-    from cifar_app.charts import compare_curves, topk_bars
-    from cifar_app.records import EpochStats
+    from cifar_app.core.records import EpochStats
+    from cifar_app.web.charts import compare_curves, topk_bars
 
     epochs = [EpochStats(1, 1.0, 0.5, 1.0, 0.5, 1.0, 1.0, 0.1)]
     fig = compare_curves([{"label": HOSTILE, "norm": "batch", "epochs": epochs}], "test_acc", "test accuracy")
@@ -433,7 +433,7 @@ def test_the_key_cookie_is_set_by_the_server_httponly_strict_and_scoped(tmp_path
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from cifar_app import webapp
+    from cifar_app.web import webapp
 
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_APP_TOKEN", TOKEN)
@@ -448,7 +448,7 @@ def test_the_key_cookie_is_set_by_the_server_httponly_strict_and_scoped(tmp_path
     assert r.status_code == 204 and cookie.startswith(f"{access.KEY_COOKIE}={access.route_key(TOKEN)}")
     for flag in ("HttpOnly", "SameSite=strict", "Path=/lab-base/", f"Max-Age={access.KEY_COOKIE_MAX_AGE_S}"):
         assert flag.lower() in cookie.lower(), flag
-    js = (ROOT / "cifar_app" / "live_view.js").read_text()
+    js = (ROOT / "cifar_app" / "web" / "live_view.js").read_text()
     assert "document.cookie" not in js  # no page script writes (or could read) the key cookie
 
 
@@ -522,7 +522,7 @@ def test_redact_leaves_text_that_holds_no_path(text):
 
 @pytest.mark.parametrize("blank", ["\u3164", "\u2800", "\U000e0100x", "a\ufffe"])
 def test_labels_refuse_blank_and_unassigned_characters(blank):
-    from cifar_app.runstore import check_label
+    from cifar_app.store.runstore import check_label
 
     with pytest.raises(ValueError, match=r"U\+"):
         check_label(blank)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_app import inference
-from cifar_app.inference import ImageError, classify, classify_each, decode_image, load_model
+from cifar_app.store import inference
+from cifar_app.store.inference import ImageError, classify, classify_each, decode_image, load_model
 
 
 def png_bytes(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -117,7 +117,7 @@ def extreme_png(size: tuple[int, int]) -> bytes:
 
 PEAK_SCRIPT = """
 import sys
-from cifar_app.inference import decode_image, preview_image
+from cifar_app.store.inference import decode_image, preview_image
 
 def hwm_mb():  # peak resident memory of this process since exec (ru_maxrss would include the parent's)
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_app.charts import bn_running_vs_batch, inside_bands, inside_norms
-from cifar_app.engine import train
-from cifar_app.jobs import execute_run
-from cifar_app.model import ARCHITECTURES, DEFAULT_ARCH
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.engine import train
+from cifar_app.core.model import ARCHITECTURES, DEFAULT_ARCH
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.jobs import execute_run
+from cifar_app.store.runstore import RunStore
+from cifar_app.web.charts import bn_running_vs_batch, inside_bands, inside_norms
 from tests.conftest import synthetic_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,8 +123,8 @@ def tiny_models(tmp_path_factory):
 
 @pytest.mark.parametrize("norm", ["group", "layer", "none"])
 def test_per_image_norms_give_the_same_answer_at_every_test_batch_size(tiny_models, norm):
-    from cifar_app.batchdep import TEST_BATCH_SIZES, batch_dependence
-    from cifar_app.inference import load_model
+    from cifar_app.lab.batchdep import TEST_BATCH_SIZES, batch_dependence
+    from cifar_app.store.inference import load_model
 
     _, runs, data = tiny_models
     r = batch_dependence(load_model(runs[norm]), data)
@@ -135,8 +135,8 @@ def test_per_image_norms_give_the_same_answer_at_every_test_batch_size(tiny_mode
 
 
 def test_batchnorm_depends_on_the_test_batch_and_precise_bn_is_measured(tiny_models):
-    from cifar_app.batchdep import BatchDependence, batch_dependence
-    from cifar_app.inference import load_model
+    from cifar_app.lab.batchdep import BatchDependence, batch_dependence
+    from cifar_app.store.inference import load_model
 
     _, runs, data = tiny_models
     loaded = load_model(runs["batch"])
@@ -169,8 +169,8 @@ def test_cli_batchdep_caches_the_result_with_the_run(tiny_models, tmp_path):
 def test_an_image_alone_and_in_a_batch_differs_only_for_batchnorm(tiny_models):
     import numpy as np
 
-    from cifar_app.batchdep import alone_and_in_batch
-    from cifar_app.inference import load_model
+    from cifar_app.lab.batchdep import alone_and_in_batch
+    from cifar_app.store.inference import load_model
 
     _, runs, data = tiny_models
     image = data.test_x[0].permute(1, 2, 0).numpy()
@@ -230,8 +230,8 @@ def pattern_table(at):
 def test_gradcam_and_integrated_gradients_are_heatmaps_for_the_asked_class(tiny_models):
     import numpy as np
 
-    from cifar_app.attribution import gradcam, integrated_gradients, layer_resolution, overlay
-    from cifar_app.inference import load_model
+    from cifar_app.lab.attribution import gradcam, integrated_gradients, layer_resolution, overlay
+    from cifar_app.store.inference import load_model
 
     _, runs, data = tiny_models
     loaded = load_model(runs["group"])

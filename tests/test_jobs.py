@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from cifar_app.jobs import can_resume, start_run
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.jobs import can_resume, start_run
+from cifar_app.store.runstore import RunStore
 from tests.conftest import wait_for
 
 

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from cifar_app.charts import landscape_plot
-from cifar_app.engine import train
-from cifar_app.landscape import MULTIPLIERS, probe_steps, summary
-from cifar_app.model import CONV_BLOCKS
-from cifar_app.runstore import FileInvalid, RunStore, check_landscape
-from cifar_app.settings import TrainSettings
+from cifar_app.core.engine import train
+from cifar_app.core.landscape import MULTIPLIERS, probe_steps, summary
+from cifar_app.core.model import CONV_BLOCKS
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.runstore import FileInvalid, RunStore, check_landscape
+from cifar_app.web.charts import landscape_plot
 from tests.conftest import synthetic_data
 
 
@@ -77,7 +77,7 @@ def test_the_landscape_log_is_validated_and_restored(tmp_path):
 
 
 def test_the_inside_page_draws_the_landscape_of_a_probed_run(tmp_path, pages):
-    from cifar_app.jobs import execute_run
+    from cifar_app.store.jobs import execute_run
 
     pages.use(tmp_path / "runs")
     store = RunStore(tmp_path / "runs", reference_root=None)
@@ -92,7 +92,7 @@ def test_the_inside_page_draws_the_landscape_of_a_probed_run(tmp_path, pages):
 
 
 def test_resume_keeps_exactly_the_checkpoints_landscape_records(tmp_path):
-    from cifar_app.jobs import execute_run
+    from cifar_app.store.jobs import execute_run
 
     store = RunStore(tmp_path / "runs", reference_root=None)
     s = TrainSettings(norm="batch", epochs=3, batch_size=50, landscape=4, device="cpu")

@@ -12,10 +12,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from cifar_app import live, webapp
-from cifar_app.records import BatchStats, EpochStats
-from cifar_app.runstore import RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.records import BatchStats, EpochStats
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.runstore import RunStore
+from cifar_app.web import live, webapp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_live_routes_refuse_unknown_runs(store, running, run_id):
 
 
 def test_private_routes_need_the_key_of_a_session_with_the_token(store, running, monkeypatch):
-    from cifar_app import access
+    from cifar_app.web import access
 
     monkeypatch.setenv("CIFAR_APP_TOKEN", "s3cret-token")
     private = TestClient(Starlette(routes=webapp.routes(pol=access.Policy(token_required=True))))
@@ -196,7 +196,7 @@ def test_streamlit_run_serves_the_dashboard_with_its_routes():
 
 
 def test_experiment_route_versions_what_the_page_draws(client, store):
-    from cifar_app.experiments import ExperimentStore
+    from cifar_app.lab.experiments import ExperimentStore
 
     exps = ExperimentStore(store)
     exp = exps.create("watched", {"epochs": 1, "batch_size": 64}, {"seed": [0, 1]})

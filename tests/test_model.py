@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cifar_app.model import (
+from cifar_app.core.model import (
     ARCHITECTURES,
     CONV_BLOCKS,
     LAYOUT,
@@ -27,8 +27,8 @@ def test_every_variant_outputs_logits_and_all_but_the_seeds_affine_ln_fit_the_bu
 
 
 def test_an_over_budget_norm_is_refused_as_a_setting_and_shown_on_the_model_table():
-    from cifar_app.model import norm_budget_rows
-    from cifar_app.settings import SettingsError, TrainSettings
+    from cifar_app.core.model import norm_budget_rows
+    from cifar_app.core.settings import SettingsError, TrainSettings
 
     with pytest.raises(SettingsError, match="204,666 parameters, over the 50,000 budget"):
         TrainSettings(norm="layer-chw-affine", arch="plain").validate()  # the seed's net
@@ -43,8 +43,9 @@ def test_an_over_budget_norm_is_refused_as_a_setting_and_shown_on_the_model_tabl
 
 
 def test_adding_a_norm_is_one_registry_entry_every_choice_follows():
-    from cifar_app import charts, norms, tables
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core import norms
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.web import charts, tables
 
     assert NORMS == tuple(norms.REGISTRY) and set(charts.NORM_COLORS) == set(NORMS)
     assert tables.NORM_ORDER == NORMS and TrainSettings.spec("norm").choices == NORMS
@@ -85,7 +86,7 @@ def test_unknown_norm_is_refused():
 def test_the_new_norms_are_what_they_say():
     from torch import nn
 
-    from cifar_app.norms import WSConv2d
+    from cifar_app.core.norms import WSConv2d
 
     inst = build_model("instance")
     assert all(isinstance(inst.layers[b][2], nn.InstanceNorm2d) for b in ("C1", "C5", "C8"))
@@ -116,7 +117,7 @@ def test_the_new_norms_are_what_they_say():
 
 
 def test_batch_renorm_is_batchnorm_at_first_then_corrects_towards_the_running_statistics():
-    from cifar_app.norms import BatchRenorm2d
+    from cifar_app.core.norms import BatchRenorm2d
 
     torch.manual_seed(0)
     brn, bn = BatchRenorm2d(3, hold=2, relax=4), torch.nn.BatchNorm2d(3, momentum=0.01)
@@ -200,7 +201,7 @@ def test_whiten_stem_sets_c1_and_refuses_what_it_cannot_whiten():
 
 
 def test_whiten_is_refused_with_a_weight_standardized_norm():
-    from cifar_app.settings import SettingsError, TrainSettings
+    from cifar_app.core.settings import SettingsError, TrainSettings
 
     with pytest.raises(SettingsError, match="whiten"):
         TrainSettings(norm="ws-group", whiten="frozen").validate()

@@ -3,18 +3,20 @@
 import io
 import json
 import os
+from pathlib import Path
 import time
 
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cifar_app.records import BatchStats
-from cifar_app.settings import TrainSettings
+from cifar_app.core.records import BatchStats
+from cifar_app.core.settings import TrainSettings
+from cifar_app.web import app
 from tests.conftest import ROOT
 
-PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/compare.py", "app_pages/misclassified.py",
-         "app_pages/classify.py", "app_pages/model.py"]
+PAGE = {p.name: str(p.path) for p in app.PAGES}  # the app's own page list
+PAGES = [PAGE[n] for n in ("home", "train", "compare", "misclassified", "classify", "model")]
 
 
 def run_page(path: str, query: dict | None = None) -> AppTest:
@@ -43,10 +45,10 @@ def app_env(pages, tmp_path):
 @pytest.fixture
 def completed_env(app_env, monkeypatch):
     """The app environment plus one completed run (trained on the environment's tiny data)."""
-    from cifar_app.data import load_cifar10
-    from cifar_app.jobs import execute_run
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.data import load_cifar10
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.jobs import execute_run
+    from cifar_app.store.runstore import RunStore
 
     store = RunStore(app_env / "runs", reference_root=None)
     run = store.create(TrainSettings(norm="group", epochs=1, batch_size=8, device="cpu"), label="tiny GN")
@@ -54,13 +56,13 @@ def completed_env(app_env, monkeypatch):
     return run
 
 
-EMPTY_HINTS = {"app_pages/home.py": "No runs yet", "app_pages/train.py": "No runs yet",
-               "app_pages/compare.py": "No run has finished",
-               "app_pages/misclassified.py": "No trained model",
-               "app_pages/classify.py": "No trained model", "app_pages/model.py": "49,914"}
+EMPTY_HINTS = {PAGE["home"]: "No runs yet", PAGE["train"]: "No runs yet",
+               PAGE["compare"]: "No run has finished",
+               PAGE["misclassified"]: "No trained model",
+               PAGE["classify"]: "No trained model", PAGE["model"]: "49,914"}
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).stem)
 def test_pages_with_no_runs_say_what_to_do(app_env, page):
     at = run_page(page)
     assert EMPTY_HINTS[page] in texts(at) + str([m.value for m in at.metric])
@@ -74,29 +76,29 @@ def test_dashboard_entry_opens_the_runs_page(app_env):
 
 def test_missing_dataset_offers_the_download(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "nothing-here"))
-    at = run_page("app_pages/home.py")
+    at = run_page(PAGE["home"])
     assert "not in" in texts(at) and any(b.label == "Download CIFAR-10" for b in at.button)
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).stem)
 def test_pages_with_a_completed_run(completed_env, page):
     at = run_page(page, {"run": completed_env.id})
-    if page == "app_pages/misclassified.py":
+    if page == PAGE["misclassified"]:
         assert "misclassified" in texts(at) and len(at.get("imgs") + at.get("image")) >= 1
-    if page == "app_pages/home.py":
+    if page == PAGE["home"]:
         assert completed_env.id in str(at.dataframe[0].value)
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).stem)
 def test_pages_with_a_running_run(app_env, page):
-    from cifar_app.runstore import RunStore
-    from cifar_app.settings import TrainSettings
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.runstore import RunStore
 
     run = RunStore(app_env / "runs", reference_root=None).create(TrainSettings(norm="layer", epochs=3))
     run.update_status(state="running", pid=os.getpid(), heartbeat=time.time())
     run.append_metrics(*[BatchStats(i, 1, i, 10, 2.3 - i / 10, 0.01 * i, time.time()) for i in range(1, 6)])
     at = run_page(page, {"run": run.id})
-    if page == "app_pages/train.py":  # followed in the browser (cifar_app/live_view.js), not by re-runs
+    if page == PAGE["train"]:  # followed in the browser (cifar_app/web/live_view.js), not by re-runs
         views = [json.loads(e.proto.json) for e in at.get("bidi_component")]
         progress = next(v for v in views if v["view"] == "progress")
         assert progress["snapshot"]["text"].startswith("running · epoch 1/3 · batch 5/10 · ")
@@ -113,7 +115,7 @@ def png(color=(200, 30, 30), size=(48, 40)) -> bytes:
 
 
 def test_train_page_shows_params_and_refuses_bad_settings(app_env):
-    at = run_page("app_pages/train.py")
+    at = run_page(PAGE["train"])
     assert any("Parameters" == m.label for m in at.metric)
     at.radio(key="recipe").set_value("seed-plain").run()  # widths 16, 24, 32
     at.selectbox(key="norm").set_value("group").run()
@@ -130,7 +132,7 @@ def test_train_page_shows_params_and_refuses_bad_settings(app_env):
 def test_train_page_offers_every_setting_of_the_schema(app_env):
     """A setting added to the schema is on the Train page (the device is the machine's choice), and
     a mixing window that ends before it starts is refused there."""
-    at = run_page("app_pages/train.py")
+    at = run_page(PAGE["train"])
     keys = {w.key for kind in ("slider", "select_slider", "selectbox", "radio", "checkbox",
                                "number_input", "text_input") for w in at.get(kind)}
     names = {k.removeprefix("set_") for k in keys} | {"norm", "groups"}
@@ -141,7 +143,7 @@ def test_train_page_offers_every_setting_of_the_schema(app_env):
 
 
 def test_train_page_refuses_a_hostile_or_missing_teacher_and_takes_a_finished_one(completed_env):
-    at = run_page("app_pages/train.py")
+    at = run_page(PAGE["train"])
     at.text_input(key="set_teacher").set_value("é" * 600).run()
     at.number_input(key="set_distill").set_value(0.5).run()
     assert not at.exception
@@ -154,7 +156,7 @@ def test_train_page_refuses_a_hostile_or_missing_teacher_and_takes_a_finished_on
 
 
 def test_classify_page_good_and_bad_upload(completed_env):
-    at = run_page("app_pages/classify.py", {"run": completed_env.id})
+    at = run_page(PAGE["classify"], {"run": completed_env.id})
     at.file_uploader(key="cls_files").set_value([
         ("good.png", png(), "image/png"),
         ("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png"),
@@ -169,19 +171,19 @@ def test_classify_page_good_and_bad_upload(completed_env):
 def test_fresh_install_shows_the_reference_runs_without_data(app_env, monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR_APP_REFERENCE_RUNS")
     monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "no-data-yet"))
-    at = run_page("app_pages/compare.py")
+    at = run_page(PAGE["compare"])
     assert len(at.get("plotly_chart")) >= 2 and "ref-batch" in at.multiselect(key="compare_runs").value
-    at = run_page("app_pages/classify.py")
+    at = run_page(PAGE["classify"])
     at.file_uploader(key="cls_files").set_value(("cat.png", png(), "image/png")).run()
     assert not at.exception and len(at.get("plotly_chart")) >= 1
-    at = run_page("app_pages/misclassified.py")
+    at = run_page(PAGE["misclassified"])
     assert "needs the dataset" in texts(at)
 
 
 # ------------------------------------------------------------------ damaged runs on every page
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).stem)
 def test_a_damaged_run_is_named_on_every_page_and_the_others_still_work(completed_env, page):
     import shutil
 
@@ -190,10 +192,10 @@ def test_a_damaged_run_is_named_on_every_page_and_the_others_still_work(complete
     (bad / "metrics.jsonl").write_bytes(b"\xff\xfe garbage\n")
     (bad / "status.json").write_text("[1, 2]")
     at = run_page(page, {"run": bad.name})
-    if page != "app_pages/model.py":
+    if page != PAGE["model"]:
         assert "damaged: " in texts(at), texts(at)
     at = run_page(page, {"run": completed_env.id})  # the good run is unaffected
-    if page == "app_pages/home.py":
+    if page == PAGE["home"]:
         table = at.dataframe[0].value
         status = dict(zip(table["id"], table["status"]))
         assert status == {completed_env.id: "completed", bad.name: "damaged"}
@@ -201,7 +203,7 @@ def test_a_damaged_run_is_named_on_every_page_and_the_others_still_work(complete
 
 def test_a_run_with_settings_that_are_a_list_shows_damaged_on_the_train_page(completed_env):
     (completed_env.path / "settings.json").write_text('["batch"]')
-    at = run_page("app_pages/train.py", {"run": completed_env.id})
+    at = run_page(PAGE["train"], {"run": completed_env.id})
     assert any("damaged: settings.json" in e.value.replace("\\", "") for e in at.error)
 
 
@@ -212,7 +214,7 @@ def test_start_with_an_unwritable_runs_folder_says_which_path_and_why(app_env, m
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("")
     monkeypatch.setenv("CIFAR_APP_RUNS", str(not_a_folder))
-    at = run_page("app_pages/train.py")
+    at = run_page(PAGE["train"])
     at.button(key="start").click().run()
     assert not at.exception
     assert any(str(not_a_folder) in e.value.replace("\\", "") and "not a folder" in e.value for e in at.error)
@@ -226,12 +228,11 @@ ODD_TOKENS = ["é", "🔑", "x" * 10_000, "a\x00b", "   ", "s3cret-token\x00", "
 
 
 def test_on_loopback_actions_need_no_token(completed_env):
-    at = run_page("app_pages/train.py", {"run": completed_env.id})
+    at = run_page(PAGE["train"], {"run": completed_env.id})
     assert not at.button(key="start").disabled and not at.sidebar.text_input
 
 
-@pytest.mark.parametrize("page", ["home", "train", "compare", "experiments", "claims", "inside",
-                                  "misclassified", "classify", "model"])
+@pytest.mark.parametrize("page", [p.name for p in app.PAGES])  # every page the navigation has
 def test_exposed_without_the_token_a_page_shows_nothing_but_the_prompt(completed_env, pages, page):
     """The default for an exposed server (as Jupyter): no run, no table, no path, no chart."""
     pages.expose()
@@ -286,7 +287,7 @@ def test_public_read_hands_out_no_file_no_upload_no_compute_and_no_path(complete
 
 def test_exposed_with_the_token_actions_work(completed_env, pages):
     pages.expose()
-    at = run_page("app_pages/home.py", {"run": completed_env.id})
+    at = run_page(PAGE["home"], {"run": completed_env.id})
     at.sidebar.text_input(key="_access_token_input").input("s3cret-token").run()
     assert not at.exception and not at.button(key="rename").disabled
     at.text_input(key="rename_to").input("renamed by token").run()
@@ -307,21 +308,21 @@ def test_any_text_as_a_token_is_just_a_wrong_token(completed_env, pages, odd):
 
 def test_exposed_the_token_in_the_url_unlocks_and_leaves_the_url(completed_env, pages):
     pages.expose()
-    at = run_page("app_pages/train.py", {"run": completed_env.id, "token": "s3cret-token"})
+    at = run_page(PAGE["train"], {"run": completed_env.id, "token": "s3cret-token"})
     assert not at.button(key="start").disabled and "token" not in at.query_params
 
 
 def test_exposed_without_a_configured_token_one_is_generated_and_printed(completed_env, monkeypatch,
                                                                         capsys, pages):
-    from cifar_app import access
+    from cifar_app.web import access
 
     pages.expose(token=None, public_read=True)
     monkeypatch.setattr(access, "_generated", None)
-    at = run_page("app_pages/train.py", {"run": completed_env.id})
+    at = run_page(PAGE["train"], {"run": completed_env.id})
     assert at.button(key="start").disabled
     token, generated = access.server_token()
     assert generated and token in capsys.readouterr().err
-    at = run_page("app_pages/train.py", {"run": completed_env.id, "token": token})
+    at = run_page(PAGE["train"], {"run": completed_env.id, "token": token})
     assert not at.button(key="start").disabled
 
 
@@ -329,7 +330,7 @@ def test_a_forced_token_applies_on_loopback_too(completed_env, monkeypatch):
     monkeypatch.setenv("CIFAR_APP_REQUIRE_TOKEN", "1")
     monkeypatch.setenv("CIFAR_APP_TOKEN", "behind-a-proxy")
     monkeypatch.setenv("CIFAR_APP_PUBLIC_READ", "1")
-    at = run_page("app_pages/train.py", {"run": completed_env.id})
+    at = run_page(PAGE["train"], {"run": completed_env.id})
     assert at.button(key="start").disabled
 
 
@@ -337,7 +338,7 @@ def test_a_forced_token_applies_on_loopback_too(completed_env, monkeypatch):
                                               ("localhost", True), ("", False), ("0.0.0.0", False),
                                               ("::", False), ("192.168.1.5", False), ("myhost", False)])
 def test_which_addresses_count_as_loopback(address, loopback):
-    from cifar_app import access
+    from cifar_app.web import access
 
     assert access.is_loopback(address) is loopback
     assert access.token_required(address, env={}) is (not loopback)
@@ -345,7 +346,7 @@ def test_which_addresses_count_as_loopback(address, loopback):
 
 @pytest.mark.parametrize("odd", [*ODD_TOKENS, None, 7, b"s3cret-token"])
 def test_token_comparison_takes_any_input_and_only_the_token_matches(odd):
-    from cifar_app import access
+    from cifar_app.web import access
 
     assert access.token_matches(odd, "s3cret-token") is False
     assert access.token_matches(" s3cret-token\n", "s3cret-token") is True
@@ -354,7 +355,7 @@ def test_token_comparison_takes_any_input_and_only_the_token_matches(odd):
 
 
 def test_the_policy_is_the_one_rule_for_every_action():
-    from cifar_app.access import Action, Policy
+    from cifar_app.web.access import Action, Policy
 
     open_, private, public = Policy(False), Policy(True), Policy(True, public_read=True)
     for action in Action:
@@ -392,7 +393,7 @@ def test_odd_url_parameters_and_names_are_just_unknown_or_kept_safely(completed_
 
 
 def test_model_page_shows_each_architectures_layer_table_and_receptive_field(app_env):
-    at = run_page("app_pages/model.py")
+    at = run_page(PAGE["model"])
     at.radio(key="model_arch").set_value("separable").run()
     assert not at.exception
     table, budget = at.dataframe[0].value, at.dataframe[1].value
@@ -432,7 +433,7 @@ def test_a_measurement_on_a_read_only_store_is_one_error_line_not_an_exception(c
 @pytest.mark.parametrize("norm", ["group", "ws-group", "batch", "layer"])
 def test_the_groups_widget_follows_the_registry(pages, tmp_path, norm):
     """Enabled for every norm the registry says uses groups (WS+GN too), disabled for the others."""
-    from cifar_app import norms
+    from cifar_app.core import norms
 
     pages.use(tmp_path / "runs")
     at = pages.open("train")

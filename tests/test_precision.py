@@ -8,11 +8,12 @@ import json
 import pytest
 import torch
 
-from cifar_app import precision
-from cifar_app.engine import train
-from cifar_app.jobs import execute_run
-from cifar_app.runstore import RunStore
-from cifar_app.settings import SettingsError, TrainSettings
+from cifar_app.core import precision
+from cifar_app.core.engine import train
+from cifar_app.core.settings import SettingsError, TrainSettings
+from cifar_app.store import results
+from cifar_app.store.jobs import execute_run
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data
 
 CPU = torch.device("cpu")
@@ -53,15 +54,16 @@ def test_auto_takes_bf16_only_when_accurate_and_faster(bf16_cpu, monkeypatch, tm
     fp32, bf16 = tmp_path / "fp32.json", tmp_path / "bf16.json"
     seeds_file(fp32, {"batch": [0.81, 0.812, 0.818], "group": [0.814, 0.809, 0.813]})
     monkeypatch.setenv("CIFAR_APP_BF16_RESULTS", str(bf16))
-    monkeypatch.setattr(precision, "FP32_SEEDS", fp32)
+    monkeypatch.setattr(results, "FP32_SEEDS", fp32)
     monkeypatch.setattr(precision, "speedup", lambda norm, *a, **k: {"batch": 1.7, "group": 1.01}[norm])
-    assert precision.resolve("auto", CPU, "batch")[0] == "fp32"  # no bf16 accuracy yet
+    assert results.resolve_precision("auto", CPU, "batch")[0] == "fp32"  # no bf16 accuracy yet
     seeds_file(bf16, {"batch": [0.812, 0.809, 0.815], "group": [0.811, 0.81, 0.812]})
-    assert precision.resolve("auto", CPU, "batch") == ("bf16", "auto: bf16 is 1.70x faster for batch here")
-    assert precision.resolve("auto", CPU, "group")[0] == "fp32"  # not faster for GN
+    assert results.resolve_precision("auto", CPU, "batch") == ("bf16",
+                                                               "auto: bf16 is 1.70x faster for batch here")
+    assert results.resolve_precision("auto", CPU, "group")[0] == "fp32"  # not faster for GN
     seeds_file(bf16, {"batch": [0.79, 0.795, 0.791], "group": [0.811, 0.81, 0.812]})  # 2 points lost
-    assert precision.bf16_verdict(bf16, fp32)["norms"]["batch"]["within_noise"] is False
-    assert precision.resolve("auto", CPU, "batch")[0] == "fp32"
+    assert results.bf16_verdict(bf16, fp32)["norms"]["batch"]["within_noise"] is False
+    assert results.resolve_precision("auto", CPU, "batch")[0] == "fp32"
 
 
 def test_bf16_is_judged_only_against_fp32_seeds_of_the_same_recipe(tmp_path):
@@ -70,9 +72,9 @@ def test_bf16_is_judged_only_against_fp32_seeds_of_the_same_recipe(tmp_path):
     fp32, bf16 = tmp_path / "fp32.json", tmp_path / "bf16.json"
     seeds_file(fp32, {"batch": [0.81, 0.812, 0.818], "group": [0.814, 0.809, 0.813]}, arch="plain")
     seeds_file(bf16, {"batch": [0.84, 0.845, 0.843], "group": [0.79, 0.80, 0.795]})  # the default
-    assert precision.bf16_verdict(bf16, fp32) is None
+    assert results.bf16_verdict(bf16, fp32) is None
     seeds_file(bf16, {"batch": [0.812, 0.809, 0.815], "group": [0.79, 0.80, 0.795]}, arch="plain")
-    assert precision.bf16_verdict(bf16, fp32)["within_noise"] is False  # same recipe: GN judged
+    assert results.bf16_verdict(bf16, fp32)["within_noise"] is False  # same recipe: GN judged
     seeds_file(bf16, {"batch": [0.812, 0.809, 0.815]}, arch="plain")
     with bf16.open("r+") as f:  # GN's points on another recipe (dropout): BN alone is compared
         d = json.load(f)
@@ -80,7 +82,7 @@ def test_bf16_is_judged_only_against_fp32_seeds_of_the_same_recipe(tmp_path):
                                                                      dropout=0.1).to_dict()}
                         for i in range(3)]
         f.seek(0), f.truncate(), json.dump(d, f)
-    assert set(precision.bf16_verdict(bf16, fp32)["norms"]) == {"batch"}
+    assert set(results.bf16_verdict(bf16, fp32)["norms"]) == {"batch"}
 
 
 def test_the_speed_measurement_is_cached_per_machine(bf16_cpu, monkeypatch):
@@ -123,14 +125,14 @@ def test_a_bf16_run_trains_records_its_precision_and_is_not_fp32(tmp_path):
     ("batch", 4, "mps", "fp32", torch.contiguous_format),
 ])
 def test_the_training_layout_follows_the_norm_layers_and_arithmetic(norm, groups, device, arithmetic, layout):
-    from cifar_app.model import build_model
+    from cifar_app.core.model import build_model
 
     model = build_model(norm, groups)
     assert precision.memory_format(model, torch.device(device), arithmetic) == layout
 
 
 def test_the_engine_trains_in_that_layout(monkeypatch):
-    from cifar_app import engine
+    from cifar_app.core import engine
 
     seen = []
     real = engine.memory_format
@@ -146,13 +148,13 @@ def test_the_engine_trains_in_that_layout(monkeypatch):
 def test_the_shipped_bf16_seeds_are_complete_bf16_runs_within_fp32s_noise():
     """What ``auto`` goes by on a user's machine: 3 seeds x BN/GN/LN trained in bf16 at the full
     recipe, against the shipped fp32 seeds (README: Training precision)."""
-    from cifar_app.experiments import ExperimentResults
+    from cifar_app.store.results import ExperimentResults
 
-    res = ExperimentResults.from_dict(json.loads(precision.BF16_ACCURACY.read_text()))
-    fp32 = ExperimentResults.from_dict(json.loads(precision.FP32_SEEDS.read_text()))
+    res = ExperimentResults.from_dict(json.loads(results.BF16_ACCURACY.read_text()))
+    fp32 = ExperimentResults.from_dict(json.loads(results.FP32_SEEDS.read_text()))
     assert res.recipes() == fp32.recipes() == ["seed-plain"]  # one recipe in two arithmetics
     assert len(res.completed()) == 9
     assert all(p.settings["precision"] == "bf16" and p.settings["epochs"] == 20 and
                p.settings["train_limit"] is None for p in res.completed())
-    verdict = precision.bf16_verdict(precision.BF16_ACCURACY, precision.FP32_SEEDS)
+    verdict = results.bf16_verdict(results.BF16_ACCURACY, results.FP32_SEEDS)
     assert set(verdict["norms"]) == {"batch", "group", "layer"} and verdict["within_noise"]

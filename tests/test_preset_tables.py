@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app.experiments import ExperimentResults, PointResult
-from cifar_app.settings import TrainSettings
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.results import ExperimentResults, PointResult
 
 spec = importlib.util.spec_from_file_location(
     "preset_tables", Path(__file__).resolve().parents[1] / "benchmarks" / "preset_tables.py")

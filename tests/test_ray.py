@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app.experiments import ExperimentStore, run_experiment
-from cifar_app.runstore import RunStore
+from cifar_app.lab.experiments import ExperimentStore, run_experiment
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data, write_image_tree
 
 ray = pytest.importorskip("ray", reason="Ray is in requirements-dev.txt")
@@ -105,7 +105,7 @@ def test_the_readme_recipe_runs_a_sweep_on_a_ray_start_head_cluster(tmp_path):
     # the same sweep on the local backend: the same files and records per point
     local = ExperimentStore(RunStore(tmp_path / "local-runs", reference_root=None))
     exp = local.create("local", {k: v for k, v in TINY.items()}, {"norm": ["batch", "group"]})
-    from cifar_app.data import load_cifar10
+    from cifar_app.core.data import load_cifar10
 
     run_experiment(local, exp.id, data=load_cifar10(data))
     local_runs = [local.runs.get(p.run_id) for p in local.point_statuses(local.get(exp.id))]
@@ -127,7 +127,7 @@ def test_the_readme_recipe_runs_a_sweep_on_a_ray_start_head_cluster(tmp_path):
 
 
 def test_an_unreachable_or_malformed_address_is_one_line_with_the_fix(tmp_path):
-    from cifar_app.ray_backend import RayConnectError, check_cluster
+    from cifar_app.lab.ray_backend import RayConnectError, check_cluster
 
     for address, words in (("ray://head:10001", "not a URL"), ("head", "HOST:PORT"),
                            ("127.0.0.1:1", "no Ray head answers"), ("head:99999", "HOST:PORT"),
@@ -137,7 +137,7 @@ def test_an_unreachable_or_malformed_address_is_one_line_with_the_fix(tmp_path):
 
 
 def test_a_refused_connection_is_recorded_on_the_experiment(tmp_path):
-    from cifar_app.ray_backend import RayConnectError, run_experiment_on_ray
+    from cifar_app.lab.ray_backend import RayConnectError, run_experiment_on_ray
 
     exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
     exp = exps.create("lr", TINY, {"norm": ["batch"]}, backend="ray", ray_address="127.0.0.1:1")
@@ -162,7 +162,7 @@ def local_ray():
 
 
 def test_a_failed_point_on_ray_is_recorded_and_the_rest_finish(tmp_path, local_ray):
-    from cifar_app.ray_backend import run_experiment_on_ray
+    from cifar_app.lab.ray_backend import run_experiment_on_ray
 
     exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
     exp = exps.create("lr", {**TINY, "norm": "none"}, {"max_lr": [5.0, 0.05]}, backend="ray")
@@ -181,9 +181,9 @@ GPU_PACKING = r"""
 import json, os, sys
 os.environ.pop("CIFAR_APP_DATA", None)
 import ray
-from cifar_app.experiments import ExperimentStore
-from cifar_app.ray_backend import run_experiment_on_ray
-from cifar_app.runstore import RunStore
+from cifar_app.lab.experiments import ExperimentStore
+from cifar_app.lab.ray_backend import run_experiment_on_ray
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data
 
 ray.init(address="local", num_cpus=8, num_gpus=2, include_dashboard=False, logging_level="ERROR",
@@ -236,7 +236,7 @@ def test_points_pack_logical_gpus_and_see_the_gpu_ray_gave_them(tmp_path):
 def test_points_that_ask_for_more_than_the_cluster_has_fail_at_once(tmp_path, local_ray):
     """--gpus-per-point on a cluster without GPUs (or more CPUs than any node has) would leave every
     task pending forever; the sweep says why in one line and records it on the experiment."""
-    from cifar_app.ray_backend import RayConnectError, run_experiment_on_ray
+    from cifar_app.lab.ray_backend import RayConnectError, run_experiment_on_ray
 
     exps = ExperimentStore(RunStore(tmp_path / "runs", reference_root=None))
     for kw, why in (({"gpus_per_point": 0.5}, "0.5 GPU per point; the Ray cluster has 0"),

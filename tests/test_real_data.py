@@ -2,9 +2,9 @@
 
 import pytest
 
-from cifar_app.data import load_cifar10
-from cifar_app.engine import train
-from cifar_app.settings import TrainSettings
+from cifar_app.core.data import load_cifar10
+from cifar_app.core.engine import train
+from cifar_app.core.settings import TrainSettings
 from tests.conftest import REAL_DATA
 
 pytestmark = [

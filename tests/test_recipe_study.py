@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_app.experiments import ExperimentResults, PointResult
-from cifar_app.settings import TrainSettings
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.results import ExperimentResults, PointResult
 
 spec = importlib.util.spec_from_file_location(
     "recipe_study", Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_study.py")

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_app.model import DEFAULT_ARCH
-from cifar_app.settings import RECIPES, SettingsError, TrainSettings, recipe_values
+from cifar_app.core.model import DEFAULT_ARCH
+from cifar_app.core.settings import RECIPES, SettingsError, TrainSettings, recipe_values
+from cifar_app.web.app import page_path
 from tests.conftest import ROOT
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "old-format-run"
@@ -38,9 +39,9 @@ def test_the_default_is_separable_b_and_seed_plain_names_the_old_net():
 def test_a_record_written_before_arch_existed_is_still_the_plain_net(tmp_path):
     """A run (settings.json and its model record) that never had an ``arch`` field was trained as
     the plain net: it must not turn into today's default and fail to load its weights."""
-    from cifar_app.export import bundle_bytes, import_bundle
-    from cifar_app.inference import load_model
-    from cifar_app.runstore import RunStore
+    from cifar_app.store.export import bundle_bytes, import_bundle
+    from cifar_app.store.inference import load_model
+    from cifar_app.store.runstore import RunStore
 
     run_dir = tmp_path / "refs" / "ref-old"
     shutil.copytree(OLD_RUN, run_dir)
@@ -89,7 +90,7 @@ def test_the_train_page_starts_from_the_chosen_recipe(pages, tmp_path):
     from tests.conftest import write_image_tree
 
     pages.use(tmp_path / "runs", write_image_tree(tmp_path / "data", per_class_train=4, per_class_test=2))
-    at = AppTest.from_file(str(ROOT / "app_pages/train.py"), default_timeout=60)
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
     at.run()
     params = {m.label: m.value for m in at.metric}["Parameters"]
     assert params == f"{TrainSettings().param_count():,}" and at.radio(key="set_arch").value == DEFAULT_ARCH
@@ -110,8 +111,8 @@ def test_claims_say_when_a_verdict_was_measured_on_another_recipe(tmp_path):
     """Shipped preset results measured on seed-plain (the batch-size preset's, kept in
     benchmarks/results): each claim judged on them says so; a claim judged on the reference runs
     (re-shipped on the default) does not."""
-    from cifar_app.claims import evaluate, recipe_note
-    from cifar_app.runstore import RunStore
+    from cifar_app.lab.claims import evaluate, recipe_note
+    from cifar_app.store.runstore import RunStore
 
     shipped = tmp_path / "shipped"
     shipped.mkdir()

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_app.analysis import evaluate_model
-from cifar_app.data import load_cifar10
-from cifar_app.inference import load_model
-from cifar_app.model import PARAM_BUDGET, count_parameters
-from cifar_app.runstore import REFERENCE_ROOT, Run, RunStore
+from cifar_app.core.data import load_cifar10
+from cifar_app.core.model import PARAM_BUDGET, count_parameters
+from cifar_app.lab.analysis import evaluate_model
+from cifar_app.store.inference import load_model
+from cifar_app.store.runstore import REFERENCE_ROOT, Run, RunStore
 from tests.conftest import REAL_DATA
 
 REFS = sorted(p.name for p in REFERENCE_ROOT.iterdir() if (p / "settings.json").exists())
@@ -56,7 +56,7 @@ def test_runs_written_before_this_version_still_load(tmp_path):
     train_ce, status tags and probe records existed: it loads, summarizes, predicts and exports."""
     import shutil
 
-    from cifar_app.export import bundle_bytes, import_bundle
+    from cifar_app.store.export import bundle_bytes, import_bundle
 
     shutil.copytree(OLD_RUN, tmp_path / "refs" / "ref-old")
     store = RunStore(tmp_path / "runs", reference_root=tmp_path / "refs")
@@ -76,7 +76,7 @@ def test_runs_written_before_this_version_still_load(tmp_path):
 
 @pytest.mark.parametrize("ref", REFS)
 def test_reference_runs_carry_probe_records_and_their_batch_dependence(ref):
-    from cifar_app.batchdep import TEST_BATCH_SIZES, BatchDependence
+    from cifar_app.lab.batchdep import TEST_BATCH_SIZES, BatchDependence
 
     run = RunStore("unused", reference_root=REFERENCE_ROOT).get(ref)
     records = run.inside()
@@ -100,7 +100,7 @@ def test_reference_runs_ship_no_empty_records(ref):
 
 
 def test_copy_run_leaves_out_an_empty_optional_log(tmp_path):
-    from cifar_app.runstore import LANDSCAPE, copy_run
+    from cifar_app.store.runstore import LANDSCAPE, copy_run
 
     src = RunStore("unused", reference_root=REFERENCE_ROOT).get("ref-layer")
     work = tmp_path / "src"
@@ -113,8 +113,8 @@ def test_copy_run_leaves_out_an_empty_optional_log(tmp_path):
 def test_the_shipped_presets_that_compare_norms_ran_on_todays_default():
     """The Claims page on a fresh install judges these presets' shipped results: they were
     re-measured on the default recipe, the seeds preset's 12 full runs included."""
-    from cifar_app.experiments import load_shipped_results
-    from cifar_app.settings import DEFAULT_RECIPE
+    from cifar_app.core.settings import DEFAULT_RECIPE
+    from cifar_app.store.results import load_shipped_results
 
     shipped = load_shipped_results().results
     for preset in ("batch-size", "learning-rate", "landscape", "groups", "seed-layernorm", "regularization",

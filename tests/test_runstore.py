@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from cifar_app.analysis import run_evaluation
-from cifar_app.records import BatchStats, EpochStats
-from cifar_app.runstore import ReadOnlyRun, RunNotFound, RunStore
-from cifar_app.settings import TrainSettings
+from cifar_app.core.records import BatchStats, EpochStats
+from cifar_app.core.settings import TrainSettings
+from cifar_app.lab.analysis import run_evaluation
+from cifar_app.store.runstore import ReadOnlyRun, RunNotFound, RunStore
 from tests.conftest import wait_for
 
 
@@ -87,8 +87,8 @@ def test_a_killed_writer_leaves_readable_files(tmp_path):
     run = store.create(TrainSettings())
     script = textwrap.dedent(f"""
         import os
-        from cifar_app.records import BatchStats
-        from cifar_app.runstore import RunStore
+        from cifar_app.core.records import BatchStats
+        from cifar_app.store.runstore import RunStore
         run = RunStore({str(store.root)!r}, reference_root=None).get({run.id!r})
         i = 0
         while True:
@@ -112,7 +112,7 @@ def test_a_killed_writer_leaves_readable_files(tmp_path):
 
 RACE = textwrap.dedent("""
     import os, sys, time
-    from cifar_app.runstore import RunStore
+    from cifar_app.store.runstore import RunStore
     role, root, ids, done_dir = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
     store = RunStore(root, reference_root=None)
     for run_id in ids:
@@ -162,7 +162,7 @@ def test_stored_predictions_keep_the_exact_predicted_class(tmp_path):
 
 
 def test_a_run_summary_names_the_settings_that_differ_from_the_default_recipe(tmp_path):
-    from cifar_app.tables import comparison_rows, runs_table_rows
+    from cifar_app.web.tables import comparison_rows, runs_table_rows
 
     store = RunStore(tmp_path / "runs", reference_root=None)
     plain = store.create(TrainSettings(norm="layer", groups=8))  # LN uses no groups: not a change
@@ -178,7 +178,7 @@ def test_a_run_summary_names_the_settings_that_differ_from_the_default_recipe(tm
 
 def test_an_unknown_run_id_is_not_echoed_back_whole():
     """A 10,000-character id (a URL parameter, a CLI argument) is named cut short in the error."""
-    from cifar_app.runstore import RunNotFound
+    from cifar_app.store.runstore import RunNotFound
 
     text = str(RunNotFound("é" * 10_000))
     assert len(text) < 120 and text.startswith("no run 'ééé") and "(10,002 characters)" in text

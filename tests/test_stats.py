@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats as sps
 
-from cifar_app import stats
+from cifar_app.core import stats
 
 
 def test_welch_is_scipys_welch_t_with_its_interval():

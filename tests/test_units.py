@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_app.analysis import Evaluation, confusion_matrix, misclassified, per_class_accuracy
-from cifar_app.charts import batch_curves, compare_curves, training_curves
-from cifar_app.progress import format_duration, training_progress
-from cifar_app.records import BatchStats, EpochStats, RecordError, parse_record
-from cifar_app.runstore import Metrics, RunSummary
-from cifar_app.series import decimate, smooth
-from cifar_app.tables import comparison_rows, default_selection, runs_table_rows
+from cifar_app.core.records import BatchStats, EpochStats, RecordError, parse_record
+from cifar_app.core.series import decimate, smooth
+from cifar_app.lab.analysis import Evaluation, confusion_matrix, misclassified, per_class_accuracy
+from cifar_app.store.runstore import Metrics, RunSummary
+from cifar_app.web.charts import batch_curves, compare_curves, training_curves
+from cifar_app.web.progress import format_duration, training_progress
+from cifar_app.web.tables import comparison_rows, default_selection, runs_table_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,7 +200,7 @@ def test_no_sys_path_hacks_remain():
 
 
 def test_agreement_patterns_count_every_right_wrong_combination():
-    from cifar_app.analysis import agreement_patterns
+    from cifar_app.lab.analysis import agreement_patterns
 
     labels = np.array([0, 1, 2, 3, 4, 5])
     bn = np.array([0, 1, 2, 9, 9, 5])
@@ -217,7 +217,7 @@ def test_agreement_patterns_count_every_right_wrong_combination():
 
 
 def test_a_huge_bad_value_is_not_echoed_back_whole():
-    from cifar_app.settings import SettingsError, parse_setting
+    from cifar_app.core.settings import SettingsError, parse_setting
 
     for name, text in (("norm", "é" + "x" * 10_000), ("batch_size", "9" * 10_000 + "x")):
         with pytest.raises(SettingsError) as e:

@@ -1,0 +1,81 @@
+"""The web app: its pages, and the server that serves them.
+
+``server`` gives what ``streamlit run`` serves besides Streamlit's own routes (the read-only live
+routes of ``webapp`` and the access gate of ``gate``); ``session`` is each browser session's script run: the
+navigation and the chosen page. ``PAGES`` is the one list of pages: the navigation, the tests and the
+docs take it from here. Both entry scripts (``dashboard.py`` at the top of a source checkout, and the
+packaged ``cifar_app/web/dashboard.py`` that ``cifar-app serve`` runs) are these two calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One page: its script in ``pages/``, its title and icon in the navigation."""
+
+    name: str
+    title: str
+    icon: str
+    default: bool = False
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / f"{self.name}.py"
+
+
+PAGES = (
+    PageSpec("home", "Runs", ":material/home:", default=True),
+    PageSpec("train", "Train", ":material/model_training:"),
+    PageSpec("compare", "Compare", ":material/compare_arrows:"),
+    PageSpec("experiments", "Experiments", ":material/science:"),
+    PageSpec("claims", "Claims", ":material/fact_check:"),
+    PageSpec("inside", "Inside", ":material/stacked_line_chart:"),
+    PageSpec("misclassified", "Misclassified", ":material/grid_view:"),
+    PageSpec("classify", "Classify", ":material/image_search:"),
+    PageSpec("model", "Model", ":material/account_tree:"),
+)
+
+
+def page_path(name: str) -> str:
+    """The script of the page called ``name`` (for ``st.switch_page``)."""
+    return str(next(p.path for p in PAGES if p.name == name))
+
+
+def server() -> dict:
+    """What the entry script's ``st.App(__file__, **server())`` serves besides Streamlit's own routes:
+    the live routes and the access gate. (``streamlit run`` finds the app by reading the entry
+    script for an ``st.App(...)`` assignment, so the script makes it.)"""
+    # Imported here, once, before any session: sessions run their scripts in parallel threads, and
+    # a page that draws a figure while another page's first table is still importing pandas sees
+    # it half-initialized in sys.modules (plotly looks it up there): "partially initialized module
+    # 'pandas' has no attribute 'Series'".
+    import pandas  # noqa: F401
+    import streamlit as st
+    from starlette.middleware import Middleware
+
+    from cifar_app.web import access
+    from cifar_app.web.gate import Gate
+    from cifar_app.web.webapp import routes
+
+    base, policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
+    if policy.token_required and (problem := access.token_problem(access.server_token()[0])):
+        raise SystemExit(f"error: {problem}")  # an exposed server with a guessable token: do not serve
+    if policy.token_required:  # no traceback, and so no server path, in a visitor's browser
+        st.set_option("client.showErrorDetails", "none")
+    return {"routes": routes(base, policy),
+            "middleware": [Middleware(Gate, policy=policy, base_url_path=base)]}
+
+
+def session() -> None:
+    """A browser session's script run: the page configuration, the navigation, the chosen page."""
+    import streamlit as st
+
+    st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
+    st.navigation([st.Page(str(p.path), title=p.title, icon=p.icon, default=p.default)
+                   for p in PAGES]).run()

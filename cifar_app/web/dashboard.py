@@ -1,0 +1,14 @@
+"""CIFAR-10 Normalization Lab — the entry ``cifar-app serve`` runs (installed or not).
+
+The app is ``app.py`` beside it: ``streamlit run`` imports this file to find ``app`` (the server),
+and each browser session runs it as ``__main__`` (the navigation and the chosen page).
+"""
+
+import streamlit as st
+
+from cifar_app.web import app as lab
+
+if __name__ != "__main__":
+    app = st.App(__file__, **lab.server())
+else:
+    lab.session()

@@ -1,0 +1,53 @@
+"""Compare: overlay the curves of several runs (default: the latest run of each normalization)."""
+
+import streamlit as st
+
+from cifar_app.lab.experiments import ExperimentStore
+from cifar_app.web import ui
+from cifar_app.web.charts import compare_curves
+from cifar_app.web.tables import comparison_rows, default_selection
+
+ui.page_setup()
+st.title("Compare runs")
+store = ui.store()
+summaries = store.summaries()
+ui.damaged_notice(summaries)
+runs = [s for s in summaries if not s.damaged and s.epoch > 0]
+if not runs:
+    st.info("No run has finished an epoch yet. Train a model on the **Train** page.")
+    st.stop()
+
+experiments = {e.id: e.name for e in ExperimentStore(store).list()}
+if experiments:
+    exp = st.selectbox("Experiment", [None, *experiments], key="compare_exp",
+                       format_func=lambda i: "all runs" if i is None else experiments[i])
+    if exp is not None:
+        runs = [s for s in runs if s.tags.get("experiment") == exp]
+by_id = {s.id: s for s in runs}
+default = default_selection(runs) if not experiments or exp is None else list(by_id)
+scope = exp if experiments else None
+if st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
+    st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
+else:  # keep the user's choice, minus runs that are gone
+    st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in by_id]
+chosen = st.multiselect("Runs", list(by_id), format_func=lambda i: ui.run_label(by_id[i]),
+                        key="compare_runs")
+if not chosen:
+    st.info("Choose at least one run.")
+    st.stop()
+
+epochs = {i: store.get(i).metrics().epochs for i in chosen}
+series = [{"label": by_id[i].label, "norm": by_id[i].norm, "epochs": epochs[i]} for i in chosen]
+left, right = st.columns(2)
+left.plotly_chart(compare_curves(series, "test_acc", "test accuracy"), key="cmp_acc", width="stretch")
+right.plotly_chart(compare_curves(series, "test_loss", "test loss"), key="cmp_loss", width="stretch")
+left.plotly_chart(compare_curves(series, "train_acc", "train accuracy"), key="cmp_train_acc",
+                  width="stretch")
+right.plotly_chart(compare_curves(series, "train_loss", "train loss (cross-entropy)"),
+                   key="cmp_train_loss", width="stretch")
+st.dataframe(comparison_rows([(by_id[i], epochs[i]) for i in chosen]), hide_index=True, width="stretch",
+             key="cmp_table")
+st.caption("Gap = final train accuracy − final test accuracy (train accuracy is measured on "
+           "augmented images while the weights change, so a small negative gap is normal). "
+           "Train loss is the plain cross-entropy, comparable to the test loss; runs logged before "
+           "it was recorded show their label-smoothed loss and say so in the legend.")

@@ -1,0 +1,131 @@
+"""Runs: what the app is, the dataset status, and the table of runs."""
+
+import streamlit as st
+
+from cifar_app.core.model import PARAM_BUDGET
+from cifar_app.store.export import (
+    BundleError,
+    bundle_bytes,
+    import_bundle,
+    metrics_csv,
+    onnx_bytes,
+    predictions_csv,
+)
+from cifar_app.store.jobs import download_status, start_download
+from cifar_app.store.runstore import StoreError
+from cifar_app.store.states import DownloadState
+from cifar_app.web import access, ui
+from cifar_app.web.access import Action
+from cifar_app.web.progress import format_duration
+from cifar_app.web.tables import runs_table_rows
+from cifar_app.web.text import for_markdown as md
+
+ui.page_setup()
+st.title("CIFAR-10 Normalization Lab")
+st.markdown(f"Train the seed's 14-layer CNN (< {PARAM_BUDGET:,} parameters) on CIFAR-10 with **batch, group, "
+            "layer or no normalization**, watch it learn live, compare the runs, and probe the "
+            "models with test images and your own.")
+
+st.subheader("Dataset")
+data = ui.dataset()
+if data is not None:
+    where = f" — {data.source}" if ui.may(Action.PATHS) else ""
+    st.success(f"CIFAR-10 found: {len(data.train_x):,} training and {len(data.test_x):,} test "
+               f"images{where}.")
+else:
+    root = ui.data_dir()
+    st.warning(f"CIFAR-10 is not in the data folder `{ui.server_path(root)}`.")
+    st.markdown("Either **download** it here (needs internet, ~170 MB), or put a copy there "
+                "(torchvision's `cifar-10-batches-py/` or `train/<class>/` + `test/<class>/` image "
+                "folders) or start the app with `CIFAR_APP_DATA=/path/to/cifar10`. The shipped "
+                "reference runs work without it on the Compare, Classify and Model pages.")
+    dl = download_status(root)
+    if dl and dl["state"] == DownloadState.RUNNING:
+        st.info(f"Downloading… {md(access.shown(dl['message'], ui.may(Action.PATHS)))}")
+        if st.button("Refresh"):
+            st.rerun()
+    else:
+        if dl and dl["state"] == DownloadState.FAILED:
+            st.error(f"The download failed: {md(access.shown(dl['message'], ui.may(Action.PATHS)))}")
+        if ui.action_button("Download CIFAR-10", key="download", type="primary"):
+            try:
+                start_download(root)
+                st.rerun()
+            except StoreError as e:
+                st.error(str(e))
+
+st.subheader("Runs")
+store = ui.store()
+summaries = store.summaries()
+if not summaries:
+    st.info("No runs yet. Train a model on the **Train** page, or import a bundle below.")
+else:
+    st.dataframe(runs_table_rows(summaries, show_paths=ui.may(Action.PATHS)), hide_index=True,
+                 width="stretch", key="runs_table",
+                 column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
+                                "params": st.column_config.NumberColumn(format="%d"),
+                                "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
+    for s in summaries:
+        if s.damaged:
+            st.error(f"`{s.id}` — {md(access.shown(s.error, ui.may(Action.PATHS)))}. Nothing was changed; "
+                     "delete it below if you want.")
+    st.caption(f"Runs are stored in `{ui.server_path(store.root)}`; total training time "
+               f"{format_duration(sum(s.seconds for s in summaries))}.")
+
+mine = [s for s in summaries if not s.reference]
+if mine:
+    with st.expander("Rename or delete a run"):
+        chosen = ui.pick_run(mine, key="manage_run")
+        new_label = st.text_input("New name", value=chosen.label, max_chars=80, key="rename_to")
+        col1, col2 = st.columns(2)
+        with col1:
+            if ui.action_button("Rename", key="rename"):
+                try:
+                    store.rename(chosen.id, new_label)
+                    st.rerun()
+                except (ValueError, RuntimeError) as e:  # a bad name, StoreError, RunDamaged
+                    st.error(md(e))
+        confirm = col2.checkbox("I want to delete this run and its files", key="confirm_delete")
+        with col2:
+            if ui.action_button("Delete", key="delete", disabled=not confirm):
+                try:
+                    store.delete(chosen.id)
+                    st.query_params.clear()
+                    st.rerun()
+                except (RuntimeError, StoreError) as e:
+                    st.error(str(e))
+
+with st.expander("Export or import a run"):
+    exportable = {s.id: s for s in summaries if not s.damaged}
+    if exportable and st.session_state.get("export_run") not in exportable:
+        st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
+    chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
+                                         format_func=lambda i: ui.run_label(exportable[i])))
+    if chosen is not None:  # each file is made only when its button is clicked
+        run = store.get(chosen.id)
+        c1, c2, c3, c4 = st.columns(4)
+        ui.download_button("Bundle (.zip)", lambda: bundle_bytes(run), f"{run.id}.zip", "application/zip",
+                           key="dl_bundle", container=c1, help="everything the pages need to show this "
+                           "run elsewhere; import it with `python -m cifar_app import` or below")
+        ui.download_button("Metrics (.csv)", lambda: metrics_csv(run), f"{run.id}-metrics.csv", "text/csv",
+                           key="dl_metrics", container=c2)
+        if chosen.has_model:
+            def predictions() -> str:
+                names = data.limit(test_limit=run.settings().test_limit).test_names if data else None
+                return predictions_csv(run, names)
+
+            ui.download_button("Predictions (.csv)", predictions, f"{run.id}-predictions.csv", "text/csv",
+                               key="dl_predictions", container=c3)
+            ui.download_button("Model (.onnx)", lambda: onnx_bytes(run), f"{run.id}.onnx",
+                               "application/octet-stream", key="dl_onnx", container=c4,
+                               help="exported when clicked; input float32 (N, 3, 32, 32) RGB in "
+                               "[0, 1]; output logits (N, 10)")
+    bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle",
+                              disabled=not ui.may(Action.CHANGE), help=None if ui.may(Action.CHANGE)
+                              else ui.READ_ONLY_HELP)
+    if bundle is not None and ui.action_button("Import", key="import"):
+        try:
+            new = import_bundle(store, bundle.getvalue(), origin=bundle.name)
+            st.success(f"Imported as **{new.id}** ({md(new.label)}).")
+        except (BundleError, StoreError) as e:
+            st.error(f"Not imported: {md(e)}")

@@ -1,0 +1,490 @@
+"""Streamlit helpers shared by the pages: page setup, access control, cached resources, run pickers
+and setting widgets.
+
+Everything here is thin: it reads from the run store / data and hands results to Streamlit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from cifar_app.core.data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
+from cifar_app.core.settings import DEFAULT_RECIPE, TrainSettings, recipe_values
+from cifar_app.store.runstore import Run, RunStore, RunSummary, default_store
+from cifar_app.web import access, webapp
+from cifar_app.web.access import Action
+from cifar_app.web.charts import NORM_LABELS
+from cifar_app.web.text import for_markdown as md
+
+READ_ONLY_HELP = "Needs the access token: enter it in the sidebar."
+
+
+# ---------------------------------------------------------------------------- page setup & access
+
+
+def page_setup() -> None:
+    """Call first on every page: the access sidebar; on a private exposed server, a visitor without
+    the token sees the token prompt and nothing else (the page stops here)."""
+    _access_sidebar()
+    if not may(Action.VIEW):
+        st.title("CIFAR-10 Normalization Lab")
+        st.info(policy().describe(granted=False) + " Enter it in the sidebar, or open the link with "
+                "`?token=…` that the server printed.")
+        st.stop()
+
+
+def _server_address() -> str | None:
+    return st.get_option("server.address")
+
+
+def policy() -> access.Policy:
+    """This server's access policy (``cifar_app.access``)."""
+    return access.policy(_server_address())
+
+
+def token_required() -> bool:
+    """Whether this server asks for the access token."""
+    return policy().token_required
+
+
+@st.cache_resource(show_spinner=False)
+def _announce_token(address: str) -> str:
+    """Make (or read) the token once per server and print where to use it, as Jupyter does."""
+    token, generated = access.server_token()
+    if generated:
+        port = st.get_option("server.port")
+        print(f"CIFAR-10 Normalization Lab is reachable beyond this machine ({address or 'all interfaces'})."
+              f"\nIt needs this access token (or set ${access.TOKEN_ENV}):\n    {token}\n"
+              f"or open http://<this host>:{port}/?token={token}", file=sys.stderr, flush=True)
+    return token
+
+
+def _granted() -> bool:
+    """Whether this session gave the token (or a key) under the key version in force: revoking the
+    keys (``serve --revoke-keys``) ends open sessions' access too."""
+    granted = st.session_state.get("_access_granted")
+    return granted is not None and granted == access.key_version()
+
+
+def _grant() -> None:
+    st.session_state["_access_granted"] = access.key_version()
+
+
+def may(action: Action) -> bool:
+    """Whether this browser session may do ``action`` (the policy is ``access.Policy.allows``)."""
+    return policy().allows(action, _granted())
+
+
+def may_change() -> bool:
+    """True when this browser session may start, stop, delete or import."""
+    return may(Action.CHANGE)
+
+
+def route_key() -> str | None:
+    """The live routes' key for this session (None where anyone may view)."""
+    if not token_required() or not _granted():
+        return None
+    return access.route_key(access.server_token()[0])
+
+
+def _client() -> str:
+    """Who is trying tokens, for the throttle: the connection's address."""
+    try:
+        ip = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no request context
+        ip = None
+    if isinstance(ip, str) and ip and not access.is_loopback(ip):
+        return ip
+    # no address, or loopback (a proxy in front): one bucket per session, so that one visitor's
+    # wrong tries never lock the others out
+    return "session:" + st.session_state.setdefault("_throttle_id", secrets.token_hex(8))
+
+
+def _try_token(given: str, token: str) -> str | None:
+    """Check a given token, slowed per client (``access.THROTTLE``); None when accepted, else what
+    to tell the visitor."""
+    client = _client()
+    wait = access.THROTTLE.wait_s(client)
+    if wait > 0:
+        return f"Too many wrong tokens from this address: try again in {wait:.0f} s."
+    if access.token_matches(given, token):
+        access.THROTTLE.succeeded(client)
+        _grant()
+        return None
+    access.THROTTLE.failed(client)
+    return "That is not the access token."
+
+
+def _access_sidebar() -> None:
+    if not token_required():
+        return
+    token = _announce_token(_server_address() or "")
+    if not _granted() and access.key_matches(st.context.cookies.get(access.KEY_COOKIE), token):
+        _grant()  # this browser gave the token before
+    given = st.query_params.get("token")
+    if given is not None:
+        if (refused := _try_token(given, token)) is not None:
+            st.session_state["_access_refused"] = refused
+        del st.query_params["token"]  # keep it out of the address bar and of shared links
+    with st.sidebar:
+        if _granted():
+            st.caption("🔓 Access token accepted: you can view and change everything.")
+            if st.context.cookies.get(access.KEY_COOKIE) != route_key():
+                _live_component(key="lab_key", data={  # the server sets this browser's HttpOnly cookie
+                    "view": "key", "path": webapp.SESSION, **_route_data()})
+            return
+        st.info(policy().describe(granted=False))
+        entered = st.text_input("Access token", type="password", key="_access_token_input", max_chars=512)
+        if entered:
+            refused = _try_token(entered, token)
+            if refused is None:
+                st.session_state.pop("_access_refused", None)
+                st.rerun()
+            st.error(refused)
+        elif refused := st.session_state.pop("_access_refused", None):
+            st.error(refused)
+
+
+def action_button(label: str, key: str, action: Action = Action.CHANGE, **kwargs: object) -> bool:
+    """A button for ``action``: disabled (with the reason) while this session may not do it, and
+    never reported as pressed without access, whatever the client sends."""
+    allowed = may(action)
+    if not allowed:
+        kwargs = {**kwargs, "disabled": True, "help": READ_ONLY_HELP}
+    return st.button(label, key=key, **kwargs) and allowed  # type: ignore[arg-type]
+
+
+def download_button(label: str, data: Callable[[], bytes | str], file_name: str, mime: str, key: str,
+                    help: str | None = None, container: object = st) -> None:
+    """A download of a run's file, built only when clicked (``data`` is called then, on the
+    server); without access a disabled button that hands out nothing."""
+    if not may(Action.DOWNLOAD):
+        container.button(label, key=key, disabled=True, help=READ_ONLY_HELP)
+        return
+    # no rerun on a click: a rerun replaces every deferred file id on the page, and a second
+    # download clicked before the new ids reach the browser would wait forever on a revoked one
+    container.download_button(label, data, file_name, mime, key=key, help=help, on_click="ignore")
+
+
+def server_path(path: Path | str) -> str:
+    """A server folder as the page may show it: the path with access, else a placeholder."""
+    return str(Path(path).resolve()) if may(Action.PATHS) else "(a folder on the server)"
+
+
+# ---------------------------------------------------------------------------- store & data
+
+
+def data_dir() -> Path:
+    """The data folder this server uses ($CIFAR_APP_DATA or ./data)."""
+    return default_data_dir()
+
+
+def store() -> RunStore:
+    """The run store ($CIFAR_APP_RUNS or ./runs), one per server (shared with the live routes)."""
+    return default_store()
+
+
+CLAIMS_TTL_S = 20  # the Claims page's verdicts are computed at most this often per store
+
+
+@st.cache_data(ttl=CLAIMS_TTL_S, max_entries=8, show_spinner=False)
+def _claims(root: str, reference: str | None, shipped: str | None) -> list[dict]:
+    from cifar_app.lab.claims import evaluate
+
+    return evaluate(store())
+
+
+def claims() -> list[dict]:
+    """``claims.evaluate`` of this store, computed once per ``CLAIMS_TTL_S`` for every visitor (it
+    reads every experiment's runs: a second or more of server CPU)."""
+    import os
+
+    from cifar_app.store.results import SHIPPED_ENV
+
+    s = store()
+    return _claims(str(s.root), str(s.reference_root), os.environ.get(SHIPPED_ENV))
+
+
+_DATA: dict[tuple, CifarData] = {}
+_DATA_LOCK = threading.Lock()
+
+
+def dataset() -> CifarData | None:
+    """The dataset, loaded once per server and folder (a progress bar while image folders are
+    decoded the first time); None, with the reason in ``st.session_state['data_error']``, when
+    it is not there."""
+    root = data_dir()
+    status = dataset_status(root)
+    if not status["found"]:
+        st.session_state["data_error"] = str(_missing_message(root))
+        return None
+    key = (str(root), status["kind"], status["path"])
+    if key in _DATA:
+        return _DATA[key]
+    with _DATA_LOCK:
+        if key not in _DATA:
+            bar = st.progress(0.0, text="Loading CIFAR-10 (once per server)…")
+
+            def show(done: int, total: int) -> None:
+                bar.progress(done / total, text=f"Decoding CIFAR-10 images, first load only (then "
+                             f"cached): {done:,} / {total:,}")
+
+            try:
+                _DATA[key] = load_cifar10(root, progress=show)
+            except DataError as e:
+                st.session_state["data_error"] = str(e)
+                return None
+            finally:
+                bar.empty()
+    return _DATA[key]
+
+
+def _missing_message(root: Path) -> str:
+    try:
+        load_cifar10(root)
+    except DataError as e:
+        return str(e)
+    return ""
+
+
+def data_missing_hint() -> None:
+    """Tell the user the test set is missing and where to fix it."""
+    st.warning("The CIFAR-10 test set is not available, so this needs the dataset. "
+               "See the **Runs** page to download it, or point `CIFAR_APP_DATA` at a copy.")
+    if st.session_state.get("data_error") and may(Action.PATHS):  # it names server folders
+        with st.expander("details"):
+            st.text(st.session_state["data_error"])
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def run_label(s: RunSummary) -> str:
+    """'label (GroupNorm, completed)' for select boxes."""
+    ref = ", reference" if s.reference else ""
+    return f"{s.label} ({NORM_LABELS.get(s.norm, s.norm)}, {s.status}{ref})"
+
+
+def damaged_notice(summaries: list[RunSummary]) -> None:
+    """One warning naming every damaged run, its file and why (they are left untouched)."""
+    bad = [s for s in summaries if s.damaged]
+    if bad:
+        st.warning("Some runs cannot be read and are left out here (nothing was changed; delete them "
+                   "on the **Runs** page if you want):\n"
+                   + "\n".join(f"- `{s.id}`: {md(access.shown(s.error, may(Action.PATHS)))}" for s in bad))
+
+
+def _url_follows(key: str) -> None:
+    st.query_params["run"] = st.session_state[key]
+
+
+def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSummary | None:
+    """A select box over runs kept in step with ``?run=ID`` in the URL: the URL picks the run
+    (a link, a new run just started), and picking another run updates the URL, so the page can be
+    bookmarked or shared."""
+    if not summaries:
+        return None
+    by_id = {s.id: s for s in summaries}
+    wanted = st.query_params.get("run")
+    if wanted in by_id and st.session_state.get(key) != wanted:
+        st.session_state[key] = wanted
+    chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: run_label(by_id[i]),
+                          on_change=_url_follows, args=(key,))
+    if wanted != chosen:
+        st.query_params["run"] = chosen
+    return by_id[chosen]
+
+
+def completed_runs() -> list[RunSummary]:
+    """Runs with a trained model that can be read, user runs first (newest first), then reference
+    runs; damaged runs are named in a warning instead."""
+    summaries = store().summaries()
+    damaged_notice(summaries)
+    return [s for s in summaries if s.has_model and not s.damaged]
+
+
+@st.cache_resource(show_spinner="Scoring the test set…", max_entries=16)
+def _evaluation(run_path: str, reference: bool, model_mtime: float, fingerprint: str):
+    from cifar_app.lab.analysis import run_evaluation
+
+    return run_evaluation(Run(Path(run_path), reference), dataset())
+
+
+def evaluation(run: Run):
+    """The run's test-set evaluation on the loaded data (stored predictions when they match)."""
+    data = dataset()
+    return _evaluation(str(run.path), run.reference, run.model_mtime(), data.test_fingerprint)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _loaded_model(run_path: str, reference: bool, model_mtime: float):
+    from cifar_app.store.inference import load_model
+
+    return load_model(Run(Path(run_path), reference))
+
+
+def loaded_model(run: Run):
+    """The run's model, loaded once per server (reloaded if its file changes)."""
+    return _loaded_model(str(run.path), run.reference, run.model_mtime())
+
+
+# ---------------------------------------------------------------------------- widgets
+
+
+_LIVE_CSS = """
+.lab-live { font-family: var(--st-font, sans-serif); color: var(--st-text-color, inherit); }
+.lab-live .lab-text { font-size: 0.875rem; margin-bottom: 0.3rem; }
+.lab-live .lab-bar { height: 0.5rem; border-radius: 0.25rem; overflow: hidden;
+                     background: var(--st-secondary-background-color, #f0f2f6); }
+.lab-live .lab-fill { height: 100%; width: 0; background: var(--st-primary-color, #ff4b4b); }
+.lab-live .lab-note, .lab-live .lab-status { font-size: 0.875rem; opacity: 0.75; margin-top: 0.5rem; }
+.lab-live .lab-error { color: var(--st-red-color, #d33); margin-top: 0.5rem; }
+.lab-live .lab-chart { height: 480px; }
+"""
+_live_component = st.components.v2.component(
+    "cifar_lab_live", js=(Path(__file__).parent / "live_view.js").read_text(), css=_LIVE_CSS,
+    isolate_styles=False)  # plotly.js needs its chart in the document, not in a shadow root
+
+# How often a live view asks the server for news (ms): the progress line keeps the lag from a logged
+# batch to the screen under 1 s; the figures follow slower, the per-batch one, the costliest to
+# redraw, slowest. A tick without news costs a request answered "no change". Measured in
+# benchmarks/watch_overhead.py (README: "Watching a run").
+PROGRESS_EVERY_MS = 1000
+FIGURE_EVERY_MS = {"epochs": 3000, "batches": 10000}
+WATCH_EVERY_MS = 2000
+
+
+def live_progress(run_id: str, snapshot: dict) -> None:
+    """The progress line of a running or queued run, kept up to date in the browser
+    (``live_view.js``); ``snapshot`` is ``live.run_snapshot`` now, drawn at once. When the run logs
+    an epoch or a probe record or changes state, the fragment around it (or the page) re-runs once."""
+    _live_component(key=f"live_progress_{run_id}", on_changed_change=lambda: None, data={
+        "view": "progress", "run": run_id, "snapshot": snapshot, "state": snapshot["state"],
+        "epochs": snapshot["epochs"], "probes": snapshot["probes"], "every_ms": PROGRESS_EVERY_MS,
+        "path": webapp.path(webapp.RUN_LIVE, run_id=run_id), **_route_data()})
+
+
+def live_figure(run_id: str, name: str, smoothing: float = 0.9) -> None:
+    """One of a running run's figures (``live.FIGURES``: "epochs" or "batches"), fetched and
+    updated in place in the browser while it trains."""
+    _live_component(key=f"live_{name}_{run_id}", data={
+        "view": "figure", "figure": name, "run": run_id, "smoothing": smoothing,
+        "every_ms": FIGURE_EVERY_MS[name], "plotly": webapp.plotly_js_path(),
+        "path": webapp.path(webapp.RUN_FIGURE, run_id=run_id, name=name), **_route_data()})
+
+
+def live_watch_experiment(exp_id: str, version: str) -> None:
+    """Nothing to see: asks the sweep's live route every 2 s in the browser and re-runs the
+    fragment around it once its version differs from ``version``."""
+    _live_component(key=f"watch_{exp_id}", on_changed_change=lambda: None, data={
+        "view": "watch", "path": webapp.path(webapp.EXPERIMENT_LIVE, exp_id=exp_id), "version": version,
+        "every_ms": WATCH_EVERY_MS, **_route_data()})
+
+
+def _route_data() -> dict:
+    """What every live view needs to reach the routes: the base URL path and this session's key."""
+    return {"base": str(st.get_option("server.baseUrlPath") or "").strip("/"), "key": route_key(),
+            "key_header": access.ROUTE_KEY_HEADER}
+
+
+def upscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Nearest-neighbour upscaling of an (H, W, 3) uint8 image: crisp pixels, no blur."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def _option_label(name: str, value: object) -> str:
+    if value is None:
+        return "all" if name.endswith("_limit") else "none"
+    if name == "norm":
+        return NORM_LABELS.get(str(value), str(value))
+    if name.endswith("_limit"):
+        return f"first {value:,}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+MAX_TEXT_SETTING = 600  # characters of a free-text setting's box
+
+
+def setting_widget(name: str, label: str | None = None, key: str | None = None,
+                   disabled: bool = False, recipe: str = DEFAULT_RECIPE) -> object:
+    """The widget for one ``TrainSettings`` field, built from its spec (type, range, choices, unit,
+    help): choices -> radio, suggested values -> select slider / select box, ranges -> slider or
+    number input, bool -> checkbox. It starts at the named ``recipe``'s value (each recipe keeps
+    its own widgets, so switching back keeps what was chosen there). Returns the chosen value."""
+    spec = TrainSettings.spec(name)
+    default = recipe_values(recipe).get(name, TrainSettings.default(name))
+    text = label or name.replace("_", " ").capitalize() + (f" ({spec.unit})" if spec.unit else "")
+    key = (key or f"set_{name}") + ("" if recipe == DEFAULT_RECIPE else f"@{recipe}")
+    common = dict(key=key, help=f"{spec.help}; {spec.describe_range()}", disabled=disabled)
+    if spec.kind is bool:
+        return st.checkbox(text, value=bool(default), **common)
+    if spec.kind is str and spec.choices is None:  # free text (the teacher's run ids)
+        return st.text_input(text, value=str(default), max_chars=MAX_TEXT_SETTING, **common).strip()
+    if spec.choices is not None and len(spec.choices) <= 4:
+        return st.radio(text, spec.choices, index=spec.choices.index(default), horizontal=True,
+                        format_func=lambda v: _option_label(name, v), **common)
+    if spec.choices is not None:  # many choices (the normalizations): a compact select box
+        return st.selectbox(text, spec.choices, index=spec.choices.index(default),
+                            format_func=lambda v: _option_label(name, v), **common)
+    if spec.suggested and spec.kind is int:
+        options = list(spec.suggested)
+        if spec.optional:
+            return st.selectbox(text, options, index=options.index(default),
+                                format_func=lambda v: _option_label(name, v), **common)
+        return st.select_slider(text, options, value=default, **common)
+    if spec.kind is int and spec.high is not None and spec.high - (spec.low or 0) <= 100:
+        return st.slider(text, int(spec.low or 0), int(spec.high), int(default), **common)
+    if spec.kind is int:
+        return int(st.number_input(text, int(spec.low or 0), int(spec.high or 2**31 - 1), int(default),
+                                   step=1, **common))
+    low = float(spec.low or 0.0)
+    step = 10 ** np.floor(np.log10(abs(float(default)))) / 10 if default else 0.01
+    return float(st.number_input(text, low + (step if spec.low_open else 0.0), float(spec.high or 1e9),
+                                 float(default), step=float(step), format="%g", **common))
+
+
+def image_grid(data: CifarData, indices: list[int], captions: list[str], key: str, view: object,
+               page_size: int = 40) -> None:
+    """Test images ``indices`` as a paged grid of pixel-crisp 128 px tiles with ``captions``;
+    the page resets to 1 when ``view`` (whatever defines the list) changes."""
+    pages = max(1, (len(indices) + page_size - 1) // page_size)
+    if st.session_state.get(f"{key}_view") != view or st.session_state.get(f"{key}_page", 1) > pages:
+        st.session_state[f"{key}_view"], st.session_state[f"{key}_page"] = view, 1
+    page = st.number_input(f"Page (of {pages}; {len(indices):,} images)", 1, pages, key=f"{key}_page")
+    lo, hi = (page - 1) * page_size, page * page_size
+    st.image([upscale(data.test_x[i].permute(1, 2, 0).numpy(), 4) for i in indices[lo:hi]],
+             caption=captions[lo:hi], width=128)
+
+
+def attribution_views(loaded, image32: np.ndarray, targets: dict[str, int], key: str,
+                      integrated: bool = True) -> None:
+    """Grad-CAM (chosen layer) for each of ``targets`` ({caption: class index}) and, with
+    ``integrated``, Integrated Gradients for the first one, overlaid on the upscaled image."""
+    from cifar_app.lab.attribution import (
+        GRADCAM_LAYERS,
+        gradcam,
+        integrated_gradients,
+        layer_resolution,
+        overlay,
+    )
+
+    layer = st.radio("Grad-CAM layer", GRADCAM_LAYERS, horizontal=True, key=f"{key}_layer")
+    side = layer_resolution(loaded, layer)
+    st.caption(f"Grad-CAM at {layer} works on its {side}×{side} feature maps"
+               + (" — on the last stage of a 32×32 input that is an 8×8 map, upsampled, so it is "
+                  "coarse by construction" if side == 8 else "") + ". Attribution runs in eval mode "
+               "with the model's own preprocessing.")
+    cols = st.columns(len(targets) + int(integrated))
+    for col, (caption, target) in zip(cols, targets.items()):
+        col.image(overlay(image32, gradcam(loaded, image32, target, layer)), caption=f"Grad-CAM: {caption}")
+    if integrated:
+        caption, target = next(iter(targets.items()))
+        cols[-1].image(overlay(image32, integrated_gradients(loaded, image32, target)),
+                       caption=f"Integrated Gradients: {caption}")
