@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifar_app.store.runstore import REFERENCE_ROOT, Run, copy_run
+from cifar_app.store.run import Run
+from cifar_app.store.runstore import REFERENCE_ROOT, copy_run
 from cifar_app.store.states import RunState
 
 

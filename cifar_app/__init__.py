@@ -16,7 +16,8 @@ from cifar_app.core.model import NORMS, CifarNet, build_model, count_parameters,
 from cifar_app.core.settings import SettingsError, TrainSettings
 from cifar_app.store.inference import ImageError, classify, classify_each, decode_image, load_model
 from cifar_app.store.jobs import execute_run, start_run
-from cifar_app.store.runstore import Run, RunStore
+from cifar_app.store.run import Run
+from cifar_app.store.runstore import RunStore
 
 __all__ = [
     "CLASSES", "CifarData", "DataError", "load_cifar10",

@@ -14,7 +14,9 @@ from cifar_app.core.settings import RECIPES, SettingsError, TrainSettings, parse
 from cifar_app.lab.experiments import BACKENDS, ExperimentNotFound
 from cifar_app.lab.presets import CONFIRM_ABOVE
 from cifar_app.store.export import BundleError
-from cifar_app.store.runstore import ReadOnlyRun, RunDamaged, RunNotFound, RunStore, StoreError
+from cifar_app.store.fileio import StoreError
+from cifar_app.store.run import ReadOnlyRun, RunDamaged, RunNotFound
+from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import ACTIVE, TERMINAL, RunState
 
 # Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
@@ -254,7 +256,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``streamlit run`` of the packaged app (``cifar_app/web/dashboard.py``) on ``--address``; when
-    that is reachable from other machines, with an access token (``$CIFAR_APP_TOKEN`` or a new one, printed here as Jupyter does)."""
+    that is reachable from other machines, with an access token (``$CIFAR_APP_TOKEN`` or a new one,
+    printed here as Jupyter does)."""
     import os
     import secrets
 

@@ -17,8 +17,10 @@ import torch
 
 from cifar_app.core.records import EpochStats
 from cifar_app.core.settings import TrainSettings
+from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import can_resume, execute_run, start_run
-from cifar_app.store.runstore import RunDamaged, RunStore, StoreError
+from cifar_app.store.run import RunDamaged
+from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent

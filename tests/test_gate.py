@@ -383,7 +383,8 @@ HOSTILE = '<b>B</b><a href="https://example.com/a">A</a> ![t](/any/url) :red[RED
 @pytest.mark.parametrize("bad", ["\u202eevil", "a\x00b", "tab\there", "zero\u200bwidth", "line\u2028sep"])
 def test_labels_refuse_control_and_bidi_characters_naming_them(tmp_path, bad):
     from cifar_app.core.settings import TrainSettings
-    from cifar_app.store.runstore import RunStore, check_label
+    from cifar_app.store.formats import check_label
+    from cifar_app.store.runstore import RunStore
 
     with pytest.raises(ValueError, match=r"U\+[0-9A-F]{4}"):
         check_label(bad)
@@ -522,7 +523,7 @@ def test_redact_leaves_text_that_holds_no_path(text):
 
 @pytest.mark.parametrize("blank", ["\u3164", "\u2800", "\U000e0100x", "a\ufffe"])
 def test_labels_refuse_blank_and_unassigned_characters(blank):
-    from cifar_app.store.runstore import check_label
+    from cifar_app.store.formats import check_label
 
     with pytest.raises(ValueError, match=r"U\+"):
         check_label(blank)

@@ -12,7 +12,8 @@ from cifar_app.core.engine import train
 from cifar_app.core.landscape import MULTIPLIERS, probe_steps, summary
 from cifar_app.core.model import CONV_BLOCKS
 from cifar_app.core.settings import TrainSettings
-from cifar_app.store.runstore import FileInvalid, RunStore, check_landscape
+from cifar_app.store.formats import FileInvalid, check_landscape
+from cifar_app.store.runstore import RunStore
 from cifar_app.web.charts import landscape_plot
 from tests.conftest import synthetic_data
 

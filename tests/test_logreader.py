@@ -10,7 +10,8 @@ import pytest
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
 from cifar_app.store.logreader import LogCache, LogDamaged
-from cifar_app.store.runstore import RunDamaged, RunStore
+from cifar_app.store.run import RunDamaged
+from cifar_app.store.runstore import RunStore
 
 
 def _line(kind: str, n: int, value: float = 1.0) -> str:

@@ -3,8 +3,8 @@
 import io
 import json
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image

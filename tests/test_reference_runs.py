@@ -10,7 +10,8 @@ from cifar_app.core.data import load_cifar10
 from cifar_app.core.model import PARAM_BUDGET, count_parameters
 from cifar_app.lab.analysis import evaluate_model
 from cifar_app.store.inference import load_model
-from cifar_app.store.runstore import REFERENCE_ROOT, Run, RunStore
+from cifar_app.store.run import Run
+from cifar_app.store.runstore import REFERENCE_ROOT, RunStore
 from tests.conftest import REAL_DATA
 
 REFS = sorted(p.name for p in REFERENCE_ROOT.iterdir() if (p / "settings.json").exists())
@@ -100,7 +101,8 @@ def test_reference_runs_ship_no_empty_records(ref):
 
 
 def test_copy_run_leaves_out_an_empty_optional_log(tmp_path):
-    from cifar_app.store.runstore import LANDSCAPE, copy_run
+    from cifar_app.store.formats import LANDSCAPE
+    from cifar_app.store.runstore import copy_run
 
     src = RunStore("unused", reference_root=REFERENCE_ROOT).get("ref-layer")
     work = tmp_path / "src"

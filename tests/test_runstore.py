@@ -12,7 +12,8 @@ import pytest
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
 from cifar_app.lab.analysis import run_evaluation
-from cifar_app.store.runstore import ReadOnlyRun, RunNotFound, RunStore
+from cifar_app.store.run import ReadOnlyRun, RunNotFound
+from cifar_app.store.runstore import RunStore
 from tests.conftest import wait_for
 
 
@@ -178,7 +179,7 @@ def test_a_run_summary_names_the_settings_that_differ_from_the_default_recipe(tm
 
 def test_an_unknown_run_id_is_not_echoed_back_whole():
     """A 10,000-character id (a URL parameter, a CLI argument) is named cut short in the error."""
-    from cifar_app.store.runstore import RunNotFound
+    from cifar_app.store.run import RunNotFound
 
     text = str(RunNotFound("é" * 10_000))
     assert len(text) < 120 and text.startswith("no run 'ééé") and "(10,002 characters)" in text

@@ -12,7 +12,8 @@ import pytest
 from cifar_app.core.records import BatchStats, EpochStats, RecordError, parse_record
 from cifar_app.core.series import decimate, smooth
 from cifar_app.lab.analysis import Evaluation, confusion_matrix, misclassified, per_class_accuracy
-from cifar_app.store.runstore import Metrics, RunSummary
+from cifar_app.store.formats import Metrics
+from cifar_app.store.run import RunSummary
 from cifar_app.web.charts import batch_curves, compare_curves, training_curves
 from cifar_app.web.progress import format_duration, training_progress
 from cifar_app.web.tables import comparison_rows, default_selection, runs_table_rows

@@ -10,7 +10,7 @@ import torch
 from cifar_app.core.data import CifarData
 from cifar_app.core.engine import predict_probs
 from cifar_app.store.inference import LoadedModel, load_model
-from cifar_app.store.runstore import Run
+from cifar_app.store.run import Run
 
 
 @dataclass

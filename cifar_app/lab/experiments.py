@@ -31,6 +31,7 @@ from pathlib import Path
 from cifar_app.core.data import CifarData, load_cifar10
 from cifar_app.core.settings import SettingsError, TrainSettings, shown
 from cifar_app.lab.presets import CONFIRM_ABOVE, PRESETS, check_resources, expand
+from cifar_app.store.fileio import StoreError, file_lock, pid_alive, write_json_atomic
 from cifar_app.store.results import (
     ENV_FIELDS,
     EPOCH_FIELDS,
@@ -39,15 +40,8 @@ from cifar_app.store.results import (
     PointResult,
     PointStatus,
 )
-from cifar_app.store.runstore import (
-    RunDamaged,
-    RunNotFound,
-    RunStore,
-    StoreError,
-    file_lock,
-    pid_alive,
-    write_json_atomic,
-)
+from cifar_app.store.run import RunDamaged, RunNotFound
+from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import ACTIVE, POINT_DONE, TERMINAL, ExperimentState, PointState, RunState
 
 EXPERIMENTS_DIR = ".experiments"

@@ -30,21 +30,20 @@ import torch
 from torch import nn
 
 from cifar_app.core.records import EpochStats
-from cifar_app.store.runstore import (
+from cifar_app.store.formats import (
     MODEL,
     PORTABLE,
     PREDICTIONS,
     SETTINGS,
     STATUS,
     FileInvalid,
-    Run,
-    RunDamaged,
-    RunStore,
     check_label,
     parse_object,
     parse_settings,
     validate_file,
 )
+from cifar_app.store.run import Run, RunDamaged
+from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import ACTIVE, IMPORTABLE, RunState
 
 FORMAT = "cifar-app-run-bundle"

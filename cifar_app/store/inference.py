@@ -25,7 +25,7 @@ from cifar_app.core.distill import Teacher
 from cifar_app.core.engine import predict_probs
 from cifar_app.core.model import CifarNet, build_model
 from cifar_app.core.settings import TrainSettings
-from cifar_app.store.runstore import Run
+from cifar_app.store.run import Run
 
 MAX_FILE_BYTES = 20 * 1024 * 1024   # 20 MiB
 MAX_PIXELS = 40_000_000             # width * height
@@ -61,7 +61,8 @@ class Prediction:
 def load_model(run: Run, device: str = "cpu") -> LoadedModel:
     """Load ``run``'s final model (weights only: no code is unpickled). ``FileNotFoundError`` before
     training ends; ``RunDamaged`` when model.pt is not a model this app wrote for these settings."""
-    from cifar_app.store.runstore import MODEL, RunDamaged
+    from cifar_app.store.formats import MODEL
+    from cifar_app.store.run import RunDamaged
 
     rec = run.load_model_record(map_location=device)
     try:

@@ -32,8 +32,10 @@ from cifar_app.core.data import CifarData, load_cifar10
 from cifar_app.core.engine import select_device
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
+from cifar_app.store.fileio import StoreError, pid_alive, write_json_atomic
 from cifar_app.store.recorder import Recorder, data_info, outcome, run_training, teacher_records
-from cifar_app.store.runstore import Run, RunDamaged, RunStore, StoreError, pid_alive, write_json_atomic
+from cifar_app.store.run import Run, RunDamaged
+from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import ACTIVE, RESUMABLE, DownloadState, RunState
 
 DataSource = CifarData | Callable[..., CifarData] | None

@@ -21,7 +21,7 @@ from cifar_app.core.data import CifarData
 from cifar_app.core.engine import TrainResult, model_record, train
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
-from cifar_app.store.runstore import Run
+from cifar_app.store.run import Run
 from cifar_app.store.states import RunState
 
 HEARTBEAT_EVERY_S = 2.0
@@ -58,7 +58,8 @@ def teacher_records(store, settings: TrainSettings) -> list[dict]:
     """The model records of the runs ``settings.teacher`` names, from ``store`` (reference runs
     included); ``TeacherUnavailable`` naming the first that has no usable model."""
     from cifar_app.core.distill import teacher_ids
-    from cifar_app.store.runstore import RunDamaged, RunNotFound, StoreError
+    from cifar_app.store.fileio import StoreError
+    from cifar_app.store.run import RunDamaged, RunNotFound
 
     records = []
     for run_id in teacher_ids(settings.teacher):

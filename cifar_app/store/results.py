@@ -14,10 +14,7 @@ from pathlib import Path
 
 from cifar_app.core import norms, precision
 from cifar_app.core.settings import TrainSettings, recipe_key
-from cifar_app.store.runstore import (
-    FileInvalid,
-    parse_results,
-)
+from cifar_app.store.formats import FileInvalid, parse_results
 from cifar_app.store.states import PointState, RunState
 
 # What results keep of each epoch record (wall-clock stamps and learning rates are left out).

@@ -235,7 +235,7 @@ def key_version() -> int:
 def revoke_keys() -> int:
     """Make every key (and so every browser's cookie) given so far invalid, without changing the
     token: the key version goes up by one. Returns the new version."""
-    from cifar_app.store.runstore import write_text_atomic
+    from cifar_app.store.fileio import write_text_atomic
 
     version = key_version() + 1
     path = _version_path()

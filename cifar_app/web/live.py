@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from cifar_app.lab.experiments import Experiment, ExperimentStore
 from cifar_app.store.results import PointStatus
-from cifar_app.store.runstore import Run, RunDamaged
+from cifar_app.store.run import Run, RunDamaged
 from cifar_app.store.states import ACTIVE, RunState
 from cifar_app.web import access
 from cifar_app.web.charts import batch_curves, training_curves

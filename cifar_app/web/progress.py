@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cifar_app.store.runstore import Metrics
+from cifar_app.store.formats import Metrics
 from cifar_app.store.states import ACTIVE, RunState
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cifar_app.core.norms import NORMS
 from cifar_app.core.records import EpochStats
-from cifar_app.store.runstore import RunSummary
+from cifar_app.store.run import RunSummary
 from cifar_app.store.states import PROBLEMS, RunState
 from cifar_app.web import access
 

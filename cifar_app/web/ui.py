@@ -17,7 +17,8 @@ import streamlit as st
 
 from cifar_app.core.data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
 from cifar_app.core.settings import DEFAULT_RECIPE, TrainSettings, recipe_values
-from cifar_app.store.runstore import Run, RunStore, RunSummary, default_store
+from cifar_app.store.run import Run, RunSummary
+from cifar_app.store.runstore import RunStore, default_store
 from cifar_app.web import access, webapp
 from cifar_app.web.access import Action
 from cifar_app.web.charts import NORM_LABELS

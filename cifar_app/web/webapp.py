@@ -32,7 +32,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from cifar_app.lab.experiments import ExperimentNotFound, ExperimentStore
-from cifar_app.store.runstore import RunDamaged, RunNotFound, default_store
+from cifar_app.store.run import RunDamaged, RunNotFound
+from cifar_app.store.runstore import default_store
 from cifar_app.web import access, live
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"

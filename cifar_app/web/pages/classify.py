@@ -4,7 +4,7 @@ import streamlit as st
 
 from cifar_app.lab.batchdep import alone_and_in_batch
 from cifar_app.store.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_upload
-from cifar_app.store.runstore import RunDamaged
+from cifar_app.store.run import RunDamaged
 from cifar_app.web import ui
 from cifar_app.web.access import Action
 from cifar_app.web.charts import NORM_COLORS, topk_bars

@@ -4,8 +4,9 @@ import streamlit as st
 
 from cifar_app.core.model import CONV_BLOCKS
 from cifar_app.lab.batchdep import BatchDependence, batchdep_row
+from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import start_batchdep
-from cifar_app.store.runstore import RunDamaged, RunNotFound, StoreError
+from cifar_app.store.run import RunDamaged, RunNotFound
 from cifar_app.store.states import ACTIVE
 from cifar_app.web import ui
 from cifar_app.web.access import Action

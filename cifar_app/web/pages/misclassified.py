@@ -4,7 +4,7 @@ and where several runs disagree."""
 import streamlit as st
 
 from cifar_app.lab.analysis import agreement_patterns, confusion_matrix, misclassified, per_class_accuracy
-from cifar_app.store.runstore import RunDamaged
+from cifar_app.store.run import RunDamaged
 from cifar_app.web import access, ui
 from cifar_app.web.access import Action
 from cifar_app.web.charts import NORM_LABELS, confusion_heatmap, per_class_bars

@@ -5,9 +5,10 @@ import streamlit as st
 from cifar_app.core import norms
 from cifar_app.core.model import PARAM_BUDGET
 from cifar_app.core.settings import RECIPES, SettingsError, TrainSettings
+from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import can_resume, start_new_run, start_run
 from cifar_app.store.recorder import TeacherUnavailable, teacher_records
-from cifar_app.store.runstore import Run, RunDamaged, RunNotFound, StoreError
+from cifar_app.store.run import Run, RunDamaged, RunNotFound
 from cifar_app.store.states import ACTIVE
 from cifar_app.web import ui
 from cifar_app.web.access import Action
