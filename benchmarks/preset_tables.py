@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cifar_app.core.norms import NORMS
-from cifar_app.lab.claims import COLLAPSED, probe_summary, train_test_gap
+from cifar_app.lab.claims.evidence import COLLAPSED
+from cifar_app.lab.claims.optimization import probe_summary, train_test_gap
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults, PointResult, ResultsDamaged
 from cifar_app.store.states import RunState

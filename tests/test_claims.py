@@ -15,7 +15,9 @@ import pytest
 
 from cifar_app.core.records import EpochStats
 from cifar_app.core.settings import TrainSettings
-from cifar_app.lab.claims import CLAIMS, MEASURED, Verdict, evaluate, largest_lr, matched_fit_gap, reach
+from cifar_app.core.stats import Verdict
+from cifar_app.lab.claims import CLAIMS, MEASURED, evaluate
+from cifar_app.lab.claims.optimization import largest_lr, matched_fit_gap, reach
 from cifar_app.lab.experiments import ExperimentStore
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.results import REFERENCE_EXPERIMENTS as SHIPPED_DIR

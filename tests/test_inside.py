@@ -149,6 +149,28 @@ def test_batchnorm_depends_on_the_test_batch_and_precise_bn_is_measured(tiny_mod
     assert BatchDependence.from_dict(r.to_dict()) == r
 
 
+def test_the_registry_says_which_norms_use_batch_statistics(tiny_models, monkeypatch):
+    """Batch dependence and the probe's BatchNorm statistics follow ``Norm.batch_statistics`` (the
+    registry), not the layer's class: the same BN model, its entry saying it keeps no batch
+    statistics, is measured as a per-image norm."""
+    import dataclasses
+
+    from cifar_app.core import norms
+    from cifar_app.core.inside import probe_record
+    from cifar_app.lab.batchdep import batch_dependence
+    from cifar_app.store.inference import load_model
+
+    _, runs, data = tiny_models
+    loaded = load_model(runs["batch"])
+    x, y = data.test_x[:16].float() / 255, data.test_y[:16]
+    assert "bn" in probe_record(loaded.model, x, y, 0)["layers"]["C1"]
+    monkeypatch.setitem(norms.REGISTRY, "batch",
+                        dataclasses.replace(norms.REGISTRY["batch"], batch_statistics=False))
+    r = batch_dependence(loaded, data, batch_sizes=(1, 8))
+    assert r.precise_bn_acc is None and r.differ_from_eval == {1: 0, 8: 0}
+    assert "bn" not in probe_record(loaded.model, x, y, 0)["layers"]["C1"]
+
+
 def test_cli_batchdep_caches_the_result_with_the_run(tiny_models, tmp_path):
     import json
     import subprocess

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifar_app.core import norms
+
 PROBE_SIZE = 256
 STATS_IMAGES = 64  # activation statistics use the first 64 probe images (the gradient all 256)
 PERCENTILES = (1, 20, 50, 80, 99)
@@ -39,6 +41,7 @@ def probe_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int)
     ``{"epoch": e, "layers": {"C1": {"pre": stats, "post": stats, "grad_norm": float,
     "weight_norm": float, "bn": {...} (BatchNorm only)}, ...}}``."""
     was_training = model.training
+    batch_norm = norms.get(getattr(model, "norm", "none")).batch_statistics  # running statistics kept
     model.eval()
     captured: dict[str, dict[str, torch.Tensor]] = {}
     hooks = []
@@ -67,7 +70,7 @@ def probe_record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int)
                    "grad_norm": float(torch.sqrt(sum((g ** 2).sum() for g in grads))) if grads else 0.0,
                    "weight_norm": float(torch.sqrt(sum((w ** 2).sum() for w in weights)))}
             norm = block.norm_layer
-            if isinstance(norm, nn.BatchNorm2d):
+            if batch_norm:
                 pre = captured[name]["pre"].float()
                 rec["bn"] = {"running_mean": norm.running_mean.tolist(),
                              "running_var": norm.running_var.tolist(),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cifar_app.core import norms
 from cifar_app.core.data import CifarData
 from cifar_app.core.engine import normalize
 from cifar_app.store.inference import LoadedModel
@@ -56,16 +57,21 @@ class BatchDependence:
         return cls(**d)
 
 
+def _uses_batch_statistics(model: nn.Module) -> bool:
+    """Whether the model's normalization normalizes with the batch's statistics (the registry says)."""
+    return norms.get(getattr(model, "norm", "none")).batch_statistics
+
+
 def _with_batch_statistics(model: nn.Module) -> nn.Module:
-    """A copy whose normalization layers use the batch's own statistics, changing nothing stored."""
+    """A copy whose normalization layers use the batch's own statistics, changing nothing stored
+    (per-image norms already do, in both modes)."""
     m = copy.deepcopy(model).eval()
-    for layer in m.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+    if _uses_batch_statistics(m):
+        for block in m.blocks().values():
+            layer = block.norm_layer
             layer.train()
             layer.track_running_stats = False  # use batch statistics, update no running buffers
             layer.running_mean, layer.running_var = None, None
-        elif isinstance(layer, nn.GroupNorm):
-            pass  # per-image statistics in both modes
     return m
 
 
@@ -94,7 +100,7 @@ def batch_dependence(loaded: LoadedModel, data: CifarData, test_limit: int | Non
         differ[k] = int((preds != eval_preds).sum())
     precise = None
     n_precise = 0
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if _uses_batch_statistics(model):
         precise_model = copy.deepcopy(model)
         n_precise = min(precise_images, len(data.train_x))
         batches = [normalize(data.train_x[i:i + 128], loaded.mean, loaded.std)

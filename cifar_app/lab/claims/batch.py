@@ -1,4 +1,5 @@
-"""TODO"""
+"""The rules about batches and groups: loss from batch 32 to 2 (GN, and LN two-sided), GN's groups
+against LN and IN, LN's batch invariance (by construction, shown as a check) and its parameters."""
 
 from __future__ import annotations
 

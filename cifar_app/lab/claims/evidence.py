@@ -1,4 +1,6 @@
-"""TODO"""
+"""What every claim's rule works with: the evidence gathered once (``Evidence``), what a rule
+finds (``Finding``), a claim (``Claim``), and the helpers the rules share (failed points at chance,
+notes, the compute a conclusive design would take)."""
 
 from __future__ import annotations
 

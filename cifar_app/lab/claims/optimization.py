@@ -1,4 +1,5 @@
-"""TODO"""
+"""The rules about optimization: speed, internal covariate shift (per unit step), regularization at
+matched fit, the largest learning rate that trains, and whether the net struggles without a norm."""
 
 from __future__ import annotations
 

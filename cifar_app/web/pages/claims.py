@@ -3,7 +3,8 @@
 import streamlit as st
 
 from cifar_app.core.settings import SettingsError
-from cifar_app.lab.claims import Verdict, recipe_note
+from cifar_app.core.stats import Verdict
+from cifar_app.lab.claims import recipe_note
 from cifar_app.lab.experiments import ExperimentStore
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.fileio import StoreError
