@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from cifar_app.core.data import load_cifar10
-from cifar_app.core.engine import train
+from cifar_app.core.engine import Hooks, train
 from cifar_app.core.settings import TrainSettings
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         s = TrainSettings(norm=norm, epochs=1, landscape=8, device="cpu")
         records: list[dict] = []
         t0 = time.perf_counter()
-        result = train(s, data, on_landscape=records.append)
+        result = train(s, data, Hooks(on_landscape=records.append))
         wall = time.perf_counter() - t0
         probes = sum(r["seconds"] for r in records)
         epoch_train = result.history[0].seconds - probes  # the epoch's time includes the probes

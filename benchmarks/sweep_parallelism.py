@@ -27,7 +27,7 @@ def _train_for(args: tuple) -> float:
 
     torch.set_num_threads(threads)
     from cifar_app.core.data import load_cifar10
-    from cifar_app.core.engine import train
+    from cifar_app.core.engine import Hooks, train
     from cifar_app.core.settings import TrainSettings
 
     data = load_cifar10(data_dir)
@@ -48,7 +48,7 @@ def _train_for(args: tuple) -> float:
 
     while time.time() < start_at:  # both processes of a pair start together
         time.sleep(0.01)
-    train(s, data, on_batch=on_batch, should_stop=should_stop)
+    train(s, data, Hooks(on_batch=on_batch), should_stop=should_stop)
     return seen["images"] / max(1e-9, time.perf_counter() - t0[0])
 
 

@@ -15,6 +15,7 @@ from cifar_app.lab.experiments import BACKENDS, ExperimentNotFound
 from cifar_app.lab.presets import CONFIRM_ABOVE
 from cifar_app.store.export import BundleError
 from cifar_app.store.fileio import StoreError
+from cifar_app.store.jobs import SweepWorkerArgs, WorkerArgs
 from cifar_app.store.run import ReadOnlyRun, RunDamaged, RunNotFound
 from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import ACTIVE, TERMINAL, RunState
@@ -116,12 +117,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from cifar_app.store.jobs import execute_run
 
-    if args.threads is not None:
+    w = WorkerArgs.from_namespace(args)
+    if w.threads is not None:
         import torch
 
-        torch.set_num_threads(args.threads)
-    execute_run(_store(args), args.run, data=_loader(args.data, bar=False), resume=args.resume,
-                slot_held=args.slot_held)
+        torch.set_num_threads(w.threads)
+    execute_run(_store(args), w.run, data=_loader(w.data, bar=False), resume=w.resume, slot_held=w.slot_held)
     return 0
 
 
@@ -304,7 +305,8 @@ def _experiment_json(exps, exp) -> dict:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cifar_app.lab.experiments import ExperimentStore, run_experiment
+    from cifar_app.lab.backends import run_sweep
+    from cifar_app.lab.experiments import ExperimentStore
     from cifar_app.lab.presets import PRESETS, parse_cli_grid
 
     exps = ExperimentStore(_store(args))
@@ -323,8 +325,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.preset:
             preset = PRESETS[args.preset]
             norms = [parse_setting("norm", n) for n in args.norms.split(",")] if args.norms else None
-            base, grid, rules = ({**args.recipe, **preset.base, **sets}, preset.grid_with(norms),
-                                 list(preset.rules) + rules)
+            base, grid, rules = preset.spec(norms, recipe=args.recipe, sets=sets, rules=rules)
         if not args.download:
             require_dataset(args.data)
         exp = exps.create(args.name or args.preset or "custom sweep", base, grid, rules,
@@ -336,16 +337,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                disable=args.json)
     bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in TERMINAL))
     try:
-        if exp.backend == "ray":
-            from cifar_app.lab.ray_backend import run_experiment_on_ray
-
-            run_experiment_on_ray(exps, exp.id, address=args.ray_address or exp.ray_address,
-                                  data_dir=args.data,
-                                  on_point=lambda i, n, state: bar.update(1))
-        else:
-            run_experiment(exps, exp.id, data=_loader(args.data, args.download, bar=not args.json),
-                           data_dir=args.data or default_data_dir(),
-                           on_point=lambda i, n, state: bar.update(1))
+        run_sweep(exps, exp.id, lambda: _loader(args.data, args.download, bar=not args.json), args.data,
+                  ray_address=args.ray_address, on_point=lambda i, n, state: bar.update(1))
     except KeyboardInterrupt:
         print(f"\nstopped; resume with: python -m cifar_app sweep --resume {exp.id}", file=sys.stderr)
         return 130
@@ -473,17 +466,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_worker(args: argparse.Namespace) -> int:
-    from cifar_app.lab.experiments import ExperimentStore, run_experiment
+    from cifar_app.lab.backends import run_sweep
+    from cifar_app.lab.experiments import ExperimentStore
 
-    exps = ExperimentStore(_store(args))
-    exp = exps.get(args.experiment)
-    if exp.backend == "ray":
-        from cifar_app.lab.ray_backend import run_experiment_on_ray
-
-        run_experiment_on_ray(exps, exp.id, address=args.ray_address or exp.ray_address, data_dir=args.data)
-    else:
-        run_experiment(exps, args.experiment, data=_loader(args.data, bar=False),
-                       data_dir=args.data or default_data_dir())
+    w = SweepWorkerArgs.from_namespace(args)
+    run_sweep(ExperimentStore(_store(args)), w.experiment, lambda: _loader(w.data, bar=False), w.data,
+              ray_address=w.ray_address)
     return 0
 
 
@@ -594,11 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     w = sub.add_parser("worker", help="(internal) train a stored run; used by the dashboard")
-    w.add_argument("run")
-    w.add_argument("--resume", action="store_true")
-    w.add_argument("--threads", type=_int_in(1, 256), default=None, help="torch threads")
-    w.add_argument("--slot-held", action="store_true",
-                   help="the caller holds the training lock (a sweep running two points at once)")
+    WorkerArgs.add_arguments(w, _int_in(1, 256))
     data_dir(w), runs_dir(w)
     w.set_defaults(func=cmd_worker)
 
@@ -688,8 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     sst.set_defaults(func=cmd_sweep_stop)
 
     swk = sub.add_parser("sweep-worker", help="(internal) run a stored experiment; used by the dashboard")
-    swk.add_argument("experiment")
-    swk.add_argument("--ray-address", default=None)
+    SweepWorkerArgs.add_arguments(swk)
     data_dir(swk), runs_dir(swk)
     swk.set_defaults(func=cmd_sweep_worker)
 

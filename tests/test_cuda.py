@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cifar_app.core.engine import predict_probs, train
+from cifar_app.core.engine import Hooks, predict_probs, train
 from cifar_app.core.settings import TrainSettings
 from cifar_app.store.jobs import execute_run
 from cifar_app.store.runstore import RunStore
@@ -25,7 +25,7 @@ QUICK = dict(epochs=2, batch_size=64, max_lr=0.05, device="cuda")
 def test_a_gpu_run_trains_in_bf16_with_every_probe(norm):
     inside, landscape = [], []
     result = train(TrainSettings(norm=norm, landscape=3, ema=0.9, **QUICK), synthetic_data(256, 64),
-                   on_inside=inside.append, on_landscape=landscape.append)
+                   Hooks(on_probe=inside.append, on_landscape=landscape.append))
     assert result.arithmetic == "bf16" and not result.stopped
     assert len(inside) == 3 and len(landscape) == 3  # at init and after each epoch; 3 probe steps
     assert all(torch.isfinite(torch.tensor(h.train_loss)) for h in result.history)

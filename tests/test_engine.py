@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cifar_app.core.engine import onecycle_lr, predict_probs, train
+from cifar_app.core.engine import Hooks, onecycle_lr, predict_probs, train
 from cifar_app.core.model import NORMS
 from cifar_app.core.settings import SettingsError, TrainSettings
 from cifar_app.store.runstore import RunStore
@@ -15,7 +15,7 @@ QUICK = dict(epochs=3, batch_size=50, max_lr=0.05, label_smoothing=0.0, device="
 @pytest.mark.parametrize("norm", [n for n in NORMS if n != "layer-chw-affine"])  # the rest fit the budget
 def test_short_training_on_synthetic_images_lowers_the_loss(norm, tiny_data):
     epochs = []
-    result = train(TrainSettings(norm=norm, **QUICK), tiny_data, on_epoch=epochs.append)
+    result = train(TrainSettings(norm=norm, **QUICK), tiny_data, Hooks(on_epoch=epochs.append))
     assert len(epochs) == 3 and not result.stopped
     assert epochs[-1].train_loss < epochs[0].train_loss
     assert all(0 <= e.test_acc <= 1 and e.seconds > 0 and e.images_per_s > 0 for e in epochs)
@@ -24,7 +24,7 @@ def test_short_training_on_synthetic_images_lowers_the_loss(norm, tiny_data):
 
 def test_batch_events_cover_every_step_with_the_onecycle_lr(tiny_data):
     batches = []
-    train(TrainSettings(**QUICK), tiny_data, on_batch=batches.append)
+    train(TrainSettings(**QUICK), tiny_data, Hooks(on_batch=batches.append))
     assert [b.step for b in batches] == list(range(1, 3 * 8 + 1))  # 400 // 50 = 8 per epoch
     lrs = [b.lr for b in batches]
     peak = lrs.index(max(lrs))
@@ -58,11 +58,11 @@ def test_stop_between_batches_then_resume_from_the_checkpoint(tmp_path):
     def stop_in_epoch_2():
         return len(seen) >= 4 + 2
 
-    first = train(settings, tiny_data, on_batch=seen.append, should_stop=stop_in_epoch_2,
-                  checkpoint=ckpt)
+    first = train(settings, tiny_data,
+                  Hooks(on_batch=seen.append, checkpoint=ckpt), should_stop=stop_in_epoch_2)
     assert first.stopped and [h.epoch for h in first.history] == [1] and ckpt.has_checkpoint()
 
-    resumed = train(settings, tiny_data, checkpoint=ckpt, resume=True)
+    resumed = train(settings, tiny_data, Hooks(checkpoint=ckpt), resume=True)
     assert [h.epoch for h in resumed.history] == [1, 2, 3] and not resumed.stopped
 
     straight = train(settings, tiny_data)
@@ -174,9 +174,10 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(tmp_path, changes):
     settings = TrainSettings(**{**QUICK, **changes})
     ckpt = RunStore(tmp_path / "runs", reference_root=None).create(settings)
     seen = []
-    first = train(settings, data, on_batch=seen.append, should_stop=lambda: len(seen) >= 6, checkpoint=ckpt)
+    first = train(settings, data,
+                  Hooks(on_batch=seen.append, checkpoint=ckpt), should_stop=lambda: len(seen) >= 6)
     assert first.stopped
-    resumed = train(settings, data, checkpoint=ckpt, resume=True)
+    resumed = train(settings, data, Hooks(checkpoint=ckpt), resume=True)
     straight = train(settings, data)
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-4)
@@ -278,9 +279,9 @@ def test_whiten_starts_c1_as_patch_whitening_and_frozen_keeps_it(whiten, tmp_pat
 
     ckpt = RunStore(tmp_path / "runs", reference_root=None).create(settings)
     seen = []
-    assert train(settings, data, on_batch=seen.append, should_stop=lambda: len(seen) >= 6,
-                 checkpoint=ckpt).stopped
-    resumed = train(settings, data, checkpoint=ckpt, resume=True)
+    assert train(settings, data,
+                 Hooks(on_batch=seen.append, checkpoint=ckpt), should_stop=lambda: len(seen) >= 6).stopped
+    resumed = train(settings, data, Hooks(checkpoint=ckpt), resume=True)
     for a, b in zip(resumed.model.state_dict().values(), result.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_app.core.engine import train
+from cifar_app.core.engine import Hooks, train
 from cifar_app.core.model import ARCHITECTURES, DEFAULT_ARCH
 from cifar_app.core.settings import TrainSettings
 from cifar_app.store.jobs import execute_run
@@ -48,7 +48,7 @@ def test_every_epoch_and_the_init_get_a_probe_record_for_every_block(tmp_path, n
 def test_probing_does_not_change_training():
     data = synthetic_data(200, 300)
     settings = TrainSettings(norm="batch", **QUICK)
-    probed = train(settings, data, on_inside=lambda r: None)
+    probed = train(settings, data, Hooks(on_probe=lambda r: None))
     plain = train(settings, data)
     for a, b in zip(probed.model.state_dict().values(), plain.model.state_dict().values()):
         torch.testing.assert_close(a.float(), b.float(), atol=0, rtol=0)
@@ -60,8 +60,9 @@ def test_resume_keeps_the_probe_records_of_the_checkpoint(tmp_path):
     run = store.create(TrainSettings(norm="layer", **{**QUICK, "epochs": 3}))
     data = synthetic_data(200, 100)
     seen = []
-    train(TrainSettings(norm="layer", **{**QUICK, "epochs": 3}), data, checkpoint=run,
-          on_epoch=seen.append, should_stop=lambda: len(seen) >= 2, on_inside=run.append_inside)
+    train(TrainSettings(norm="layer", **{**QUICK, "epochs": 3}), data,
+          Hooks(checkpoint=run, on_epoch=seen.append, on_probe=run.append_inside),
+          should_stop=lambda: len(seen) >= 2)
     run.append_inside({"epoch": 9, "layers": {}})  # a record from after the checkpoint
     run.update_status(state="stopped")
     execute_run(store, run.id, data=data, resume=True)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from cifar_app.core.engine import train
+from cifar_app.core.engine import Hooks, train
 from cifar_app.core.landscape import MULTIPLIERS, probe_steps, summary
 from cifar_app.core.model import CONV_BLOCKS
 from cifar_app.core.settings import TrainSettings
@@ -34,7 +34,7 @@ def test_probes_leave_training_bit_identical(norm, dropout):
     s = TrainSettings(norm=norm, epochs=2, batch_size=64, dropout=dropout, max_lr=0.01, device="cpu")
     plain = train(s, data)
     records: list[dict] = []
-    probed = train(s.replace(landscape=8), data, on_landscape=records.append)
+    probed = train(s.replace(landscape=8), data, Hooks(on_landscape=records.append))
     for (k, a), b in zip(plain.model.state_dict().items(), probed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert [h.train_loss for h in plain.history] == [h.train_loss for h in probed.history]
@@ -45,7 +45,7 @@ def test_a_record_holds_smoothness_and_ics_per_block():
     data = synthetic_data(256, 64)
     records: list[dict] = []
     train(TrainSettings(norm="batch", epochs=2, batch_size=32, landscape=4, device="cpu"), data,
-          on_landscape=records.append)
+          Hooks(on_landscape=records.append))
     first, later = records[0], records[-1]
     assert first["step"] == 0 and len(first["losses"]) == len(MULTIPLIERS)
     assert set(later["blocks"]) == set(CONV_BLOCKS)
@@ -100,8 +100,9 @@ def test_resume_keeps_exactly_the_checkpoints_landscape_records(tmp_path):
     run = store.create(s)
     data = synthetic_data(200, 50)
     seen = []
-    train(s, data, checkpoint=run, on_epoch=seen.append, should_stop=lambda: len(seen) >= 1,
-          on_landscape=run.append_landscape)
+    train(s, data,
+          Hooks(checkpoint=run, on_epoch=seen.append, on_landscape=run.append_landscape),
+          should_stop=lambda: len(seen) >= 1)
     run.append_landscape({"step": 99, "blocks": {}, "loss_range": 0.0})  # from after the checkpoint
     run.update_status(state="stopped")
     execute_run(store, run.id, data=data, resume=True)

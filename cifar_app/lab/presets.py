@@ -41,6 +41,15 @@ class Preset:
             grid["norm"] = list(dict.fromkeys(norms))
         return grid
 
+    def spec(self, norms: list[str] | tuple[str, ...] | None = None, recipe: dict | None = None,
+             sets: dict | None = None,
+             rules: list[str] | tuple[str, ...] = ()) -> tuple[dict, dict, list[str]]:
+        """The experiment this preset runs, as ``(base, grid, rules)`` for ``ExperimentStore.create``:
+        its base over a ``recipe``'s values and under ``sets`` (a sweep's ``--set``), its grid with
+        ``norms`` (``grid_with``), its rules and then ``rules``. The one place a preset becomes an
+        experiment (the CLI, the Experiments page, the Claims page's one-click run)."""
+        return {**(recipe or {}), **self.base, **(sets or {})}, self.grid_with(norms), [*self.rules, *rules]
+
     def foreign_points(self, results: ExperimentResults, overrides: dict | None = None) -> list[dict]:
         """The settings of ``results``' points that are not points of this preset (its base with
         ``overrides``, as a sweep's ``--set`` gives them, over its grid): what must not be recorded

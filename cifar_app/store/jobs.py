@@ -181,6 +181,63 @@ def _spawn_cli(args: list[str], log_path: Path, die_with_parent: bool = False) -
     return proc
 
 
+@dataclass(frozen=True)
+class WorkerArgs:
+    """``python -m cifar_app worker``'s command line, owned here for both sides: ``start_run`` builds
+    it (``argv``), the CLI declares and reads it (``add_arguments``, ``from_namespace``)."""
+
+    run: str
+    runs_dir: str
+    data: str | None = None
+    resume: bool = False
+    threads: int | None = None  # torch threads
+    slot_held: bool = False     # the caller holds the training lock (a sweep running two points)
+
+    def argv(self) -> list[str]:
+        args = ["worker", self.run, "--runs-dir", self.runs_dir]
+        args += ["--data", self.data] if self.data is not None else []
+        args += ["--resume"] if self.resume else []
+        args += ["--threads", str(self.threads)] if self.threads is not None else []
+        return args + (["--slot-held"] if self.slot_held else [])
+
+    @staticmethod
+    def add_arguments(p, threads_type: Callable[[str], int]) -> None:
+        """The worker's own arguments (``--data`` and ``--runs-dir`` are every verb's)."""
+        p.add_argument("run")
+        p.add_argument("--resume", action="store_true")
+        p.add_argument("--threads", type=threads_type, default=None, help="torch threads")
+        p.add_argument("--slot-held", action="store_true",
+                       help="the caller holds the training lock (a sweep running two points at once)")
+
+    @classmethod
+    def from_namespace(cls, ns) -> WorkerArgs:
+        return cls(ns.run, str(ns.runs_dir), ns.data, ns.resume, ns.threads, ns.slot_held)
+
+
+@dataclass(frozen=True)
+class SweepWorkerArgs:
+    """``python -m cifar_app sweep-worker``'s command line, owned here like ``WorkerArgs``."""
+
+    experiment: str
+    runs_dir: str
+    data: str | None = None
+    ray_address: str | None = None
+
+    def argv(self) -> list[str]:
+        args = ["sweep-worker", self.experiment, "--runs-dir", self.runs_dir]
+        args += ["--data", self.data] if self.data is not None else []
+        return args + (["--ray-address", self.ray_address] if self.ray_address else [])
+
+    @staticmethod
+    def add_arguments(p) -> None:
+        p.add_argument("experiment")
+        p.add_argument("--ray-address", default=None)
+
+    @classmethod
+    def from_namespace(cls, ns) -> SweepWorkerArgs:
+        return cls(ns.experiment, str(ns.runs_dir), ns.data, ns.ray_address)
+
+
 def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
               resume: bool = False, threads: int | None = None,
               slot_held: bool = False) -> subprocess.Popen:
@@ -190,15 +247,8 @@ def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
     sweep that holds the training lock for it; it then dies with that sweep process."""
     run = store.get(run_id)
     run.clear_stop()
-    args = ["worker", run_id, "--runs-dir", str(store.root)]
-    if data_dir is not None:
-        args += ["--data", str(data_dir)]
-    if resume:
-        args.append("--resume")
-    if threads is not None:
-        args += ["--threads", str(threads)]
-    if slot_held:
-        args.append("--slot-held")
+    args = WorkerArgs(run_id, str(store.root), None if data_dir is None else str(data_dir), resume, threads,
+                      slot_held).argv()
     run.update_status(state=RunState.QUEUED, heartbeat=time.time(), error=None, pid=None)
     proc = _spawn_cli(args, run.log_path, die_with_parent=slot_held)
     run.update_status(pid=proc.pid)  # the worker writes the same pid once it is up
@@ -228,11 +278,8 @@ def start_experiment(exps, exp_id: str, data_dir: Path | str | None = None,
     """Start ``python -m cifar_app sweep-worker EXP`` detached (the Experiments page's Start and
     Resume): it runs the missing points of an ``experiments.ExperimentStore`` experiment."""
     exps.clear_stop(exp_id)
-    args = ["sweep-worker", exp_id, "--runs-dir", str(exps.runs.root)]
-    if data_dir is not None:
-        args += ["--data", str(data_dir)]
-    if ray_address:
-        args += ["--ray-address", ray_address]
+    args = SweepWorkerArgs(exp_id, str(exps.runs.root), None if data_dir is None else str(data_dir),
+                           ray_address or None).argv()
     proc = _spawn_cli(args, exps.log_path(exp_id))
     exps.mark_started(exp_id, proc.pid)
     return proc

@@ -48,9 +48,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     if arithmetic == "bf16":
         info["reproducible_against_fp32"] = False
     rec.heartbeat(**info, **cpu_info())
-    return train(settings, data, on_batch=rec.batch, on_epoch=rec.epoch, on_inside=rec.probe,
-                 on_landscape=rec.landscape, checkpoint=rec, resume=resume, should_stop=should_stop,
-                 arithmetic=arithmetic,
+    return train(settings, data, rec, resume=resume, should_stop=should_stop, arithmetic=arithmetic,
                  teacher=teacher_from_records(teachers) if settings.distill > 0 else None)
 
 
@@ -95,7 +93,8 @@ def _stamped(b: BatchStats) -> BatchStats:
 
 
 class Recorder:
-    """Writes one run's progress through its ``Run`` (see the module docstring).
+    """Writes one run's progress through its ``Run`` (see the module docstring): the ``engine.Callbacks``
+    of a training run.
 
     Args:
         run: the run to record.
@@ -103,6 +102,8 @@ class Recorder:
             the worker itself, or the Ray driver relaying a remote task. Default: this process.
         progress: also called with every batch and epoch record (the CLI's progress bar).
     """
+
+    probes = True  # every run records its probe batch (inside.jsonl)
 
     def __init__(self, run: Run, pid: int | None = None,
                  progress: Callable[[BatchStats | EpochStats], None] | None = None) -> None:
@@ -208,6 +209,8 @@ class Recorder:
 class Relay:
     """A ``Recorder``'s callbacks on the far side of a queue (inside a Ray task): each event goes to
     ``send(kind, payload)`` as plain data, for the driver's ``Recorder.apply``."""
+
+    probes = True
 
     def __init__(self, send: Callable[[str, object], None], checkpoint: bytes | None) -> None:
         self.send, self.start = send, checkpoint

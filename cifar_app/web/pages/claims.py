@@ -75,7 +75,7 @@ for i, row in enumerate(ui.claims()):
                     try:
                         p = PRESETS[preset]
                         exps = ExperimentStore(ui.store())
-                        exp = exps.create(preset, p.base, p.grid, list(p.rules), preset=preset)
+                        exp = exps.create(preset, *p.spec(), preset=preset)
                         start_experiment(exps, exp.id, ui.data_dir())
                         st.switch_page(page_path("experiments"), query_params={"exp": exp.id})
                     except (SettingsError, StoreError) as e:

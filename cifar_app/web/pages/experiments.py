@@ -76,7 +76,7 @@ def new_experiment() -> None:
                                 key=f"exp_norms_{kind}", format_func=NORM_LABELS.get,
                                 help="the preset's, or any others of the lab's (the wider family too)")
         try:
-            base, grid, rules = preset.base, preset.grid_with(chosen), list(preset.rules)
+            base, grid, rules = preset.spec(chosen)
         except SettingsError as e:
             st.error(str(e))
             return
