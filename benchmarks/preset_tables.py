@@ -1,4 +1,5 @@
-"""The README's preset tables, computed from the results files (``benchmarks/results/preset_*.json``).
+"""The docs' preset tables, computed from the results files: the shipped ones
+(``cifar_app/store/reference_experiments/preset_*.json``) and variants in ``benchmarks/results/``.
 
     python benchmarks/preset_tables.py                 # print every table
     python benchmarks/preset_tables.py --readme README.md
@@ -179,9 +180,16 @@ def table(name: str, res: ExperimentResults) -> str:
     return grid_table(res, "norm", PRESETS[preset].x)
 
 
+def results_path(name: str, folder: Path = RESULTS) -> Path:
+    """Where the results file ``preset_<name>.json`` is: in ``folder`` (a variant measured for the
+    docs, or one's own), else among the results shipped with the app (their one copy)."""
+    path = folder / f"preset_{name}.json"
+    return path if path.exists() else REFERENCE_EXPERIMENTS / f"preset_{name}.json"
+
+
 def load(name: str, folder: Path = RESULTS) -> ExperimentResults:
     """A results file's results; a damaged or truncated one stops the script with one line naming it."""
-    path = folder / f"preset_{name}.json"
+    path = results_path(name, folder)
     try:
         return ExperimentResults.load(path)
     except ResultsDamaged as e:
@@ -227,8 +235,8 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
     """The README text with every preset-table block recomputed from its results file."""
     def one(m: re.Match) -> str:
         name = m.group(1)
-        if not (folder / f"preset_{name}.json").exists():
-            print(f"warning: no {folder / f'preset_{name}.json'}: the {name} table is left as it is",
+        if not results_path(name, folder).exists():
+            print(f"warning: no preset_{name}.json: the {name} table is left as it is",
                   file=sys.stderr)
             return m.group(0)
         body = table(name, load(name, folder))

@@ -6,10 +6,12 @@
                                  [--set F=V ...] [--ship]
 
 Runs ``python -m cifar_app sweep --preset NAME --json`` (the local backend, as a user would), times
-it, and writes ``benchmarks/results/preset_<name>.json``: the experiment's results as the app reads
+it, and writes ``benchmarks/results/preset_<name>.json`` (or, with ``--ship``, the app's copy): the
+experiment's results as the app reads
 them (``ExperimentStore.results``: every point's settings, state, accuracy, epoch records and
-landscape records), plus the wall time and the machine. ``--ship`` also copies the file into
-``cifar_app/reference_experiments/``, whose results fill the Claims page on a fresh install.
+landscape records), plus the wall time and the machine. ``--ship`` writes it into
+``cifar_app/store/reference_experiments/`` instead (its one copy), whose results fill the Claims page
+on a fresh install.
 ``--export`` records an experiment already in the store (e.g. one only partly finished: its
 completed points; or several, among which the preset's points were split: merged) without running
 anything; ``--with`` adds the points of a results file written
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --export: also this file's points (the preset's, from another experiment)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V",
                    help="with --export: what the sweep set for every point (its --set)")
-    p.add_argument("--ship", action="store_true", help="also copy the results into the app")
+    p.add_argument("--ship", action="store_true", help="write the results into the app instead (one copy)")
     args = p.parse_args(argv)
     from cifar_app.core.settings import parse_setting
     from cifar_app.lab.experiments import ExperimentNotFound, ExperimentStore
@@ -115,7 +117,8 @@ def _write(args: argparse.Namespace, record: dict, ship_to: Path | None = None) 
     from cifar_app.store.results import REFERENCE_EXPERIMENTS
 
     text = json.dumps(record, indent=1)
-    targets = [Path(args.out)] + ([ship_to or REFERENCE_EXPERIMENTS] if args.ship else [])
+    # one copy: a shipped result lives only in the package (the docs' tables read it there)
+    targets = [ship_to or REFERENCE_EXPERIMENTS] if args.ship else [Path(args.out)]
     for folder in targets:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"preset_{args.preset}.json").write_text(text)
