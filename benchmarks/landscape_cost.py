@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from cifar_app.core.data import load_cifar10
-from cifar_app.core.engine import Hooks, train
+from cifar_app.core.engine import Hooks, select_device, train
 from cifar_app.core.settings import TrainSettings
+from cifar_app.store.results import resolve_precision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         s = TrainSettings(norm=norm, epochs=1, landscape=8, device="cpu")
         records: list[dict] = []
         t0 = time.perf_counter()
-        result = train(s, data, Hooks(on_landscape=records.append))
+        arithmetic = resolve_precision(s.precision, select_device(s.device), s.norm, s.arch, s.batch_size)[0]
+        result = train(s, data, Hooks(on_landscape=records.append), arithmetic=arithmetic)
         wall = time.perf_counter() - t0
         probes = sum(r["seconds"] for r in records)
         epoch_train = result.history[0].seconds - probes  # the epoch's time includes the probes

@@ -27,8 +27,9 @@ def _train_for(args: tuple) -> float:
 
     torch.set_num_threads(threads)
     from cifar_app.core.data import load_cifar10
-    from cifar_app.core.engine import Hooks, train
+    from cifar_app.core.engine import Hooks, select_device, train
     from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.results import resolve_precision
 
     data = load_cifar10(data_dir)
     n = 2000 if batch_size <= 8 else 20_000 if batch_size <= 32 else 50_000
@@ -48,7 +49,8 @@ def _train_for(args: tuple) -> float:
 
     while time.time() < start_at:  # both processes of a pair start together
         time.sleep(0.01)
-    train(s, data, Hooks(on_batch=on_batch), should_stop=should_stop)
+    arithmetic = resolve_precision(s.precision, select_device(s.device), s.norm, s.arch, s.batch_size)[0]
+    train(s, data, Hooks(on_batch=on_batch), should_stop=should_stop, arithmetic=arithmetic)
     return seen["images"] / max(1e-9, time.perf_counter() - t0[0])
 
 

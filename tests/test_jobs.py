@@ -51,3 +51,21 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     assert [e.epoch for e in first.metrics().epochs] == list(range(1, done + 2))
     for p in procs:
         p.wait(timeout=30)
+
+
+@pytest.mark.parametrize("args", [
+    "worker", "sweep-worker",
+])
+def test_the_workers_command_lines_round_trip_through_the_cli(args):
+    """One owner for each internal command line: what ``start_run`` / ``start_experiment`` build is
+    what the CLI's parser reads back, field for field (a missing --runs-dir stays missing)."""
+    from cifar_app.cli import build_parser
+    from cifar_app.lab.backends import SweepWorkerArgs
+    from cifar_app.store.jobs import WorkerArgs
+
+    kind = WorkerArgs if args == "worker" else SweepWorkerArgs
+    samples = ([WorkerArgs("r1"), WorkerArgs("r1", "/tmp/runs é", "/data x", True, 3, True)]
+               if kind is WorkerArgs else
+               [SweepWorkerArgs("exp-a"), SweepWorkerArgs("exp-a", "/tmp/runs", "/d", "10.0.0.1:6379")])
+    for sample in samples:
+        assert kind.from_namespace(build_parser().parse_args(sample.argv())) == sample

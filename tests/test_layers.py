@@ -37,11 +37,13 @@ def test_the_package_keeps_its_layers_and_has_no_cycle(tmp_path):
 @pytest.mark.parametrize("module,planted", [
     ("core/norms.py", "from cifar_app.store import runstore"),       # core -> store
     ("store/runstore.py", "from cifar_app.lab.claims import evaluate"),  # store -> lab
-    ("lab/claims.py", "from cifar_app.web import ui"),                  # lab -> web
+    ("lab/experiments.py", "from cifar_app.web import ui"),             # lab -> web
 ])
 def test_a_planted_upward_import_breaks_the_layers(tmp_path, module, planted):
     parent = copy_of_the_package(tmp_path)
-    with (parent / "cifar_app" / module).open("a") as f:  # inside a function: no escape
+    target = parent / "cifar_app" / module
+    assert target.is_file(), target  # planted in a real module, not a new one
+    with target.open("a") as f:  # inside a function: no escape
         f.write(f"\n\ndef _planted():\n    {planted}\n")
     out = lint(parent)
     assert out.returncode != 0 and "BROKEN" in out.stdout, out.stdout + out.stderr

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -25,11 +27,23 @@ import pytest
 from tests.conftest import ROOT, wait_for
 
 
+def tracked_files() -> list[str]:
+    """The checkout's files under git (what a clone has), relative to the repository."""
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+    return [f for f in out.stdout.decode().split("\0") if f]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel built from a copy of the tracked files (a stale build/ or an untracked module of this
+    checkout cannot leak into it)."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    for name in tracked_files():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(ROOT)], check=True, timeout=300, cwd=out)
+                    "-w", str(out), str(src)], check=True, timeout=300, cwd=out)
     (whl,) = out.glob("cifar_app-*.whl")
     return whl
 
@@ -55,8 +69,10 @@ def installed(wheel, tmp_path_factory) -> dict:
     return {"venv": venv, "py": py, "work": work, "env": env}
 
 
-def test_the_wheel_holds_the_package_data(wheel):
+def test_the_wheel_holds_the_package_and_its_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = {f for f in tracked_files() if f.startswith("cifar_app/") and f.endswith(".py")}
+    assert {n for n in names if n.endswith(".py")} == tracked  # every module, and nothing else
     for needed in ("cifar_app/web/live_view.js", "cifar_app/web/dashboard.py", "cifar_app/web/pages/train.py",
                    "cifar_app/store/reference_experiments/preset_batch-size.json",
                    "cifar_app/store/reference_runs/ref-batch/model.pt"):
@@ -81,6 +97,21 @@ def test_claims_json_from_any_folder_gives_the_shipped_verdicts(installed):
     assert len(measured) >= 7, [(r["id"], r["verdict"]) for r in rows]  # from the wheel's shipped results
 
 
+def test_serve_passes_the_checkouts_streamlit_settings():
+    """``cifar-app serve`` runs the installed app with the settings ``.streamlit/config.toml`` gives
+    a checkout (upload limit, no usage statistics, no file watcher, ...), from any folder."""
+    from cifar_app.web.app import SERVER_OPTIONS, server_flags
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    flat = {f"{section}.{key}": value for section, keys in config.items() for key, value in keys.items()}
+    flat.pop("server.address")  # serve's --address
+    assert flat == SERVER_OPTIONS
+    flags = server_flags("0.0.0.0", 8600)
+    assert flags[:4] == ["--server.address", "0.0.0.0", "--server.port", "8600"]
+    assert "--browser.gatherUsageStats" in flags and flags[flags.index("--server.maxUploadSize") + 1] == "20"
+
+
+@pytest.mark.timeout(1200)
 def test_cifar_app_serve_from_any_folder_serves_every_page(installed):
     from cifar_app.web.app import PAGES
 
@@ -99,11 +130,13 @@ def test_cifar_app_serve_from_any_folder_serves_every_page(installed):
         proc.wait(timeout=30)
         log.close()
     # every page of the installed app renders (AppTest, from the installed files)
-    script = ("import sys; from streamlit.testing.v1 import AppTest; from cifar_app.web.app import PAGES\n"
-              "for p in PAGES:\n"
-              "    at = AppTest.from_file(str(p.path), default_timeout=120); at.run()\n"
-              "    assert not at.exception, (p.name, [e.value for e in at.exception])\n"
-              "    assert str(p.path).startswith(sys.argv[1]), p.path\n"
+    script = ("import sys; from pathlib import Path; from streamlit.testing.v1 import AppTest\n"
+              "import cifar_app.web as web; from cifar_app.web.app import PAGES\n"
+              "entry = Path(web.__file__).parent / 'dashboard.py'  # what serve runs: the navigation\n"
+              "for path in [entry, *(p.path for p in PAGES)]:\n"
+              "    at = AppTest.from_file(str(path), default_timeout=120); at.run()\n"
+              "    assert not at.exception, (path.name, [e.value for e in at.exception])\n"
+              "    assert str(path).startswith(sys.argv[1]), path\n"
               "print(len(PAGES))")
     out = subprocess.run([str(installed["py"]), "-c", script, str(installed["venv"])], cwd=installed["work"],
                          env=installed["env"], capture_output=True, text=True, timeout=900)

@@ -22,10 +22,10 @@ from cifar_app.cli.common import (
 )
 from cifar_app.core.data import load_cifar10, require_dataset
 from cifar_app.core.settings import parse_setting
+from cifar_app.lab.backends import SweepWorkerArgs
 from cifar_app.lab.experiments import BACKENDS
 from cifar_app.lab.presets import CONFIRM_ABOVE
 from cifar_app.store.fileio import StoreError
-from cifar_app.store.jobs import SweepWorkerArgs
 from cifar_app.store.states import TERMINAL
 
 
@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import secrets
 
     from cifar_app.web import access
+    from cifar_app.web.app import server_flags
 
     dashboard = Path(__file__).resolve().parents[1] / "web" / "dashboard.py"  # packaged: from any folder
     env = dict(os.environ)
@@ -60,9 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             env[access.TOKEN_ENV] = secrets.token_urlsafe(24)
             print(f"{where}: it needs this access token ({without})\n    {env[access.TOKEN_ENV]}\nor open "
                   f"http://{host}:{args.port}/?token={env[access.TOKEN_ENV]}", file=sys.stderr, flush=True)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard), "--server.address", args.address,
-           "--server.port", str(args.port), "--server.fileWatcherType", "none",
-           "--runner.postScriptGC", "false"]  # as in .streamlit/config.toml, from any folder
+    cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard), *server_flags(args.address, args.port)]
     os.execvpe(sys.executable, cmd, env)
     return 0  # pragma: no cover - exec does not return
 
@@ -128,7 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    """The seed's claims with their verdicts, computed from the store (claims.py)."""
+    """The seed's claims with their verdicts, computed from the store (``lab.claims``)."""
     from cifar_app.lab.claims import evaluate, recipe_note
 
     rows = evaluate(_store(args))
@@ -156,7 +155,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 def cmd_precision(args: argparse.Namespace) -> int:
     """This machine's bf16 arithmetic, the bf16-vs-fp32 accuracy verdict ``auto`` goes by, and what
-    ``auto`` picks per norm (precision.py)."""
+    ``auto`` picks per norm (store/results.py)."""
     import torch
 
     from cifar_app.core import precision

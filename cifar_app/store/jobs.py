@@ -165,7 +165,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _spawn_cli(args: list[str], log_path: Path, die_with_parent: bool = False) -> subprocess.Popen:
+def spawn_cli(args: list[str], log_path: Path, die_with_parent: bool = False) -> subprocess.Popen:
     """Run ``python -m cifar_app ARGS`` detached (own session), output appended to ``log_path``.
     ``die_with_parent``: the child is killed if this process dies (a sweep's paired points)."""
     try:
@@ -187,14 +187,15 @@ class WorkerArgs:
     it (``argv``), the CLI declares and reads it (``add_arguments``, ``from_namespace``)."""
 
     run: str
-    runs_dir: str
+    runs_dir: str | None = None  # None: the default ($CIFAR_APP_RUNS or ./runs)
     data: str | None = None
     resume: bool = False
     threads: int | None = None  # torch threads
     slot_held: bool = False     # the caller holds the training lock (a sweep running two points)
 
     def argv(self) -> list[str]:
-        args = ["worker", self.run, "--runs-dir", self.runs_dir]
+        args = ["worker", self.run]
+        args += ["--runs-dir", self.runs_dir] if self.runs_dir is not None else []
         args += ["--data", self.data] if self.data is not None else []
         args += ["--resume"] if self.resume else []
         args += ["--threads", str(self.threads)] if self.threads is not None else []
@@ -211,31 +212,7 @@ class WorkerArgs:
 
     @classmethod
     def from_namespace(cls, ns) -> WorkerArgs:
-        return cls(ns.run, str(ns.runs_dir), ns.data, ns.resume, ns.threads, ns.slot_held)
-
-
-@dataclass(frozen=True)
-class SweepWorkerArgs:
-    """``python -m cifar_app sweep-worker``'s command line, owned here like ``WorkerArgs``."""
-
-    experiment: str
-    runs_dir: str
-    data: str | None = None
-    ray_address: str | None = None
-
-    def argv(self) -> list[str]:
-        args = ["sweep-worker", self.experiment, "--runs-dir", self.runs_dir]
-        args += ["--data", self.data] if self.data is not None else []
-        return args + (["--ray-address", self.ray_address] if self.ray_address else [])
-
-    @staticmethod
-    def add_arguments(p) -> None:
-        p.add_argument("experiment")
-        p.add_argument("--ray-address", default=None)
-
-    @classmethod
-    def from_namespace(cls, ns) -> SweepWorkerArgs:
-        return cls(ns.experiment, str(ns.runs_dir), ns.data, ns.ray_address)
+        return cls(ns.run, ns.runs_dir, ns.data, ns.resume, ns.threads, ns.slot_held)
 
 
 def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
@@ -250,7 +227,7 @@ def start_run(store: RunStore, run_id: str, data_dir: Path | str | None = None,
     args = WorkerArgs(run_id, str(store.root), None if data_dir is None else str(data_dir), resume, threads,
                       slot_held).argv()
     run.update_status(state=RunState.QUEUED, heartbeat=time.time(), error=None, pid=None)
-    proc = _spawn_cli(args, run.log_path, die_with_parent=slot_held)
+    proc = spawn_cli(args, run.log_path, die_with_parent=slot_held)
     run.update_status(pid=proc.pid)  # the worker writes the same pid once it is up
     return proc
 
@@ -273,18 +250,6 @@ def start_new_run(store: RunStore, settings: TrainSettings, label: str | None,
     return Started(run, behind)
 
 
-def start_experiment(exps, exp_id: str, data_dir: Path | str | None = None,
-                     ray_address: str | None = None) -> subprocess.Popen:
-    """Start ``python -m cifar_app sweep-worker EXP`` detached (the Experiments page's Start and
-    Resume): it runs the missing points of an ``experiments.ExperimentStore`` experiment."""
-    exps.clear_stop(exp_id)
-    args = SweepWorkerArgs(exp_id, str(exps.runs.root), None if data_dir is None else str(data_dir),
-                           ray_address or None).argv()
-    proc = _spawn_cli(args, exps.log_path(exp_id))
-    exps.mark_started(exp_id, proc.pid)
-    return proc
-
-
 def start_batchdep(store: RunStore, run_id: str, data_dir: Path | str | None = None) -> subprocess.Popen:
     """Measure a run's batch dependence in the background (``python -m cifar_app batchdep``); the
     result is cached with the run (output in its log.txt)."""
@@ -292,7 +257,7 @@ def start_batchdep(store: RunStore, run_id: str, data_dir: Path | str | None = N
     args = ["batchdep", run_id, "--runs-dir", str(store.root)]
     if data_dir is not None:
         args += ["--data", str(data_dir)]
-    return _spawn_cli(args, run.log_path)
+    return spawn_cli(args, run.log_path)
 
 
 def can_resume(run: Run) -> bool:
@@ -309,7 +274,7 @@ def start_download(data_dir: Path | str) -> None:
         (root / ".download.log").unlink(missing_ok=True)
     except OSError as e:
         raise StoreError(f"cannot write to the data folder {root}: {e.strerror}") from None
-    proc = _spawn_cli(["download", "--data", str(root)], root / ".download.log")
+    proc = spawn_cli(["download", "--data", str(root)], root / ".download.log")
     write_json_atomic(root / ".download.json", {"pid": proc.pid, "started": time.time()})
 
 

@@ -13,6 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# The server's settings, as ``.streamlit/config.toml`` gives them to ``streamlit run dashboard.py``
+# in a checkout; ``cifar-app serve`` passes them as flags, so an installed app runs the same from any
+# folder (tests/test_packaging.py checks the two agree).
+SERVER_OPTIONS = {
+    "server.maxUploadSize": 20,        # MB: the Classify page's limit; decoding refuses over 20 MiB
+    "server.headless": True,
+    "server.fileWatcherType": "none",  # no reload-on-save watcher: it cost a training run CPU
+    "runner.postScriptGC": False,      # no full gc.collect() after every script run
+    "browser.gatherUsageStats": False,
+    "client.toolbarMode": "minimal",
+}
+
+
+def server_flags(address: str, port: int) -> list[str]:
+    """``streamlit run``'s flags for ``SERVER_OPTIONS`` on ``address``:``port``."""
+    flags = ["--server.address", address, "--server.port", str(port)]
+    for key, value in SERVER_OPTIONS.items():
+        flags += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return flags
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ import streamlit as st
 
 from cifar_app.core.settings import SettingsError
 from cifar_app.core.stats import Verdict
+from cifar_app.lab.backends import start_experiment
 from cifar_app.lab.claims import recipe_note
 from cifar_app.lab.experiments import ExperimentStore
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.fileio import StoreError
-from cifar_app.store.jobs import start_experiment
 from cifar_app.web import ui
 from cifar_app.web.app import page_path
 from cifar_app.web.charts import claim_plot

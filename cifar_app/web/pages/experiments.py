@@ -7,6 +7,7 @@ import streamlit as st
 
 from cifar_app.core.model import NORMS
 from cifar_app.core.settings import RECIPES, SettingsError, fits_budget
+from cifar_app.lab.backends import start_experiment
 from cifar_app.lab.experiments import (
     BACKENDS,
     ExperimentNotFound,
@@ -21,7 +22,6 @@ from cifar_app.lab.experiments import (
 from cifar_app.lab.presets import CONFIRM_ABOVE, PRESETS, RULES, expand, parse_cli_grid
 from cifar_app.lab.ray_backend import INSTALL_HINT, ray_available
 from cifar_app.store.fileio import StoreError
-from cifar_app.store.jobs import start_experiment
 from cifar_app.store.results import load_shipped_results
 from cifar_app.store.states import EXPERIMENT_RESUMABLE, TERMINAL, ExperimentState
 from cifar_app.web import access, ui
