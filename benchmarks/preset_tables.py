@@ -103,7 +103,7 @@ def seeds_row_table(res: ExperimentResults) -> str:
 
 
 def landscape_table(res: ExperimentResults) -> str:
-    """Per norm, mean ± std over seeds of each run's ``claims.probe_summary`` (the probes the ICS
+    """Per norm, mean ± std over seeds of each run's ``claims.optimization.probe_summary`` (the probes the ICS
     claim reads: after step 0, at η ≥ a tenth of the peak; per unit step where it says so)."""
     by: dict[str, list[dict]] = {}
     acc: dict[str, list[float]] = {}

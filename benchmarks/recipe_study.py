@@ -12,7 +12,7 @@ page, the CLI and sweeps take them too). It runs as one sweep of the local backe
 seeds preset's scheduling), and writes ``benchmarks/results/recipe_<candidate>.json``: the
 experiment's results (``ExperimentStore.results``), per norm the final test and train accuracy
 (mean ± std), the difference from the recipe it is compared with (with 2 SE,
-``experiments.compare_by_norm``), the verdict, and the compute it cost (the points' seconds, the
+``store.results.compare_by_norm``), the verdict, and the compute it cost (the points' seconds, the
 wall time, the machine).
 
 What a candidate is compared with (``AGAINST``, ``baseline_file``): the architecture candidates

@@ -7,7 +7,7 @@ For each batch size, trains GroupNorm on real images for about ``--seconds`` sec
 - "two x 1 thread": two processes at the same time, one thread each (their images/s added up).
 Each is measured ``--repeats`` times, alternating; the median is kept. Writes
 ``benchmarks/results/sweep_parallelism.json``; the local sweep backend runs two 1-thread points at
-once for the batch sizes where that measured faster (``experiments.PARALLEL_BATCH_SIZES``).
+once for the batch sizes where that measured faster (``experiments.PARALLEL_MAX_BATCH``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ with per-sample PIL transforms, beside the machine's measured matmul peaks.
     python benchmarks/throughput.py --data PATH [--batches 100] [--repeats 3] [--norms batch,group,layer,none]
 
 Both train the same model for the same number of batches on the same images:
-- engine: ``cifar_app.engine.train`` (uint8 tensors in memory, augmentation on whole batches,
+- engine: ``cifar_app.core.engine.train`` (uint8 tensors in memory, augmentation on whole batches,
   channels_last);
 - plain: ``torch.utils.data.DataLoader`` over a dataset that, like torchvision's ``CIFAR10``, turns
   each image into a PIL image and applies ``RandomCrop(32, 4)``, ``RandomHorizontalFlip``,

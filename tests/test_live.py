@@ -1,4 +1,4 @@
-"""The live view's data (cifar_app/live.py) and its read-only routes (cifar_app/webapp.py)."""
+"""The live view's data (cifar_app/web/live.py) and its read-only routes (cifar_app/web/webapp.py)."""
 
 from __future__ import annotations
 

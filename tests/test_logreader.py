@@ -1,4 +1,4 @@
-"""Incremental log reading (cifar_app/logreader.py) and the run store's use of it."""
+"""Incremental log reading (cifar_app/store/logreader.py) and the run store's use of it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The verdicts' statistics (cifar_app/stats.py) against scipy's and statsmodels' own answers."""
+"""The verdicts' statistics (cifar_app/core/stats.py) against scipy's and statsmodels' own answers."""
 
 from __future__ import annotations
 

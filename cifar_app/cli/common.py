@@ -11,18 +11,18 @@ from cifar_app.core.settings import RECIPES, SettingsError, TrainSettings, recip
 from cifar_app.store.runstore import RunStore
 
 # Settings the CLI does not offer as flags of ``train`` (``--norm`` is required, so it is added apart).
-_NOT_FLAGS = ("norm",)
+NOT_FLAGS = ("norm",)
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 
-def _store(args: argparse.Namespace) -> RunStore:
+def open_store(args: argparse.Namespace) -> RunStore:
     return RunStore(args.runs_dir)
 
 
-def _loader(data_dir: str | None, download: bool = False, bar: bool = True):
+def loader(data_dir: str | None, download: bool = False, bar: bool = True):
     """A ``load_cifar10`` call for ``execute_run`` that shows decoding progress with tqdm (``bar``;
     the worker's log gets none: its progress goes to the run's status)."""
     from tqdm import tqdm
@@ -51,7 +51,7 @@ def _loader(data_dir: str | None, download: bool = False, bar: bool = True):
     return load
 
 
-def _setting_type(name: str):
+def setting_type(name: str):
     """An argparse ``type`` that parses and validates setting ``name`` through its spec."""
     def parse(text: str) -> object:
         try:
@@ -62,7 +62,7 @@ def _setting_type(name: str):
     return parse
 
 
-def _recipe(text: str) -> dict:
+def recipe_arg(text: str) -> dict:
     """--recipe NAME: the settings the named recipe sets (an argparse ``type``)."""
     try:
         return recipe_values(text)
@@ -72,7 +72,7 @@ RECIPE_HELP = ("start from a named recipe (explicit settings override it): " + "
     f"{name}: {r.about}" for name, r in RECIPES.items()))
 
 
-def _int_in(low: int, high: int):
+def int_in(low: int, high: int):
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -97,11 +97,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=text)
         else:
-            parser.add_argument(flag, dest=name, type=_setting_type(name), default=None,
+            parser.add_argument(flag, dest=name, type=setting_type(name), default=None,
                                 metavar=name.upper(), help=text)
 
 
-_recipe.__name__ = "recipe"
+recipe_arg.__name__ = "recipe"
 
 
 def runs_dir(sp: argparse.ArgumentParser) -> None:

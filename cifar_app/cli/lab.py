@@ -11,14 +11,14 @@ from pathlib import Path
 
 from cifar_app.cli.common import (
     RECIPE_HELP,
-    _int_in,
-    _loader,
-    _pct,
-    _recipe,
-    _setting_type,
-    _store,
     data_dir,
+    int_in,
+    loader,
+    open_store,
+    pct,
+    recipe_arg,
     runs_dir,
+    setting_type,
 )
 from cifar_app.core.data import load_cifar10, require_dataset
 from cifar_app.core.settings import parse_setting
@@ -82,7 +82,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from cifar_app.lab.experiments import ExperimentStore
     from cifar_app.lab.presets import PRESETS, parse_cli_grid
 
-    exps = ExperimentStore(_store(args))
+    exps = ExperimentStore(open_store(args))
     if args.resume:
         exp = exps.get(args.resume)
     else:
@@ -110,7 +110,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                disable=args.json)
     bar.update(sum(1 for p in exps.point_statuses(exp) if p.state in TERMINAL))
     try:
-        run_sweep(exps, exp.id, lambda: _loader(args.data, args.download, bar=not args.json), args.data,
+        run_sweep(exps, exp.id, lambda: loader(args.data, args.download, bar=not args.json), args.data,
                   ray_address=args.ray_address, on_point=lambda i, n, state: bar.update(1))
     except KeyboardInterrupt:
         print(f"\nstopped; resume with: python -m cifar_app sweep --resume {exp.id}", file=sys.stderr)
@@ -122,7 +122,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps(_experiment_json(exps, exp), indent=1))
     else:
         for p in exps.point_statuses(exp):
-            print(f"{p.label:<40} {p.state:<11} best {_pct(p.best_test_acc):>8}  {p.run_id or ''}")
+            print(f"{p.label:<40} {p.state:<11} best {pct(p.best_test_acc):>8}  {p.run_id or ''}")
     return 0
 
 
@@ -130,7 +130,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     """The seed's claims with their verdicts, computed from the store (``lab.claims``)."""
     from cifar_app.lab.claims import evaluate, recipe_note
 
-    rows = evaluate(_store(args))
+    rows = evaluate(open_store(args))
     if args.json:
         print(json.dumps({"claims": rows}, indent=1, allow_nan=False))
         return 0
@@ -188,7 +188,7 @@ def cmd_batchdep(args: argparse.Namespace) -> int:
     from cifar_app.lab.batchdep import batch_dependence
     from cifar_app.store.inference import load_model
 
-    run = _store(args).get(args.run)
+    run = open_store(args).get(args.run)
     loaded = load_model(run)
     data = load_cifar10(args.data)
     result = batch_dependence(loaded, data, args.test_limit)
@@ -200,12 +200,12 @@ def cmd_batchdep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0
-    print(f"{run.id} on {result.n_test:,} test images: eval mode {_pct(result.eval_acc)}")
+    print(f"{run.id} on {result.n_test:,} test images: eval mode {pct(result.eval_acc)}")
     for k, acc in result.batch_stats.items():
-        print(f"  batch statistics, test batch {k:>4}: {_pct(acc):>8}  "
+        print(f"  batch statistics, test batch {k:>4}: {pct(acc):>8}  "
               f"({result.differ_from_eval[k]:,} predictions differ from eval mode)")
     if result.precise_bn_acc is not None:
-        print(f"  PreciseBN over {result.precise_bn_images:,} training images: {_pct(result.precise_bn_acc)}")
+        print(f"  PreciseBN over {result.precise_bn_images:,} training images: {pct(result.precise_bn_acc)}")
     return 0
 
 
@@ -214,7 +214,7 @@ def cmd_sweep_worker(args: argparse.Namespace) -> int:
     from cifar_app.lab.experiments import ExperimentStore
 
     w = SweepWorkerArgs.from_namespace(args)
-    run_sweep(ExperimentStore(_store(args)), w.experiment, lambda: _loader(w.data, bar=False), w.data,
+    run_sweep(ExperimentStore(open_store(args)), w.experiment, lambda: loader(w.data, bar=False), w.data,
               ray_address=w.ray_address)
     return 0
 
@@ -222,7 +222,7 @@ def cmd_sweep_worker(args: argparse.Namespace) -> int:
 def cmd_sweeps(args: argparse.Namespace) -> int:
     from cifar_app.lab.experiments import ExperimentStore
 
-    exps = ExperimentStore(_store(args))
+    exps = ExperimentStore(open_store(args))
     rows = [_experiment_json(exps, e) for e in exps.list()]
     if args.json:
         print(json.dumps([{k: r[k] for k in ("id", "name", "preset", "status", "points", "counts")}
@@ -239,7 +239,7 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 def cmd_sweep_stop(args: argparse.Namespace) -> int:
     from cifar_app.lab.experiments import ExperimentStore
 
-    ExperimentStore(_store(args)).request_stop(args.experiment)
+    ExperimentStore(open_store(args)).request_stop(args.experiment)
     print(f"stop requested for {args.experiment}")
     return 0
 
@@ -259,7 +259,7 @@ def add_parsers(sub) -> None:
                     help="a settings field and its values (repeatable: the cross product runs)")
     sw.add_argument("--set", action="append", default=[], metavar="FIELD=V",
                     help="a setting for every point (repeatable)")
-    sw.add_argument("--recipe", type=_recipe, default={}, metavar="NAME", help=RECIPE_HELP)
+    sw.add_argument("--recipe", type=recipe_arg, default={}, metavar="NAME", help=RECIPE_HELP)
     sw.add_argument("--rule", action="append", default=[], choices=list(RULES),
                     help="a derived setting: " + "; ".join(f"{k}: {v}" for k, v in RULES.items()))
     sw.add_argument("--name", help="a display name")
@@ -306,7 +306,7 @@ def add_parsers(sub) -> None:
 
     bd = sub.add_parser("batchdep", help="accuracy with eval-mode, batch and PreciseBN statistics")
     bd.add_argument("run")
-    bd.add_argument("--test-limit", type=_setting_type("test_limit"), default=None)
+    bd.add_argument("--test-limit", type=setting_type("test_limit"), default=None)
     bd.add_argument("--json", action="store_true")
     data_dir(bd), runs_dir(bd)
     bd.set_defaults(func=cmd_batchdep)
@@ -318,7 +318,7 @@ def add_parsers(sub) -> None:
                     help="on an exposed address, let visitors without the token view curves and tables "
                          "(no downloads, uploads, exports, computing or server folders); default: "
                          "they see only the token prompt")
-    sv.add_argument("--port", type=_int_in(1, 65535), default=8501)
+    sv.add_argument("--port", type=int_in(1, 65535), default=8501)
     sv.add_argument("--revoke-keys", action="store_true",
                     help="first make every browser's access cookie invalid (the token stays the same)")
     sv.set_defaults(func=cmd_serve)

@@ -9,17 +9,17 @@ import sys
 from pathlib import Path
 
 from cifar_app.cli.common import (
-    _NOT_FLAGS,
+    NOT_FLAGS,
     RECIPE_HELP,
-    _int_in,
-    _loader,
-    _pct,
-    _recipe,
-    _setting_type,
-    _store,
     add_setting_flags,
     data_dir,
+    int_in,
+    loader,
+    open_store,
+    pct,
+    recipe_arg,
     runs_dir,
+    setting_type,
 )
 from cifar_app.core.data import DataError, default_data_dir, download_cifar10, load_cifar10, require_dataset
 from cifar_app.core.settings import TrainSettings
@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(**{**args.recipe, **given}).validate()
     if not args.download:
         require_dataset(args.data)  # fail before a run is created
-    store = _store(args)
+    store = open_store(args)
     run = store.create(settings, label=args.label)
     print(f"run {run.id}: {settings.norm} norm, {settings.param_count():,} parameters, "
           f"{settings.epochs} epochs", file=sys.stderr)
@@ -59,12 +59,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 bar.close()
                 bar = None
             tqdm.write(f"epoch {event.epoch:2d}/{settings.epochs}  train loss {event.train_loss:.4f} "
-                       f"acc {_pct(event.train_acc)}  test loss {event.test_loss:.4f} acc "
-                       f"{_pct(event.test_acc)}  {event.seconds:.1f}s  {event.images_per_s:.0f} img/s",
+                       f"acc {pct(event.train_acc)}  test loss {event.test_loss:.4f} acc "
+                       f"{pct(event.test_acc)}  {event.seconds:.1f}s  {event.images_per_s:.0f} img/s",
                        file=sys.stderr)
 
     try:
-        execute_run(store, run.id, data=_loader(args.data, args.download), progress=progress)
+        execute_run(store, run.id, data=loader(args.data, args.download), progress=progress)
     except KeyboardInterrupt:
         print(f"\nstopped; resume with: python -m cifar_app resume {run.id}", file=sys.stderr)
         return 130
@@ -76,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{run.id}\tstopped after {summary.epoch} epochs; resume with: "
               f"python -m cifar_app resume {run.id}")
         return 0
-    print(f"{run.id}\tfinal test accuracy {_pct(summary.final_test_acc)}")
+    print(f"{run.id}\tfinal test accuracy {pct(summary.final_test_acc)}")
     return 0
 
 
@@ -88,14 +88,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(w.threads)
-    execute_run(_store(args), w.run, data=_loader(w.data, bar=False), resume=w.resume, slot_held=w.slot_held)
+    execute_run(open_store(args), w.run, data=loader(w.data, bar=False), resume=w.resume,
+                slot_held=w.slot_held)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from cifar_app.store.jobs import can_resume, execute_run
 
-    store = _store(args)
+    store = open_store(args)
     run = store.get(args.run)
     if (damage := run.damage()) is not None:
         raise damage
@@ -104,12 +105,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
               "interrupted runs can be resumed", file=sys.stderr)
         return 2
     run.clear_stop()  # the user's resume: an old stop request no longer applies
-    execute_run(store, run.id, data=_loader(args.data), resume=True)
+    execute_run(store, run.id, data=loader(args.data), resume=True)
     summary = run.summary()
     if summary.status == RunState.STOPPED:
         print(f"{run.id}\tstopped after {summary.epoch} epochs")
         return 0
-    print(f"{run.id}\tfinal test accuracy {_pct(summary.final_test_acc)}")
+    print(f"{run.id}\tfinal test accuracy {pct(summary.final_test_acc)}")
     return 0
 
 
@@ -117,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_app.lab.analysis import evaluate_model, per_class_accuracy
     from cifar_app.store.inference import load_model
 
-    run = _store(args).get(args.run)
+    run = open_store(args).get(args.run)
     loaded = load_model(run)
     data = load_cifar10(args.data)
     ev = evaluate_model(loaded, data, args.test_limit, flip_tta=args.tta)
@@ -133,17 +134,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=1))
     else:
         tta = " with flip test-time augmentation" if args.tta else ""
-        print(f"{run.id}: accuracy {_pct(ev.accuracy)}, loss {ev.loss:.4f} on {ev.labels.size:,} "
+        print(f"{run.id}: accuracy {pct(ev.accuracy)}, loss {ev.loss:.4f} on {ev.labels.size:,} "
               f"test images{tta} ({data.source}); {result['params']:,} parameters")
         for c, a in result["per_class"].items():
-            print(f"  {c:<11} {_pct(a)}")
+            print(f"  {c:<11} {pct(a)}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_app.store.inference import ImageError, classify_each, load_model
 
-    loaded = load_model(_store(args).get(args.run))
+    loaded = load_model(open_store(args).get(args.run))
     results = classify_each([Path(p) for p in args.images], loaded, top_k=args.top_k)
     out, failed = [], 0
     for path, r in zip(args.images, results):
@@ -159,13 +160,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" in item:
                 print(f"{item['file']}: error: {item['error']}", file=sys.stderr)
             else:
-                best = ", ".join(f"{t['class']} {_pct(t['prob'])}" for t in item["top_k"])
+                best = ", ".join(f"{t['class']} {pct(t['prob'])}" for t in item["top_k"])
                 print(f"{item['file']}: {best}")
     return 1 if failed else 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rows = _store(args).summaries()
+    rows = open_store(args).summaries()
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
         return 0
@@ -178,7 +179,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         planned = "?" if r.epochs is None else r.epochs
         label = r.label if r.label != r.id else ""
         print(f"{rid:<30} {r.norm:<6} {r.status:<11} {r.epoch:>3}/{planned:<3} "
-              f"{_pct(r.best_test_acc):>9}  {label}")
+              f"{pct(r.best_test_acc):>9}  {label}")
         if r.damaged:
             print(f"    {r.error}")
     return 0
@@ -205,7 +206,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    run = _store(args).get(args.run)
+    run = open_store(args).get(args.run)
     state = run.state()
     if state not in ACTIVE:
         print(f"error: {run.id} is {state}, not training; nothing to stop", file=sys.stderr)
@@ -216,7 +217,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    _store(args).delete(args.run)
+    open_store(args).delete(args.run)
     print(f"deleted {args.run}")
     return 0
 
@@ -224,7 +225,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from cifar_app.store.export import export_bundle, export_csv, export_onnx
 
-    run = _store(args).get(args.run)
+    run = open_store(args).get(args.run)
     if args.format == "bundle":
         paths = [export_bundle(run, args.out)]
     elif args.format == "onnx":
@@ -245,7 +246,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from cifar_app.store.export import import_bundle
 
-    run = import_bundle(_store(args), args.bundle, origin=Path(args.bundle).name)
+    run = import_bundle(open_store(args), args.bundle, origin=Path(args.bundle).name)
     print(f"imported as {run.id} ({run.label})")
     return 0
 
@@ -263,15 +264,15 @@ def add_parsers(sub) -> None:
 
     t = sub.add_parser("train", help="train a model (foreground, with a progress bar)")
     t.add_argument("--norm", required=True, choices=NORMS, help=TrainSettings.spec("norm").help)
-    add_setting_flags(t, exclude=_NOT_FLAGS)
-    t.add_argument("--recipe", type=_recipe, default={}, metavar="NAME", help=RECIPE_HELP)
+    add_setting_flags(t, exclude=NOT_FLAGS)
+    t.add_argument("--recipe", type=recipe_arg, default={}, metavar="NAME", help=RECIPE_HELP)
     t.add_argument("--label", help="a display name for the run")
     t.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     data_dir(t), runs_dir(t)
     t.set_defaults(func=cmd_train)
 
     w = sub.add_parser("worker", help="(internal) train a stored run; used by the dashboard")
-    WorkerArgs.add_arguments(w, _int_in(1, 256))
+    WorkerArgs.add_arguments(w, int_in(1, 256))
     data_dir(w), runs_dir(w)
     w.set_defaults(func=cmd_worker)
 
@@ -282,7 +283,7 @@ def add_parsers(sub) -> None:
 
     e = sub.add_parser("evaluate", help="test accuracy, loss and per-class accuracy of a run")
     e.add_argument("run")
-    e.add_argument("--test-limit", type=_setting_type("test_limit"), default=None,
+    e.add_argument("--test-limit", type=setting_type("test_limit"), default=None,
                    help="score only the first N test images (a positive integer)")
     e.add_argument("--tta", action="store_true",
                    help="average each image's prediction with its mirror image's (reported apart "
@@ -294,7 +295,7 @@ def add_parsers(sub) -> None:
     pr = sub.add_parser("predict", help="classify image files with a run")
     pr.add_argument("run")
     pr.add_argument("images", nargs="+", metavar="IMAGE")
-    pr.add_argument("--top-k", type=_int_in(1, 10), default=5, help="classes to show, 1..10")
+    pr.add_argument("--top-k", type=int_in(1, 10), default=5, help="classes to show, 1..10")
     pr.add_argument("--json", action="store_true")
     runs_dir(pr)
     pr.set_defaults(func=cmd_predict)
@@ -306,7 +307,7 @@ def add_parsers(sub) -> None:
 
     sm = sub.add_parser("summary", help="layer table and parameter count")
     sm.add_argument("--norm", required=True, choices=NORMS)
-    sm.add_argument("--groups", type=_setting_type("groups"), default=4)
+    sm.add_argument("--groups", type=setting_type("groups"), default=4)
     sm.add_argument("--arch", choices=list(ARCHITECTURES), default=DEFAULT_ARCH)
     sm.add_argument("--json", action="store_true")
     sm.set_defaults(func=cmd_summary)

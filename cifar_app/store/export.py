@@ -5,7 +5,7 @@ bundle: a .zip of the run's portable files (settings, metrics, model, prediction
     is an attack surface, so every entry is checked in memory before anything is written: a flat
     name from the known set (no folders, ``..``, absolute paths or symlinks), at most 1,000 entries
     and 200 MB unpacked; then each file by the run store's own parser for it
-    (``runstore.validate_file``, the one that reads it from a stored run): torch files loadable
+    (``formats.validate_file``, the one that reads it from a stored run): torch files loadable
     with ``weights_only`` (no pickled code), settings that validate, every metrics and probe line a
     record, a model whose tensors fit its settings, predictions whose arrays are checked against a
     size cap before they are unpacked. Only then does the run store add the run, whole, under its

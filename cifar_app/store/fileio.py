@@ -1,11 +1,6 @@
-"""Writing a run's files safely: atomic writes, locks, and whether a process is alive.
-
-Writes: every whole file goes through ``atomic_write`` (temp file in the same folder, fsync, rename),
-so a reader or a kill never leaves a torn file; the metrics log is appended and flushed line by line,
-and a reader skips an unfinished last line. A new run is assembled in a hidden temp folder and renamed
-into place; a deleted run is first renamed out of sight. Torch files are always loaded with
-``weights_only=True``: a file holding code is refused, never run.
-"""
+"""Writing a run's files safely: atomic writes (temp file in the same folder, fsync, rename: a
+reader or a kill never sees a torn file), the per-file locks every read-modify-write holds, and
+whether a process is alive."""
 
 from __future__ import annotations
 

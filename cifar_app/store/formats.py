@@ -178,8 +178,8 @@ def _records(where: str, point: dict, key: str, spec: dict) -> list[dict]:
 
 
 def parse_results(data: bytes) -> dict:
-    """An experiment's results file (``benchmarks/results/preset_*.json``, the app's shipped
-    ``reference_experiments``): an object with ``experiment``, ``grid`` and ``points``; each point's
+    """An experiment's results file (``benchmarks/presets.py``'s, the app's shipped
+    ``store/reference_experiments``): an object with ``experiment``, ``grid`` and ``points``; each point's
     settings valid, its state one the app writes, its accuracies finite in [0, 1], its epoch and
     landscape records complete and finite; no point twice (the same settings). ``FileInvalid``
     names the first thing wrong."""

@@ -1,7 +1,7 @@
 """Experiment results as plain data: the results files of ``benchmarks/presets.py``, the ones shipped
 with the app (``reference_experiments/``), and the stored verdict on bf16 training's accuracy.
 
-A results file is checked by ``runstore.parse_results`` (the run store owns every file format);
+A results file is checked by ``formats.parse_results`` (the run store owns every file format);
 ``ExperimentResults.load`` reads one and ``ResultsDamaged`` says why not.
 """
 
@@ -86,7 +86,7 @@ ENV_FIELDS = ("precision", "device", "cpu", "cpu_flags", "cpu_capability", "torc
 
 
 class ResultsDamaged(ValueError):
-    """A results file that does not pass ``runstore.parse_results``; the text names the file and why."""
+    """A results file that does not pass ``formats.parse_results``; the text names the file and why."""
 
     def __init__(self, path: Path | str, why: str) -> None:
         super().__init__(f"{Path(path).name}: {why}")
@@ -128,7 +128,7 @@ class ExperimentResults:
 
     @classmethod
     def load(cls, path: Path | str, shipped: bool = False) -> ExperimentResults:
-        """A results file, checked by ``runstore.parse_results``; ``ResultsDamaged`` says why not."""
+        """A results file, checked by ``formats.parse_results``; ``ResultsDamaged`` says why not."""
         try:
             data = Path(path).read_bytes()
         except OSError as e:

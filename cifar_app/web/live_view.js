@@ -1,9 +1,9 @@
 // The Train page's live view of a running run (a Streamlit components-v2 component, mounted by
-// cifar_app/ui.py: live_progress, live_figure). It asks the server's read-only routes (cifar_app/webapp.py) for new
+// cifar_app/web/ui.py: live_progress, live_figure). It asks the server's read-only routes (cifar_app/web/webapp.py) for new
 // data and patches the page in place, so a tick that brings nothing new costs the browser next to
 // nothing, where a Streamlit fragment re-run re-renders its elements each time.
 //
-// Every view asks GET data.path (the route's address, written once in cifar_app/webapp.py), with
+// Every view asks GET data.path (the route's address, written once in cifar_app/web/webapp.py), with
 // the page session's route key (data.key, in the header data.key_header) when the server is private.
 // data.view === "progress": progress bar + line + note, from GET lab/runs/{run}/live every
 //   data.every_ms; when the run logs a new epoch (or its probe record) or changes state, a trigger

@@ -214,7 +214,7 @@ def evaluate(store: RunStore, shipped: Path | str | None = "app") -> list[dict]:
     "n", "mde", "unit", "paper", "evidence_kind", "arms", "axis", "secondary", "evidence",
     "experiment", "runs", "note", "recipes"}``. A claim whose evidence is damaged says so; the
     others still get their verdicts. ``shipped``: the folder of shipped results ("app": the app's,
-    ``experiments.shipped_folder``; None: only this store's)."""
+    ``store.results.shipped_folder``; None: only this store's)."""
     ev = Evidence.gather(store, shipped)
     rows = []
     for c in CLAIMS:
