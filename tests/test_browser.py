@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cifar_app.web import app
 from tests.conftest import REAL_DATA, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,10 +30,12 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
-# "model" first: a deep link opened before the entry page must still get the app's navigation
-PAGES = {"model": "model", "runs": "", "train": "train", "compare": "compare",
-         "experiments": "experiments", "claims": "claims", "misclassified": "misclassified",
-         "classify": "classify"}
+# Every page of the app's navigation (web.app.PAGES: a new page is opened too) by its URL path, but
+# Inside, whose charts need runs with probe records (test_a_hostile_label_is_text_on_every_page
+# opens it with them); "model" first: a deep link opened before the entry page must still get the
+# app's navigation.
+PAGES = {p.name: "" if p.default else p.name
+         for p in sorted(app.PAGES, key=lambda p: p.name != "model") if p.name != "inside"}
 
 
 def free_port() -> int:
@@ -467,7 +470,7 @@ def test_a_hostile_label_is_text_on_every_page(tmp_path, page):
     fetched: list[str] = []
     page.on("request", lambda r: fetched.append(r.url))
     try:
-        for name, path in {**PAGES, "inside": "inside"}.items():
+        for name, path in {**PAGES, "inside": "inside"}.items():  # every page
             open_page(page, url, path)
             if name in ("compare", "inside"):  # their figures carry the label: wait until drawn
                 page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cifar_app.web import app
 from tests.conftest import ROOT, wait_for, write_image_tree
 from tests.test_browser import CHROMIUM, free_port, open_page, shot, wait_idle
 
@@ -31,7 +32,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
 TOKEN = "tok-3xample-é-2f9Qv7"  # a token with a non-ASCII letter works like any other
-PAGES = ["", "train", "compare", "experiments", "claims", "inside", "misclassified", "classify", "model"]
+PAGES = ["" if p.default else p.name for p in app.PAGES]  # every page of the navigation, by URL path
 
 
 def serve(base: Path, *flags: str):
