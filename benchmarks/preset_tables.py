@@ -231,6 +231,51 @@ def claims_table(folder: Path = REFERENCE_EXPERIMENTS) -> str:
                            "paper's effect", "evidence"], out)
 
 
+def compute_table(folder: Path = REFERENCE_EXPERIMENTS) -> str:
+    """What each shipped preset cost, from its results file: points, the points' own seconds (one
+    thread each), the runner's wall time (two points at a time), the arithmetic its points asked for,
+    and when it was measured."""
+    import datetime
+    import json
+
+    out = []
+    for path in sorted(folder.glob("preset_*.json")):
+        d = json.loads(path.read_text())
+        points = d.get("points", [])
+        secs = sum(p.get("seconds") or 0 for p in points)
+        wall = d.get("wall_seconds")
+        precisions = sorted({str(p["settings"].get("precision", "auto")) for p in points})
+        when = (datetime.datetime.fromtimestamp(d["created"], datetime.UTC).strftime("%Y-%m-%d")
+                if d.get("created") else "—")
+        out.append([path.stem.removeprefix("preset_"), str(len(points)), f"{secs:,.0f}",
+                    f"{wall / 60:.1f} min" if wall else "—", ", ".join(precisions), when])
+    return markdown_table(["preset", "points", "point-seconds", "wall", "precision asked", "measured"], out)
+
+
+def batchdep_table() -> str:
+    """Batch dependence at inference of the shipped reference runs (their cached ``batchdep.json``):
+    test accuracy in eval mode, with each test batch's own statistics, and with PreciseBN."""
+    import tempfile
+
+    from cifar_app.lab.batchdep import BatchDependence
+    from cifar_app.store.runstore import RunStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        refs = [r for r in RunStore(Path(tmp) / "runs").list() if r.reference]
+        rows, sizes = [], None
+        for run in refs:
+            cached = run.load_result("batchdep")
+            if cached is None:
+                continue
+            r = BatchDependence.from_dict(cached)
+            sizes = sizes or sorted(r.batch_stats)
+            rows.append([SHORT.get(run.settings().norm, run.settings().norm), f"{100 * r.eval_acc:.2f}%",
+                         *(f"{100 * r.batch_stats[k]:.2f}%" for k in sizes),
+                         "—" if r.precise_bn_acc is None else f"{100 * r.precise_bn_acc:.2f}%"])
+    return markdown_table(["test accuracy", "eval mode", *(f"batch {k}" for k in sizes or []),
+                           "PreciseBN"], rows)
+
+
 def fill(readme: str, folder: Path = RESULTS) -> str:
     """The README text with every preset-table block recomputed from its results file."""
     def one(m: re.Match) -> str:
@@ -242,6 +287,11 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
         body = table(name, load(name, folder))
         return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
     readme = re.sub(r"<!-- preset-table (\S+) -->\n.*?\n<!-- /preset-table \1 -->", one, readme, flags=re.S)
+    for marker, make in (("compute-table", compute_table), ("batchdep-table", batchdep_table)):
+        if f"<!-- {marker} -->" in readme:
+            block = f"<!-- {marker} -->\n{make()}\n<!-- /{marker} -->"
+            readme = re.sub(rf"<!-- {marker} -->\n.*?\n<!-- /{marker} -->", lambda m, b=block: b, readme,
+                            flags=re.S)
     if "<!-- claims-table -->" in readme:
         readme = re.sub(r"<!-- claims-table -->\n.*?\n<!-- /claims-table -->",
                         lambda m: f"<!-- claims-table -->\n{claims_table()}\n<!-- /claims-table -->",
