@@ -314,6 +314,19 @@ def matched_fit_gap(epochs: list[dict], level: float, train: str = "train_acc") 
     return None
 
 
+def matched_fit(curves: dict[str, list[list[dict]]]) -> tuple[float, str, dict[str, list[float]]]:
+    """Where the regularization rule compares the norms (``curves``: norm -> each run's epoch
+    records): the level of train accuracy (the highest every BN and none run reaches), the field it
+    is read from (eval mode, ``train_eval_acc``, when every run recorded it; else the running
+    ``train_acc``), and each norm's train − test gaps at that level."""
+    evaluated = all(e.get("train_eval_acc") is not None for cs in curves.values() for ep in cs for e in ep)
+    field_ = "train_eval_acc" if evaluated else "train_acc"
+    level = min(max(e[field_] for e in ep) for n in ("batch", "none") for ep in curves[n])
+    gaps = {n: [g for ep in cs if (g := matched_fit_gap(ep, level, field_)) is not None]
+            for n, cs in curves.items()}
+    return level, field_, gaps
+
+
 def judge_regularizes(ev: Evidence, paper: Paper | None) -> Finding:
     res = ev.experiments.get("regularization")
     if res is None:
@@ -339,14 +352,8 @@ def judge_regularizes(ev: Evidence, paper: Paper | None) -> Finding:
                 ev.source("regularization"),
             ),
         )
-    # eval-mode train accuracy when every run recorded it (settings.train_eval), else the running one
-    evaluated = all(e.get("train_eval_acc") is not None for cs in curves.values() for ep in cs for e in ep)
-    field_ = "train_eval_acc" if evaluated else "train_acc"
-    level = min(max(e[field_] for e in ep) for n in ("batch", "none") for ep in curves[n])
-    gaps = {
-        n: [g for ep in cs if (g := matched_fit_gap(ep, level, field_)) is not None]
-        for n, cs in curves.items()
-    }
+    level, field_, gaps = matched_fit(curves)
+    evaluated = field_ == "train_eval_acc"
     final = {n: [ep[-1][field_] - ep[-1]["test_acc"] for ep in cs] for n, cs in curves.items()}
     cmp = welch(gaps["none"], gaps["batch"])
     notes = [f"{k} run(s) of {_short(n)} collapsed, left out" for n, k in failed.items() if k]
