@@ -45,7 +45,7 @@ def test_the_regularization_gap_leaves_out_a_collapsed_run_and_counts_it():
         point(0.50, train=0.95, norm="batch", seed=0), point(0.52, train=0.93, norm="batch", seed=1),
         point(0.10, train=0.10, norm="none", seed=0), point(0.48, train=0.53, norm="none", seed=1)])
     text = preset_tables.table("regularization", res)
-    assert "| gap, points | **43.0 ± 2.8** | **5.0** |" in text
+    assert "| gap at the end, points | **43.0 ± 2.8** | **5.0** |" in text
     assert "| runs collapsed to chance (left out) | 0 | 1 |" in text
 
 
