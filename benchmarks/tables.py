@@ -5,7 +5,8 @@
 
 A generated block sits between ``<!-- NAME ... -->`` and ``<!-- /NAME ... -->`` markers. The preset
 and claims tables come from ``preset_tables.py`` (the shipped results), the recipe study's from
-``recipe_tables.py``; both read ``benchmarks/results/`` and ``cifar_app/store/reference_experiments/``.
+``recipe_tables.py``, the benchmarks' from ``result_tables.py``; they read ``benchmarks/results/`` and
+``cifar_app/store/reference_experiments/``.
 CI runs ``--check``.
 """
 
@@ -30,7 +31,7 @@ def _load(name: str):
 
 def fill(text: str) -> str:
     """``text`` with every generated block recomputed."""
-    for name in ("preset_tables", "recipe_tables"):
+    for name in ("preset_tables", "recipe_tables", "result_tables"):
         text = _load(name).fill(text)
     return text
 

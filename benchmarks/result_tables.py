@@ -1,0 +1,78 @@
+"""The docs' tables of the benchmark results (``benchmarks/results/*.json``), one function each.
+
+A block between ``<!-- table NAME -->`` and ``<!-- /table NAME -->`` is ``TABLES[NAME]()``;
+``python benchmarks/tables.py`` rewrites them (``--check`` in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from cifar_app.web.tables import markdown_table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LABEL = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none"}
+
+
+def _load(name: str):
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def sweep_parallelism() -> str:
+    """One 2-thread run against two 1-thread runs at once, by batch size (images/s)."""
+    rows = [[str(r["batch_size"]), f"{r['one_x_2_threads']:,.0f} img/s", f"{r['two_x_1_thread']:,.0f} img/s",
+             f"{r['ratio']:.2f}x"] for r in _load("sweep_parallelism.json")]
+    return markdown_table(["batch size", "one run, 2 threads", "two runs at once, 1 thread each", "ratio"],
+                          rows)
+
+
+def throughput() -> str:
+    """The engine against a plain DataLoader loop, by normalization (images/s, median of 3)."""
+    rows = [[LABEL.get(r["norm"], r["norm"]), f"{r['engine_images_per_s']:,.0f} img/s",
+             f"{r['plain_images_per_s']:,.0f} img/s", f"{r['speedup']:.2f}x"]
+            for r in _load("throughput.json")]
+    return markdown_table(["normalization", "engine", "plain DataLoader", "speed-up"], rows)
+
+
+def batched_points() -> str:
+    """Two points one after another, stacked with vmap, or as two 1-thread processes (images/s)."""
+    rows = []
+    for r in _load("batched_points_cpu.json")["rows"]:
+        base = r["separate_images_per_s"]
+        rows.append([LABEL.get(r["norm"], r["norm"]), r["precision"], f"{base:,.0f}",
+                     f"{r['stacked_images_per_s']:,.0f} ({r['stacked_images_per_s'] / base:.2f}x)",
+                     f"{r['processes_images_per_s']:,.0f} ({r['processes_images_per_s'] / base:.2f}x)"])
+    return markdown_table(["norm", "arithmetic", "one after another, 2 threads", "stacked (vmap), 2 threads",
+                           "two 1-thread processes"], rows)
+
+
+def upload_latency() -> str:
+    """From an upload's bytes to each reference model's answer (ms, median)."""
+    rows = []
+    for r in _load("upload_latency.json")["rows"]:
+        per_model = r["after_decode_ms_per_model"]
+        size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] >= 1e5 else f"{r['bytes']:,} bytes"
+        rows.append([f"{r['image']}, {size}", f"{r['pixel_decode_ms']:.1f} ms",
+                     f"{max(per_model.values()):.1f} ms",
+                     f"{r['pixel_decode_ms'] + r['after_decode_ms'] + sum(r['model_ms'].values()):.1f} ms"])
+    return markdown_table(["upload", "decoding the file", "everything after decoding, per model",
+                           f"total, {len(per_model)} models"], rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
+    "upload-latency": upload_latency,
+}
+
+
+def fill(text: str) -> str:
+    """``text`` with every ``<!-- table NAME -->`` block recomputed."""
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in TABLES:
+            raise SystemExit(f"error: no table {name!r} (known: {', '.join(TABLES)})")
+        return f"<!-- table {name} -->\n{TABLES[name]()}\n<!-- /table {name} -->"
+    return re.sub(r"<!-- table (\S+) -->\n.*?\n<!-- /table \1 -->", one, text, flags=re.S)
