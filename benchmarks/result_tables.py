@@ -62,9 +62,33 @@ def upload_latency() -> str:
                            f"total, {len(per_model)} models"], rows)
 
 
+def bf16_throughput(name: str) -> str:
+    """The seed-style DataLoader loop against the engine in fp32 and in bf16 (images/s, median of 3)."""
+    rows = []
+    for r in _load(name)["rows"]:
+        plain, fp32, bf16 = r["plain_images_per_s"], r["engine_images_per_s"], r["bf16_images_per_s"]
+        rows.append([LABEL.get(r["norm"], r["norm"]), f"{plain:,.0f} img/s",
+                     f"{fp32:,.0f} img/s ({fp32 / plain:.2f}x)",
+                     f"{bf16:,.0f} img/s (**{bf16 / plain:.2f}x**)", f"{bf16 / fp32:.2f}x"])
+    header = ["norm", "seed-style DataLoader loop", "engine fp32", "engine bf16", "bf16 over fp32"]
+    return markdown_table(header, rows)
+
+
+def live_page_cpu() -> str:
+    """Chromium's CPU seconds over 36 s on the Train page, the fragment version against the live view."""
+    cases = {"finished": "finished run (no polling)", "quiet": "running, nothing logged",
+             "live": "running, logging"}
+    rows = []
+    for label, name in (("fragments", "live_page_cpu_fragments.json"), ("live view", "live_page_cpu.json")):
+        by = {r["case"]: r["browser_cpu_s"] for r in _load(name)["results"]}
+        rows.append([label, *(f"{by[c]:.2f} s" for c in cases)])
+    return markdown_table(["Train page", *cases.values()], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
-    "upload-latency": upload_latency,
+    "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
+    "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
 }
 
 
