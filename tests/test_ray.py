@@ -83,7 +83,7 @@ def test_the_readme_recipe_runs_a_sweep_on_a_ray_start_head_cluster(tmp_path):
              "--set", "max_lr=0.05", "--set", "device=cpu", "--backend", "ray", "--data", str(data)]
     head_token = str(tmp_path / "head-home" / ".ray" / "auth_token")
     other = str(tmp_path / "other-home")  # a machine without the token
-    check = ["-c", f"from cifar_app.ray_backend import check_cluster; check_cluster('127.0.0.1:{PORT}')"]
+    check = ["-c", f"from cifar_app.lab.ray_backend import check_cluster; check_cluster('127.0.0.1:{PORT}')"]
     result = run_cluster(tmp_path, token=True, workers=1, worker_env={"RAY_AUTH_MODE": "token"}, steps=[
         {"argv": cli(*sweep, "--ray-address", f"127.0.0.1:{PORT}", "--runs-dir", str(runs), "--json")},
         {"argv": cli(*sweep, "--ray-address", f"127.0.0.1:{PORT}", "--runs-dir", str(tmp_path / "r2")),
