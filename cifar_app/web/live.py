@@ -3,7 +3,7 @@
 The Train page draws a running run through a small browser component (``live_view.js``) that asks
 the server for :func:`run_snapshot` every second and for a :func:`figure` when there is news, and
 patches the page in place, instead of re-running Streamlit fragments; the Experiments page watches
-:func:`experiment_snapshot`. See :mod:`cifar_app.webapp` for the routes and README "Watching a run"
+:func:`experiment_snapshot`. See :mod:`cifar_app.web.webapp` for the routes and README "Watching a run"
 for why.
 """
 

@@ -46,7 +46,7 @@ def _server_address() -> str | None:
 
 
 def policy() -> access.Policy:
-    """This server's access policy (``cifar_app.access``)."""
+    """This server's access policy (``cifar_app.web.access``)."""
     return access.policy(_server_address())
 
 

@@ -14,7 +14,7 @@ serves these next to the pages (under ``server.baseUrlPath`` when one is set):
   for a year: the version is in the name), for the live view's chart.
 
 They only read, and show what the pages show: anyone may ask them when the server's access policy
-lets anyone view (``cifar_app.access``); a private exposed server answers 403 unless the request
+lets anyone view (``cifar_app.web.access``); a private exposed server answers 403 unless the request
 carries the route key of a page session that gave the token (header, or the browser's cookie).
 The routes' addresses are written here only (``RUN_LIVE``, ``RUN_FIGURE``, ``EXPERIMENT_LIVE``);
 pages get them from ``path``.
