@@ -85,10 +85,28 @@ def live_page_cpu() -> str:
     return markdown_table(["Train page", *cases.values()], rows)
 
 
+def watch_overhead() -> str:
+    """Training speed watched / alone, the server's and Chromium's CPU and the live line's lag, for
+    each version of the Train page (one file each, the same harness)."""
+    versions = (("first version (a 2 s page re-run)", "watch_overhead_before.json"),
+                ("fragments re-run every 2–20 s", "watch_overhead_fragments.json"),
+                ("now: live view patched in place", "watch_overhead.json"))
+    rows = []
+    for label, name in versions:
+        for tabs, s in _load(name)["summary"].items():
+            rows.append([f"{label}, {tabs}", f"{s['ratio']:.3f}",
+                         f"{s['server_cpu_s_per_min']:.1f} s per min",
+                         f"{s['browser_cpu_s_per_min']:.1f} s per min",
+                         f"{s['lag_median_s']:.2f} / {s['lag_p90_s']:.2f} / {s['lag_max_s']:.2f} s"])
+    return markdown_table(["", "training speed watched / alone", "server CPU", "Chromium CPU",
+                           "lag median / p90 / max"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
+    "watch-overhead": watch_overhead,
 }
 
 
