@@ -179,7 +179,7 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
     page.keyboard.press("Enter")
     wait_idle(page)
     page.get_by_role("button", name="Rename").click()
-    wait_for(lambda: store.get(run_id).label == "renamed with the token", 30, "the rename")
+    wait_for(lambda: store.get(run_id).label == "renamed with the token", 90, "the rename")  # a loaded CI
 
     # the four downloads, each made when clicked, clicked one right after another as a user in a
     # hurry would (a click that reran the page revoked the next button's file: it spun forever)
