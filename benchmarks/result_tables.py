@@ -102,11 +102,31 @@ def watch_overhead() -> str:
                            "lag median / p90 / max"], rows)
 
 
+def bf16_seeds() -> str:
+    """The bf16-seeds preset against the fp32 seeds of the same recipe: what ``precision=auto`` goes by
+    (``store.results.bf16_verdict`` of the shipped files)."""
+    import statistics
+
+    from cifar_app.store.results import BF16_ACCURACY, FP32_SEEDS, bf16_verdict
+
+    verdict = bf16_verdict(BF16_ACCURACY, FP32_SEEDS)
+    rows = []
+    for norm, r in (verdict or {"norms": {}})["norms"].items():
+        def ms(xs: list[float]) -> str:
+            return f"{100 * statistics.fmean(xs):.2f} ± {100 * statistics.stdev(xs):.2f}%"
+        per_seed = " / ".join(f"{100 * a:.2f}" for a in r["bf16"]) + "%"
+        rows.append([LABEL.get(norm, norm), per_seed, ms(r["bf16"]), ms(r["fp32"]),
+                     f"{100 * r['difference']:+.2f}", f"{100 * r['two_se']:.2f}",
+                     "within noise" if r["within_noise"] else "below fp32 beyond 2 SE"])
+    return markdown_table(["norm", "bf16, per seed", "bf16 mean ± std", "fp32 mean ± std", "difference",
+                           "2 SE", "verdict"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
-    "watch-overhead": watch_overhead,
+    "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
 }
 
 
