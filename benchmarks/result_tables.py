@@ -15,6 +15,7 @@ from cifar_app.web.tables import markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABEL = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none"}
+SHORT = {"batch": "BN", "group": "GN", "layer": "LN"}
 
 
 def _load(name: str):
@@ -122,11 +123,30 @@ def bf16_seeds() -> str:
                            "2 SE", "verdict"], rows)
 
 
+def accuracy_runs(*names: str, short: bool = False) -> str:
+    """``benchmarks/accuracy.py``'s runs (one file or several): final test and train accuracy and speed."""
+    from cifar_app.core.norms import LABELS
+
+    rows = []
+    for name in names:
+        for r in _load(name):
+            norm = r["norm"]
+            label = SHORT.get(norm, norm) if short else LABELS.get(norm, norm)
+            rows.append([label, f"{r['params']:,}",
+                         f"{100 * r['final_test_acc']:.2f}%", f"{100 * r['final_train_acc']:.2f}%",
+                         f"{r['seconds_per_epoch']:.1f}", f"{r['images_per_s']:,.0f}"])
+    return markdown_table(["normalization", "parameters", "final test accuracy", "final train accuracy",
+                           "s per epoch", "training images/s"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
+    "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
+    "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
+                                                   "accuracy_wider_family_b.json"),
 }
 
 
