@@ -139,11 +139,58 @@ def accuracy_runs(*names: str, short: bool = False) -> str:
                            "s per epoch", "training images/s"], rows)
 
 
+def _engine_layout(norm: str, arithmetic: str) -> str:
+    """The layout the engine trains ``norm`` in on a CPU (``precision.memory_format``)."""
+    import torch
+
+    from cifar_app.core.model import build_model
+    from cifar_app.core.precision import memory_format
+
+    fmt = memory_format(build_model(norm, arch="plain"), torch.device("cpu"), arithmetic)
+    return "channels_last" if fmt == torch.channels_last else "contiguous"
+
+
+def norm_profile() -> str:
+    """ms per training step (one thread) by arithmetic and layout, split into convolutions and norm
+    layers; the engine's choice in bold, with its speed-up over fp32."""
+    rows = {(r["norm"], r["arithmetic"], r["format"]): r for r in _load("norm_profile.json")["rows"]}
+    out = []
+    for norm in dict.fromkeys(n for n, _, _ in rows):
+        fp32 = rows[(norm, "fp32", "channels_last")]
+        chosen = _engine_layout(norm, "bf16")
+        cells = [f"{fp32['ms_per_step']:.1f} (conv {fp32['conv_ms']:.1f}, norm {fp32['norm_ms']:.1f})"]
+        for fmt in ("channels_last", "contiguous"):
+            r = rows[(norm, "bf16", fmt)]
+            step = f"**{r['ms_per_step']:.1f}**" if fmt == chosen else f"{r['ms_per_step']:.1f}"
+            gain = f": {fp32['ms_per_step'] / r['ms_per_step']:.2f}x" if fmt == chosen else ""
+            cells.append(f"{step} ({r['conv_ms']:.1f}, {r['norm_ms']:.1f}){gain}")
+        out.append([LABEL.get(norm, norm), *cells])
+    return markdown_table(["norm", "fp32, channels_last", "bf16, channels_last", "bf16, contiguous"], out)
+
+
+def norm_profile_2threads() -> str:
+    """The bf16 step at two threads, split further, against the step a 3x engine may take."""
+    d = _load("norm_profile_2threads.json")
+    out = []
+    for r in d["rows"]:
+        if r["arithmetic"] != "bf16" or (r["norm"] != "group" and r["format"] != "channels_last"):
+            continue
+        chosen = r["format"] == _engine_layout(r["norm"], "bf16")
+        step = f"**{r['ms_per_step']:.1f}**" if chosen else f"{r['ms_per_step']:.1f}"
+        layout = r["format"] + (" (the engine's choice)" if chosen and r["norm"] == "group" else "")
+        out.append([LABEL.get(r["norm"], r["norm"]), layout, step, f"{r['conv_ms']:.1f}",
+                    f"{r['conv_bwd_ms']:.1f}", f"{r['norm_ms']:.1f}", f"{r['rest_ms']:.1f}",
+                    f"≤ {d['budget_ms'][r['norm']]:.1f}"])
+    return markdown_table(["norm, bf16", "layout", "step", "conv forward", "conv backward", "norm layers",
+                           "rest", "3x needs"], out)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
+    "norm-profile": norm_profile, "norm-profile-2threads": norm_profile_2threads,
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),
