@@ -185,12 +185,55 @@ def norm_profile_2threads() -> str:
                            "rest", "3x needs"], out)
 
 
+def recipe_at_full_scale(name: str = "recipe_separable-b.json") -> str:
+    """A candidate recipe's seeds against its baseline's (``benchmarks/recipe_study.py``'s file and the
+    shipped baseline it names): final single-view test accuracy, the difference and 2 SE, the verdict
+    the study recorded, train accuracy and the minutes per run."""
+    import statistics
+
+    from cifar_app.store.results import REFERENCE_EXPERIMENTS
+
+    rec = _load(name)
+    base_path = RESULTS / rec["baseline"]
+    if not base_path.exists():  # a shipped baseline has its one copy in the package
+        base_path = REFERENCE_EXPERIMENTS / rec["baseline"]
+    base = json.loads(base_path.read_text())
+
+    def by_norm(points: list[dict]) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for q in sorted(points, key=lambda q: q["settings"]["seed"]):
+            if q["status"] == "completed":
+                out.setdefault(q["settings"]["norm"], []).append(q)
+        return out
+
+    cand, ref = by_norm(rec["points"]), by_norm(base["points"])
+    rows = []
+    for norm, v in rec["by_norm"].items():
+        accs = [q["final_test_acc"] for q in cand[norm]]
+        base_accs = [q["final_test_acc"] for q in ref.get(norm, [])]
+        base_train = [q["epochs"][-1]["train_acc"] for q in ref.get(norm, []) if q.get("epochs")]
+        minutes = [q["seconds"] / 60 for q in cand[norm]]
+        rows.append([
+            LABEL.get(norm, norm), " / ".join(f"{100 * a:.2f}" for a in accs) + "%",
+            f"**{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}%**",
+            f"{100 * statistics.fmean(base_accs):.2f} ± {100 * statistics.stdev(base_accs):.2f}%",
+            f"**{100 * v['difference']:+.2f}**", f"{100 * v['two_se']:.2f}", v["verdict"],
+            f"{100 * v['train_mean']:.2f} / "
+            + (f"{100 * statistics.fmean(base_train):.2f}%" if base_train else "—"),
+            f"{min(minutes):.0f}–{max(minutes):.0f}"])
+    cand_name, base_name = rec["candidate"], rec["against"]
+    return markdown_table(["norm", f"{cand_name}, per seed", "mean ± std", f"{base_name} (3 seeds)",
+                           "difference", "2 SE", "verdict", f"train acc: {cand_name} / {base_name}",
+                           "min per run (1 thread, shared)"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
-    "norm-profile": norm_profile, "norm-profile-2threads": norm_profile_2threads,
+    "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
+    "norm-profile-2threads": norm_profile_2threads,
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),
