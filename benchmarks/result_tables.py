@@ -227,12 +227,35 @@ def recipe_at_full_scale(name: str = "recipe_separable-b.json") -> str:
                            "min per run (1 thread, shared)"], rows)
 
 
+def reference_runs() -> str:
+    """The shipped reference runs (``benchmarks/reference_runs.py``): single-view and flip-TTA test
+    accuracy, the mean of the seeds preset's three seeds of the same norm, and the train accuracy."""
+    import statistics
+
+    from cifar_app.core.norms import LABELS
+    from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults
+
+    seeds = ExperimentResults.load(REFERENCE_EXPERIMENTS / "preset_seeds.json").final_accuracies()
+    rows = []
+    for r in _load("reference_runs.json")["runs"]:
+        accs = seeds.get(r["norm"], [])
+        mean = (f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}%"
+                if len(accs) > 1 else "")
+        label = LABELS.get(r["norm"], r["norm"])
+        label += f" ({r['groups']} groups)" if r["norm"] == "group" else ""
+        train = f"{100 * r['train_acc']:.2f}%" if r["train_acc"] is not None else "—"
+        rows.append([label, f"{r['params']:,}", f"**{100 * r['accuracy']:.2f}%**",
+                     f"{100 * r['tta_accuracy']:.2f}%", mean, train, f"`{r['run']}`"])
+    return markdown_table(["normalization", "parameters", "test accuracy", "with flip TTA", "mean of 3 seeds",
+                           "train accuracy (augmented)", "reference run"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
-    "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
+    "reference-runs": reference_runs, "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
     "norm-profile-2threads": norm_profile_2threads,
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
