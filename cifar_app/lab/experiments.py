@@ -461,17 +461,21 @@ def estimate_seconds(settings: list[TrainSettings], speeds: dict[int, float], n_
     return total
 
 
+SPEED_RUNS = 50
+
+
 def measured_speeds(store: RunStore) -> dict[int, float]:
-    """{batch_size: median training images/s} over this store's runs with a finished epoch."""
+    """{batch_size: median training images/s} over this store's newest ``SPEED_RUNS`` runs with a
+    finished epoch (from the run index: only those runs' logs are read)."""
     import statistics
 
     seen: dict[int, list[float]] = {}
-    for run in store.list():
-        if run.reference:
-            continue
+    recent = [s for s in store.summaries() if not s.reference and not s.damaged and s.epoch > 0]
+    for summary in recent[:SPEED_RUNS]:
         try:
+            run = store.get(summary.id)
             s, epochs = run.settings(), run.metrics().epochs
-        except RunDamaged:
+        except (RunDamaged, RunNotFound):
             continue
         if epochs:
             seen.setdefault(s.batch_size, []).extend(e.images_per_s for e in epochs)

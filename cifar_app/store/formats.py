@@ -72,6 +72,7 @@ RESULTS = ("batchdep",)  # analyses cached with a run, each as <name>.json
 PORTABLE = (SETTINGS, METRICS, MODEL, PREDICTIONS, CHECKPOINT, INSIDE, LANDSCAPE,
             *(f"{r}.json" for r in RESULTS))
 RUN_FILES = (SETTINGS, STATUS, METRICS)  # any of these makes a folder a run
+INDEX = ".index.sqlite3"  # in the runs folder: the run index (index.py), a cache of the summaries
 # predictions.npz unpacks to ~0.3 MB for the 10,000 test images; a member claiming more is refused
 # before it is decompressed (a small zip can unpack to gigabytes).
 MAX_PREDICTIONS_BYTES = 64 * 2**20

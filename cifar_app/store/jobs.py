@@ -244,7 +244,7 @@ def start_new_run(store: RunStore, settings: TrainSettings, label: str | None,
                   data_dir: Path | str | None) -> Started:
     """Create a run and start its worker; say which active runs it will queue behind (the queue
     policy: one run at a time on a CPU). ``StoreError`` when the store cannot be written."""
-    behind = [r.id for r in store.list() if not r.reference and r.state() in ACTIVE]
+    behind = [s.id for s in store.summaries() if not s.reference and s.status in ACTIVE]
     run = store.create(settings, label=label)
     start_run(store, run.id, data_dir)
     return Started(run, behind)

@@ -57,13 +57,16 @@ class _State:
 
 
 class LogCache:
-    """Parsed logs by path, least recently used dropped beyond ``max_files``. Thread-safe: the
+    """Parsed logs by path, the least recently used dropped while the logs held add up to more
+    than ``max_bytes`` of log text (what a parsed log costs grows with its size, not with the number
+    of files; a log larger than the bound is parsed and returned but not kept). Thread-safe: the
     Streamlit server reads from one thread per session."""
 
-    def __init__(self, max_files: int = 512) -> None:
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self._states: OrderedDict[str, _State] = OrderedDict()
         self._lock = threading.Lock()
-        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self.held_bytes = 0  # log bytes parsed by the entries held
         self.reads = 0  # file reads done (for tests: an unchanged log is not read)
 
     def read(self, path: Path, parse_line: ParseLine, build: Build, empty: Callable[[], Any]) -> Any:
@@ -76,7 +79,7 @@ class LogCache:
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                self._states.pop(key, None)
+                self._drop(key)
                 return empty()
             state = self._states.get(key)
             ident = (st.st_dev, st.st_ino)
@@ -84,16 +87,19 @@ class LogCache:
                     and state.mtime_ns == st.st_mtime_ns:
                 self._states.move_to_end(key)
                 return state.result
-            try:
-                state = self._advance(path, state, ident, st, parse_line, build)
-            except BaseException:
-                self._states.pop(key, None)
-                raise
-            self._states[key] = state
-            self._states.move_to_end(key)
-            while len(self._states) > self.max_files:
-                self._states.popitem(last=False)
+            self._drop(key)  # advanced below, then held again by its new size
+            state = self._advance(path, state, ident, st, parse_line, build)
+            if state.size <= self.max_bytes:
+                self._states[key] = state
+                self.held_bytes += state.size
+                while self.held_bytes > self.max_bytes:
+                    self._drop(next(iter(self._states)))
             return state.result
+
+    def _drop(self, key: str) -> None:
+        state = self._states.pop(key, None)
+        if state is not None:
+            self.held_bytes -= state.size
 
     def parses(self, path: Path) -> int:
         """Lines parsed for ``path`` since it was (re)read from the start (0 when not cached)."""

@@ -21,6 +21,7 @@ from cifar_app.core.data import CifarData
 from cifar_app.core.engine import TrainResult, model_record, train
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
+from cifar_app.store.index import RunIndex
 from cifar_app.store.run import Run
 from cifar_app.store.states import RunState
 
@@ -108,14 +109,15 @@ class Recorder:
     def __init__(self, run: Run, pid: int | None = None,
                  progress: Callable[[BatchStats | EpochStats], None] | None = None) -> None:
         self.run, self.pid, self.progress = run, pid or os.getpid(), progress
+        self._index = RunIndex(run.path.parent)
         self._checkpoint: dict | None = None
         self._last_beat = 0.0
 
     # ------------------------------------------------------------------ life
     def queued(self, **fields: object) -> None:
         """The run waits for its turn (or for its data); a fresh attempt has no error."""
-        self.run.update_status(state=RunState.QUEUED, pid=self.pid, heartbeat=time.time(), error=None,
-                               phase=None, **fields)
+        self.run.update_status(self._indexed, state=RunState.QUEUED, pid=self.pid, heartbeat=time.time(),
+                               error=None, phase=None, **fields)
 
     def restore(self, resume: bool) -> dict | None:
         """Before training (re)starts: load the checkpoint when resuming (``RunDamaged`` for a
@@ -133,8 +135,8 @@ class Recorder:
     def started(self, **info: object) -> None:
         """Training begins (``info``: where the data came from, the node, threads, ...)."""
         done = int(self._checkpoint["epoch"]) if self._checkpoint else 0
-        self.run.heartbeat(state=RunState.RUNNING, pid=self.pid, started=time.time(), epoch=done,
-                           error=None, phase=None, **info)
+        self.run.heartbeat(self._indexed, state=RunState.RUNNING, pid=self.pid, started=time.time(),
+                           epoch=done, error=None, phase=None, **info)
 
     def heartbeat(self, **fields: object) -> None:
         self.run.heartbeat(**fields)
@@ -158,7 +160,13 @@ class Recorder:
         self._end(RunState.INTERRUPTED, error=why)
 
     def _end(self, state: RunState, **fields: object) -> None:
-        self.run.update_status(state=state, finished=time.time(), pid=None, phase=None, **fields)
+        self.run.update_status(self._indexed, state=state, finished=time.time(), pid=None, phase=None,
+                               **fields)
+
+    def _indexed(self) -> None:
+        """Called under the run's status lock at each state change and epoch end: the run's row in
+        the run index follows its files."""
+        self._index.put(self.run)
 
     # ------------------------------------------------------------------ the engine's callbacks
     def batch(self, b: BatchStats) -> None:
@@ -171,7 +179,7 @@ class Recorder:
 
     def epoch(self, e: EpochStats) -> None:
         self.run.append_metrics(e)
-        self.run.heartbeat(epoch=e.epoch)
+        self.run.heartbeat(self._indexed, epoch=e.epoch)
         if self.progress is not None:
             self.progress(e)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,9 +111,14 @@ class RunSummary:
         return self.status == RunState.DAMAGED
 
     def as_dict(self) -> dict:
-        from dataclasses import asdict
-
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunSummary:
+        """The inverse of ``as_dict`` (``TypeError``/``ValueError`` for anything else)."""
+        if not isinstance(d, dict) or not isinstance(d.get("tags"), dict):
+            raise TypeError("not a run summary")
+        return cls(**{**d, "status": RunState(d["status"])})
 
 
 class Run:
@@ -183,24 +188,10 @@ class Run:
             raise self._damaged(STATUS, str(e)) from None
 
     def status(self) -> dict:
-        """status.json, with an active run whose process died reported as 'interrupted'.
-
-        A run nobody has started yet (no pid) is 'queued' while its heartbeat is fresh."""
+        """status.json, with an active run whose process died reported as 'interrupted'
+        (``liveness``)."""
         st = self.raw_status()
-        if st.get("state") in ACTIVE and not self.reference:
-            try:
-                beat = float(st.get("heartbeat") or 0)
-            except (TypeError, ValueError):
-                beat = 0.0
-            stale = time.time() - beat > HEARTBEAT_STALE_S
-            pid = st.get("pid")
-            # a queued run has no pid until its worker starts; a running one always has one
-            dead = not pid_alive(pid) if pid is not None or st.get("state") == RunState.RUNNING else False
-            if stale or dead:
-                why = ("the training process ended without finishing" if st.get("pid") is not None
-                       else "no training process ever started for it")
-                st = {**st, "state": RunState.INTERRUPTED, "error": st.get("error") or why}
-        return st
+        return st if self.reference else liveness(st)
 
     def state(self) -> RunState:
         """The run's state, ``DAMAGED`` when a file it needs is unreadable."""
@@ -209,18 +200,21 @@ class Run:
         except RunDamaged:
             return RunState.DAMAGED
 
-    def update_status(self, **fields: object) -> dict:
+    def update_status(self, after: Callable[[], object] | None = None, **fields: object) -> dict:
         """Merge ``fields`` into status.json and return the new status. The read, merge and atomic
         rewrite happen under the run's status lock, so two writers (the worker's heartbeat and a
-        rename from a page) never undo each other's fields."""
+        rename from a page) never undo each other's fields; ``after()`` runs under the same lock,
+        once the status is written (the recorder updates the run index there)."""
         self._writable()
         with file_lock(self.path / STATUS_LOCK):
             st = {**self.raw_status(), **fields}
             write_json_atomic(self.path / STATUS, st)
+            if after is not None:
+                after()
         return st
 
-    def heartbeat(self, **fields: object) -> None:
-        self.update_status(heartbeat=time.time(), **fields)
+    def heartbeat(self, after: Callable[[], object] | None = None, **fields: object) -> None:
+        self.update_status(after, heartbeat=time.time(), **fields)
 
     @property
     def label(self) -> str:
@@ -436,10 +430,17 @@ class Run:
 
     def summary(self) -> RunSummary:
         """The one summary of a run used by every table, picker and the CLI. A damaged run gets
-        status 'damaged' and ``error`` 'damaged: <file>: <why>'."""
+        status 'damaged' and ``error`` 'damaged: <file>: <why>'; an active run whose process died,
+        'interrupted' (``liveness``)."""
+        summary, st = self.raw_summary()
+        return summary if self.reference else live_summary(summary, st.get("pid"), st.get("heartbeat"))
+
+    def raw_summary(self) -> tuple[RunSummary, dict]:
+        """The summary from the files as written, before the liveness check, and the raw status
+        it was made from ({} when unreadable): what the run index keeps."""
         try:
             s = self.settings()
-            st = self.status()
+            st = self.raw_status()
             m = self.metrics()
         except RunDamaged as e:
             try:
@@ -448,7 +449,7 @@ class Run:
                 st = {}
             return RunSummary(self.id, str(st.get("label") or self.id), self.reference, "?", RunState.DAMAGED,
                               0, None, None, None, None, None, 0.0, _float(st.get("created")), e.short,
-                              self.has_model(), _tags(st))
+                              self.has_model(), _tags(st)), st
         best = m.best
         return RunSummary(
             id=self.id, label=str(st.get("label") or self.id), reference=self.reference, norm=s.norm,
@@ -459,7 +460,37 @@ class Run:
             seconds=sum(e.seconds for e in m.epochs), created=_float(st.get("created")),
             error=st.get("error") if isinstance(st.get("error"), str) else None,
             has_model=self.has_model(), tags=_tags(st), changes=s.changes(),
-        )
+        ), st
+
+
+def liveness(st: dict) -> dict:
+    """A status as written, with an active run whose process died reported as 'interrupted': its
+    pid is not alive, or its heartbeat is older than ``HEARTBEAT_STALE_S``. A run nobody has
+    started yet (no pid) is 'queued' while its heartbeat is fresh."""
+    if st.get("state") not in ACTIVE:
+        return st
+    try:
+        beat = float(st.get("heartbeat") or 0)
+    except (TypeError, ValueError):
+        beat = 0.0
+    stale = time.time() - beat > HEARTBEAT_STALE_S
+    pid = st.get("pid")
+    # a queued run has no pid until its worker starts; a running one always has one
+    dead = not pid_alive(pid) if pid is not None or st.get("state") == RunState.RUNNING else False
+    if stale or dead:
+        why = ("the training process ended without finishing" if pid is not None
+               else "no training process ever started for it")
+        st = {**st, "state": RunState.INTERRUPTED, "error": st.get("error") or why}
+    return st
+
+
+def live_summary(summary: RunSummary, pid: object, heartbeat: object) -> RunSummary:
+    """``summary`` (made from the status as written) with ``liveness`` applied: the state of an
+    active run depends on its process, not only on its files."""
+    if summary.status not in ACTIVE:
+        return summary
+    st = liveness({"state": summary.status, "pid": pid, "heartbeat": heartbeat, "error": summary.error})
+    return replace(summary, status=RunState(st["state"]), error=st["error"])
 
 
 def _float(v: object) -> float | None:

@@ -34,6 +34,7 @@ from cifar_app.store.formats import (
     STATUS,
     check_label,
 )
+from cifar_app.store.index import RunIndex
 from cifar_app.store.run import Run, RunNotFound, RunSummary
 from cifar_app.store.states import ACTIVE, RunState
 
@@ -68,6 +69,7 @@ class RunStore:
                  reference_root: Path | None | str = "default") -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
         self.reference_root = default_reference_root() if reference_root == "default" else reference_root
+        self.index_notice: str | None = None  # set by summaries() when it rebuilt a damaged index
 
     def ensure_root(self) -> Path:
         """Create the runs folder if needed; ``StoreError`` (path and reason) when it cannot be
@@ -168,8 +170,16 @@ class RunStore:
         return runs
 
     def summaries(self) -> list[RunSummary]:
-        """``summary()`` of every run, in ``list()`` order."""
-        return [r.summary() for r in self.list()]
+        """``summary()`` of every run, in ``list()`` order, through the run index (``index.py``):
+        only runs changed since the last listing are read. ``index_notice`` says when a damaged
+        index had to be rebuilt."""
+        index = RunIndex(self.root)
+        folders = [(self.root, False)]
+        if self.reference_root is not None:
+            folders.append((self.reference_root, True))
+        out = index.summaries(folders)
+        self.index_notice = index.notice
+        return out
 
     def rename(self, run_id: str, label: str) -> None:
         """Set a run's display label (the id never changes)."""

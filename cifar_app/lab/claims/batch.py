@@ -35,7 +35,7 @@ from cifar_app.lab.claims.evidence import (
     _values,
 )
 from cifar_app.store.results import ExperimentResults
-from cifar_app.store.run import RunDamaged
+from cifar_app.store.run import RunDamaged, RunNotFound
 
 # ---------------------------------------------------------------------------- batch size
 
@@ -220,11 +220,15 @@ def judge_ln_invariant(ev: Evidence, paper: Paper | None) -> Finding:
         "LayerNorm normalizes each image over its own channels and pixels: no other image of "
         "the batch enters its output, in training or at test"
     )
-    for run in ev.store.list():
+    for summary in ev.store.summaries():  # the run index: only LayerNorm runs are opened
+        if summary.norm != "layer":
+            continue
         try:
-            settings = run.settings()
-            if settings.norm != "layer" or (cached := run.load_result("batchdep")) is None:
+            run = ev.store.get(summary.id)
+            if (cached := run.load_result("batchdep")) is None:
                 continue
+        except RunNotFound:  # deleted since the listing
+            continue
         except RunDamaged as e:
             if "batchdep" in str(e):
                 return Finding(Verdict.DAMAGED, construction, note=f"evidence damaged: {run.id}/{e}")

@@ -1,0 +1,280 @@
+"""The run index (store/index.py): listing through SQLite gives what the folders say, heals itself,
+survives kill -9 and two writers, and is rebuilt when deleted or damaged."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cifar_app.core.records import EpochStats
+from cifar_app.core.settings import TrainSettings
+from cifar_app.store.formats import INDEX
+from cifar_app.store.index import RunIndex
+from cifar_app.store.logreader import LogCache
+from cifar_app.store.recorder import Recorder
+from cifar_app.store.run import Run
+from cifar_app.store.runstore import RunStore
+from cifar_app.store.states import RunState
+from tests.conftest import wait_for
+
+
+def _epoch(i: int, acc: float = 0.5) -> EpochStats:
+    return EpochStats(epoch=i, train_loss=1.0, train_acc=acc, test_loss=1.0, test_acc=acc, lr=0.1,
+                      seconds=2.0, images_per_s=100.0)
+
+
+def _store(tmp_path, n: int = 3) -> tuple[RunStore, list[str]]:
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    ids = []
+    for i in range(n):
+        run = store.create(TrainSettings(norm=["batch", "group", "layer"][i % 3], epochs=3), label=f"run {i}")
+        run.append_metrics(_epoch(1, 0.1 * (i + 1)))
+        run.update_status(state=RunState.COMPLETED)
+        ids.append(run.id)
+    return store, ids
+
+
+def _direct(store: RunStore) -> list[dict]:
+    """The summaries read from the folders, without the index."""
+    return [r.summary().as_dict() for r in store.list()]
+
+
+def _listed(store: RunStore) -> list[dict]:
+    return [s.as_dict() for s in store.summaries()]
+
+
+class _NoReads:
+    """Fails the test if any run is summarized from its files."""
+
+    def __init__(self, monkeypatch):
+        monkeypatch.setattr(Run, "raw_summary", self._fail)
+
+    @staticmethod
+    def _fail(run):
+        raise AssertionError(f"{run.id} was read from its files")
+
+
+def test_a_listing_matches_the_folders_and_an_unchanged_store_reads_no_run(tmp_path, monkeypatch):
+    store, _ = _store(tmp_path, 4)
+    assert _listed(store) == _direct(store)
+    assert (store.root / INDEX).is_file()
+    _NoReads(monkeypatch)
+    assert len(_listed(store)) == 4  # every row came from the index
+
+
+def test_a_run_changed_behind_the_index_is_seen_on_the_next_listing(tmp_path):
+    store, ids = _store(tmp_path, 3)
+    store.summaries()
+    # a file edited by hand: the label in status.json, the log grown by an epoch
+    status_path = store.root / ids[0] / "status.json"
+    st = json.loads(status_path.read_text())
+    status_path.write_text(json.dumps({**st, "label": "edited by hand"}))
+    store.get(ids[1]).append_metrics(_epoch(2, 0.9))
+    # a folder copied in by hand, one removed
+    shutil.copytree(store.root / ids[2], store.root / "20990101-000000-copy-abcdef")
+    shutil.rmtree(store.root / ids[2])
+    listed = {s.id: s for s in store.summaries()}
+    assert listed[ids[0]].label == "edited by hand"
+    assert listed[ids[1]].epoch == 2 and listed[ids[1]].best_test_acc == 0.9
+    assert "20990101-000000-copy-abcdef" in listed and ids[2] not in listed
+    assert _listed(store) == _direct(store)
+    with sqlite3.connect(store.root / INDEX) as con:
+        assert sorted(r[0] for r in con.execute("SELECT id FROM runs")) == sorted(listed)
+
+
+def test_a_damaged_run_is_listed_as_damaged(tmp_path):
+    store, ids = _store(tmp_path, 2)
+    store.summaries()
+    with open(store.root / ids[0] / "metrics.jsonl", "a") as f:
+        f.write('{"type": "epoch", "epoch": "two"}\n')
+    (store.root / ids[1] / "settings.json").write_text("{nope")
+    listed = {s.id: s for s in store.summaries()}
+    assert listed[ids[0]].damaged and "metrics.jsonl" in listed[ids[0]].error
+    assert listed[ids[1]].damaged and "settings.json" in listed[ids[1]].error
+    assert {s.id: s.damaged for s in store.summaries()} == {ids[0]: True, ids[1]: True}
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "truncated", "foreign table", "bad row"])
+def test_a_deleted_or_damaged_index_is_rebuilt_and_nothing_is_lost(tmp_path, damage):
+    store, _ = _store(tmp_path, 3)
+    expected = _direct(store)
+    assert _listed(store) == expected
+    path = store.root / INDEX
+    for suffix in ("-wal", "-shm"):  # a checkpointed file, as after the last connection closed
+        assert not os.path.exists(f"{path}{suffix}")
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not a database\xff" * 300)
+    elif damage == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 3 + 7])
+    elif damage == "foreign table":
+        path.unlink()
+        with sqlite3.connect(path) as con:
+            con.execute("CREATE TABLE runs (x)")
+            con.execute("PRAGMA user_version=1")
+    else:
+        with sqlite3.connect(path) as con:
+            con.execute("UPDATE runs SET summary = '{\"id\": 1}'")
+    assert _listed(store) == expected
+    if damage in ("garbage", "truncated", "foreign table"):
+        assert store.index_notice and "rebuilt" in store.index_notice, damage
+    assert _listed(store) == expected and store.index_notice is None  # healed
+
+
+def test_an_active_run_whose_process_died_is_listed_as_interrupted_without_any_file_changing(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings())
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        run.heartbeat(state=RunState.RUNNING, pid=proc.pid)
+        assert store.summaries()[0].status == RunState.RUNNING
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        listed = store.summaries()[0]
+        assert listed.status == RunState.INTERRUPTED and "ended without finishing" in listed.error
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_recorder_keeps_its_runs_row_current(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings(epochs=2))
+    store.summaries()
+    rec = Recorder(run)
+    rec.started()
+    rec.epoch(_epoch(1, 0.4))
+    rec.epoch(_epoch(2, 0.6))
+    rec.stopped()
+    _NoReads(monkeypatch)  # the recorder wrote the row: the listing has nothing to redo
+    (listed,) = store.summaries()
+    assert (listed.status, listed.epoch, listed.best_test_acc) == (RunState.STOPPED, 2, 0.6)
+
+
+WRITERS = textwrap.dedent("""
+    import os, sys, time
+    from cifar_app.core.records import EpochStats
+    from cifar_app.store.recorder import Recorder
+    from cifar_app.store.runstore import RunStore
+    role, root, ids = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+    store = RunStore(root, reference_root=None)
+    for run_id in ids:
+        run = store.get(run_id)
+        if role == "worker":  # a worker's epochs, each indexed under the status lock
+            rec = Recorder(run)
+            rec.started()
+            for e in range(1, 21):
+                rec.epoch(EpochStats(epoch=e, train_loss=1.0, train_acc=e / 20, test_loss=1.0,
+                                     test_acc=e / 20, lr=0.1, seconds=1.0, images_per_s=1.0))
+            rec._end("completed")
+        else:  # renames as the Runs page does, and lists as a page does
+            for i in range(1, 31):
+                store.rename(run_id, f"name {i}")
+                if i % 5 == 0:
+                    store.summaries()
+""")
+
+
+def test_a_workers_epochs_and_a_rename_at_once_lose_nothing(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    ids = [store.create(TrainSettings(epochs=20)).id for _ in range(8)]
+    store.summaries()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITERS, role, str(store.root), ",".join(ids)])
+             for role in ("worker", "renamer")]
+    for p in procs:
+        assert p.wait(timeout=240) == 0
+    listed = {s.id: s for s in store.summaries()}
+    assert {(s.status, s.epoch, s.best_test_acc, s.label) for s in listed.values()} == {
+        (RunState.COMPLETED, 20, 1.0, "name 30")}
+    assert _listed(store) == _direct(store)
+
+
+def test_a_write_between_the_stamp_and_the_read_is_seen_on_the_next_listing(tmp_path, monkeypatch):
+    """The race two writers make, made certain: a rename lands while the listing reads the run."""
+    store, (run_id,) = _store(tmp_path, 1)
+    read = Run.raw_summary
+
+    def read_during_a_rename(run):
+        out = read(run)
+        Run.raw_summary = read  # once
+        store.rename(run_id, "renamed meanwhile")
+        return out
+
+    monkeypatch.setattr(Run, "raw_summary", read_during_a_rename)
+    assert store.summaries()[0].label == "run 0"  # read before the rename
+    assert store.summaries()[0].label == "renamed meanwhile"
+
+
+KILLED = textwrap.dedent("""
+    import sys
+    from cifar_app.store.runstore import RunStore
+    store = RunStore(sys.argv[1], reference_root=None)
+    runs = store.list()
+    i = 0
+    while True:  # every listing rewrites every row: each run's status changed since
+        i += 1
+        for run in runs:
+            run.update_status(label=f"pass {i}")
+        store.summaries()
+        print(i, flush=True)
+""")
+
+
+def test_the_index_survives_kill_9_in_the_middle_of_an_update(tmp_path):
+    store, _ = _store(tmp_path, 60)
+    trials = 10
+    for trial in range(trials):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED, str(store.root)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline()  # one whole pass done
+        start = time.monotonic()
+        assert proc.stdout.readline()  # and a second, timed
+        time.sleep((time.monotonic() - start) * trial / trials)  # a different moment of the third
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with sqlite3.connect(store.root / INDEX) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert _listed(store) == _direct(store)
+        assert store.index_notice is None  # consistent, not rebuilt
+
+
+def test_a_read_only_or_missing_runs_folder_is_listed_from_the_folders(tmp_path, monkeypatch):
+    store, _ = _store(tmp_path, 2)
+    monkeypatch.setattr(RunIndex, "_connect", lambda self: None)  # as where it cannot be opened
+    assert _listed(store) == _direct(store)
+    missing = RunStore(tmp_path / "nowhere", reference_root=store.root)
+    assert [s.id for s in missing.summaries()] == [r.id for r in store.list()][::-1]
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_log_cache_stays_within_its_byte_bound_over_a_scan_of_more_runs_than_it_holds(tmp_path):
+    lines = "".join(json.dumps({"k": i}) + "\n" for i in range(200)).encode()
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"{i}.jsonl")
+        paths[-1].write_bytes(lines)
+    cache = LogCache(max_bytes=10 * len(lines) + 5)  # holds 10 of the 40
+    parse = lambda obj: ("k", obj["k"], obj)  # noqa: E731
+    for _ in range(2):
+        for p in paths:
+            assert len(cache.read(p, parse, lambda g: g["k"], list)) == 200
+            assert cache.held_bytes <= cache.max_bytes
+    assert len(cache._states) == 10 and cache.held_bytes == 10 * len(lines)
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(lines * 20)  # larger than the bound: read, returned, not kept
+    assert len(cache.read(big, parse, lambda g: g["k"], list)) == 200
+    assert cache.held_bytes <= cache.max_bytes
+    grown = paths[-1]  # a held log that grows is held by its new size
+    with open(grown, "ab") as f:
+        f.write(b'{"k": 999}\n')
+    cache.read(grown, parse, lambda g: g["k"], list)
+    assert cache.held_bytes == sum(s.size for s in cache._states.values()) <= cache.max_bytes
