@@ -440,3 +440,72 @@ def test_the_groups_widget_follows_the_registry(pages, tmp_path, norm):
     at.selectbox(key="norm").set_value(norm).run()
     groups = next(w for w in at.main if getattr(w, "key", None) == "groups")
     assert groups.disabled == (not norms.get(norm).uses_groups)
+
+
+# ------------------------------------------------------------------ many runs
+
+
+def _many_runs(root: Path, n: int) -> list[str]:
+    """``n`` runs with one epoch each, norms in turn, every seventh in an experiment; newest first."""
+    from cifar_app.core.records import EpochStats
+    from cifar_app.store.runstore import RunStore
+
+    store = RunStore(root, reference_root=None)
+    for i in range(n):
+        run = store.create(TrainSettings(norm=["batch", "group", "layer"][i % 3], epochs=2), label=f"run {i:03d}",
+                           tags={"experiment": "exp-a"} if i % 7 == 0 else {})
+        run.append_metrics(EpochStats(1, 1.0, 0.5, 1.0, i / n, 0.1, 1.0, 10.0))
+        run.update_status(state="completed" if i % 2 else "stopped")
+    return [s.id for s in store.summaries()]
+
+
+def test_the_runs_page_filters_sorts_and_pages_many_runs(app_env):
+    ids = _many_runs(app_env / "runs", 130)
+    at = run_page(PAGE["home"])
+    table = at.dataframe[0].value
+    assert list(table["id"]) == ids[:50] and "130 of 130 runs match; showing 1–50" in texts(at)
+    at.multiselect(key="runs_norms").select("layer").run()
+    at.multiselect(key="runs_states").select("completed").run()
+    at.text_input(key="runs_text").input("RUN 1").run()  # any case
+    table = at.dataframe[0].value
+    names = sorted(table["name"])
+    expected = sorted(f"run {i:03d}" for i in range(130) if i % 3 == 2 and i % 2 and f"{i:03d}".startswith("1"))
+    assert names == expected and f"{len(expected)} of 130 runs match" in texts(at)
+    at.text_input(key="runs_text").input("").run()
+    at.selectbox(key="runs_sort").select("best test accuracy").run()
+    best = list(at.dataframe[0].value["best test acc (%)"])
+    assert best == sorted(best, reverse=True) and len(best) == 21  # the completed LN runs: one page
+    at.multiselect(key="runs_norms").unselect("layer").run()
+    at.multiselect(key="runs_states").unselect("completed").run()
+    at.selectbox(key="runs_exp").select("exp-a").run()
+    assert len(at.dataframe[0].value) == 19  # i % 7 == 0 for i < 130
+    at.selectbox(key="runs_exp").select(None).run()
+    at.selectbox(key="runs_sort").select("newest first").run()
+    at.number_input(key="runs_page").set_value(3).run()
+    assert list(at.dataframe[0].value["id"]) == ids[100:130] and "showing 101–130" in texts(at)
+    at.text_input(key="runs_text").input("run 0").run()  # two pages now: page 3 becomes 2
+    assert not at.exception and "100 of 130 runs match; showing 51–100" in texts(at)
+
+
+def test_the_runs_page_lists_10000_runs_without_reading_their_logs(app_env, monkeypatch):
+    """The index at scale: the second load reads no run's files (the first builds the index)."""
+    import shutil
+
+    from cifar_app.store.run import Run
+
+    (first,) = _many_runs(app_env / "runs", 1)
+    for i in range(9999):
+        shutil.copytree(app_env / "runs" / first, app_env / "runs" / f"20300101-000000-copy-{i:06d}",
+                        copy_function=os.link)
+    run_page(PAGE["home"])
+    monkeypatch.setattr(Run, "raw_summary", lambda run: (_ for _ in ()).throw(AssertionError(run.id)))
+    at = run_page(PAGE["home"])
+    assert "10,000 of 10,000 runs match; showing 1–50" in texts(at) and len(at.dataframe[0].value) == 50
+
+
+def test_compare_the_selected_runs_opens_compare_with_them(app_env):
+    ids = _many_runs(app_env / "runs", 60)
+    at = run_page(PAGE["compare"], {"runs": f"{ids[55]},{ids[3]},nope,{'é' * 300}"})
+    assert at.multiselect(key="compare_runs").value == [ids[55], ids[3]]
+    at = run_page(PAGE["home"])
+    assert at.button(key="compare_selected").disabled

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from cifar_app.core.norms import NORMS
 from cifar_app.core.records import EpochStats
 from cifar_app.store.run import RunSummary
@@ -22,6 +25,58 @@ def default_selection(summaries: list[RunSummary]) -> list[str]:
                 continue
             chosen[s.norm] = s.id
     return [chosen[n] for n in sorted(chosen, key=lambda n: NORM_ORDER.index(n) if n in NORM_ORDER else 9)]
+
+
+# The Runs page's orders: a key and whether larger comes first. "newest first" keeps the listing's
+# order (user runs newest first, then the reference runs).
+RUN_SORTS: dict[str, tuple[Callable[[RunSummary], object] | None, bool]] = {
+    "newest first": (None, False),
+    "best test accuracy": (lambda s: -1.0 if s.best_test_acc is None else s.best_test_acc, True),
+    "name": (lambda s: s.label.casefold(), False),
+    "normalization": (lambda s: NORM_ORDER.index(s.norm) if s.norm in NORM_ORDER else len(NORM_ORDER), False),
+    "training time": (lambda s: s.seconds, True),
+}
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """What the Runs page shows: the runs matching every filter given, in one order, one page.
+
+    norms, states: keep runs with one of these (empty: any); experiment: runs of that experiment id
+    (None: any); text: in the label, id or settings, any case; page: 1-based, clamped to the last."""
+
+    norms: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    experiment: str | None = None
+    text: str = ""
+    sort: str = "newest first"
+    page: int = 1
+    size: int = PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[RunSummary]   # this page's runs
+    matching: int            # runs matching the filters
+    page: int                # the page shown (1-based)
+    pages: int               # pages in all (at least 1)
+
+
+def query_runs(summaries: list[RunSummary], q: RunQuery) -> RunPage:
+    """The page of ``summaries`` (in ``RunStore.summaries()`` order) that ``q`` asks for."""
+    text = q.text.strip().casefold()
+    kept = [s for s in summaries
+            if (not q.norms or s.norm in q.norms) and (not q.states or s.status in q.states)
+            and (q.experiment is None or s.tags.get("experiment") == q.experiment)
+            and (not text or text in s.label.casefold() or text in s.id or text in s.changes.casefold())]
+    key, descending = RUN_SORTS.get(q.sort, RUN_SORTS["newest first"])
+    if key is not None:
+        kept.sort(key=key, reverse=descending)  # stable: ties keep the listing's order
+    size = max(1, q.size)
+    pages = max(1, -(-len(kept) // size))
+    page = min(max(1, q.page), pages)
+    return RunPage(kept[(page - 1) * size:page * size], len(kept), page, pages)
 
 
 def _pct(x: float | None) -> float | None:

@@ -22,6 +22,7 @@ from cifar_app.store.runstore import RunStore, default_store
 from cifar_app.web import access, webapp
 from cifar_app.web.access import Action
 from cifar_app.web.charts import NORM_LABELS
+from cifar_app.web.tables import RUN_SORTS, RunPage, RunQuery, query_runs
 from cifar_app.web.text import for_markdown as md
 
 READ_ONLY_HELP = "Needs the access token: enter it in the sidebar."
@@ -273,13 +274,51 @@ def run_label(s: RunSummary) -> str:
     return f"{s.label} ({NORM_LABELS.get(s.norm, s.norm)}, {s.status}{ref})"
 
 
-def damaged_notice(summaries: list[RunSummary]) -> None:
-    """One warning naming every damaged run, its file and why (they are left untouched)."""
+DAMAGED_NAMED = 10  # damaged runs named in a notice; the rest are counted
+
+
+def damaged_notice(summaries: list[RunSummary], here: str = "") -> None:
+    """One warning naming the damaged runs (the first ``DAMAGED_NAMED``), their file and why (they
+    are left untouched). ``here="Runs"`` on the Runs page, where they are listed, not left out."""
     bad = [s for s in summaries if s.damaged]
-    if bad:
-        st.warning("Some runs cannot be read and are left out here (nothing was changed; delete them "
-                   "on the **Runs** page if you want):\n"
-                   + "\n".join(f"- `{s.id}`: {md(access.shown(s.error, may(Action.PATHS)))}" for s in bad))
+    if not bad:
+        return
+    lines = [f"- `{s.id}`: {md(access.shown(s.error, may(Action.PATHS)))}" for s in bad[:DAMAGED_NAMED]]
+    if len(bad) > DAMAGED_NAMED:
+        lines.append(f"- and {len(bad) - DAMAGED_NAMED:,} more")
+    where = ("They are listed as damaged; delete them below if you want" if here == "Runs" else
+             "They are left out here; delete them on the **Runs** page if you want")
+    st.warning(f"{len(bad):,} run{'s' if len(bad) > 1 else ''} cannot be read (nothing was changed). "
+               f"{where}:\n" + "\n".join(lines))
+
+
+def run_filters(summaries: list[RunSummary], key: str) -> RunPage:
+    """The Runs page's filters, order and page (``tables.query_runs``), as widgets; the page of
+    runs they select."""
+    norms = sorted({s.norm for s in summaries}, key=lambda n: (n not in NORM_LABELS, n))
+    states = sorted({str(s.status) for s in summaries})
+    experiments = sorted({str(e) for s in summaries if (e := s.tags.get("experiment"))}, reverse=True)
+    c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 1])
+    chosen_norms = c1.multiselect("Normalization", norms, key=f"{key}_norms",
+                                  format_func=lambda n: NORM_LABELS.get(n, n), placeholder="any")
+    chosen_states = c2.multiselect("State", states, key=f"{key}_states", placeholder="any")
+    experiment = c3.selectbox("Experiment", [None, *experiments], key=f"{key}_exp",
+                              format_func=lambda e: "any" if e is None else e) if experiments else None
+    text = c4.text_input("Name contains", key=f"{key}_text", max_chars=80,
+                         help="any part of the run's name, id or settings, any case")
+    sort = c5.selectbox("Order", list(RUN_SORTS), key=f"{key}_sort")
+    query = RunQuery(tuple(chosen_norms), tuple(chosen_states), experiment, text, sort,
+                     page=int(st.session_state.get(f"{key}_page", 1) or 1))
+    view = query_runs(summaries, query)
+    if view.pages > 1:
+        if st.session_state.get(f"{key}_page", 1) > view.pages:  # fewer pages since (a filter)
+            st.session_state[f"{key}_page"] = view.pages
+        st.number_input(f"Page (of {view.pages:,})", min_value=1, max_value=view.pages, step=1,
+                        key=f"{key}_page")
+    first = (view.page - 1) * query.size + 1
+    st.caption(f"{view.matching:,} of {len(summaries):,} runs match"
+               + (f"; showing {first:,}–{first + len(view.runs) - 1:,}" if view.pages > 1 else "") + ".")
+    return view
 
 
 def _url_follows(key: str) -> None:

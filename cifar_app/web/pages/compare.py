@@ -1,4 +1,5 @@
-"""Compare: overlay the curves of several runs (default: the latest run of each normalization)."""
+"""Compare: overlay the curves of several runs (default: the latest run of each normalization;
+``?runs=ID,ID`` from the Runs page's selection)."""
 
 import streamlit as st
 
@@ -26,7 +27,11 @@ if experiments:
 by_id = {s.id: s for s in runs}
 default = default_selection(runs) if not experiments or exp is None else list(by_id)
 scope = exp if experiments else None
-if st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
+linked = [i for i in str(st.query_params.get("runs", ""))[:10_000].split(",") if i in by_id]
+if linked and st.session_state.get("compare_link") != linked:  # "Compare the selected runs"
+    st.session_state["compare_link"], st.session_state["compare_runs"] = linked, linked
+    st.session_state["compare_for"] = scope
+elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
 else:  # keep the user's choice, minus runs that are gone
     st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in by_id]

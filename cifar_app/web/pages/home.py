@@ -16,6 +16,7 @@ from cifar_app.store.jobs import download_status, start_download
 from cifar_app.store.states import DownloadState
 from cifar_app.web import access, ui
 from cifar_app.web.access import Action
+from cifar_app.web.app import page_path
 from cifar_app.web.progress import format_duration
 from cifar_app.web.tables import runs_table_rows
 from cifar_app.web.text import for_markdown as md
@@ -57,24 +58,35 @@ else:
 st.subheader("Runs")
 store = ui.store()
 summaries = store.summaries()
+if store.index_notice:
+    st.info(md(access.shown(store.index_notice, ui.may(Action.PATHS))))
+shown_runs: list = []
 if not summaries:
     st.info("No runs yet. Train a model on the **Train** page, or import a bundle below.")
 else:
-    st.dataframe(runs_table_rows(summaries, show_paths=ui.may(Action.PATHS)), hide_index=True,
-                 width="stretch", key="runs_table",
-                 column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
-                                "params": st.column_config.NumberColumn(format="%d"),
-                                "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
-    for s in summaries:
-        if s.damaged:
-            st.error(f"`{s.id}` — {md(access.shown(s.error, ui.may(Action.PATHS)))}. Nothing was changed; "
-                     "delete it below if you want.")
-    st.caption(f"Runs are stored in `{ui.server_path(store.root)}`; total training time "
-               f"{format_duration(sum(s.seconds for s in summaries))}.")
+    view = ui.run_filters(summaries, key="runs")
+    shown_runs = view.runs
+    picked = st.dataframe(runs_table_rows(shown_runs, show_paths=ui.may(Action.PATHS)), hide_index=True,
+                          width="stretch", on_select="rerun", selection_mode="multi-row",
+                          key=f"runs_table_{view.page}_{hash(tuple(s.id for s in shown_runs))}",
+                          column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
+                                         "params": st.column_config.NumberColumn(format="%d"),
+                                         "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
+    selected = [shown_runs[i].id for i in picked.selection.rows if i < len(shown_runs)]
+    if st.button(f"Compare the {len(selected)} selected runs" if selected else "Compare the selected runs",
+                 key="compare_selected", disabled=not selected,
+                 help="select runs in the table (the boxes at its left)"):
+        st.switch_page(page_path("compare"), query_params={"runs": ",".join(selected)})
+    ui.damaged_notice(shown_runs, here="Runs")
+    st.caption(f"Runs are stored in `{ui.server_path(store.root)}`; {len(summaries):,} runs, total "
+               f"training time {format_duration(sum(s.seconds for s in summaries))}.")
 
-mine = [s for s in summaries if not s.reference]
+mine = [s for s in shown_runs if not s.reference]
+linked = next((s for s in summaries if s.id == st.query_params.get("run") and not s.reference), None)
+if linked is not None and linked not in mine:  # a link to this page names a run on another page
+    mine.insert(0, linked)
 if mine:
-    with st.expander("Rename or delete a run"):
+    with st.expander("Rename or delete a run (of those shown)"):
         chosen = ui.pick_run(mine, key="manage_run")
         new_label = st.text_input("New name", value=chosen.label, max_chars=80, key="rename_to")
         col1, col2 = st.columns(2)
@@ -96,7 +108,7 @@ if mine:
                     st.error(str(e))
 
 with st.expander("Export or import a run"):
-    exportable = {s.id: s for s in summaries if not s.damaged}
+    exportable = {s.id: s for s in shown_runs if not s.damaged}
     if exportable and st.session_state.get("export_run") not in exportable:
         st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
     chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
