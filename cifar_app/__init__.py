@@ -11,18 +11,30 @@ The Python API, in the order a user meets it::
     print(classify(["cat.jpg"], load_model(run))[0].top_k)
 """
 
-from cifar_app.core.data import CLASSES, CifarData, DataError, load_cifar10
-from cifar_app.core.model import NORMS, CifarNet, build_model, count_parameters, summarize
-from cifar_app.core.settings import SettingsError, TrainSettings
-from cifar_app.store.inference import ImageError, classify, classify_each, decode_image, load_model
-from cifar_app.store.jobs import execute_run, start_run
-from cifar_app.store.run import Run
-from cifar_app.store.runstore import RunStore
+import importlib
 
-__all__ = [
-    "CLASSES", "CifarData", "DataError", "load_cifar10",
-    "ImageError", "classify", "classify_each", "decode_image", "load_model",
-    "execute_run", "start_run",
-    "NORMS", "CifarNet", "build_model", "count_parameters", "summarize",
-    "Run", "RunStore", "SettingsError", "TrainSettings",
-]
+# Each public name and the module that defines it, imported on first use (PEP 562): ``import
+# cifar_app`` and the CLI's listing do not load torch; ``from cifar_app import load_model`` does.
+_WHERE = {
+    "CLASSES": "core.data", "CifarData": "core.data", "DataError": "core.data", "load_cifar10": "core.data",
+    "NORMS": "core.model", "CifarNet": "core.model", "build_model": "core.model",
+    "count_parameters": "core.model", "summarize": "core.model",
+    "SettingsError": "core.settings", "TrainSettings": "core.settings",
+    "ImageError": "store.inference", "classify": "store.inference", "classify_each": "store.inference",
+    "decode_image": "store.inference", "load_model": "store.inference",
+    "execute_run": "store.jobs", "start_run": "store.jobs",
+    "Run": "store.run", "RunStore": "store.runstore",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cifar_app' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cifar_app.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

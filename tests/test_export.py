@@ -20,9 +20,9 @@ from cifar_app.store.export import (
     bundle_bytes,
     export_bundle,
     export_csv,
-    export_onnx,
     import_bundle,
 )
+from cifar_app.store.onnx import export_onnx
 from cifar_app.store.runstore import RunStore
 from tests.conftest import REAL_DATA, write_image_tree
 
@@ -77,8 +77,8 @@ def test_cli_export_and_import(src, trained_store, tmp_path):
 def test_onnx_logits_match_pytorch(src, tmp_path):
     import onnxruntime as ort
 
-    from cifar_app.store.export import WithInputNormalization
     from cifar_app.store.inference import load_model
+    from cifar_app.store.onnx import WithInputNormalization
 
     path = export_onnx(src, tmp_path)
     loaded = load_model(src)
@@ -102,7 +102,7 @@ def test_every_new_norm_exports_to_onnx_that_onnxruntime_matches(norm, tmp_path,
 
     from cifar_app.core.engine import train
     from cifar_app.core.settings import TrainSettings
-    from cifar_app.store.export import WithInputNormalization, model_to_onnx
+    from cifar_app.store.onnx import WithInputNormalization, model_to_onnx
 
     result = train(TrainSettings(norm=norm, epochs=1, batch_size=50, max_lr=0.05, device="cpu"), tiny_data)
     path = model_to_onnx(result.model, result.mean, result.std, tmp_path / f"{norm}.onnx")
@@ -290,11 +290,12 @@ def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src, pages):
                                                   "Model (.onnx)"}
     # built when clicked, not on every re-run of the page (a 600 KB bundle, an ONNX export)
     assert all(d.proto.deferred_file_id and not d.proto.url for d in downloads)
-    from cifar_app.store import export
+    from cifar_app.store import export, onnx
 
     built = []
-    for name in ("bundle_bytes", "metrics_csv", "predictions_csv", "onnx_bytes"):
-        monkeypatch.setattr(export, name, lambda *a, name=name, **k: built.append(name) or b"")
+    for module, name in ((export, "bundle_bytes"), (export, "metrics_csv"), (export, "predictions_csv"),
+                         (onnx, "onnx_bytes")):
+        monkeypatch.setattr(module, name, lambda *a, name=name, **k: built.append(name) or b"")
     at.run()
     assert not at.exception and len(at.get("download_button")) == 4 and built == []
     at.file_uploader(key="import_bundle").set_value(("x.zip", b"nope", "application/zip")).run()

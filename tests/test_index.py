@@ -22,7 +22,6 @@ from cifar_app.store.recorder import Recorder
 from cifar_app.store.run import Run
 from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import RunState
-from tests.conftest import wait_for
 
 
 def _epoch(i: int, acc: float = 0.5) -> EpochStats:

@@ -86,7 +86,7 @@ def test_unknown_norm_is_refused():
 def test_the_new_norms_are_what_they_say():
     from torch import nn
 
-    from cifar_app.core.norms import WSConv2d
+    from cifar_app.core.layers import WSConv2d
 
     inst = build_model("instance")
     assert all(isinstance(inst.layers[b][2], nn.InstanceNorm2d) for b in ("C1", "C5", "C8"))
@@ -117,7 +117,7 @@ def test_the_new_norms_are_what_they_say():
 
 
 def test_batch_renorm_is_batchnorm_at_first_then_corrects_towards_the_running_statistics():
-    from cifar_app.core.norms import BatchRenorm2d
+    from cifar_app.core.layers import BatchRenorm2d
 
     torch.manual_seed(0)
     brn, bn = BatchRenorm2d(3, hold=2, relax=4), torch.nn.BatchNorm2d(3, momentum=0.01)

@@ -452,8 +452,8 @@ def _many_runs(root: Path, n: int) -> list[str]:
 
     store = RunStore(root, reference_root=None)
     for i in range(n):
-        run = store.create(TrainSettings(norm=["batch", "group", "layer"][i % 3], epochs=2), label=f"run {i:03d}",
-                           tags={"experiment": "exp-a"} if i % 7 == 0 else {})
+        run = store.create(TrainSettings(norm=["batch", "group", "layer"][i % 3], epochs=2),
+                           label=f"run {i:03d}", tags={"experiment": "exp-a"} if i % 7 == 0 else {})
         run.append_metrics(EpochStats(1, 1.0, 0.5, 1.0, i / n, 0.1, 1.0, 10.0))
         run.update_status(state="completed" if i % 2 else "stopped")
     return [s.id for s in store.summaries()]
@@ -469,7 +469,8 @@ def test_the_runs_page_filters_sorts_and_pages_many_runs(app_env):
     at.text_input(key="runs_text").input("RUN 1").run()  # any case
     table = at.dataframe[0].value
     names = sorted(table["name"])
-    expected = sorted(f"run {i:03d}" for i in range(130) if i % 3 == 2 and i % 2 and f"{i:03d}".startswith("1"))
+    expected = sorted(f"run {i:03d}" for i in range(130)
+                      if i % 3 == 2 and i % 2 and f"{i:03d}".startswith("1"))
     assert names == expected and f"{len(expected)} of 130 runs match" in texts(at)
     at.text_input(key="runs_text").input("").run()
     at.selectbox(key="runs_sort").select("best test accuracy").run()

@@ -247,7 +247,7 @@ def cmd_sweep_stop(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     """The verbs of the lab and the app: sweep, sweeps, sweep-stop, sweep-worker, claims, precision,
     batchdep, serve."""
-    from cifar_app.core.model import NORMS
+    from cifar_app.core.architectures import NORMS
     from cifar_app.lab.presets import PRESETS, RULES
 
     sw = sub.add_parser("sweep", help="run an experiment: a grid of runs (foreground, progress bar)")

@@ -223,7 +223,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cifar_app.store.export import export_bundle, export_csv, export_onnx
+    from cifar_app.store.export import export_bundle, export_csv
+    from cifar_app.store.onnx import export_onnx
 
     run = open_store(args).get(args.run)
     if args.format == "bundle":
@@ -260,7 +261,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     """The verbs about runs: train, worker, resume, evaluate, predict, runs, summary, stop, delete,
     export, import, download."""
-    from cifar_app.core.model import ARCHITECTURES, DEFAULT_ARCH, NORMS
+    from cifar_app.core.architectures import ARCHITECTURES, DEFAULT_ARCH, NORMS
 
     t = sub.add_parser("train", help="train a model (foreground, with a progress bar)")
     t.add_argument("--norm", required=True, choices=NORMS, help=TrainSettings.spec("norm").help)

@@ -23,10 +23,12 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -96,6 +98,8 @@ def _load_torchvision(root: Path) -> CifarData:
                         "Delete it and download again. " + _fix_hint(root)) from e
 
     def as_tensors(ds: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         return x, torch.tensor(ds.targets, dtype=torch.int64)
 
@@ -153,6 +157,8 @@ def _list_split(split_dir: Path) -> list[tuple[str, int, int, int]]:
 
 def _decode(path: Path) -> np.ndarray:
     """One image file -> uint8 (32, 32, 3)."""
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -172,6 +178,8 @@ Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
 def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
+    import torch
+
     listings = {split: _list_split(tree / split) for split in ("train", "test")}
     digest = hashlib.sha1(f"v{CACHE_VERSION}:{tree.resolve()}".encode())
     for split, files in listings.items():
@@ -264,5 +272,7 @@ def dataset_status(root: Path | str | None = None) -> dict:
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of uint8 images (N, 3, H, W), in [0, 1] units, each shape (3,)."""
+    import torch
+
     xf = x.to(torch.float32).div_(255)
     return xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3))

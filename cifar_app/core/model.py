@@ -17,46 +17,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cifar_app.core import norms
-
-NORMS = norms.NORMS  # every normalization the lab knows (norms.REGISTRY)
-LAYOUT: tuple[str, ...] = (
-    "C1", "C2", "c3", "P1", "C3", "C4", "C5", "c6", "P2", "C7", "C8", "C9", "GAP", "c10",
+from cifar_app.core import layers, norms
+from cifar_app.core.architectures import (  # noqa: F401  (re-exported: the model's plan)
+    ARCHITECTURES,
+    CONV_BLOCKS,
+    DEFAULT_ARCH,
+    LAYOUT,
+    NORMS,
+    PARAM_BUDGET,
+    Architecture,
 )
-CONV_BLOCKS: tuple[str, ...] = tuple(n for n in LAYOUT if n.startswith("C"))  # normalized, probed
-PARAM_BUDGET = 50_000
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Channel widths of the conv layers and which C blocks are depthwise-separable."""
-
-    widths: dict[str, int]
-    separable: frozenset[str] = frozenset()
-    about: str = ""
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "plain": Architecture(
-        widths={"C1": 16, "C2": 32, "c3": 16, "C3": 24, "C4": 32, "C5": 32, "c6": 16,
-                "C7": 32, "C8": 32, "C9": 32},
-        about="plain 3×3 convolutions everywhere, the widths of the seed's notebooks",
-    ),
-    "separable": Architecture(
-        widths={"C1": 24, "C2": 48, "c3": 32, "C3": 64, "C4": 64, "C5": 80, "c6": 48,
-                "C7": 96, "C8": 96, "C9": 96},
-        separable=frozenset({"C2", "C3", "C4", "C5", "C7", "C8", "C9"}),
-        about="depthwise-separable C blocks after the stem (3×3 per channel, then 1×1): two to "
-              "three times the channels for the same parameters",
-    ),
-    "separable-b": Architecture(
-        widths={"C1": 32, "C2": 48, "c3": 32, "C3": 64, "C4": 64, "C5": 96, "c6": 48,
-                "C7": 96, "C8": 96, "C9": 96},
-        separable=frozenset({"C2", "C3", "C4", "C5", "C7", "C8", "C9"}),
-        about="as separable, with a wider stem and C5, at the edge of the budget",
-    ),
-}
-DEFAULT_ARCH = "separable-b"
 
 
 def make_norm(norm: str, channels: int, groups: int = 4, hw: tuple[int, int] = (32, 32),
@@ -75,7 +45,7 @@ class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, norm: str, groups: int, dropout: float,
                  separable: bool = False, hw: tuple[int, int] = (32, 32), last: bool = False) -> None:
         bias = norm == "none"  # a following norm layer makes a conv bias redundant
-        conv_cls = norms.WSConv2d if norms.get(norm).weight_standardized else nn.Conv2d
+        conv_cls = layers.WSConv2d if norms.get(norm).weight_standardized else nn.Conv2d
         if separable:
             conv: nn.Module = nn.Sequential(
                 conv_cls(cin, cin, 3, padding=1, groups=cin, bias=False),
@@ -83,10 +53,10 @@ class ConvBlock(nn.Sequential):
             )
         else:
             conv = conv_cls(cin, cout, 3, padding=1, bias=bias)
-        layers = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups, hw, last)]
+        parts = [conv, nn.ReLU(inplace=True), make_norm(norm, cout, groups, hw, last)]
         if dropout > 0:
-            layers.append(nn.Dropout2d(dropout))
-        super().__init__(*layers)
+            parts.append(nn.Dropout2d(dropout))
+        super().__init__(*parts)
 
     @property
     def conv(self) -> nn.Module:
@@ -245,7 +215,7 @@ def _describe(name: str, module: nn.Module) -> str:
         elif isinstance(layer, nn.LayerNorm):
             affine = "" if layer.elementwise_affine else ", no affine"
             norm = f"LayerNorm({list(layer.normalized_shape)}{affine})"
-        ws = any(isinstance(m, norms.WSConv2d) for m in module.conv.modules())
+        ws = any(isinstance(m, layers.WSConv2d) for m in module.conv.modules())
         conv = ("3x3 dw-sep conv" if sep else "3x3 conv") + (" (WS)" if ws else "")
         return f"{conv}, ReLU, {norm}"
     return {"c": "1x1 conv", "P": "2x2 max-pool", "G": "global avg pool"}[name[0]]

@@ -1,4 +1,5 @@
-"""Take a run elsewhere: one-file bundles (export and import), the model as ONNX, numbers as CSV.
+"""Take a run elsewhere: one-file bundles (export and import), numbers as CSV (the model as ONNX:
+``onnx.py``).
 
 bundle: a .zip of the run's portable files (settings, metrics, model, predictions, checkpoint,
     inside statistics, cached analyses) plus its status and a ``bundle.json`` manifest. Importing
@@ -10,8 +11,6 @@ bundle: a .zip of the run's portable files (settings, metrics, model, prediction
     record, a model whose tensors fit its settings, predictions whose arrays are checked against a
     size cap before they are unpacked. Only then does the run store add the run, whole, under its
     old id when free, else a new one.
-onnx: the model with the input normalization built in: float32 (N, 3, 32, 32) RGB in [0, 1] ->
-    logits (N, 10), dynamic batch.
 csv: the epoch metrics, and the test predictions (index, true, predicted, confidence, file).
 """
 
@@ -25,9 +24,6 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-
-import torch
-from torch import nn
 
 from cifar_app.core.records import EpochStats
 from cifar_app.store.formats import (
@@ -198,51 +194,6 @@ def _object(data: bytes, name: str) -> dict:
         return parse_object(data)
     except FileInvalid as e:
         raise BundleError(f"{name}: {e}") from None
-
-
-# ---------------------------------------------------------------------------- ONNX
-
-
-class WithInputNormalization(nn.Module):
-    """The network with its input standardization inside: RGB (N, 3, 32, 32) in [0, 1] -> logits."""
-
-    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", mean.float().view(1, 3, 1, 1))
-        self.register_buffer("std", std.float().view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
-
-
-def onnx_bytes(run: Run) -> bytes:
-    """The run's model as ONNX bytes (see ``export_onnx``)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return export_onnx(run, Path(tmp) / "model.onnx").read_bytes()
-
-
-def export_onnx(run: Run, out: Path | str) -> Path:
-    """The run's model as ONNX at ``out`` (a folder gets ``<run id>.onnx``): see ``model_to_onnx``."""
-    from cifar_app.store.inference import load_model
-
-    out = Path(out)
-    if out.is_dir():
-        out = out / f"{run.id}.onnx"
-    loaded = load_model(run)
-    return model_to_onnx(loaded.model, loaded.mean, loaded.std, out)
-
-
-def model_to_onnx(model: nn.Module, mean: torch.Tensor, std: torch.Tensor, out: Path | str) -> Path:
-    """``model`` (any normalization) with its input normalization as ONNX at ``out``: input
-    ``image`` float32 (N, 3, 32, 32) RGB in [0, 1], output ``logits`` (N, 10), N dynamic. Opset 17."""
-    wrapped = WithInputNormalization(model.eval(), mean, std).eval()
-    torch.onnx.export(wrapped, torch.rand(2, 3, 32, 32), str(out), input_names=["image"],
-                      output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17, dynamo=False)
-    return Path(out)
 
 
 # ---------------------------------------------------------------------------- CSV

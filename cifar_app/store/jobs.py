@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar_app.core.data import CifarData, load_cifar10
-from cifar_app.core.engine import select_device
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
 from cifar_app.store.fileio import StoreError, pid_alive, write_json_atomic
@@ -97,6 +96,8 @@ def execute_run(
     rec = Recorder(run, progress=progress)
     rec.queued()
     try:
+        from cifar_app.core.engine import select_device  # torch: only where a run trains
+
         device = select_device(settings.device)
         with training_slot(store, run, exclusive=device.type == "cpu" and not slot_held):
             data = _load(run, data)

@@ -16,14 +16,17 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from cifar_app.core.data import CifarData
-from cifar_app.core.engine import TrainResult, model_record, train
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
 from cifar_app.store.index import RunIndex
 from cifar_app.store.run import Run
 from cifar_app.store.states import RunState
+
+if TYPE_CHECKING:  # the engine (torch) is imported where a run trains, not with the recorder
+    from cifar_app.core.engine import TrainResult
 
 HEARTBEAT_EVERY_S = 2.0
 EVENTS = ("status", "batch", "epoch", "probe", "landscape", "checkpoint")  # what a relay sends
@@ -35,7 +38,7 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
     """Train with ``rec`` (a ``Recorder`` or a ``Relay``) as every callback and the checkpoint
     store; ``resume`` continues from ``rec.load_checkpoint()``. ``teachers``: the model records
     of ``settings.teacher``'s runs (``teacher_records``), for distillation."""
-    from cifar_app.core.engine import select_device
+    from cifar_app.core.engine import select_device, train
     from cifar_app.core.precision import cpu_info
     from cifar_app.store.inference import teacher_from_records
     from cifar_app.store.results import resolve_precision
@@ -76,6 +79,8 @@ class TeacherUnavailable(RuntimeError):
 def outcome(result: TrainResult, settings: TrainSettings, data: CifarData) -> dict:
     """What a finished training leaves: the model record and the test predictions."""
     limited = data.limit(settings.train_limit, settings.test_limit)
+    from cifar_app.core.engine import model_record
+
     return {"model": model_record(result, settings, data.classes), "probs": result.test_probs,
             "labels": limited.test_y.numpy(), "fingerprint": limited.test_fingerprint}
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifar_app.core import norms, precision
+from cifar_app.core import norms
 from cifar_app.core.settings import TrainSettings, recipe_key
 from cifar_app.store.formats import FileInvalid, parse_results
 from cifar_app.store.states import PointState, RunState
@@ -291,4 +291,6 @@ def resolve_precision(setting: str, device, norm: str, arch: str = "plain",
                       batch_size: int = 128) -> tuple[str, str]:
     """What a run trains in: ``precision.resolve`` with the stored bf16 verdict (``bf16_accuracy_ok``).
     The one place a run's arithmetic is chosen (the recorder; ``cifar-app precision``)."""
+    from cifar_app.core import precision  # torch: only where a run is about to train
+
     return precision.resolve(setting, device, norm, arch, batch_size, bf16_accurate=bf16_accuracy_ok)

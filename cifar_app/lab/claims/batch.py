@@ -227,6 +227,7 @@ def judge_ln_invariant(ev: Evidence, paper: Paper | None) -> Finding:
             run = ev.store.get(summary.id)
             if (cached := run.load_result("batchdep")) is None:
                 continue
+            settings = run.settings()
         except RunNotFound:  # deleted since the listing
             continue
         except RunDamaged as e:

@@ -8,11 +8,11 @@ from cifar_app.store.export import (
     bundle_bytes,
     import_bundle,
     metrics_csv,
-    onnx_bytes,
     predictions_csv,
 )
 from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import download_status, start_download
+from cifar_app.store.onnx import onnx_bytes
 from cifar_app.store.states import DownloadState
 from cifar_app.web import access, ui
 from cifar_app.web.access import Action
