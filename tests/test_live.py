@@ -195,9 +195,11 @@ def test_streamlit_run_serves_the_dashboard_with_its_routes():
     assert found.is_asgi_app and found.import_string == "dashboard:app"
 
 
-def test_experiment_route_versions_what_the_page_draws(client, store):
+def test_experiment_route_versions_what_the_page_draws(client, store, monkeypatch):
     from cifar_app.lab.experiments import ExperimentStore
 
+    moments = iter(range(10**6))  # a new moment at each request: none shares the one before
+    monkeypatch.setattr(webapp, "_moment", lambda: next(moments))
     exps = ExperimentStore(store)
     exp = exps.create("watched", {"epochs": 1, "batch_size": 64}, {"seed": [0, 1]})
     url = f"/lab/experiments/{exp.id}/live"
@@ -211,3 +213,32 @@ def test_experiment_route_versions_what_the_page_draws(client, store):
     second = client.get(url).json()
     assert second["counts"] == {"pending": 1, "running": 1} and second["version"] != first["version"]
     assert client.get("/lab/experiments/exp-nope/live").status_code == 404
+
+
+def test_viewers_of_one_run_share_one_computed_answer(client, running, monkeypatch):
+    """A classroom: 30 tabs asking at once cost one snapshot per second and one figure per version."""
+    clock = [1000]
+    monkeypatch.setattr(webapp, "_moment", lambda: clock[0])
+    monkeypatch.setattr(webapp, "SHARED", webapp.SharedAnswers())
+    calls = {"snapshot": 0, "figure": 0}
+    snapshot, figure = live.run_snapshot, live.figure
+
+    def counted(name, real):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return real(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(live, "run_snapshot", counted("snapshot", snapshot))
+    monkeypatch.setattr(live, "figure", counted("figure", figure))
+    running.append_metrics(*_batches(1)[:5])
+    live_url, fig_url = f"/lab/runs/{running.id}/live", f"/lab/runs/{running.id}/figures/batches"
+    answers = {client.get(live_url).content for _ in range(30)}
+    figures = {client.get(fig_url).content for _ in range(30)}
+    assert len(answers) == len(figures) == 1 and calls == {"snapshot": 1, "figure": 1}
+    running.append_metrics(*_batches(1)[5:7])  # news: a new figure version at once, the line next second
+    assert client.get(live_url).json()["batches"] == 5
+    assert client.get(fig_url).json()["version"] != json.loads(figures.pop())["version"]
+    clock[0] += 1
+    assert client.get(live_url).json()["batches"] == 7
+    assert calls == {"snapshot": 2, "figure": 2}

@@ -1,6 +1,7 @@
 """The run folder's files, declared once: their names, and one parser or validator per file (also
 for the results files of experiments and a run's cached analyses).
 
+    <runs root>/.index.sqlite3    the run index (index.py): every run's summary, a cache of the folders
     <runs root>/<run id>/
         settings.json      TrainSettings as a JSON object
         status.json        state, pid, heartbeat, error, label, times (rewritten atomically)

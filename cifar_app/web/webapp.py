@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import plotly
@@ -70,13 +73,52 @@ def _guarded(handler, pol: access.Policy):
     return guarded
 
 
+class SharedAnswers:
+    """Answers computed once and given to every viewer who asks the same question: a classroom's
+    30 tabs on one run cost the server one snapshot a second and one figure per version, not 30.
+    Bounded (the least recently asked dropped beyond ``size``); thread-safe (Starlette answers
+    from a thread pool). Two first askers at the same instant may both compute; both get an answer."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._answers: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+        self.computed = 0  # answers computed, for tests
+
+    def get(self, key: tuple, compute):
+        with self._lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key]
+        value = compute()
+        with self._lock:
+            self.computed += 1
+            self._answers[key] = value
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+        return value
+
+
+SNAPSHOT_SHARED_S = 1.0  # a run's snapshot is computed at most this often, for all its viewers
+SHARED = SharedAnswers()
+
+
+def _moment() -> int:
+    """The current ``SNAPSHOT_SHARED_S`` interval: snapshots asked within one are shared."""
+    return int(time.monotonic() / SNAPSHOT_SHARED_S)
+
+
 def live_json(request: Request) -> Response:
-    """``live.run_snapshot`` of one run; 404 for an unknown run."""
+    """``live.run_snapshot`` of one run (shared by its viewers for ``SNAPSHOT_SHARED_S``); 404 for
+    an unknown run."""
     try:
         run = default_store().get(request.path_params["run_id"])
     except RunNotFound:
         return _error(404, "no such run")
-    return JSONResponse(live.run_snapshot(run, getattr(request.state, "show_paths", True)), headers=NO_STORE)
+    show_paths = getattr(request.state, "show_paths", True)
+    key = ("live", str(run.path), show_paths, _moment())
+    body = SHARED.get(key, lambda: JSONResponse(live.run_snapshot(run, show_paths)).body)
+    return Response(body, media_type="application/json", headers=NO_STORE)
 
 
 def figure_json(request: Request) -> Response:
@@ -98,12 +140,12 @@ def figure_json(request: Request) -> Response:
             return Response(status_code=204, headers=NO_STORE)
         if request.query_params.get("have") == version:
             return Response(status_code=304, headers=NO_STORE)
-        fig = live.figure(run, name, smoothing)
+        body = SHARED.get(("figure", str(run.path), name, smoothing, version), lambda: (
+            f'{{"version": {json.dumps(version)}, "figure": {live.figure(run, name, smoothing).to_json()}}}'))
     except RunNotFound:
         return _error(404, "no such run")
     except RunDamaged as e:
         return _error(409, e.short)
-    body = f'{{"version": {json.dumps(version)}, "figure": {fig.to_json()}}}'
     return Response(body, media_type="application/json", headers=NO_STORE)
 
 
@@ -112,7 +154,9 @@ def experiment_json(request: Request) -> Response:
     exps = ExperimentStore(default_store())
     try:
         exp = exps.get(request.path_params["exp_id"])
-        return JSONResponse(live.experiment_snapshot(exps, exp), headers=NO_STORE)
+        key = ("experiment", str(exps.root), exp.id, _moment())
+        body = SHARED.get(key, lambda: JSONResponse(live.experiment_snapshot(exps, exp)).body)
+        return Response(body, media_type="application/json", headers=NO_STORE)
     except ExperimentNotFound:
         return _error(404, "no such experiment")
     except RunDamaged as e:
