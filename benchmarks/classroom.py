@@ -7,9 +7,10 @@ Starts the server as a teacher would, ``python -m cifar_app serve --address 0.0.
 opens N Chromium tabs on its Train page (the tabs run at nice 19: in a real classroom they render
 on the viewers' machines). Measures, over the run's training:
 
-- the server's CPU (its process tree, in cores: CPU seconds over wall seconds);
+- the server's CPU (its process tree, in cores: CPU seconds over wall seconds), and its CPU seconds
+  from the run's end until every tab shows it (each re-runs its page once);
 - how many tabs show the finished run within ``--finish-wait`` seconds of its end (the page's
-  progress line says 'completed');
+  progress line says 'completed'), and after how long each did;
 - the training speed (images/s over the epochs after the first) with the viewers, and alone, in a
   run of the same settings before them.
 
@@ -38,9 +39,9 @@ from watch_overhead import _children, _cpu_s, _exe, _tree
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def cli(*args: str, runs: Path, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cifar_app", *args], cwd=ROOT, start_new_session=True,
-                            env={**os.environ, "CIFAR_APP_RUNS": str(runs)}, **kw)
+def cli(*args: str, runs: Path, app_dir: Path = ROOT, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cifar_app", *args], cwd=app_dir, start_new_session=True,
+                            env={**os.environ, "CIFAR_APP_RUNS": str(runs), "PYTHONPATH": str(app_dir)}, **kw)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -54,8 +55,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def train(args: argparse.Namespace, runs: Path, label: str) -> subprocess.Popen:
-    return cli("train", "--norm", "batch", "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
-               "--test-limit", "2000",
+    return cli("train", "--norm", "batch", "--epochs", str(args.epochs), "--train-limit",
+               str(args.train_limit), "--test-limit", "2000",
                "--precision", "fp32", "--data", str(args.data), "--label", label,
                runs=runs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -102,8 +103,11 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train-limit", type=int, default=10_000)
-    ap.add_argument("--finish-wait", type=float, default=10.0)
+    ap.add_argument("--finish-wait", type=float, default=60.0,
+                    help="how long to wait for every tab to show the finished run (s)")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose server to measure "
+                    "(e.g. the code before a change); the training is this checkout's")
     ap.add_argument("--out", default=str(RESULTS / "classroom.json"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -115,7 +119,7 @@ def main() -> None:
 
     port = free_port()
     server = cli("serve", "--address", "0.0.0.0", "--public-read", "--port", str(port), runs=runs,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 app_dir=args.app_dir.resolve(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -153,18 +157,20 @@ def main() -> None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(timeout=60)
             deadline = time.monotonic() + args.finish_wait
-            seen: set[int] = set()
+            seen: dict[int, float] = {}  # tab -> seconds from the run's end until it showed it
             while time.monotonic() < deadline and len(seen) < len(tabs):
                 for i, page in enumerate(tabs):
                     if i not in seen and "completed" in page.inner_text("body"):
-                        seen.add(i)
-                time.sleep(0.5)
+                        seen[i] = time.monotonic() - t1
+                time.sleep(0.2)
+            cpu2 = _cpu_s(_tree(server.pid, _children()))
             browser.close()
     finally:
         stop(trainer)
         stop(server)
-    row = {"viewers": args.viewers, "server_cores": (cpu1 - cpu0) / (t1 - t0), "window_s": t1 - t0,
-           "tabs_saw_finish": len(seen), "finish_wait_s": args.finish_wait,
+    row = {"viewers": args.viewers, "app_dir": str(args.app_dir), "server_cores": (cpu1 - cpu0) / (t1 - t0),
+           "window_s": t1 - t0, "server_cpu_s_after_the_end": cpu2 - cpu1, "tabs_saw_finish": len(seen), "finish_wait_s": args.finish_wait,
+           "finish_seen_after_s": sorted(seen.values()),
            "images_per_s_alone": alone_speed, "images_per_s_watched": speed(folder),
            "settings": f"batch norm, {args.epochs} epochs, {args.train_limit} images, test 2000, fp32"}
     row["speed_ratio"] = row["images_per_s_watched"] / row["images_per_s_alone"]

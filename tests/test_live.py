@@ -42,6 +42,14 @@ def running(store):
     return run
 
 
+@pytest.fixture(autouse=True)
+def unshared(monkeypatch):
+    """Every request asks in a moment of its own (as one viewer a second apart would): the tests of
+    what a route answers are not about sharing; the one that is sets its own clock."""
+    moments = iter(range(10**9))
+    monkeypatch.setattr(webapp, "_moment", lambda every_s=1.0: next(moments))
+
+
 @pytest.fixture
 def client(store) -> TestClient:
     return TestClient(Starlette(routes=webapp.routes()))
@@ -195,11 +203,9 @@ def test_streamlit_run_serves_the_dashboard_with_its_routes():
     assert found.is_asgi_app and found.import_string == "dashboard:app"
 
 
-def test_experiment_route_versions_what_the_page_draws(client, store, monkeypatch):
+def test_experiment_route_versions_what_the_page_draws(client, store):
     from cifar_app.lab.experiments import ExperimentStore
 
-    moments = iter(range(10**6))  # a new moment at each request: none shares the one before
-    monkeypatch.setattr(webapp, "_moment", lambda: next(moments))
     exps = ExperimentStore(store)
     exp = exps.create("watched", {"epochs": 1, "batch_size": 64}, {"seed": [0, 1]})
     url = f"/lab/experiments/{exp.id}/live"
@@ -217,8 +223,8 @@ def test_experiment_route_versions_what_the_page_draws(client, store, monkeypatc
 
 def test_viewers_of_one_run_share_one_computed_answer(client, running, monkeypatch):
     """A classroom: 30 tabs asking at once cost one snapshot per second and one figure per version."""
-    clock = [1000]
-    monkeypatch.setattr(webapp, "_moment", lambda: clock[0])
+    clock = [1000.0]  # seconds
+    monkeypatch.setattr(webapp, "_moment", lambda every_s=1.0: int(clock[0] / every_s))
     monkeypatch.setattr(webapp, "SHARED", webapp.SharedAnswers())
     calls = {"snapshot": 0, "figure": 0}
     snapshot, figure = live.run_snapshot, live.figure
@@ -236,9 +242,13 @@ def test_viewers_of_one_run_share_one_computed_answer(client, running, monkeypat
     answers = {client.get(live_url).content for _ in range(30)}
     figures = {client.get(fig_url).content for _ in range(30)}
     assert len(answers) == len(figures) == 1 and calls == {"snapshot": 1, "figure": 1}
-    running.append_metrics(*_batches(1)[5:7])  # news: a new figure version at once, the line next second
+    version = json.loads(figures.pop())["version"]
+    assert client.get(fig_url, params={"have": version}).status_code == 304
+    running.append_metrics(*_batches(1)[5:7])  # news: the line shows it next second, the figure later
     assert client.get(live_url).json()["batches"] == 5
-    assert client.get(fig_url).json()["version"] != json.loads(figures.pop())["version"]
-    clock[0] += 1
+    clock[0] += webapp.SNAPSHOT_SHARED_S
     assert client.get(live_url).json()["batches"] == 7
+    assert client.get(fig_url, params={"have": version}).status_code == 304
+    clock[0] += webapp.FIGURE_SHARED_S["batches"]
+    assert client.get(fig_url, params={"have": version}).json()["version"] != version
     assert calls == {"snapshot": 2, "figure": 2}

@@ -143,6 +143,15 @@ class Run:
     def has_checkpoint(self) -> bool:
         return (self.path / CHECKPOINT).is_file()
 
+    def log_stamp(self) -> tuple[int, int, int]:
+        """(inode, size, mtime_ns) of the metrics log, (0, 0, 0) when absent: a key for what is drawn
+        from it (a rewritten or grown log gets a new one)."""
+        try:
+            st = (self.path / METRICS).stat()
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def model_mtime(self) -> float:
         """Modification time of model.pt (to key caches), 0 when absent."""
         try:

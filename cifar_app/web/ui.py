@@ -350,6 +350,20 @@ def completed_runs() -> list[RunSummary]:
     return [s for s in summaries if s.has_model and not s.damaged]
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _run_figure(run_path: str, reference: bool, stamp: tuple, name: str, smoothing: float):
+    from cifar_app.web.live import figure
+
+    return figure(Run(Path(run_path), reference), name, smoothing)
+
+
+def run_figure(run: Run, name: str, smoothing: float = 0.9):
+    """A finished run's figure (``live.figure``: the one the live view draws while it trains), built
+    once per version of its log for every session of the server: when a run ends, every tab that
+    watched it re-runs its page at once (a classroom: 30), and draws this one figure."""
+    return _run_figure(str(run.path), run.reference, run.log_stamp(), name, smoothing)
+
+
 @st.cache_resource(show_spinner="Scoring the test set…", max_entries=16)
 def _evaluation(run_path: str, reference: bool, model_mtime: float, fingerprint: str):
     from cifar_app.lab.analysis import run_evaluation

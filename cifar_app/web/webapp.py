@@ -100,12 +100,14 @@ class SharedAnswers:
 
 
 SNAPSHOT_SHARED_S = 1.0  # a run's snapshot is computed at most this often, for all its viewers
+# ... and each live figure (the page asks for the epoch curves every 3 s, the per-batch ones every 10 s)
+FIGURE_SHARED_S = {"epochs": 1.0, "batches": 5.0}
 SHARED = SharedAnswers()
 
 
-def _moment() -> int:
-    """The current ``SNAPSHOT_SHARED_S`` interval: snapshots asked within one are shared."""
-    return int(time.monotonic() / SNAPSHOT_SHARED_S)
+def _moment(every_s: float = SNAPSHOT_SHARED_S) -> int:
+    """The current interval of ``every_s`` seconds: answers asked within one are shared."""
+    return int(time.monotonic() / every_s)
 
 
 def live_json(request: Request) -> Response:
@@ -135,18 +137,28 @@ def figure_json(request: Request) -> Response:
         return _error(400, "smoothing must be a number in 0..0.99")
     try:
         run = default_store().get(request.path_params["run_id"])
-        version = live.figure_version(run, name, smoothing)
+        # the per-batch figure changes with every batch: its viewers share one per FIGURE_SHARED_S
+        moment = _moment(FIGURE_SHARED_S[name])
+        version, body = SHARED.get(("figure", str(run.path), name, smoothing, moment),
+                                   lambda: _figure_answer(run, name, smoothing))
         if version is None:
             return Response(status_code=204, headers=NO_STORE)
         if request.query_params.get("have") == version:
             return Response(status_code=304, headers=NO_STORE)
-        body = SHARED.get(("figure", str(run.path), name, smoothing, version), lambda: (
-            f'{{"version": {json.dumps(version)}, "figure": {live.figure(run, name, smoothing).to_json()}}}'))
     except RunNotFound:
         return _error(404, "no such run")
     except RunDamaged as e:
         return _error(409, e.short)
     return Response(body, media_type="application/json", headers=NO_STORE)
+
+
+def _figure_answer(run, name: str, smoothing: float) -> tuple[str | None, str | None]:
+    """(version, the answer's JSON body) of one live figure; (None, None) while it has no data."""
+    version = live.figure_version(run, name, smoothing)
+    if version is None:
+        return None, None
+    fig = live.figure(run, name, smoothing)
+    return version, f'{{"version": {json.dumps(version)}, "figure": {fig.to_json()}}}'
 
 
 def experiment_json(request: Request) -> Response:

@@ -12,7 +12,6 @@ from cifar_app.store.run import Run, RunDamaged, RunNotFound
 from cifar_app.store.states import ACTIVE
 from cifar_app.web import ui
 from cifar_app.web.access import Action
-from cifar_app.web.charts import batch_curves, training_curves
 from cifar_app.web.live import run_snapshot
 from cifar_app.web.text import for_markdown as md
 
@@ -124,19 +123,17 @@ def show_summary(run_id: str, was_training: bool) -> None:
 def show_figures(run: Run, training: bool) -> None:
     """The epoch curves and the per-batch loss / LR of one run; a training run's are drawn in the
     browser and follow it in place."""
-    metrics, s = run.metrics(), run.settings()
+    metrics = run.metrics()
     if training:
         ui.live_figure(run.id, "epochs")
     elif metrics.epochs:
-        st.plotly_chart(training_curves(metrics.epochs, s.norm, uirevision=run.id), key="train_curves",
-                        width="stretch")
+        st.plotly_chart(ui.run_figure(run, "epochs"), key="train_curves", width="stretch")
     if metrics.batches or training:
         smoothing = st.slider("Smoothing", 0.0, 0.99, 0.9, 0.01, key="smoothing")
         if training:
             ui.live_figure(run.id, "batches", smoothing)
         else:
-            st.plotly_chart(batch_curves(metrics.batches, s.norm, smoothing, uirevision=run.id),
-                            key="train_batches", width="stretch")
+            st.plotly_chart(ui.run_figure(run, "batches", smoothing), key="train_batches", width="stretch")
 
 
 with live_col:
