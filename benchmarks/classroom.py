@@ -169,7 +169,8 @@ def main() -> None:
         stop(trainer)
         stop(server)
     row = {"viewers": args.viewers, "app_dir": str(args.app_dir), "server_cores": (cpu1 - cpu0) / (t1 - t0),
-           "window_s": t1 - t0, "server_cpu_s_after_the_end": cpu2 - cpu1, "tabs_saw_finish": len(seen), "finish_wait_s": args.finish_wait,
+           "window_s": t1 - t0, "server_cpu_s_after_the_end": cpu2 - cpu1,
+           "tabs_saw_finish": len(seen), "finish_wait_s": args.finish_wait,
            "finish_seen_after_s": sorted(seen.values()),
            "images_per_s_alone": alone_speed, "images_per_s_watched": speed(folder),
            "settings": f"batch norm, {args.epochs} epochs, {args.train_limit} images, test 2000, fp32"}
