@@ -1,6 +1,7 @@
 """The run index (store/index.py): listing through SQLite gives what the folders say, heals itself,
 survives kill -9 and two writers, and is rebuilt when deleted or damaged."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,11 +11,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from cifar_app.core.records import EpochStats
 from cifar_app.core.settings import TrainSettings
+from cifar_app.store import index
 from cifar_app.store.formats import INDEX
 from cifar_app.store.index import RunIndex
 from cifar_app.store.logreader import LogCache
@@ -22,6 +25,12 @@ from cifar_app.store.recorder import Recorder
 from cifar_app.store.run import Run
 from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import RunState
+
+
+@pytest.fixture(autouse=True)
+def not_racy(monkeypatch):
+    """Files changed a moment ago are stamped as they are (the racy rule has its own test)."""
+    monkeypatch.setattr(index, "RACY_S", 0.0)
 
 
 def _epoch(i: int, acc: float = 0.5) -> EpochStats:
@@ -84,7 +93,7 @@ def test_a_run_changed_behind_the_index_is_seen_on_the_next_listing(tmp_path):
     assert listed[ids[1]].epoch == 2 and listed[ids[1]].best_test_acc == 0.9
     assert "20990101-000000-copy-abcdef" in listed and ids[2] not in listed
     assert _listed(store) == _direct(store)
-    with sqlite3.connect(store.root / INDEX) as con:
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
         assert sorted(r[0] for r in con.execute("SELECT id FROM runs")) == sorted(listed)
 
 
@@ -240,7 +249,7 @@ def test_the_index_survives_kill_9_in_the_middle_of_an_update(tmp_path):
         time.sleep((time.monotonic() - start) * trial / trials)  # a different moment of the third
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        with sqlite3.connect(store.root / INDEX) as con:
+        with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
             assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert _listed(store) == _direct(store)
         assert store.index_notice is None  # consistent, not rebuilt
@@ -277,3 +286,131 @@ def test_the_log_cache_stays_within_its_byte_bound_over_a_scan_of_more_runs_than
         f.write(b'{"k": 999}\n')
     cache.read(grown, parse, lambda g: g["k"], list)
     assert cache.held_bytes == sum(s.size for s in cache._states.values()) <= cache.max_bytes
+
+
+def test_a_same_size_edit_with_its_old_mtime_put_back_is_seen(tmp_path):
+    """As `cp -p`, `touch -r` or `rsync --inplace` leave a file: the inode, size and mtime of
+    before; its ctime says it changed."""
+    store, (run_id,) = _store(tmp_path, 1)
+    store.summaries()
+    path = store.root / run_id / "status.json"
+    before = os.stat(path)
+    with open(path, "r+") as f:  # in place: the same inode
+        text = f.read().replace('"run 0"', '"run 9"')
+        f.seek(0)
+        f.write(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert store.summaries()[0].label == "run 9"
+
+
+def test_files_changed_a_moment_ago_are_stamped_so_the_row_is_redone(tmp_path, monkeypatch):
+    monkeypatch.setattr(index, "RACY_S", 0.05)
+    store, (run_id,) = _store(tmp_path, 1)
+    folder = store.root / run_id
+    now = os.stat(folder / "status.json").st_mtime
+    assert index.stamp(folder, now) != index.stamp(folder, now)  # racy: equal to nothing
+    assert index.stamp(folder, now + 1) == index.stamp(folder, now + 1)
+
+
+def test_a_model_that_appears_alone_is_seen(tmp_path):
+    store, (run_id,) = _store(tmp_path, 1)
+    assert not store.summaries()[0].has_model
+    (store.root / run_id / "model.pt").write_bytes(b"x")
+    assert store.summaries()[0].has_model
+
+
+def test_odd_pids_get_the_same_state_from_the_index_as_from_the_folder(tmp_path):
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    for pid in ("1234", True, 1234.0, [1], None, os.getpid()):
+        store.create(TrainSettings()).update_status(state=RunState.RUNNING, pid=pid, heartbeat=time.time())
+    store.summaries()
+    assert [s.status for s in store.summaries()] == [s["status"] for s in _direct(store)]
+    assert {s.status for s in store.summaries()} == {RunState.RUNNING, RunState.INTERRUPTED}
+
+
+@pytest.mark.parametrize("row", [
+    "[" * 100_000 + "]" * 100_000,  # deep enough to break a recursive decoder
+    json.dumps({"id": "someone-else"}),
+    "wrong types",
+])
+def test_a_hostile_row_is_made_again_from_the_folder(tmp_path, row):
+    store, ids = _store(tmp_path, 2)
+    expected = _direct(store)
+    store.summaries()
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        if row == "wrong types":
+            good = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+            for field, bad in (("epoch", "two"), ("best_test_acc", "high"), ("reference", 1),
+                               ("created", "yesterday"), ("id", ids[1])):
+                con.execute("UPDATE runs SET summary = ? WHERE id = ?",
+                            (json.dumps({**good, field: bad}), ids[0]))
+                assert _listed(store) == expected, field
+            return
+        con.execute("UPDATE runs SET summary = ?", (row,))
+    assert _listed(store) == expected
+
+
+def test_the_recorder_waits_for_a_busy_index_only_a_moment(tmp_path):
+    """A listing writing the index must not hold up training under the run's status lock."""
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings(epochs=2))
+    store.summaries()
+    holder = sqlite3.connect(store.root / INDEX, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a writer in the middle of a long transaction
+    try:
+        t0 = time.monotonic()
+        Recorder(run).epoch(_epoch(1, 0.4))
+        assert time.monotonic() - t0 < index.PUT_WAIT_S + 1.0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.summaries()[0].epoch == 1  # the skipped write is made good by the listing
+
+
+def test_an_index_damaged_beyond_its_header_is_rebuilt(tmp_path):
+    store, _ = _store(tmp_path, 40)
+    expected = _direct(store)
+    store.summaries()
+    path = store.root / INDEX
+    data = bytearray(path.read_bytes())
+    assert len(data) > 3 * 4096
+    data[-4096:] = os.urandom(4096)  # the last page: the first rows still read
+    path.write_bytes(bytes(data))
+    assert _listed(store) == expected and "rebuilt" in store.index_notice
+    assert _listed(store) == expected and store.index_notice is None
+
+
+def test_rows_do_not_depend_on_how_the_folder_is_spelled_and_unlisted_ones_are_dropped(tmp_path, monkeypatch):
+    store, (run_id,) = _store(tmp_path, 1)
+    refs = RunStore(tmp_path / "refs", reference_root=None)
+    refs.create(TrainSettings())
+    monkeypatch.chdir(tmp_path)
+    RunStore("runs", reference_root=tmp_path / "refs").summaries()
+    RunStore(tmp_path / "runs", reference_root=Path("refs")).summaries()
+    Recorder(store.get(run_id)).epoch(_epoch(2, 0.7))
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        folders = sorted(r[0] for r in con.execute("SELECT folder FROM runs"))
+    assert folders == ["", os.path.realpath(tmp_path / "refs")]
+    RunStore("runs", reference_root=None).summaries()
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        assert [r[0] for r in con.execute("SELECT folder FROM runs")] == [""]
+
+
+def test_an_index_of_a_newer_version_of_the_app_is_left_alone(tmp_path):
+    store, _ = _store(tmp_path, 2)
+    store.summaries()
+    # its own layout, which this app cannot read
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        con.execute("DROP TABLE runs")
+        con.execute("CREATE TABLE runs (what_a_newer_app_keeps)")
+        con.execute(f"PRAGMA user_version={index.SCHEMA_VERSION + 1}")
+    before = (store.root / INDEX).read_bytes()
+    assert _listed(store) == _direct(store) and store.index_notice is None
+    assert (store.root / INDEX).read_bytes() == before
+
+
+def test_a_folder_with_a_directory_for_a_run_file_is_not_a_run(tmp_path):
+    store, _ = _store(tmp_path, 1)
+    (store.root / "20990101-000000-odd-abcdef" / "metrics.jsonl").mkdir(parents=True)
+    assert [s.id for s in store.summaries()] == [r.id for r in store.list()]

@@ -4,18 +4,24 @@
 The run folders stay the truth; the index is a cache that can always be rebuilt from them:
 
 - each row keeps the *stamp* of the files its summary was made from (settings, status, metrics log
-  and model: inode, size and modification time, taken before they were read). A listing stats
-  those files; a run whose stamp changed since its row (a worker's epoch, a rename, a file edited
-  by hand) is summarized again, alone. A folder without a row is added; a row without a folder is
-  dropped;
+  and model: device, inode, size, mtime and ctime, taken before they were read), and the version
+  of the code that summarized it. A listing stats those files; a run whose stamp changed since its
+  row (a worker's epoch, a rename, a file edited by hand) is summarized again, alone. A folder
+  without a row is added; a row without a folder is dropped. A stamp whose files changed in the
+  last ``RACY_S`` seconds is stored as one that matches nothing (git's "racily clean" rule): a
+  same-size rewrite within one tick of a file system's coarse timestamps cannot hide behind it
+  (the row is redone at the next listing);
 - the summary is kept as the files say it, before the liveness check: the state of an active run
   depends on whether its process lives, so that check is made at every listing from the row's pid
   and heartbeat (``run.live_summary``), without reading the folder;
 - the recorder writes its run's row at each epoch end and state change, under the run's status
-  lock, so a listing rarely has anything to redo;
-- a deleted index is rebuilt; a damaged one (not a database, a foreign schema) is removed and
-  rebuilt, with a message (``RunIndex.notice``). Nothing is lost: the rows come from the folders.
-  A store that cannot be written (a read-only folder) is listed from the folders, as before.
+  lock; it waits at most ``PUT_WAIT_S`` for the index (a listing writing at that moment), and
+  skips the write rather than hold up training: the next listing sees the files changed;
+- a deleted index is rebuilt; a damaged one (not a database, a foreign layout) is removed and
+  rebuilt under a lock, with a message (``RunIndex.notice``). Nothing is lost: the rows come from
+  the folders. A store that cannot be written (a read-only folder), an index of a newer version of
+  the app, or a runs folder on a network file system where SQLite's locks fail, is listed from the
+  folders, as before.
 
 SQLite in WAL mode lets readers go on while a worker writes; every write is one transaction, so a
 writer killed mid-update leaves the previous rows.
@@ -27,42 +33,56 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat as stat_
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from cifar_app.core.settings import valid_run_id
+from cifar_app.store.fileio import StoreError, file_lock
 from cifar_app.store.formats import INDEX, METRICS, MODEL, RUN_FILES, SETTINGS, STATUS
 from cifar_app.store.run import Run, RunSummary, live_summary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1   # the table's layout
+SUMMARY_VERSION = 1  # how a summary is made: bump with any change to Run.raw_summary or what it uses
+RACY_S = 0.05  # ten times ext4's coarse timestamp tick (4 ms on kernels without fine-grained ones)
 _STAMPED = (SETTINGS, STATUS, METRICS, MODEL)  # the files a summary is made from
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    folder    TEXT NOT NULL,     -- the folder holding the run (the runs folder or the reference runs')
+    folder    TEXT NOT NULL,     -- '' for the runs folder's own runs, else the reference folder's real path
     id        TEXT NOT NULL,
-    stamp     TEXT NOT NULL,     -- inode:size:mtime_ns of each file in _STAMPED, '-' when absent
-    pid       INTEGER,           -- from status.json, for the liveness check
-    heartbeat REAL,
+    stamp     TEXT NOT NULL,     -- see stamp()
+    live      TEXT NOT NULL,     -- [pid, heartbeat] from status.json as written, for the liveness check
     summary   TEXT NOT NULL,     -- RunSummary.as_dict() as JSON, before the liveness check
     PRIMARY KEY (folder, id)
 ) WITHOUT ROWID
 """
-BUSY_TIMEOUT_S = 10.0
+LIST_WAIT_S = 10.0  # a listing waits this long for a writer
+PUT_WAIT_S = 0.25   # the recorder, under the run's status lock, no longer
+LOCK = ".index.lock"  # held while a damaged index is removed and made again
 
 
-def stamp(folder: Path) -> str | None:
-    """The stamp of a run folder's summary files; None when none of ``RUN_FILES`` is there (not a
-    run folder)."""
-    parts, found = [], False
+def stamp(folder: Path, now: float | None = None) -> str | None:
+    """The stamp of a run folder's summary files, with the summary code's version; None when none
+    of ``RUN_FILES`` is a file there (not a run folder). When a file changed less than ``RACY_S``
+    ago (or in the future), a stamp no later one equals: the row is redone at the next listing."""
+    now = time.time() if now is None else now
+    parts, found, racy = [f"v{SUMMARY_VERSION}"], False, False
     for name in _STAMPED:
         try:
             st = os.stat(folder / name)
         except OSError:
             parts.append("-")
             continue
+        if not stat_.S_ISREG(st.st_mode):
+            parts.append("?")
+            continue
         found = found or name in RUN_FILES
-        parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts) if found else None
+        racy = racy or abs(now - st.st_mtime) < RACY_S or abs(now - st.st_ctime) < RACY_S
+        parts.append(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+    if not found:
+        return None
+    return "|".join(parts) + (f"|racy:{os.urandom(6).hex()}" if racy else "")
 
 
 @contextlib.contextmanager
@@ -78,8 +98,13 @@ def _transaction(con: sqlite3.Connection):
     con.execute("COMMIT")
 
 
-def _number(v: object, kind: type) -> int | float | None:
-    return kind(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+def _summary(row_json: str, name: str, reference: bool) -> RunSummary:
+    """A row's summary, checked against the folder it stands for (``ValueError``/``TypeError``
+    otherwise: the row is redone)."""
+    summary = RunSummary.from_dict(json.loads(row_json))
+    if summary.id != name or summary.reference != reference:
+        raise ValueError("a row for another run")
+    return summary
 
 
 class RunIndex:
@@ -95,20 +120,30 @@ class RunIndex:
         self.path = self.root / INDEX
         self.notice: str | None = None  # set when a damaged index was rebuilt
 
+    def _key(self, folder: Path) -> str:
+        """How rows name the folder a run is in: '' for the runs folder itself (however its path is
+        spelled), the real path of a reference folder."""
+        return "" if Path(folder) == self.root else os.path.realpath(folder)
+
     # ------------------------------------------------------------------ connection
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self, wait_s: float = LIST_WAIT_S) -> sqlite3.Connection | None:
         """An open, checked connection; None when the index cannot be used here (no runs folder,
-        a read-only one). A damaged file is removed and created again, with ``notice`` set."""
+        a read-only one, a newer app's index). A damaged file is removed and made again, under a
+        lock, with ``notice`` set."""
         if not self.root.is_dir():
             return None
         for attempt in (1, 2):
             con = None
             try:
-                con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                con = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None)
                 con.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: safe when a process dies
-                if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    con.close()
+                    return None  # a newer app's index: list from the folders, leave it as it is
+                if version < SCHEMA_VERSION:
                     self._create(con)
-                con.execute("SELECT folder, id, stamp, pid, heartbeat, summary FROM runs LIMIT 1").fetchall()
+                con.execute("SELECT folder, id, stamp, live, summary FROM runs LIMIT 1").fetchall()
                 return con
             except sqlite3.OperationalError as e:
                 if con is not None:
@@ -120,108 +155,116 @@ class RunIndex:
                 if con is not None:
                     con.close()
                 reason = str(e)
-            if attempt == 2 or not self._remove():
+            if attempt == 2 or not self._remove(reason):
                 return None
-            self._say_rebuilt(reason)
         return None  # pragma: no cover
-
-    def _say_rebuilt(self, reason: str) -> None:
-        self.notice = (f"the run index {self.path} was damaged ({reason}); it was rebuilt from the "
-                       "run folders, and no run was lost")
-
-    def _rebuilt(self, reason: str) -> sqlite3.Connection | None:
-        """Remove a damaged index and open a new one (None when that fails)."""
-        if not self._remove():
-            return None
-        self._say_rebuilt(reason)
-        return self._connect()
 
     def _create(self, con: sqlite3.Connection) -> None:
         con.execute("PRAGMA journal_mode=WAL")
         with _transaction(con):
-            if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 con.execute("DROP TABLE IF EXISTS runs")
                 con.execute(_SCHEMA)
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _remove(self) -> bool:
+    def _remove(self, reason: str) -> bool:
+        """Remove a damaged index (under ``LOCK``, so two processes do not remove each other's new
+        one: the second finds it healthy and keeps it)."""
         try:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-        except OSError:
+            with file_lock(self.root / LOCK):
+                try:
+                    with contextlib.closing(sqlite3.connect(self.path, timeout=1.0)) as con:
+                        healthy = con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+                        con.execute("SELECT folder, id, stamp, live, summary FROM runs LIMIT 1").fetchall()
+                        if healthy and con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                            return True  # made again by another process meanwhile
+                except sqlite3.Error:
+                    pass
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        except (OSError, StoreError):
             return False
+        self.notice = (f"the run index {self.path} was damaged ({reason}); it was rebuilt from the "
+                       "run folders, and no run was lost")
         return True
+
+    def _rebuilt(self, reason: str) -> sqlite3.Connection | None:
+        """Remove a damaged index and open a new one (None when that fails)."""
+        return self._connect() if self._remove(reason) else None
 
     # ------------------------------------------------------------------ writing one run
     def put(self, run: Run) -> None:
         """Summarize ``run`` from its files and store its row (the recorder calls this under the
-        run's status lock at each epoch end and state change). A failure leaves the row as it
+        run's status lock at each epoch end and state change). The row is made before the index
+        is locked; the index is waited for at most ``PUT_WAIT_S``. A failure leaves the row as it
         was: the next listing sees the files changed and redoes it."""
-        con = self._connect()
+        row = self._row(run)
+        con = self._connect(PUT_WAIT_S)
         if con is None:
             return
         try:
             with _transaction(con):
-                self._write(con, [self._row(run)])
+                self._write(con, [row])
         except sqlite3.Error:
             pass
         finally:
             con.close()
 
-    @staticmethod
-    def _row(run: Run, known_stamp: str | None = None) -> tuple:
+    def _row(self, run: Run, known_stamp: str | None = None) -> tuple:
         mark = known_stamp or stamp(run.path) or "-"  # taken before the files are read
         summary, st = run.raw_summary()
-        return (str(run.path.parent), run.id, mark, _number(st.get("pid"), int),
-                _number(st.get("heartbeat"), float), json.dumps(summary.as_dict()))
+        return (self._key(run.path.parent), run.id, mark, json.dumps([st.get("pid"), st.get("heartbeat")]),
+                json.dumps(summary.as_dict()))
 
     @staticmethod
     def _write(con: sqlite3.Connection, rows: Iterable[tuple]) -> None:
-        con.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)", rows)
 
     # ------------------------------------------------------------------ listing
     def summaries(self, folders: list[tuple[Path, bool]]) -> list[RunSummary]:
         """Every run in ``folders`` ((folder, reference) pairs), in their order; each folder's runs
         newest first for user runs, in name order for reference runs. Rows are redone for runs
-        changed since, added for new folders and dropped for gone ones."""
-        found: list[tuple[Path, bool, str, str]] = []  # (folder, reference, id, stamp)
+        changed since, added for new folders and dropped for gone ones (and for folders no longer
+        listed)."""
+        found: list[tuple[Path, str, bool, str, str]] = []  # (folder, key, reference, id, stamp)
+        now = time.time()
         for folder, reference in folders:
             try:
                 names = [e.name for e in os.scandir(folder) if valid_run_id(e.name) and e.is_dir()]
             except OSError:
                 continue
             names.sort(reverse=not reference)
+            key = self._key(folder)
             for name in names:
-                mark = stamp(folder / name)
+                mark = stamp(folder / name, now)
                 if mark is not None:
-                    found.append((folder, reference, name, mark))
+                    found.append((folder, key, reference, name, mark))
         con = self._connect()
         rows: dict[tuple[str, str], tuple] = {}
         if con is not None:
             try:
-                for folder, _ in folders:
-                    for r in con.execute("SELECT id, stamp, pid, heartbeat, summary FROM runs "
-                                         "WHERE folder = ?", (str(folder),)):
-                        rows[(str(folder), r[0])] = r[1:]
+                for r in con.execute("SELECT folder, id, stamp, live, summary FROM runs"):
+                    rows[(r[0], r[1])] = r[2:]
             except sqlite3.OperationalError:
                 rows = {}
             except sqlite3.DatabaseError as e:  # damaged beyond its header: start again
                 con.close()
-                con = self._rebuilt(str(e))
+                con, rows = self._rebuilt(str(e)), {}
         out, redo = [], []
-        for folder, reference, name, mark in found:
-            row = rows.pop((str(folder), name), None)
+        for folder, key, reference, name, mark in found:
+            row = rows.pop((key, name), None)
             summary = None
             if row is not None and row[0] == mark:
                 try:
-                    summary = RunSummary.from_dict(json.loads(row[3]))
-                    pid, heartbeat = row[1], row[2]
-                except (TypeError, ValueError):
-                    summary = None  # a row that does not read: made again below
+                    summary = _summary(row[2], name, reference)
+                    pid, heartbeat = json.loads(row[1])
+                except Exception:  # noqa: BLE001  (any row that does not read is made again)
+                    summary = None
             if summary is None:
                 fresh = self._row(Run(folder / name, reference), mark)
                 redo.append(fresh)
-                summary, pid, heartbeat = RunSummary.from_dict(json.loads(fresh[5])), fresh[3], fresh[4]
+                summary = RunSummary.from_dict(json.loads(fresh[4]))
+                pid, heartbeat = json.loads(fresh[3])
             out.append(summary if reference else live_summary(summary, pid, heartbeat))
         if con is not None:
             try:

@@ -59,10 +59,10 @@ class _State:
 class LogCache:
     """Parsed logs by path, the least recently used dropped while the logs held add up to more
     than ``max_bytes`` of log text (what a parsed log costs grows with its size, not with the number
-    of files; a log larger than the bound is parsed and returned but not kept). Thread-safe: the
-    Streamlit server reads from one thread per session."""
+    of files: about 3x its bytes in Python objects; a log larger than the bound is parsed and
+    returned but not kept). Thread-safe: the Streamlit server reads from one thread per session."""
 
-    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, max_bytes: int = 32 * 2**20) -> None:
         self._states: OrderedDict[str, _State] = OrderedDict()
         self._lock = threading.Lock()
         self.max_bytes = max_bytes

@@ -115,10 +115,25 @@ class RunSummary:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSummary:
-        """The inverse of ``as_dict`` (``TypeError``/``ValueError`` for anything else)."""
-        if not isinstance(d, dict) or not isinstance(d.get("tags"), dict):
+        """The inverse of ``as_dict``: ``TypeError``/``ValueError`` for anything else (a field of
+        the wrong type, a missing or unknown one)."""
+        if not isinstance(d, dict):
             raise TypeError("not a run summary")
-        return cls(**{**d, "status": RunState(d["status"])})
+        summary = cls(**{**d, "status": RunState(d.get("status"))})
+        for name, kinds in _SUMMARY_TYPES.items():
+            value = getattr(summary, name)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise TypeError(f"{name}: {type(value).__name__}")
+        return summary
+
+
+_N = type(None)
+_SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "label": (str,), "reference": (bool,), "norm": (str,), "epoch": (int,),
+    "epochs": (int, _N), "best_test_acc": (float, int, _N), "best_epoch": (int, _N),
+    "final_test_acc": (float, int, _N), "params": (int, _N), "seconds": (float, int),
+    "created": (float, int, _N), "error": (str, _N), "has_model": (bool,), "tags": (dict,), "changes": (str,),
+}
 
 
 class Run:
