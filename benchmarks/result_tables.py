@@ -250,13 +250,38 @@ def reference_runs() -> str:
                            "train accuracy (augmented)", "reference run"], rows)
 
 
+def many_runs() -> str:
+    """``benchmarks/many_runs.py``: listing and the pages by the number of runs in the store (wall s)."""
+    rows = []
+    for r in _load("many_runs.json")["rows"]:
+        rows.append([f"{r['runs']:,}", f"{r['index_build_s']:.1f} s", f"{r['runs_json_s']:.2f} s",
+                     f"{r['runs_first_s']:.2f} / {r['runs_again_s']:.2f} s",
+                     f"{r['compare_first_s']:.2f} / {r['compare_again_s']:.2f} s",
+                     f"{r['experiments_first_s']:.2f} / {r['experiments_again_s']:.2f} s",
+                     f"{r['server_peak_rss_mb']:,.0f} MB"])
+    return markdown_table(["runs", "index built (once)", "`runs --json`", "Runs page, first / again",
+                           "Compare", "Experiments", "server peak RSS"], rows)
+
+
+def classroom() -> str:
+    """``benchmarks/classroom.py``: N public-read viewers of one training run."""
+    r = _load("classroom.json")
+    seen = r["finish_seen_after_s"]
+    return markdown_table(
+        ["viewers", "server CPU while it trains", "tabs that showed the finished run",
+         "after (median / max)", "server CPU from the end until all showed it", "training speed watched / alone"],
+        [[str(r["viewers"]), f"{r['server_cores']:.3f} cores", f"{r['tabs_saw_finish']} of {r['viewers']}",
+          f"{seen[len(seen) // 2]:.1f} / {seen[-1]:.1f} s" if seen else "—",
+          f"{r['server_cpu_s_after_the_end']:.1f} s", f"{r['speed_ratio']:.2f}"]])
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
     "reference-runs": reference_runs, "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
-    "norm-profile-2threads": norm_profile_2threads,
+    "norm-profile-2threads": norm_profile_2threads, "many-runs": many_runs, "classroom": classroom,
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),

@@ -22,7 +22,7 @@ from cifar_app.store.formats import INDEX
 from cifar_app.store.index import RunIndex
 from cifar_app.store.logreader import LogCache
 from cifar_app.store.recorder import Recorder
-from cifar_app.store.run import Run
+from cifar_app.store.run import Run, RunNotFound
 from cifar_app.store.runstore import RunStore
 from cifar_app.store.states import RunState
 
@@ -414,3 +414,17 @@ def test_a_folder_with_a_directory_for_a_run_file_is_not_a_run(tmp_path):
     store, _ = _store(tmp_path, 1)
     (store.root / "20990101-000000-odd-abcdef" / "metrics.jsonl").mkdir(parents=True)
     assert [s.id for s in store.summaries()] == [r.id for r in store.list()]
+
+
+def test_one_runs_summary_comes_from_its_row_until_its_files_change(tmp_path, monkeypatch):
+    store, ids = _store(tmp_path, 3)
+    assert [store.summary(i).as_dict() for i in ids] == [store.get(i).summary().as_dict() for i in ids]
+    read = Run.raw_summary
+    with monkeypatch.context() as m:
+        _NoReads(m)
+        assert store.summary(ids[1]).label == "run 1"  # its row
+    store.rename(ids[1], "renamed")
+    assert store.summary(ids[1]).label == "renamed"
+    assert Run.raw_summary is read
+    with pytest.raises(RunNotFound):
+        store.summary("20990101-000000-none-000000")

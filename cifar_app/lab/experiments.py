@@ -203,7 +203,7 @@ class ExperimentStore:
             state, best, final, seconds, error = PointState.PENDING, None, None, 0.0, None
             if p.run_id:
                 try:
-                    s = self.runs.get(p.run_id).summary()
+                    s = self.runs.summary(p.run_id)  # through the run index
                     state, best, final, seconds, error = (s.status, s.best_test_acc, s.final_test_acc,
                                                           s.seconds, s.error)
                 except RunNotFound:

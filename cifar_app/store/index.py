@@ -220,6 +220,39 @@ class RunIndex:
     def _write(con: sqlite3.Connection, rows: Iterable[tuple]) -> None:
         con.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)", rows)
 
+    # ------------------------------------------------------------------ one run
+    def summary(self, run: Run) -> RunSummary:
+        """``run``'s summary through its row (made again, and stored, when its files changed):
+        what a list of a few runs (an experiment's points) reads instead of their logs."""
+        mark = stamp(run.path)
+        key = self._key(run.path.parent)
+        con = self._connect()
+        summary = None
+        try:
+            if con is not None and mark is not None:
+                row = con.execute("SELECT stamp, live, summary FROM runs WHERE folder = ? AND id = ?",
+                                  (key, run.id)).fetchone()
+                if row is not None and row[0] == mark:
+                    try:
+                        summary = _summary(row[2], run.id, run.reference)
+                        pid, heartbeat = json.loads(row[1])
+                    except Exception:  # noqa: BLE001  (made again below)
+                        summary = None
+            if summary is None:
+                fresh = self._row(run, mark)
+                summary = RunSummary.from_dict(json.loads(fresh[4]))
+                pid, heartbeat = json.loads(fresh[3])
+                if con is not None and mark is not None:
+                    with _transaction(con):
+                        self._write(con, [fresh])
+        except sqlite3.Error:
+            if summary is None:
+                return run.summary()
+        finally:
+            if con is not None:
+                con.close()
+        return summary if run.reference else live_summary(summary, pid, heartbeat)
+
     # ------------------------------------------------------------------ listing
     def summaries(self, folders: list[tuple[Path, bool]]) -> list[RunSummary]:
         """Every run in ``folders`` ((folder, reference) pairs), in their order; each folder's runs

@@ -181,6 +181,11 @@ class RunStore:
         self.index_notice = index.notice
         return out
 
+    def summary(self, run_id: str) -> RunSummary:
+        """One run's ``summary()`` through the run index (its logs are read only when its files
+        changed since its row); ``RunNotFound`` for an unknown id."""
+        return RunIndex(self.root).summary(self.get(run_id))
+
     def rename(self, run_id: str, label: str) -> None:
         """Set a run's display label (the id never changes)."""
         self.get(run_id).update_status(label=check_label(label))
