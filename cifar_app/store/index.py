@@ -62,15 +62,16 @@ PUT_WAIT_S = 0.25   # the recorder, under the run's status lock, no longer
 LOCK = ".index.lock"  # held while a damaged index is removed and made again
 
 
-def stamp(folder: Path, now: float | None = None) -> str | None:
+def stamp(folder: Path | str, now: float | None = None) -> str | None:
     """The stamp of a run folder's summary files, with the summary code's version; None when none
     of ``RUN_FILES`` is a file there (not a run folder). When a file changed less than ``RACY_S``
     ago (or in the future), a stamp no later one equals: the row is redone at the next listing."""
     now = time.time() if now is None else now
     parts, found, racy = [f"v{SUMMARY_VERSION}"], False, False
+    base = os.fspath(folder)
     for name in _STAMPED:
         try:
-            st = os.stat(folder / name)
+            st = os.stat(f"{base}/{name}")
         except OSError:
             parts.append("-")
             continue
@@ -267,9 +268,9 @@ class RunIndex:
             except OSError:
                 continue
             names.sort(reverse=not reference)
-            key = self._key(folder)
+            key, base = self._key(folder), os.fspath(folder)
             for name in names:
-                mark = stamp(folder / name, now)
+                mark = stamp(f"{base}/{name}", now)
                 if mark is not None:
                     found.append((folder, key, reference, name, mark))
         con = self._connect()

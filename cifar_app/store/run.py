@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,10 @@ class RunSummary:
         return self.status == RunState.DAMAGED
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a plain JSON-ready dict (``tags`` copied)."""
+        out = {name: getattr(self, name) for name in _SUMMARY_FIELDS}
+        out["tags"] = dict(self.tags)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSummary:
@@ -127,6 +130,7 @@ class RunSummary:
         return summary
 
 
+_SUMMARY_FIELDS = tuple(f.name for f in fields(RunSummary))
 _N = type(None)
 _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "label": (str,), "reference": (bool,), "norm": (str,), "epoch": (int,),
