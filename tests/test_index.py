@@ -428,3 +428,20 @@ def test_one_runs_summary_comes_from_its_row_until_its_files_change(tmp_path, mo
     assert Run.raw_summary is read
     with pytest.raises(RunNotFound):
         store.summary("20990101-000000-none-000000")
+
+
+def test_the_cli_lists_through_the_index_and_says_when_it_rebuilt_it(tmp_path):
+    store, ids = _store(tmp_path, 2)
+    cmd = [sys.executable, "-m", "cifar_app", "runs", "--json", "--runs-dir", str(store.root)]
+    env = {**os.environ, "CIFAR_APP_REFERENCE_RUNS": ""}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert [r["id"] for r in json.loads(first.stdout)] == [r.id for r in store.list()] and not first.stderr
+    (store.root / INDEX).write_bytes(b"garbage" * 1000)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert again.stderr.startswith("note: the run index") and "rebuilt" in again.stderr
+    probe = "import sys, cifar_app.cli as c; sys.argv[1:] = ['runs', '--runs-dir', sys.argv[1]]; " \
+            "c.main(sys.argv[1:]); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip().endswith("False")  # listing needs no torch

@@ -166,7 +166,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rows = open_store(args).summaries()
+    store = open_store(args)
+    rows = store.summaries()
+    if store.index_notice:
+        print(f"note: {store.index_notice}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows]))  # no indent: the C encoder (10,000 runs)
         return 0
