@@ -41,7 +41,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def cli(*args: str, runs: Path, app_dir: Path = ROOT, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cifar_app", *args], cwd=app_dir, start_new_session=True,
-                            env={**os.environ, "CIFAR_APP_RUNS": str(runs), "PYTHONPATH": str(app_dir)}, **kw)
+                            env={**os.environ, "CIFAR_APP_RUNS": str(runs)}, **kw)  # -m: app_dir's cifar_app
 
 
 def stop(proc: subprocess.Popen) -> None:

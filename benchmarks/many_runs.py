@@ -52,8 +52,7 @@ def fill(root: Path, n: int) -> None:
 def cli_seconds(root: Path, app_dir: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "cifar_app", "runs", "--json", "--runs-dir", str(root)],
-                   cwd=app_dir, check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(app_dir)})
+                   cwd=app_dir, check=True, stdout=subprocess.DEVNULL)  # -m: app_dir's cifar_app
     return time.perf_counter() - t0
 
 
