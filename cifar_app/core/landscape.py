@@ -25,9 +25,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a probe is taken, not by the pages that draw them
+    import torch
+    from torch import nn
 
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0)  # step sizes along the gradient, in units of the current LR
 DEFAULT_POINTS = 8                   # what the presets use
@@ -44,6 +46,8 @@ def probe_steps(total_steps: int, points: int) -> list[int]:
 
 
 def _norm(ts: list[torch.Tensor]) -> float:
+    import torch
+
     return float(torch.sqrt(sum((t.float() ** 2).sum() for t in ts))) if ts else 0.0
 
 
@@ -53,6 +57,8 @@ def landscape_record(model: nn.Module, loss_of: Callable[[], torch.Tensor], lr: 
     """Measure at the current weights, whose ``.grad`` holds the step's gradient ``g`` of
     ``loss_of()`` (the training loss on the step's batch, ``loss`` its value). ``autocast``: the
     training step's autocast context. Leaves the model, its gradients and the RNGs as they were."""
+    import torch
+
     t0 = time.perf_counter()
     ctx = autocast or torch.autocast("cpu", enabled=False)
     layers = [(name, list(layer.parameters())) for name, layer in model.layers.items()]

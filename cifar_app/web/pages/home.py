@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cifar_app.core.model import PARAM_BUDGET
+from cifar_app.core.architectures import PARAM_BUDGET
 from cifar_app.store.export import (
     BundleError,
     bundle_bytes,
@@ -12,7 +12,6 @@ from cifar_app.store.export import (
 )
 from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import download_status, start_download
-from cifar_app.store.onnx import onnx_bytes
 from cifar_app.store.states import DownloadState
 from cifar_app.web import access, ui
 from cifar_app.web.access import Action
@@ -128,7 +127,12 @@ with st.expander("Export or import a run"):
 
             ui.download_button("Predictions (.csv)", predictions, f"{run.id}-predictions.csv", "text/csv",
                                key="dl_predictions", container=c3)
-            ui.download_button("Model (.onnx)", lambda: onnx_bytes(run), f"{run.id}.onnx",
+            def onnx_file() -> bytes:  # torch: only when asked
+                from cifar_app.store.onnx import onnx_bytes
+
+                return onnx_bytes(run)
+
+            ui.download_button("Model (.onnx)", onnx_file, f"{run.id}.onnx",
                                "application/octet-stream", key="dl_onnx", container=c4,
                                help="exported when clicked; input float32 (N, 3, 32, 32) RGB in "
                                "[0, 1]; output logits (N, 10)")
