@@ -510,3 +510,22 @@ def test_compare_the_selected_runs_opens_compare_with_them(app_env):
     assert at.multiselect(key="compare_runs").value == [ids[55], ids[3]]
     at = run_page(PAGE["home"])
     assert at.button(key="compare_selected").disabled
+
+
+def test_compare_offers_the_newest_runs_and_those_chosen_beyond_them(app_env, monkeypatch):
+    from cifar_app.web import ui
+
+    ids = _many_runs(app_env / "runs", 40)
+    monkeypatch.setattr(ui, "MAX_OPTIONS", 25)
+    at = run_page(PAGE["compare"], {"runs": f"{ids[-1]},{ids[0]}"})  # the oldest: beyond the 25
+    listed = _summaries(app_env)
+    offered = [ui.run_label(s) for s in [*listed[:25], listed[-1]]]
+    assert at.multiselect(key="compare_runs").options == offered
+    assert at.multiselect(key="compare_runs").value == [ids[-1], ids[0]]
+    assert "offers the 25 newest of 40 runs" in texts(at)
+
+
+def _summaries(app_env):
+    from cifar_app.store.runstore import RunStore
+
+    return RunStore(app_env / "runs", reference_root=None).summaries()

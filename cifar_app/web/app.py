@@ -78,7 +78,10 @@ def server() -> dict:
     import streamlit as st
     from starlette.middleware import Middleware
 
-    from cifar_app.web import access
+    from cifar_app.web import (
+        access,
+        ui,  # noqa: F401  (what every page imports: the first page opens sooner)
+    )
     from cifar_app.web.gate import Gate
     from cifar_app.web.webapp import routes
 

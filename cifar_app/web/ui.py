@@ -275,6 +275,7 @@ def run_label(s: RunSummary) -> str:
 
 
 DAMAGED_NAMED = 10  # damaged runs named in a notice; the rest are counted
+MAX_OPTIONS = 1000  # runs offered in a multiselect (Compare): every option is sent to the browser
 
 
 def damaged_notice(summaries: list[RunSummary], here: str = "") -> None:
