@@ -269,11 +269,10 @@ def classroom() -> str:
     seen = r["finish_seen_after_s"]
     return markdown_table(
         ["viewers", "server CPU while it trains", "tabs that showed the finished run",
-         "after (median / max)", "server CPU from the end until all showed it",
-         "training speed watched / alone"],
+         "after (median / max)", "server CPU from the end until all showed it"],
         [[str(r["viewers"]), f"{r['server_cores']:.3f} cores", f"{r['tabs_saw_finish']} of {r['viewers']}",
           f"{seen[len(seen) // 2]:.1f} / {seen[-1]:.1f} s" if seen else "—",
-          f"{r['server_cpu_s_after_the_end']:.1f} s", f"{r['speed_ratio']:.2f}"]])
+          f"{r['server_cpu_s_after_the_end']:.1f} s"]])
 
 
 TABLES: dict[str, Callable[[], str]] = {
