@@ -288,11 +288,13 @@ def test_damaged_evidence_marks_its_claims_and_the_page_still_renders(tmp_path, 
     proc, log, url = start_server(tmp_path, CIFAR_APP_REFERENCE_EXPERIMENTS=str(folder))
     try:
         open_page(page, url, "claims")
-        page.wait_for_function("() => document.body.innerText.split('evidence damaged').length > 6",
-                               timeout=60_000)
+        names = ["preset_groups.json", "preset_batch-size.json", "preset_learning-rate.json",
+                 "preset_regularization.json", "preset_landscape.json"]
+        # the rows are drawn one after another: wait for the last damaged one, not for a count
+        page.wait_for_function("names => names.every(n => document.body.innerText.includes(n))",
+                               arg=names, timeout=60_000)
         body = page.inner_text("body")
-        for name in ("preset_groups.json", "preset_batch-size.json", "preset_learning-rate.json",
-                     "preset_regularization.json", "preset_landscape.json"):
+        for name in names:
             assert name in body, name
         assert "Traceback" not in body and page.locator('[data-testid="stException"]').count() == 0
         assert body.count("“") >= 11  # every claim's row is there
