@@ -99,13 +99,20 @@ def _transaction(con: sqlite3.Connection):
     con.execute("COMMIT")
 
 
-def _summary(row_json: str, name: str, reference: bool) -> RunSummary:
-    """A row's summary, checked against the folder it stands for (``ValueError``/``TypeError``
-    otherwise: the row is redone)."""
-    summary = RunSummary.from_dict(json.loads(row_json))
+def _trusted(row: tuple | None, mark: str | None, name: str, reference: bool) -> tuple | None:
+    """(summary, pid, heartbeat) of a row (stamp, live, summary) whose stamp is ``mark`` and that
+    reads as this run's; None when it is to be made again (changed files, or any row that does not
+    read: hostile content, another run's id)."""
+    if row is None or mark is None or row[0] != mark:
+        return None
+    try:
+        summary = RunSummary.from_dict(json.loads(row[2]))
+        pid, heartbeat = json.loads(row[1])
+    except Exception:  # noqa: BLE001
+        return None
     if summary.id != name or summary.reference != reference:
-        raise ValueError("a row for another run")
-    return summary
+        return None
+    return summary, pid, heartbeat
 
 
 class RunIndex:
@@ -233,12 +240,8 @@ class RunIndex:
             if con is not None and mark is not None:
                 row = con.execute("SELECT stamp, live, summary FROM runs WHERE folder = ? AND id = ?",
                                   (key, run.id)).fetchone()
-                if row is not None and row[0] == mark:
-                    try:
-                        summary = _summary(row[2], run.id, run.reference)
-                        pid, heartbeat = json.loads(row[1])
-                    except Exception:  # noqa: BLE001  (made again below)
-                        summary = None
+                if (kept := _trusted(row, mark, run.id, run.reference)) is not None:
+                    summary, pid, heartbeat = kept
             if summary is None:
                 fresh = self._row(run, mark)
                 summary = RunSummary.from_dict(json.loads(fresh[4]))
@@ -286,15 +289,10 @@ class RunIndex:
                 con, rows = self._rebuilt(str(e)), {}
         out, redo = [], []
         for folder, key, reference, name, mark in found:
-            row = rows.pop((key, name), None)
-            summary = None
-            if row is not None and row[0] == mark:
-                try:
-                    summary = _summary(row[2], name, reference)
-                    pid, heartbeat = json.loads(row[1])
-                except Exception:  # noqa: BLE001  (any row that does not read is made again)
-                    summary = None
-            if summary is None:
+            kept = _trusted(rows.pop((key, name), None), mark, name, reference)
+            if kept is not None:
+                summary, pid, heartbeat = kept
+            else:
                 fresh = self._row(Run(folder / name, reference), mark)
                 redo.append(fresh)
                 summary = RunSummary.from_dict(json.loads(fresh[4]))

@@ -83,7 +83,6 @@ class SharedAnswers:
         self._answers: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
         self.size = size
-        self.computed = 0  # answers computed, for tests
 
     def get(self, key: tuple, compute):
         with self._lock:
@@ -92,7 +91,6 @@ class SharedAnswers:
                 return self._answers[key]
         value = compute()
         with self._lock:
-            self.computed += 1
             self._answers[key] = value
             while len(self._answers) > self.size:
                 self._answers.popitem(last=False)
