@@ -445,3 +445,96 @@ def test_the_cli_lists_through_the_index_and_says_when_it_rebuilt_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
                          env=env, check=True)
     assert out.stdout.strip().endswith("False")  # listing needs no torch
+
+
+# ---------------------------------------------------------------- a store that lists again and again
+def _server_store(root: Path, recheck_s: float = 3600.0) -> RunStore:
+    """The dashboard's kind of store (``recheck_s``), over the same folder."""
+    return RunStore(root, reference_root=None, recheck_s=recheck_s)
+
+
+def _count_stamps(monkeypatch) -> list[str]:
+    stamped: list[str] = []
+    real = index.stamp
+
+    def counting(folder, now=None):
+        stamped.append(Path(folder).name)
+        return real(folder, now)
+
+    monkeypatch.setattr(index, "stamp", counting)
+    return stamped
+
+
+def test_a_store_that_lists_again_and_again_stamps_only_the_active_runs(tmp_path, monkeypatch):
+    store, ids = _store(tmp_path, 4)
+    server = _server_store(store.root)
+    active = store.create(TrainSettings(epochs=3), label="training")
+    active.heartbeat(state=RunState.RUNNING, pid=os.getpid())
+    expected = _direct(store)
+    assert _listed(server) == expected
+    stamped = _count_stamps(monkeypatch)
+    _NoReads(monkeypatch)
+    monkeypatch.setattr(RunIndex, "_connect", lambda *a, **k: pytest.fail("the index file was opened"))
+    assert _listed(server) == expected
+    assert stamped == [active.id]  # the quiet runs: only their status file's stat
+
+
+def test_a_store_that_lists_again_and_again_sees_at_once_what_the_app_changes_from_another_process(tmp_path):
+    store, ids = _store(tmp_path, 4)
+    server = _server_store(store.root)
+    server.summaries()
+    other = RunStore(store.root, reference_root=None)  # as the CLI or a worker would
+    other.rename(ids[0], "renamed elsewhere")
+    other.delete(ids[1])
+    other.get(ids[2]).update_status(state=RunState.QUEUED, pid=os.getpid())  # resumed elsewhere
+    new = other.create(TrainSettings(norm="layer"), label="new elsewhere")
+    listed = {s.id: s for s in server.summaries()}
+    assert listed[ids[0]].label == "renamed elsewhere"
+    assert ids[1] not in listed and new.id in listed
+    assert listed[ids[2]].status == RunState.QUEUED
+    other.get(ids[2]).append_metrics(_epoch(2, 0.95))  # an active run's epoch, without a status change
+    assert {s.id: s.best_test_acc for s in server.summaries()}[ids[2]] == 0.95
+    assert _listed(server) == _direct(store)
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        assert sorted(r[0] for r in con.execute("SELECT id FROM runs")) == sorted(listed)
+
+
+def test_an_edit_by_hand_of_a_finished_runs_log_is_seen_within_recheck_s(tmp_path):
+    store, ids = _store(tmp_path, 2)
+    server = _server_store(store.root, recheck_s=0.5)
+    server.summaries()
+    with open(store.root / ids[0] / "metrics.jsonl", "a") as f:  # in place: the status file is as it was
+        f.write(json.dumps(_epoch(2, 0.97).to_record()) + "\n")
+    deadline = time.monotonic() + 10
+    while {s.id: s.best_test_acc for s in server.summaries()}[ids[0]] != 0.97:
+        assert time.monotonic() < deadline, "the edit was never seen"
+        time.sleep(0.05)
+    assert _listed(server) == _direct(store)
+
+
+def test_a_store_that_lists_again_and_again_writes_a_deleted_index_back_without_reading_runs(tmp_path, monkeypatch):
+    store, ids = _store(tmp_path, 3)
+    server = _server_store(store.root)
+    expected = _listed(server)
+    (store.root / INDEX).unlink()
+    _NoReads(monkeypatch)
+    assert _listed(server) == expected
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        assert sorted(r[0] for r in con.execute("SELECT id FROM runs")) == sorted(ids)
+    monkeypatch.undo()
+    assert _listed(RunStore(store.root, reference_root=None)) == expected  # rows a new process trusts
+
+
+def test_warming_a_store_keeps_a_rebuild_notice_for_its_first_listing(tmp_path):
+    store, _ = _store(tmp_path, 2)
+    server = _server_store(store.root)
+    expected = _listed(server)
+    (store.root / INDEX).write_bytes(b"garbage" * 1000)
+    (store.root / ids_of(store)[0] / "status.json").touch()  # a change: the index is needed
+    server.warm()
+    assert _listed(server) == expected and "rebuilt" in server.index_notice
+    assert _listed(server) == expected and server.index_notice is None
+
+
+def ids_of(store: RunStore) -> list[str]:
+    return [r.id for r in store.list()]

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_TEACHERS = 8
 
 
 class Teacher(nn.Module):
@@ -49,7 +48,3 @@ def distill_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature:
     log_student = F.log_softmax(logits.float() / temperature, dim=1)
     return temperature ** 2 * F.kl_div(log_student, teacher_probs, reduction="batchmean")
 
-
-def teacher_ids(text: str) -> list[str]:
-    """'ref-batch, ref-group' -> ['ref-batch', 'ref-group'] (no validation: the schema's)."""
-    return [t.strip() for t in text.split(",") if t.strip()]

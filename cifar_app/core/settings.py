@@ -27,6 +27,15 @@ class SettingsError(ValueError):
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
+MAX_TEACHERS = 8  # the teacher setting names at most this many runs
+
+
+def teacher_ids(text: str) -> list[str]:
+    """The teacher setting's run ids: 'ref-batch, ref-group' -> ['ref-batch', 'ref-group'] (no
+    validation: ``TrainSettings.validate`` does it)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def valid_run_id(text: object) -> bool:
     """Whether ``text`` has the form of a run id (a teacher names runs by id; the run store names
     its folders by it)."""
@@ -257,8 +266,6 @@ class TrainSettings:
         return self
 
     def _check_teacher(self) -> None:
-        from cifar_app.core.distill import MAX_TEACHERS, teacher_ids
-
         ids = teacher_ids(self.teacher)
         if len(ids) > MAX_TEACHERS or len(self.teacher) > 70 * MAX_TEACHERS:
             raise SettingsError("teacher", f"at most {MAX_TEACHERS} run ids, got {shown(self.teacher)}")

@@ -34,14 +34,17 @@ import json
 import os
 import sqlite3
 import stat as stat_
+import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cifar_app.core.settings import valid_run_id
 from cifar_app.store.fileio import StoreError, file_lock
 from cifar_app.store.formats import INDEX, METRICS, MODEL, RUN_FILES, SETTINGS, STATUS
 from cifar_app.store.run import Run, RunSummary, live_summary
+from cifar_app.store.states import ACTIVE
 
 SCHEMA_VERSION = 1   # the table's layout
 SUMMARY_VERSION = 1  # how a summary is made: bump with any change to Run.raw_summary or what it uses
@@ -59,6 +62,7 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 LIST_WAIT_S = 10.0  # a listing waits this long for a writer
 PUT_WAIT_S = 0.25   # the recorder, under the run's status lock, no longer
+ROW_QUERIES = 64  # a listing that needs more rows than this reads the whole table
 LOCK = ".index.lock"  # held while a damaged index is removed and made again
 
 
@@ -115,18 +119,51 @@ def _trusted(row: tuple | None, mark: str | None, name: str, reference: bool) ->
     return summary, pid, heartbeat
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """A run as this index object last listed it."""
+
+    mark: str                # its stamp, checked against its files at ``checked``
+    quick: tuple | None      # its status file's stat then (``_quick``)
+    summary: RunSummary      # before the liveness check
+    pid: object
+    heartbeat: object
+    checked: float
+
+
+def _quick(path: str) -> tuple | None:
+    """The stat of a run's status file: what a quiet run is checked by between full checks."""
+    try:
+        st = os.stat(f"{path}/{STATUS}")
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 class RunIndex:
     """The index file of one runs folder (``root / INDEX``); rows for that folder's runs and for
     the reference runs listed with them.
 
     Args:
         root: the runs folder. Nothing is created while it does not exist.
+        recheck_s: for an object that lists again and again (the dashboard's): between two listings
+            less than this apart, a run that is not active and whose status file did not change is
+            listed as last seen, without stamping its other files, and a folder whose mtime did not
+            change is not scanned again. So a state or label change, a new or removed run, and an
+            active run's epochs are seen at once; an edit by hand of a finished run's settings,
+            log or model within ``recheck_s``. 0 (the default, the CLI's): every listing checks
+            every file.
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, recheck_s: float = 0.0) -> None:
         self.root = Path(root)
         self.path = self.root / INDEX
-        self.notice: str | None = None  # set when a damaged index was rebuilt
+        self.recheck_s = recheck_s
+        self.notice: str | None = None  # set when a damaged index was rebuilt, until a caller takes it
+        self._lock = threading.Lock()  # one listing at a time (a server's sessions share this object)
+        self._listed, self._ident = False, None
+        self._seen: dict[tuple[str, str], _Seen] = {}  # (folder key, id) -> what the last listing saw
+        self._scans: dict[str, tuple[tuple, float, list[str]]] = {}  # folder key -> (stat, when, names)
 
     def _key(self, folder: Path) -> str:
         """How rows name the folder a run is in: '' for the runs folder itself (however its path is
@@ -261,27 +298,51 @@ class RunIndex:
     def summaries(self, folders: list[tuple[Path, bool]]) -> list[RunSummary]:
         """Every run in ``folders`` ((folder, reference) pairs), in their order; each folder's runs
         newest first for user runs, in name order for reference runs. Rows are redone for runs
-        changed since, added for new folders and dropped for gone ones (and for folders no longer
-        listed)."""
-        found: list[tuple[Path, str, bool, str, str]] = []  # (folder, key, reference, id, stamp)
+        changed since, added for new folders and dropped for gone ones (and, at this index's first
+        listing, for folders no longer listed). A run whose stamp is the one this object last saw
+        is not looked up again: its summary is kept here (``_seen``)."""
+        with self._lock:
+            return self._summaries(folders)
+
+    def _summaries(self, folders: list[tuple[Path, bool]]) -> list[RunSummary]:
         now = time.time()
+        remember = self.recheck_s > 0
+        ident = self._identity()
+        first = not remember or not self._listed or ident != self._ident  # read the whole table
+        found: list[tuple[Path, str, bool, str, str]] = []  # (folder, key, reference, id, stamp)
+        kept: dict[tuple[str, str], tuple[RunSummary, object, object]] = {}
         for folder, reference in folders:
-            try:
-                names = [e.name for e in os.scandir(folder) if valid_run_id(e.name) and e.is_dir()]
-            except OSError:
-                continue
-            names.sort(reverse=not reference)
             key, base = self._key(folder), os.fspath(folder)
+            names = self._names(folder, key, reference, now)
             for name in names:
+                seen = self._seen.get((key, name)) if remember else None
+                if seen is not None and self._quiet(seen, f"{base}/{name}", now):
+                    found.append((folder, key, reference, name, seen.mark))
+                    kept[(key, name)] = seen.summary, seen.pid, seen.heartbeat
+                    continue
                 mark = stamp(f"{base}/{name}", now)
-                if mark is not None:
-                    found.append((folder, key, reference, name, mark))
-        con = self._connect()
+                if mark is None:
+                    continue
+                found.append((folder, key, reference, name, mark))
+                if seen is not None and seen.mark == mark:
+                    kept[(key, name)] = seen.summary, seen.pid, seen.heartbeat
+                    self._seen[(key, name)] = replace(seen, checked=now, quick=_quick(f"{base}/{name}"))
+        listed = {(key, name) for _, key, _, name, _ in found}
+        gone = [k for k in self._seen if k not in listed]
+        wanted = [(key, name) for _, key, _, name, _ in found if (key, name) not in kept]
         rows: dict[tuple[str, str], tuple] = {}
+        con = self._connect() if (first or wanted or gone) else None
         if con is not None:
             try:
-                for r in con.execute("SELECT folder, id, stamp, live, summary FROM runs"):
-                    rows[(r[0], r[1])] = r[2:]
+                if first or len(wanted) > ROW_QUERIES:
+                    for r in con.execute("SELECT folder, id, stamp, live, summary FROM runs"):
+                        rows[(r[0], r[1])] = r[2:]
+                else:
+                    for k in wanted:
+                        r = con.execute("SELECT stamp, live, summary FROM runs WHERE folder = ? AND id = ?",
+                                        k).fetchone()
+                        if r is not None:
+                            rows[k] = r
             except sqlite3.OperationalError:
                 rows = {}
             except sqlite3.DatabaseError as e:  # damaged beyond its header: start again
@@ -289,23 +350,71 @@ class RunIndex:
                 con, rows = self._rebuilt(str(e)), {}
         out, redo = [], []
         for folder, key, reference, name, mark in found:
-            kept = _trusted(rows.pop((key, name), None), mark, name, reference)
-            if kept is not None:
-                summary, pid, heartbeat = kept
-            else:
-                fresh = self._row(Run(folder / name, reference), mark)
-                redo.append(fresh)
-                summary = RunSummary.from_dict(json.loads(fresh[4]))
-                pid, heartbeat = json.loads(fresh[3])
+            got = kept.get((key, name))
+            if got is None:
+                got = _trusted(rows.pop((key, name), None), mark, name, reference)
+                if got is None:
+                    fresh = self._row(Run(folder / name, reference), mark)
+                    redo.append(fresh)
+                    got = RunSummary.from_dict(json.loads(fresh[4])), *json.loads(fresh[3])
+                if remember:
+                    self._seen[(key, name)] = _Seen(mark, _quick(f"{os.fspath(folder)}/{name}"), *got, now)
+            else:  # as last seen; a row the table lost (a deleted index) is written back from here
+                row = rows.pop((key, name), None)
+                if first and (row is None or row[0] != mark):
+                    redo.append((key, name, mark, json.dumps(list(got[1:])), json.dumps(got[0].as_dict())))
+            summary, pid, heartbeat = got
             out.append(summary if reference else live_summary(summary, pid, heartbeat))
+        for k in gone:
+            del self._seen[k]
+        stale = list(rows) if first or len(wanted) > ROW_QUERIES else []
+        stale += [k for k in gone if k not in rows]
         if con is not None:
             try:
-                if redo or rows:
+                if redo or stale:
                     with _transaction(con):
                         self._write(con, redo)
-                        con.executemany("DELETE FROM runs WHERE folder = ? AND id = ?", list(rows))
+                        con.executemany("DELETE FROM runs WHERE folder = ? AND id = ?", stale)
             except sqlite3.Error:
                 pass  # e.g. locked for longer than the timeout: the next listing does it
             finally:
                 con.close()
+        self._listed, self._ident = True, self._identity()
         return out
+
+    def _identity(self) -> tuple | None:
+        """Which index file is there (None: none): one deleted or replaced is read whole again."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _names(self, folder: Path, key: str, reference: bool, now: float) -> list[str]:
+        """The names of the run folders in ``folder``, in listing order. With ``recheck_s`` the
+        last scan is kept while the folder's own mtime (which any folder made, removed or renamed
+        in it moves) stays as it was, and for at most ``recheck_s``."""
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return []
+        mark = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        last = self._scans.get(key)
+        if (self.recheck_s > 0 and last is not None and last[0] == mark and now - last[1] < self.recheck_s
+                and abs(now - st.st_mtime) >= RACY_S and abs(now - st.st_ctime) >= RACY_S):
+            return last[2]
+        try:
+            names = [e.name for e in os.scandir(folder) if valid_run_id(e.name) and e.is_dir()]
+        except OSError:
+            return []
+        names.sort(reverse=not reference)
+        self._scans[key] = (mark, now, names)
+        return names
+
+    def _quiet(self, seen: _Seen, path: str, now: float) -> bool:
+        """Whether a run last seen as ``seen`` can be listed without stamping its files: within
+        ``recheck_s`` of its last full check, not active (an active run's log and model change
+        without its status), its last stamp was not racy, and its status file is as it was then
+        (every change of state or label, from any process, rewrites that file)."""
+        return (self.recheck_s > 0 and now - seen.checked < self.recheck_s and "|racy:" not in seen.mark
+                and seen.summary.status not in ACTIVE and seen.quick is not None and _quick(path) == seen.quick)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from cifar_app.core.data import CifarData
 from cifar_app.core.records import BatchStats, EpochStats
-from cifar_app.core.settings import TrainSettings
+from cifar_app.core.settings import TrainSettings, teacher_ids
 from cifar_app.store.index import RunIndex
 from cifar_app.store.run import Run
 from cifar_app.store.states import RunState
@@ -59,7 +59,6 @@ def run_training(rec, settings: TrainSettings, data: CifarData, resume: bool,
 def teacher_records(store, settings: TrainSettings) -> list[dict]:
     """The model records of the runs ``settings.teacher`` names, from ``store`` (reference runs
     included); ``TeacherUnavailable`` naming the first that has no usable model."""
-    from cifar_app.core.distill import teacher_ids
     from cifar_app.store.fileio import StoreError
     from cifar_app.store.run import RunDamaged, RunNotFound
 

@@ -63,13 +63,16 @@ class RunStore:
         root: the user's runs directory (created on first write); default ``default_runs_dir()``.
         reference_root: folder of read-only reference runs; None hides them; default
             ``default_reference_root()``.
+        recheck_s: for a store that lists again and again (the dashboard's): see ``RunIndex``. 0
+            (the default): every listing checks every run's files.
     """
 
     def __init__(self, root: Path | str | None = None,
-                 reference_root: Path | None | str = "default") -> None:
+                 reference_root: Path | None | str = "default", recheck_s: float = 0.0) -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
         self.reference_root = default_reference_root() if reference_root == "default" else reference_root
         self.index_notice: str | None = None  # set by summaries() when it rebuilt a damaged index
+        self._index = RunIndex(self.root, recheck_s)  # kept: it remembers what it last listed
 
     def ensure_root(self) -> Path:
         """Create the runs folder if needed; ``StoreError`` (path and reason) when it cannot be
@@ -173,13 +176,20 @@ class RunStore:
         """``summary()`` of every run, in ``list()`` order, through the run index (``index.py``):
         only runs changed since the last listing are read. ``index_notice`` says when a damaged
         index had to be rebuilt."""
-        index = RunIndex(self.root)
+        out = self._index.summaries(self._folders())
+        self.index_notice, self._index.notice = self._index.notice, None
+        return out
+
+    def warm(self) -> None:
+        """List once, so that a store that lists again and again (``recheck_s``) remembers every
+        run before its first caller asks; a rebuild's notice is kept for that caller."""
+        self._index.summaries(self._folders())
+
+    def _folders(self) -> list[tuple[Path, bool]]:
         folders = [(self.root, False)]
         if self.reference_root is not None:
             folders.append((self.reference_root, True))
-        out = index.summaries(folders)
-        self.index_notice = index.notice
-        return out
+        return folders
 
     def summary(self, run_id: str) -> RunSummary:
         """One run's ``summary()`` through the run index (its logs are read only when its files
@@ -245,12 +255,16 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
     return Run(dst)
 
 
+RECHECK_S = 10.0  # the dashboard's store: a finished run's files are stamped at most this often
+
+
 @functools.lru_cache(maxsize=16)
 def _store_at(root: str) -> RunStore:
-    return RunStore(root)
+    return RunStore(root, recheck_s=RECHECK_S)
 
 
 def default_store() -> RunStore:
     """The store of ``default_runs_dir()``, one per folder in this process: the one the dashboard's
-    pages and its live routes share."""
+    pages and its live routes share. It lists again and again, so it remembers what it listed
+    (``RECHECK_S``: see ``RunIndex``)."""
     return _store_at(str(default_runs_dir()))

@@ -9,6 +9,8 @@ packaged ``cifar_app/web/dashboard.py`` that ``cifar-app serve`` runs) are these
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +90,21 @@ def server() -> dict:
     base, policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
     if policy.token_required and (problem := access.token_problem(access.server_token()[0])):
         raise SystemExit(f"error: {problem}")  # an exposed server with a guessable token: do not serve
+    # The first listing of a store reads every row of its index (at 10,000 runs, about half a
+    # second; for a store made before the index, every run's log): made now, not by the first visitor.
+    threading.Thread(target=_list_once, name="list-runs-once", daemon=True).start()
     if policy.token_required:  # no traceback, and so no server path, in a visitor's browser
         st.set_option("client.showErrorDetails", "none")
     return {"routes": routes(base, policy),
             "middleware": [Middleware(Gate, policy=policy, base_url_path=base)]}
+
+
+def _list_once() -> None:
+    """List the server's store once (``server``), so that it remembers every run (``RunIndex``)."""
+    from cifar_app.store.runstore import default_store
+
+    with contextlib.suppress(Exception):  # a store that cannot be listed is the pages' to report
+        default_store().warm()
 
 
 def session() -> None:

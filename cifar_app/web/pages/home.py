@@ -81,7 +81,8 @@ else:
                f"training time {format_duration(sum(s.seconds for s in summaries))}.")
 
 mine = [s for s in shown_runs if not s.reference]
-linked = next((s for s in summaries if s.id == st.query_params.get("run") and not s.reference), None)
+wanted = st.query_params.get("run")
+linked = next((s for s in summaries if s.id == wanted and not s.reference), None) if wanted else None
 if linked is not None and linked not in mine:  # a link to this page names a run on another page
     mine.insert(0, linked)
 if mine:
