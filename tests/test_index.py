@@ -512,7 +512,7 @@ def test_an_edit_by_hand_of_a_finished_runs_log_is_seen_within_recheck_s(tmp_pat
     assert _listed(server) == _direct(store)
 
 
-def test_a_store_that_lists_again_and_again_writes_a_deleted_index_back_without_reading_runs(tmp_path, monkeypatch):
+def test_a_store_that_lists_again_and_again_writes_a_new_index_back_unread(tmp_path, monkeypatch):
     store, ids = _store(tmp_path, 3)
     server = _server_store(store.root)
     expected = _listed(server)
@@ -525,16 +525,131 @@ def test_a_store_that_lists_again_and_again_writes_a_deleted_index_back_without_
     assert _listed(RunStore(store.root, reference_root=None)) == expected  # rows a new process trusts
 
 
-def test_warming_a_store_keeps_a_rebuild_notice_for_its_first_listing(tmp_path):
-    store, _ = _store(tmp_path, 2)
+def test_a_rebuild_notice_is_kept_for_every_page_of_the_dashboards_store_for_a_while(tmp_path):
+    store, ids = _store(tmp_path, 2)
     server = _server_store(store.root)
     expected = _listed(server)
     (store.root / INDEX).write_bytes(b"garbage" * 1000)
-    (store.root / ids_of(store)[0] / "status.json").touch()  # a change: the index is needed
-    server.warm()
-    assert _listed(server) == expected and "rebuilt" in server.index_notice
-    assert _listed(server) == expected and server.index_notice is None
+    server.warm()  # the server's own first listing: no page has asked yet
+    for _ in range(2):  # e.g. Compare, then the Runs page
+        assert _listed(server) == expected and "rebuilt" in server.index_notice
+    (store.root / INDEX).write_bytes(b"garbage" * 1000)
+    cli = RunStore(store.root, reference_root=None)  # one listing, one notice
+    assert _listed(cli) == expected and "rebuilt" in cli.index_notice
+    assert _listed(cli) == expected and cli.index_notice is None
 
 
-def ids_of(store: RunStore) -> list[str]:
-    return [r.id for r in store.list()]
+def _rows(store: RunStore) -> list[str]:
+    with contextlib.closing(sqlite3.connect(store.root / INDEX, isolation_level=None)) as con:
+        return sorted(r[0] for r in con.execute("SELECT id FROM runs"))
+
+
+def test_rows_a_failed_write_left_out_are_written_by_a_later_listing(tmp_path, monkeypatch):
+    store, ids = _store(tmp_path, 4)
+    server = _server_store(store.root)
+    real = RunIndex._write
+
+    def locked(con, rows):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(RunIndex, "_write", staticmethod(locked))
+    expected = _listed(server)
+    assert _rows(store) == []
+    monkeypatch.setattr(RunIndex, "_write", staticmethod(real))
+    assert _listed(server) == expected and _rows(store) == sorted(ids)
+
+
+@pytest.mark.parametrize("how", ["damaged in place", "made again by a worker"])
+def test_an_index_file_made_again_under_a_warm_store_gets_every_row(tmp_path, how):
+    store, ids = _store(tmp_path, 4)
+    server = _server_store(store.root)
+    server.summaries()
+    path = store.root / INDEX
+    other = RunStore(store.root, reference_root=None)
+    if how == "damaged in place":  # the header intact: the file looks like the same one
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 3 + 7])
+        other.rename(ids[0], "renamed")  # a change, so the listing needs the table
+    else:  # deleted, then a worker's epoch makes a new file with its own row (maybe the same inode)
+        path.unlink()
+        RunIndex(store.root).put(other.get(ids[0]))
+    assert _listed(server) == _direct(store)
+    assert _rows(store) == sorted(ids)
+
+
+def test_a_label_changed_while_a_listing_reads_is_seen_by_the_next(tmp_path, monkeypatch):
+    store, ids = _store(tmp_path, 3)
+    store.summaries()  # the rows are in the table: the server trusts them
+    server = _server_store(store.root)
+    other = RunStore(store.root, reference_root=None)
+    real = index.stamp
+
+    def then_renamed(folder, now=None):
+        mark = real(folder, now)
+        if Path(folder).name == ids[0] and not os.environ.get("RENAMED"):
+            monkeypatch.setenv("RENAMED", "1")
+            other.rename(ids[0], "renamed while listed")  # between its stamp and its row's read
+        return mark
+
+    monkeypatch.setattr(index, "stamp", then_renamed)
+    server.summaries()
+    monkeypatch.setattr(index, "stamp", real)
+    assert {s.id: s.label for s in server.summaries()}[ids[0]] == "renamed while listed"
+
+
+class _CoarseClock:
+    """``os`` as index.py sees it on a file system whose timestamps tick every ``TICK`` ns."""
+
+    TICK = 200_000_000
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def stat(self, path, *args, **kwargs):
+        st = os.stat(path, *args, **kwargs)
+        m, c = (t // self.TICK * self.TICK for t in (st.st_mtime_ns, st.st_ctime_ns))
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
+                               st.st_size, m // 10**9, m // 10**9, c // 10**9, m / 1e9, m / 1e9, c / 1e9,
+                               0, m, m, c))
+
+
+def test_a_run_added_in_the_tick_of_the_last_scan_is_not_hidden(tmp_path, monkeypatch):
+    store, _ = _store(tmp_path, 1)
+    monkeypatch.setattr(index, "os", _CoarseClock())
+    monkeypatch.setattr(index, "RACY_S", 2 * _CoarseClock.TICK / 1e9)  # as sized for the tick
+    server = _server_store(store.root)
+    staging = tmp_path / "staging"
+    for attempt in range(20):
+        made = []
+        for name in (f"20990101-000000-batch-a{attempt:05d}", f"20990101-000000-batch-b{attempt:05d}"):
+            shutil.copytree(store.root / store.list()[-1].id, staging / name)
+            made.append(name)
+        while time.time_ns() % _CoarseClock.TICK > _CoarseClock.TICK // 10:  # the start of a tick
+            pass
+        start = time.time_ns() // _CoarseClock.TICK
+        os.rename(staging / made[0], store.root / made[0])
+        server.summaries()  # scans the folder while its mtime is this tick
+        os.rename(staging / made[1], store.root / made[1])
+        if time.time_ns() // _CoarseClock.TICK == start:
+            break  # the second run came in the same tick: the folder's stat did not move
+    else:
+        pytest.skip("this machine never did it within one tick")
+    deadline = time.monotonic() + 5
+    while time.time() - (start + 1) * _CoarseClock.TICK / 1e9 < index.RACY_S:  # the tick is no longer recent
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert made[1] in {s.id for s in server.summaries()}
+
+
+def test_a_wall_clock_set_back_does_not_stretch_recheck_s(tmp_path, monkeypatch):
+    store, ids = _store(tmp_path, 2)
+    server = _server_store(store.root, recheck_s=0.5)
+    server.summaries()
+    with open(store.root / ids[0] / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(_epoch(2, 0.97).to_record()) + "\n")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)  # NTP steps the clock back an hour
+    deadline = time.monotonic() + 10
+    while {s.id: s.best_test_acc for s in server.summaries()}[ids[0]] != 0.97:
+        assert time.monotonic() < deadline, "the edit was never seen"
+        time.sleep(0.05)

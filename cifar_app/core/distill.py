@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 class Teacher(nn.Module):
     """Trained models, each with the mean and std it normalizes by, averaged as one teacher."""
 

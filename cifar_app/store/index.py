@@ -14,6 +14,10 @@ The run folders stay the truth; the index is a cache that can always be rebuilt 
 - the summary is kept as the files say it, before the liveness check: the state of an active run
   depends on whether its process lives, so that check is made at every listing from the row's pid
   and heartbeat (``run.live_summary``), without reading the folder;
+- a process that lists again and again (the dashboard's store: ``recheck_s``) keeps what it
+  listed in memory: a run that is not active and whose status file is as its stamp saw it is
+  listed as it was, for at most ``recheck_s`` between full checks; a folder whose stat did not move
+  is not scanned again; the table is read only for the runs that changed;
 - the recorder writes its run's row at each epoch end and state change, under the run's status
   lock; it waits at most ``PUT_WAIT_S`` for the index (a listing writing at that moment), and
   skips the write rather than hold up training: the next listing sees the files changed;
@@ -84,10 +88,33 @@ def stamp(folder: Path | str, now: float | None = None) -> str | None:
             continue
         found = found or name in RUN_FILES
         racy = racy or abs(now - st.st_mtime) < RACY_S or abs(now - st.st_ctime) < RACY_S
-        parts.append(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+        parts.append(_file_part(st))
     if not found:
         return None
     return "|".join(parts) + (f"|racy:{os.urandom(6).hex()}" if racy else "")
+
+
+def _nonce() -> int:
+    """A new index file's ``application_id``: a listing that remembers its rows (``recheck_s``)
+    knows from it (header bytes 68-71) that the file was made again, even under the same inode."""
+    return 1 + int.from_bytes(os.urandom(4), "big") % (2**31 - 1)
+
+
+def _file_part(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+_STATUS_PART = 1 + _STAMPED.index(STATUS)  # where a stamp has the status file (after the version)
+
+
+def _status_unchanged(path: str, mark: str) -> bool:
+    """Whether a run's status file is the one its stamp ``mark`` saw (a stat, taken before the
+    summary was read, so a change made while it was read is not hidden)."""
+    try:
+        st = os.stat(f"{path}/{STATUS}")
+    except OSError:
+        return False
+    return stat_.S_ISREG(st.st_mode) and mark.split("|")[_STATUS_PART] == _file_part(st)
 
 
 @contextlib.contextmanager
@@ -124,20 +151,10 @@ class _Seen:
     """A run as this index object last listed it."""
 
     mark: str                # its stamp, checked against its files at ``checked``
-    quick: tuple | None      # its status file's stat then (``_quick``)
     summary: RunSummary      # before the liveness check
     pid: object
     heartbeat: object
-    checked: float
-
-
-def _quick(path: str) -> tuple | None:
-    """The stat of a run's status file: what a quiet run is checked by between full checks."""
-    try:
-        st = os.stat(f"{path}/{STATUS}")
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    checked: float           # time.monotonic()
 
 
 class RunIndex:
@@ -151,8 +168,9 @@ class RunIndex:
             listed as last seen, without stamping its other files, and a folder whose mtime did not
             change is not scanned again. So a state or label change, a new or removed run, and an
             active run's epochs are seen at once; an edit by hand of a finished run's settings,
-            log or model within ``recheck_s``. 0 (the default, the CLI's): every listing checks
-            every file.
+            log or model within ``recheck_s`` (on a local file system with fine or 4 ms
+            timestamps: see ``RACY_S``). 0 (the default, the CLI's): every listing checks every
+            file.
     """
 
     def __init__(self, root: Path | str, recheck_s: float = 0.0) -> None:
@@ -161,7 +179,7 @@ class RunIndex:
         self.recheck_s = recheck_s
         self.notice: str | None = None  # set when a damaged index was rebuilt, until a caller takes it
         self._lock = threading.Lock()  # one listing at a time (a server's sessions share this object)
-        self._listed, self._ident = False, None
+        self._synced: tuple | None = None  # the index file (``_identity``) holding every row this knows
         self._seen: dict[tuple[str, str], _Seen] = {}  # (folder key, id) -> what the last listing saw
         self._scans: dict[str, tuple[tuple, float, list[str]]] = {}  # folder key -> (stat, when, names)
 
@@ -210,6 +228,7 @@ class RunIndex:
             if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 con.execute("DROP TABLE IF EXISTS runs")
                 con.execute(_SCHEMA)
+                con.execute(f"PRAGMA application_id={_nonce()}")  # which index file this is
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _remove(self, reason: str) -> bool:
@@ -298,25 +317,26 @@ class RunIndex:
     def summaries(self, folders: list[tuple[Path, bool]]) -> list[RunSummary]:
         """Every run in ``folders`` ((folder, reference) pairs), in their order; each folder's runs
         newest first for user runs, in name order for reference runs. Rows are redone for runs
-        changed since, added for new folders and dropped for gone ones (and, at this index's first
-        listing, for folders no longer listed). A run whose stamp is the one this object last saw
-        is not looked up again: its summary is kept here (``_seen``)."""
+        changed since, added for new folders and dropped for gone ones (and for folders no longer
+        listed, whenever the whole table is read). With ``recheck_s``, this object keeps what it
+        listed (``_seen``): a run it last saw with the same stamp (or, when quiet, the same status
+        file) is not looked up in the table again, and the table is read whole only until every
+        row it knows is in the file (again after a failed write or a new index file)."""
         with self._lock:
             return self._summaries(folders)
 
     def _summaries(self, folders: list[tuple[Path, bool]]) -> list[RunSummary]:
-        now = time.time()
+        now, tick = time.time(), time.monotonic()  # wall time for file times, monotonic for ages
         remember = self.recheck_s > 0
-        ident = self._identity()
-        first = not remember or not self._listed or ident != self._ident  # read the whole table
+        ident = self._identity() if remember else None
+        whole = not remember or self._synced is None or ident != self._synced  # read the whole table
         found: list[tuple[Path, str, bool, str, str]] = []  # (folder, key, reference, id, stamp)
         kept: dict[tuple[str, str], tuple[RunSummary, object, object]] = {}
         for folder, reference in folders:
             key, base = self._key(folder), os.fspath(folder)
-            names = self._names(folder, key, reference, now)
-            for name in names:
+            for name in self._names(folder, key, reference, now, tick):
                 seen = self._seen.get((key, name)) if remember else None
-                if seen is not None and self._quiet(seen, f"{base}/{name}", now):
+                if seen is not None and self._quiet(seen, f"{base}/{name}", tick):
                     found.append((folder, key, reference, name, seen.mark))
                     kept[(key, name)] = seen.summary, seen.pid, seen.heartbeat
                     continue
@@ -326,15 +346,20 @@ class RunIndex:
                 found.append((folder, key, reference, name, mark))
                 if seen is not None and seen.mark == mark:
                     kept[(key, name)] = seen.summary, seen.pid, seen.heartbeat
-                    self._seen[(key, name)] = replace(seen, checked=now, quick=_quick(f"{base}/{name}"))
+                    self._seen[(key, name)] = replace(seen, checked=tick)
         listed = {(key, name) for _, key, _, name, _ in found}
         gone = [k for k in self._seen if k not in listed]
         wanted = [(key, name) for _, key, _, name, _ in found if (key, name) not in kept]
+        whole = whole or len(wanted) > ROW_QUERIES
         rows: dict[tuple[str, str], tuple] = {}
-        con = self._connect() if (first or wanted or gone) else None
+        con = None
+        if whole or wanted or gone:
+            notice = self.notice
+            con = self._connect()
+            whole = whole or self.notice is not notice  # a damaged file was made again: fill it
         if con is not None:
             try:
-                if first or len(wanted) > ROW_QUERIES:
+                if whole:
                     for r in con.execute("SELECT folder, id, stamp, live, summary FROM runs"):
                         rows[(r[0], r[1])] = r[2:]
                 else:
@@ -347,7 +372,7 @@ class RunIndex:
                 rows = {}
             except sqlite3.DatabaseError as e:  # damaged beyond its header: start again
                 con.close()
-                con, rows = self._rebuilt(str(e)), {}
+                con, rows, whole = self._rebuilt(str(e)), {}, True
         out, redo = [], []
         for folder, key, reference, name, mark in found:
             got = kept.get((key, name))
@@ -358,63 +383,77 @@ class RunIndex:
                     redo.append(fresh)
                     got = RunSummary.from_dict(json.loads(fresh[4])), *json.loads(fresh[3])
                 if remember:
-                    self._seen[(key, name)] = _Seen(mark, _quick(f"{os.fspath(folder)}/{name}"), *got, now)
-            else:  # as last seen; a row the table lost (a deleted index) is written back from here
+                    self._seen[(key, name)] = _Seen(mark, *got, tick)
+            else:  # as last seen; a row the table lacks (a new index file) is written from here
                 row = rows.pop((key, name), None)
-                if first and (row is None or row[0] != mark):
+                if whole and (row is None or row[0] != mark):
                     redo.append((key, name, mark, json.dumps(list(got[1:])), json.dumps(got[0].as_dict())))
             summary, pid, heartbeat = got
             out.append(summary if reference else live_summary(summary, pid, heartbeat))
         for k in gone:
             del self._seen[k]
-        stale = list(rows) if first or len(wanted) > ROW_QUERIES else []
-        stale += [k for k in gone if k not in rows]
+        stale = list(rows) if whole else [k for k in gone if k not in rows]
+        synced = False
         if con is not None:
             try:
                 if redo or stale:
                     with _transaction(con):
                         self._write(con, redo)
                         con.executemany("DELETE FROM runs WHERE folder = ? AND id = ?", stale)
+                synced = True
             except sqlite3.Error:
                 pass  # e.g. locked for longer than the timeout: the next listing does it
             finally:
                 con.close()
-        self._listed, self._ident = True, self._identity()
+        if remember:  # every row this object knows is in the file: later listings need only theirs
+            if synced and (whole or self._synced is not None):
+                self._synced = self._identity()
+            elif con is not None or whole:
+                self._synced = None  # read it whole (and write what it lacks) next time
         return out
 
     def _identity(self) -> tuple | None:
-        """Which index file is there (None: none): one deleted or replaced is read whole again."""
+        """Which index file is there (None: none): its device, inode and creation nonce (header
+        bytes 68-71, ``_nonce``), so one made again, even under the same inode, is told apart."""
         try:
-            st = os.stat(self.path)
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                header = f.read(72)
         except OSError:
             return None
-        return st.st_dev, st.st_ino
+        return st.st_dev, st.st_ino, header[68:72]
 
-    def _names(self, folder: Path, key: str, reference: bool, now: float) -> list[str]:
+    def _names(self, folder: Path, key: str, reference: bool, now: float, tick: float) -> list[str]:
         """The names of the run folders in ``folder``, in listing order. With ``recheck_s`` the
-        last scan is kept while the folder's own mtime (which any folder made, removed or renamed
-        in it moves) stays as it was, and for at most ``recheck_s``."""
+        last scan is kept while the folder's own stat (which any folder made, removed or renamed
+        in it moves) stays as it was, for at most ``recheck_s``; a scan made while the folder's
+        mtime was racy (within ``RACY_S`` of the scan) is not kept: a folder made in the same
+        timestamp tick would not move it."""
         try:
             st = os.stat(folder)
         except OSError:
             return []
-        mark = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        mark = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
         last = self._scans.get(key)
-        if (self.recheck_s > 0 and last is not None and last[0] == mark and now - last[1] < self.recheck_s
-                and abs(now - st.st_mtime) >= RACY_S and abs(now - st.st_ctime) >= RACY_S):
+        if (self.recheck_s > 0 and last is not None and last[0] == mark
+                and 0 <= tick - last[1] < self.recheck_s):
             return last[2]
         try:
             names = [e.name for e in os.scandir(folder) if valid_run_id(e.name) and e.is_dir()]
         except OSError:
             return []
         names.sort(reverse=not reference)
-        self._scans[key] = (mark, now, names)
+        if self.recheck_s > 0:
+            if abs(now - st.st_mtime) >= RACY_S and abs(now - st.st_ctime) >= RACY_S:
+                self._scans[key] = (mark, tick, names)
+            else:
+                self._scans.pop(key, None)
         return names
 
-    def _quiet(self, seen: _Seen, path: str, now: float) -> bool:
+    def _quiet(self, seen: _Seen, path: str, tick: float) -> bool:
         """Whether a run last seen as ``seen`` can be listed without stamping its files: within
         ``recheck_s`` of its last full check, not active (an active run's log and model change
-        without its status), its last stamp was not racy, and its status file is as it was then
-        (every change of state or label, from any process, rewrites that file)."""
-        return (self.recheck_s > 0 and now - seen.checked < self.recheck_s and "|racy:" not in seen.mark
-                and seen.summary.status not in ACTIVE and seen.quick is not None and _quick(path) == seen.quick)
+        without its status), its last stamp was not racy, and its status file is the one that
+        stamp saw (every change of state or label, from any process, rewrites that file)."""
+        return (0 <= tick - seen.checked < self.recheck_s and "|racy:" not in seen.mark
+                and seen.summary.status not in ACTIVE and _status_unchanged(path, seen.mark))

@@ -73,6 +73,7 @@ class RunStore:
         self.reference_root = default_reference_root() if reference_root == "default" else reference_root
         self.index_notice: str | None = None  # set by summaries() when it rebuilt a damaged index
         self._index = RunIndex(self.root, recheck_s)  # kept: it remembers what it last listed
+        self._notice: tuple[str, float] | None = None  # the last rebuild's notice, and when
 
     def ensure_root(self) -> Path:
         """Create the runs folder if needed; ``StoreError`` (path and reason) when it cannot be
@@ -175,9 +176,15 @@ class RunStore:
     def summaries(self) -> list[RunSummary]:
         """``summary()`` of every run, in ``list()`` order, through the run index (``index.py``):
         only runs changed since the last listing are read. ``index_notice`` says when a damaged
-        index had to be rebuilt."""
+        index had to be rebuilt: at this listing, or, for a store with ``recheck_s`` (the
+        dashboard's, whose pages share it), within the last ``NOTICE_S``."""
         out = self._index.summaries(self._folders())
-        self.index_notice, self._index.notice = self._index.notice, None
+        notice, self._index.notice = self._index.notice, None
+        if notice is not None:
+            self._notice = notice, time.monotonic()
+        if self._index.recheck_s > 0 and self._notice and time.monotonic() - self._notice[1] < NOTICE_S:
+            notice = self._notice[0]  # a store many pages share: every page shows it for a while
+        self.index_notice = notice
         return out
 
     def warm(self) -> None:
@@ -256,6 +263,7 @@ def copy_run(src: Run, dst: Path, status: dict, batch_every: int = 1) -> Run:
 
 
 RECHECK_S = 10.0  # the dashboard's store: a finished run's files are stamped at most this often
+NOTICE_S = 600.0  # and it says that its index was rebuilt for this long after
 
 
 @functools.lru_cache(maxsize=16)

@@ -91,7 +91,8 @@ def server() -> dict:
     if policy.token_required and (problem := access.token_problem(access.server_token()[0])):
         raise SystemExit(f"error: {problem}")  # an exposed server with a guessable token: do not serve
     # The first listing of a store reads every row of its index (at 10,000 runs, about half a
-    # second; for a store made before the index, every run's log): made now, not by the first visitor.
+    # second; for a store made before the index, every run's log): started now, so that a visitor
+    # who comes later finds it done (one who comes sooner waits for it, rather than doing it again).
     threading.Thread(target=_list_once, name="list-runs-once", daemon=True).start()
     if policy.token_required:  # no traceback, and so no server path, in a visitor's browser
         st.set_option("client.showErrorDetails", "none")
