@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cifar_app.core.norms import NORMS
-from cifar_app.lab.claims.evidence import COLLAPSED
+from cifar_app.lab.claims.evidence import COLLAPSED, counted_accuracy
 from cifar_app.lab.claims.optimization import matched_fit, probe_summary, train_test_gap
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults, PointResult, ResultsDamaged
@@ -88,18 +88,21 @@ def groups_table(res: ExperimentResults) -> str:
 
 
 def seeds_row_table(res: ExperimentResults) -> str:
-    """One row per norm: each seed's accuracy and mean ± std."""
+    """One row per norm: each seed's accuracy and mean ± std, a failed (diverged) seed counted at
+    chance, as the verdicts count it (``counted_accuracy``)."""
     by: dict[str, dict[int, PointResult]] = {}
     for p in res.points:
         by.setdefault(p.settings["norm"], {})[p.settings["seed"]] = p
     seeds = sorted({s for v in by.values() for s in v})
     rows = []
     for n in _norm_order(by):
-        accs = [p.final_test_acc for p in by[n].values() if p.final_test_acc is not None]
+        accs = [a for p in by[n].values() if (a := counted_accuracy(p)) is not None]
         spread = (f"**{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}**"
                   if len(accs) > 1 else "")
         rows.append([SHORT.get(n, n), *(_acc(by[n][s]) if s in by[n] else "" for s in seeds), spread])
-    return markdown_table(["final test accuracy", *(f"seed {s}" for s in seeds), "mean ± std"], rows)
+    failed = any(p.state == RunState.FAILED for v in by.values() for p in v.values())
+    return markdown_table(["final test accuracy", *(f"seed {s}" for s in seeds),
+                           "mean ± std (failed: at chance)" if failed else "mean ± std"], rows)
 
 
 def landscape_table(res: ExperimentResults) -> str:

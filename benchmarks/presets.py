@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from cifar_app.lab.presets import PRESETS
     from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults
     from cifar_app.store.runstore import RunStore
+    from cifar_app.store.states import TERMINAL
 
     exps = ExperimentStore(RunStore(args.runs_dir, reference_root=None))
     if args.export:
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if foreign := preset.foreign_points(res, {k: parse_setting(k, v) for k, v in sets.items()}):
             p.error(f"{len(foreign)} point(s) are not the {preset.name} preset's (with {sets or 'no --set'}),"
                     f" e.g. {foreign[0]}")
-        done = res.completed()
-        wall = sum(p.seconds for p in done) / 2
+        done = [p for p in res.points if p.state in TERMINAL]  # a failed (diverged) point is a result
+        wall = sum(p.seconds or 0 for p in done) / 2
         record = {**res.to_dict(), "wall_seconds": round(wall, 1), "compute": _compute(res.points, wall),
                   "partial": len(done) < len(res.points), "machine": _machine()}
         return _write(args, record)

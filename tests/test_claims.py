@@ -147,6 +147,10 @@ def test_shipped_results_record_their_arithmetic(store):
             if p.state == "completed"
         ), preset
         assert len({p.settings["seed"] for p in res.points}) >= 3, preset
+    seeds = shipped.results["seeds"]  # bf16, as its points ask; a diverged point records it too
+    assert not PRESETS["seeds"].foreign_points(seeds)
+    assert {p.state for p in seeds.points} <= {"completed", "failed"}
+    assert all(p.env and p.env["precision"] == "bf16" and p.env["cpu_capability"] for p in seeds.points)
 
 
 def test_with_nothing_stored_a_row_names_its_preset(bare):

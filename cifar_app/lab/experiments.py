@@ -214,20 +214,22 @@ class ExperimentStore:
 
     def results(self, exp: Experiment) -> ExperimentResults:
         """The experiment's results with each completed point's epoch records and landscape
-        records (a damaged run counts as not completed)."""
+        records (a damaged run counts as not completed), and the arithmetic (``env``) of each
+        completed or failed point (a divergence can depend on it)."""
         out = []
         for p in self.point_statuses(exp):
             epochs = landscape = env = None
             state = p.state
-            if p.state == RunState.COMPLETED:
+            if p.state in (RunState.COMPLETED, RunState.FAILED):
                 try:
                     run = self.runs.get(p.run_id)
-                    epochs = [{k: e.to_record()[k] for k in EPOCH_FIELDS} for e in run.metrics().epochs]
-                    landscape = list(run.landscape()) or None
+                    if p.state == RunState.COMPLETED:
+                        epochs = [{k: e.to_record()[k] for k in EPOCH_FIELDS} for e in run.metrics().epochs]
+                        landscape = list(run.landscape()) or None
                     status = run.raw_status()
                     env = {k: status[k] for k in ENV_FIELDS if k in status} or None
                 except (RunNotFound, RunDamaged):
-                    state = RunState.DAMAGED
+                    state = RunState.DAMAGED if p.state == RunState.COMPLETED else state
             out.append(PointResult(p.settings, str(state), p.final_test_acc, p.best_test_acc, p.seconds,
                                    p.run_id, epochs, landscape, env))
         return ExperimentResults(exp.id, exp.preset, exp.grid, out, created=exp.created)

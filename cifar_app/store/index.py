@@ -107,14 +107,21 @@ def _file_part(st: os.stat_result) -> str:
 _STATUS_PART = 1 + _STAMPED.index(STATUS)  # where a stamp has the status file (after the version)
 
 
-def _status_unchanged(path: str, mark: str) -> bool:
-    """Whether a run's status file is the one its stamp ``mark`` saw (a stat, taken before the
-    summary was read, so a change made while it was read is not hidden)."""
+def _status_stat(mark: str) -> tuple | None:
+    """The stat of the status file that a stamp records, as ``_status_now`` gives it (None: none)."""
+    part = mark.split("|")[_STATUS_PART]
+    return tuple(int(x) for x in part.split(":")) if part not in ("-", "?") else None
+
+
+def _status_now(path: str) -> tuple | None:
+    """The stat of a run's status file now, as ``_status_stat`` reads it from a stamp."""
     try:
         st = os.stat(f"{path}/{STATUS}")
     except OSError:
-        return False
-    return stat_.S_ISREG(st.st_mode) and mark.split("|")[_STATUS_PART] == _file_part(st)
+        return None
+    if not stat_.S_ISREG(st.st_mode):
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 @contextlib.contextmanager
@@ -151,6 +158,7 @@ class _Seen:
     """A run as this index object last listed it."""
 
     mark: str                # its stamp, checked against its files at ``checked``
+    status: tuple | None     # the status file's stat in that stamp (taken before it was read)
     summary: RunSummary      # before the liveness check
     pid: object
     heartbeat: object
@@ -383,7 +391,7 @@ class RunIndex:
                     redo.append(fresh)
                     got = RunSummary.from_dict(json.loads(fresh[4])), *json.loads(fresh[3])
                 if remember:
-                    self._seen[(key, name)] = _Seen(mark, *got, tick)
+                    self._seen[(key, name)] = _Seen(mark, _status_stat(mark), *got, tick)
             else:  # as last seen; a row the table lacks (a new index file) is written from here
                 row = rows.pop((key, name), None)
                 if whole and (row is None or row[0] != mark):
@@ -455,5 +463,6 @@ class RunIndex:
         ``recheck_s`` of its last full check, not active (an active run's log and model change
         without its status), its last stamp was not racy, and its status file is the one that
         stamp saw (every change of state or label, from any process, rewrites that file)."""
-        return (0 <= tick - seen.checked < self.recheck_s and "|racy:" not in seen.mark
-                and seen.summary.status not in ACTIVE and _status_unchanged(path, seen.mark))
+        return (0 <= tick - seen.checked < self.recheck_s and seen.status is not None
+                and "|racy:" not in seen.mark and seen.summary.status not in ACTIVE
+                and _status_now(path) == seen.status)

@@ -21,7 +21,6 @@ from cifar_app.lab.claims.evidence import (
     GROUPS_DECIDING,
     Evidence,
     Finding,
-    _accuracy,
     _compute_needed,
     _judged,
     _mean_seconds,
@@ -33,6 +32,7 @@ from cifar_app.lab.claims.evidence import (
     _secondary,
     _short,
     _values,
+    counted_accuracy,
 )
 from cifar_app.store.results import ExperimentResults
 from cifar_app.store.run import RunDamaged, RunNotFound
@@ -47,7 +47,7 @@ def batch_drops(res: ExperimentResults) -> tuple[dict[str, list[float]], int, in
     sizes = sorted({p.settings["batch_size"] for p in res.points})
     table: dict[tuple[str, int], dict[int, float]] = {}
     for p in res.points:
-        if (a := _accuracy(p)) is not None:
+        if (a := counted_accuracy(p)) is not None:
             table.setdefault((p.settings["norm"], p.settings["seed"]), {})[p.settings["batch_size"]] = a
     out: dict[str, list[float]] = {}
     if len(sizes) < 2:

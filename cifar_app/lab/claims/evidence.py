@@ -128,7 +128,7 @@ def _notes(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _accuracy(p: PointResult) -> float | None:
+def counted_accuracy(p: PointResult) -> float | None:
     """A point's result as a verdict counts it: its final test accuracy, chance for a point that
     failed (diverged), None for one that has no result yet (pending, stopped, damaged)."""
     if p.state == RunState.COMPLETED and p.final_test_acc is not None:
@@ -141,7 +141,7 @@ def _accuracy(p: PointResult) -> float | None:
 def _values(
     res: ExperimentResults,
     key: Callable[[dict], object],
-    value: Callable[[PointResult], float | None] = _accuracy,
+    value: Callable[[PointResult], float | None] = counted_accuracy,
 ) -> dict:
     """``value`` of each point with a result, grouped by ``key(settings)`` (None: left out)."""
     out: dict = {}

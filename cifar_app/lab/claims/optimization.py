@@ -22,7 +22,6 @@ from cifar_app.lab.claims.evidence import (
     PROXY_TARGET,
     Evidence,
     Finding,
-    _accuracy,
     _judged,
     _missing,
     _ms,
@@ -32,6 +31,7 @@ from cifar_app.lab.claims.evidence import (
     _secondary,
     _short,
     _values,
+    counted_accuracy,
 )
 from cifar_app.store.results import ExperimentResults, PointResult
 from cifar_app.store.states import RunState
@@ -161,7 +161,7 @@ def _lr_table(res: ExperimentResults) -> dict[str, dict[float, list[float]]]:
     """norm -> max_lr -> per-seed accuracies (a failed point at chance)."""
     out: dict[str, dict[float, list[float]]] = {}
     for p in res.points:
-        if (a := _accuracy(p)) is not None:
+        if (a := counted_accuracy(p)) is not None:
             out.setdefault(p.settings["norm"], {}).setdefault(p.settings["max_lr"], []).append(a)
     return out
 
@@ -333,7 +333,7 @@ def judge_regularizes(ev: Evidence, paper: Paper | None) -> Finding:
         return _missing("regularization")
     learned = [p for p in res.completed() if p.epochs and p.final_test_acc > COLLAPSED]
     failed = {
-        n: sum(1 for p in res.points if p.settings["norm"] == n and (_accuracy(p) or 1.0) <= COLLAPSED)
+        n: sum(1 for p in res.points if p.settings["norm"] == n and (counted_accuracy(p) or 1.0) <= COLLAPSED)
         for n in dict.fromkeys(p.settings["norm"] for p in res.points)
     }
     curves: dict[str, list[list[dict]]] = {}
