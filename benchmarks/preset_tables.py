@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cifar_app.core.norms import NORMS
-from cifar_app.lab.claims.evidence import COLLAPSED, counted_accuracy
+from cifar_app.lab.claims.evidence import COLLAPSED
 from cifar_app.lab.claims.optimization import matched_fit, probe_summary, train_test_gap
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults, PointResult, ResultsDamaged
@@ -88,21 +88,24 @@ def groups_table(res: ExperimentResults) -> str:
 
 
 def seeds_row_table(res: ExperimentResults) -> str:
-    """One row per norm: each seed's accuracy and mean ± std, a failed (diverged) seed counted at
-    chance, as the verdicts count it (``counted_accuracy``)."""
+    """One row per norm: each seed's accuracy and mean ± std; for a norm with failed (diverged)
+    seeds, the mean of the seeds that trained and how many diverged (a mean with them at chance,
+    as a verdict's input, would describe no seed)."""
     by: dict[str, dict[int, PointResult]] = {}
     for p in res.points:
         by.setdefault(p.settings["norm"], {})[p.settings["seed"]] = p
     seeds = sorted({s for v in by.values() for s in v})
     rows = []
     for n in _norm_order(by):
-        accs = [a for p in by[n].values() if (a := counted_accuracy(p)) is not None]
+        failed = sum(p.state == RunState.FAILED for p in by[n].values())
+        accs = [p.final_test_acc for p in by[n].values()
+                if p.state == RunState.COMPLETED and p.final_test_acc is not None]
         spread = (f"**{100 * statistics.fmean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}**"
-                  if len(accs) > 1 else "")
+                  if len(accs) > 1 else f"**{100 * accs[0]:.2f}**" if accs and failed else "")
+        if failed:
+            spread += f" ({len(accs)} trained, {failed} of {len(by[n])} diverged)"
         rows.append([SHORT.get(n, n), *(_acc(by[n][s]) if s in by[n] else "" for s in seeds), spread])
-    failed = any(p.state == RunState.FAILED for v in by.values() for p in v.values())
-    return markdown_table(["final test accuracy", *(f"seed {s}" for s in seeds),
-                           "mean ± std (failed: at chance)" if failed else "mean ± std"], rows)
+    return markdown_table(["final test accuracy", *(f"seed {s}" for s in seeds), "mean ± std"], rows)
 
 
 def landscape_table(res: ExperimentResults) -> str:
@@ -299,7 +302,8 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
             return m.group(0)
         body = table(name, load(name, folder))
         return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
-    readme = re.sub(r"<!-- preset-table (\S+) -->\n.*?\n<!-- /preset-table \1 -->", one, readme, flags=re.S)
+    readme = re.sub(r"<!-- preset-table (\S+) -->\n(?:.*?\n)?<!-- /preset-table \1 -->", one, readme,
+                    flags=re.S)  # an empty block (a new one) is filled too
     for marker, make in (("compute-table", compute_table), ("batchdep-table", batchdep_table)):
         if f"<!-- {marker} -->" in readme:
             block = f"<!-- {marker} -->\n{make()}\n<!-- /{marker} -->"

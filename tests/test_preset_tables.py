@@ -4,6 +4,7 @@ in place and nothing outside it moves."""
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,13 @@ def test_a_truncated_results_file_stops_with_one_line_naming_it(tmp_path):
     with pytest.raises(SystemExit) as e:
         preset_tables.fill(block, tmp_path)
     assert str(e.value).startswith(f"error: {tmp_path / 'preset_seed-layernorm.json'}: not a readable")
+
+
+def test_an_empty_block_is_filled_and_every_docs_block_has_a_table(tmp_path):
+    empty = "<!-- preset-table seeds -->\n<!-- /preset-table seeds -->\n"
+    assert "| BatchNorm |" in preset_tables.fill(empty, tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for name, body in re.findall(r"<!-- preset-table (\S+) -->\n(.*?)<!-- /preset-table \1 -->",
+                                     doc.read_text(encoding="utf-8"), flags=re.S):
+            assert body.startswith("| "), f"{doc.name}: the {name} block is empty"

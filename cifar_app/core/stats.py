@@ -136,6 +136,29 @@ def mean_interval(values: Sequence[float], alpha: float = ALPHA) -> dict:
     return {"mean": m, "low": float(low), "high": float(high), "n": len(xs)}
 
 
+def divergence_rows(failed_a: int, n_a: int, failed_b: int, n_b: int, a: Sequence[float],
+                    b: Sequence[float], names: tuple[str, str], scale: float, unit: str) -> list[str]:
+    """What can be said of two arms when one has seeds that diverged (a bimodal arm, on which a
+    t-test's interval is not interpretable): each arm's divergence rate with its exact (Clopper-
+    Pearson) 95% interval and Fisher's exact test of the two; then the exact one-sided Mann-Whitney
+    test of ``a`` > ``b`` on the values with a diverged seed ranked last (``a``, ``b``: the values
+    as the verdict counts them), with the smallest p its sizes allow."""
+    def rate(k: int, n: int) -> str:
+        ci = stats.binomtest(k, n).proportion_ci(1 - ALPHA, method="exact")
+        return f"{k} of {n} ({100 * ci.low:.0f}–{100 * ci.high:.0f}%)"
+
+    fisher = stats.fisher_exact([[failed_a, n_a - failed_a], [failed_b, n_b - failed_b]]).pvalue
+    rows = [f"diverged: {names[0]} {rate(failed_a, n_a)}, {names[1]} {rate(failed_b, n_b)}, exact "
+            f"95% intervals; Fisher's exact p = {fisher:.2g}"]
+    a, b = clean(a), clean(b)
+    if a and b:
+        u = stats.mannwhitneyu(a, b, alternative="greater", method="exact")
+        best = 1 / math.comb(len(a) + len(b), len(a))
+        rows.append(f"exact Mann-Whitney, {names[0]} > {names[1]} (a diverged seed ranked last): "
+                    f"p = {u.pvalue:.2g} (the smallest {len(a)} vs {len(b)} seeds allow: {best:.2g})")
+    return rows
+
+
 def permutation(a: Sequence[float], b: Sequence[float], step: float,
                 alpha: float = ALPHA) -> Comparison | None:
     """mean(a) − mean(b) for values on a grid (e.g. log2 of the largest learning rate that trains,

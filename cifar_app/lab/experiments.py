@@ -214,8 +214,9 @@ class ExperimentStore:
 
     def results(self, exp: Experiment) -> ExperimentResults:
         """The experiment's results with each completed point's epoch records and landscape
-        records (a damaged run counts as not completed), and the arithmetic (``env``) of each
-        completed or failed point (a divergence can depend on it)."""
+        records (a damaged run counts as not completed); a failed (diverged) point keeps the epochs
+        it finished before it failed, and both record their arithmetic (``env``: a divergence can
+        depend on it)."""
         out = []
         for p in self.point_statuses(exp):
             epochs = landscape = env = None
@@ -223,8 +224,8 @@ class ExperimentStore:
             if p.state in (RunState.COMPLETED, RunState.FAILED):
                 try:
                     run = self.runs.get(p.run_id)
+                    epochs = [{k: e.to_record()[k] for k in EPOCH_FIELDS} for e in run.metrics().epochs]
                     if p.state == RunState.COMPLETED:
-                        epochs = [{k: e.to_record()[k] for k in EPOCH_FIELDS} for e in run.metrics().epochs]
                         landscape = list(run.landscape()) or None
                     status = run.raw_status()
                     env = {k: status[k] for k in ENV_FIELDS if k in status} or None

@@ -11,6 +11,7 @@ from cifar_app.core.stats import (
     Paper,
     Verdict,
     decide,
+    divergence_rows,
     permutation,
     welch,
 )
@@ -68,6 +69,26 @@ def _speed_row(curves: dict[str, list[list[dict]]], target: float) -> tuple[Comp
     return welch(none, bn), times, bn_never
 
 
+def _failed(res, norms: tuple[str, ...]) -> dict[str, int]:
+    """How many points of each norm failed (diverged)."""
+    return {n: sum(1 for p in res.points if p.settings["norm"] == n and p.state == RunState.FAILED)
+            for n in norms}
+
+
+EXPLORATORY = "exploratory: added after the seeds re-run of 2026-12-06, not the deciding rule"
+
+
+def _exploratory(failed: dict[str, int], values: dict[str, list[float]], scale: float, unit: str,
+                 larger: str = "batch") -> list[dict]:
+    """Secondary rows for arms with diverged seeds: divergence rates and an exact rank test
+    (``stats.divergence_rows``), labelled as exploratory."""
+    other = "none" if larger == "batch" else "batch"
+    rows = divergence_rows(failed[larger], len(values[larger]), failed[other], len(values[other]),
+                           values[larger], values[other], (_short(larger), _short(other)), scale, unit)
+    return [{"label": EXPLORATORY, "comparison": None, "scale": scale, "unit": unit,
+             "text": f"{text} — {EXPLORATORY}"} for text in rows]
+
+
 def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
     res = ev.experiments.get("seeds")
     curves: dict[str, list[list[dict]]] = {}
@@ -104,11 +125,27 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
                 "s",
             )
         )
+    failed = _failed(res, ("batch", "none"))
+
+    def arm(n: str) -> str:
+        got = _c(times[n])
+        text = _ms(got, 1, ".1f")
+        if len(got) < len(times[n]):
+            text += (f" ({len(got)} of {len(times[n])} seeds got there"
+                     + (f"; {failed[n]} diverged before" if failed[n] else "") + ")")
+        return text
+
     figure = (
         f"epochs to 70% at the shared LR {', '.join(f'{x:g}' for x in lrs)} (seeds preset): BN "
-        f"{_ms(_c(times['batch']), 1, '.1f')}, "
-        f"none {_ms(_c(times['none']), 1, '.1f')} (none − BN {_say(shared, 1, 'epochs')})"
+        f"{arm('batch')}, none {arm('none')} (none − BN {_say(shared, 1, 'epochs')})"
     )
+    if any(failed.values()):  # a seed that never got there enters at run length + 1: the numbers mislead
+        figure = (
+            f"epochs to 70% at the shared LR {', '.join(f'{x:g}' for x in lrs)} (seeds preset): BN "
+            f"{arm('batch')}, none {arm('none')}. The t-test, with a seed that never got there at the "
+            "run's length + 1, decides as the rule says; its effect and interval are set by that "
+            "placeholder, not interpretable, and not shown"
+        )
     notes = [why]
     own = _own_best_lr_speed(ev)
     if own is not None:
@@ -135,6 +172,17 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
             notes.append("the own-best-LR row alone is inconclusive")
     else:
         notes.append("own-best-LR row: not measured yet (learning-rate preset)")
+    shown = shared
+    if any(failed.values()):
+        limit = 1 + max((e["epoch"] for runs in curves.values() for ep in runs for e in ep), default=0)
+        never = {n: _censored(times[n], limit)[0] for n in ("batch", "none")}  # ranked last
+        rows = divergence_rows(failed["none"], len(times["none"]), failed["batch"], len(times["batch"]),
+                               never["none"], never["batch"], ("none", "BN"), 1, "epochs")
+        rows = [t.replace("a diverged seed ranked last", "epochs to 70%, a seed that never got there last")
+                for t in rows]
+        secondary += [{"label": EXPLORATORY, "comparison": None, "scale": 1, "unit": "epochs",
+                       "text": f"{t} — {EXPLORATORY}"} for t in rows]
+        shown = None
     return Finding(
         verdict,
         figure,
@@ -142,7 +190,7 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
         res.experiment,
         _runs(res),
         note=_notes(*notes, ev.source("seeds")),
-        comparison=shared,
+        comparison=shown,
         decided_by="none − BN, epochs to 70% test accuracy, seeds preset "
         "(shared LR); the own-best-LR row must not contradict it",
         scale=1,
@@ -293,8 +341,10 @@ def judge_ics(ev: Evidence, paper: Paper | None) -> Finding:
 
 def train_test_gap(p: PointResult) -> float | None:
     """Final train accuracy (the last epoch's, measured as it trained) minus final test accuracy;
-    None for a run that collapsed to chance or kept no curve."""
-    if not p.epochs or p.final_test_acc is None or p.final_test_acc <= COLLAPSED:
+    None for a run that failed, collapsed to chance or kept no curve."""
+    if p.state != RunState.COMPLETED or not p.epochs or p.final_test_acc is None:
+        return None
+    if p.final_test_acc <= COLLAPSED:
         return None
     last = p.epochs[-1]
     return (last.get("train_eval_acc") or last["train_acc"]) - p.final_test_acc
@@ -516,14 +566,32 @@ def judge_struggles_without(ev: Evidence, paper: Paper | None) -> Finding:
         f"({collapsed} of {len(acc['none'])} seeds without a norm at chance); BN − none "
         f"{_say(cmp, 100, 'points')}"
     )
+    failed = _failed(res, ("batch", "none"))
+    secondary, notes = [], [why]
+    if any(failed.values()):  # a bimodal arm: the t-test decides as the rule says, but its numbers mislead
+        trained = {n: [p.final_test_acc for p in res.points if p.settings["norm"] == n
+                       and p.state == RunState.COMPLETED] for n in ("batch", "none")}
+        figure = (
+            f"final test accuracy of the seeds that trained: BN {_ms(trained['batch'])}%, none "
+            f"{_ms(trained['none'])}%; {failed['none']} of {len(acc['none'])} seeds without a norm "
+            f"diverged ({failed['batch']} of {len(acc['batch'])} with BN). The t-test on arms with a "
+            "diverged seed (at chance) decides, as the rule says; its effect and interval are not "
+            "interpretable and are not shown"
+        )
+        secondary = _exploratory(failed, acc, 100, "points")
+        cmp_shown = None
+    else:
+        cmp_shown = cmp
+    notes.append(ev.source("seeds"))
     return Finding(
         verdict,
         figure,
         {"accuracy": acc},
         res.experiment,
         _runs(res),
-        note=_notes(why, ev.source("seeds")),
-        comparison=cmp,
+        note=_notes(*notes),
+        comparison=cmp_shown,
+        secondary=secondary,
         decided_by="BN − none, final test accuracy per seed (a collapse counts at chance)",
         arms={_short(n): [100 * a for a in v] for n, v in acc.items()},
         axis="final test accuracy (%)",
