@@ -26,7 +26,7 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     second = store.create(TrainSettings(norm="layer", epochs=1, batch_size=50, device="cpu",
                                         precision="fp32"))
     procs = [start_run(store, first.id, data_dir)]
-    wait_for(lambda: len(first.metrics().epochs) >= 1, what="first epoch of run 1")
+    wait_for(lambda: len(first.metrics().epochs) >= 1, 180, "first epoch of run 1")  # batch 4, under load
     started = time.time()
     procs.append(start_run(store, second.id, data_dir))
     # start_run writes "queued" itself; only the second worker, alive and waiting for the training
