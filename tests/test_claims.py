@@ -58,7 +58,9 @@ def fake_preset(
         if key not in results and key not in failed:
             continue
         run = store.create(TrainSettings.from_dict(point.settings), tags={"experiment": exp.id, "point": i})
-        if key in failed:
+        if key in failed:  # the epochs it finished before it diverged, when ``curves`` has them
+            run.append_metrics(*[EpochStats(e, 1.0, a, 1.0, a, 10.0, 1000.0, 0.1)
+                                 for e, a in enumerate((curves or {}).get(key, []), 1)])
             run.update_status(state="failed", error="diverged")
         else:
             accs = (curves or {}).get(key) or [results[key]]
@@ -210,6 +212,14 @@ def test_without_a_noise_estimate_a_difference_is_inconclusive(bare):
     )
     row = row_of(bare, "gn-small-batches")
     assert row["verdict"] == Verdict.INCONCLUSIVE and "no noise estimate" in row["note"]
+
+
+def test_ties_across_arms_get_an_exact_permutation_p_not_the_tie_free_table():
+    from cifar_app.core.stats import divergence_rows
+
+    rows = divergence_rows(2, 3, 3, 3, [0.1, 0.1, 0.85], [0.1, 0.1, 0.1], ("BN", "none"), 100, "points")
+    assert "Fisher's exact p = 1" in rows[0]
+    assert "p = 0.5 " in rows[1]  # 10 of the 20 splits give a U as large; the tie-free table says 0.35
 
 
 def test_an_arm_with_diverged_seeds_shows_rates_and_a_rank_test_not_a_t_interval(bare):
@@ -431,7 +441,9 @@ def test_a_diverged_seed_never_reaches_the_target_it_is_not_dropped(bare):
 
     curves = {(s, "batch"): curve(3.0 + 0.2 * s) for s in (0, 1)}
     curves |= {(s, "none"): curve(8.0 + 0.3 * s) for s in SEEDS3}
-    fake_preset(bare, "seeds", {k: v[-1] for k, v in curves.items()}, seeds, curves, failed={(2, "batch")})
+    results = {k: v[-1] for k, v in curves.items()}
+    curves[(2, "batch")] = curve(2.0)[:4]  # past 70% at epoch 3, then NaN: it still never got there
+    fake_preset(bare, "seeds", results, seeds, curves, failed={(2, "batch")})
     row = row_of(bare, "bn-speed")
     assert row["verdict"] == Verdict.INCONCLUSIVE
     assert "2 of 3 seeds got there; 1 diverged before" in row["figure"]

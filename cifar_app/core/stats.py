@@ -152,10 +152,16 @@ def divergence_rows(failed_a: int, n_a: int, failed_b: int, n_b: int, a: Sequenc
             f"95% intervals; Fisher's exact p = {fisher:.2g}"]
     a, b = clean(a), clean(b)
     if a and b:
-        u = stats.mannwhitneyu(a, b, alternative="greater", method="exact")
+        if set(a) & set(b):  # ties across the arms: the exact null distribution by permutation
+            pvalue = stats.permutation_test(
+                (a, b), lambda x, y, axis: stats.mannwhitneyu(x, y, axis=axis).statistic,
+                permutation_type="independent", alternative="greater", n_resamples=np.inf,
+                vectorized=True).pvalue
+        else:
+            pvalue = stats.mannwhitneyu(a, b, alternative="greater", method="exact").pvalue
         best = 1 / math.comb(len(a) + len(b), len(a))
         rows.append(f"exact Mann-Whitney, {names[0]} > {names[1]} (a diverged seed ranked last): "
-                    f"p = {u.pvalue:.2g} (the smallest {len(a)} vs {len(b)} seeds allow: {best:.2g})")
+                    f"p = {pvalue:.2g} (the smallest {len(a)} vs {len(b)} seeds allow: {best:.2g})")
     return rows
 
 

@@ -70,9 +70,11 @@ def _speed_row(curves: dict[str, list[list[dict]]], target: float) -> tuple[Comp
 
 
 def _failed(res, norms: tuple[str, ...]) -> dict[str, int]:
-    """How many points of each norm failed (diverged)."""
-    return {n: sum(1 for p in res.points if p.settings["norm"] == n and p.state == RunState.FAILED)
-            for n in norms}
+    """How many points of each norm failed (diverged) or ended at chance (collapsed): seeds that make
+    an arm bimodal."""
+    return {n: sum(1 for p in res.points if p.settings["norm"] == n and (
+        p.state == RunState.FAILED or (p.state == RunState.COMPLETED and p.final_test_acc is not None
+                                       and p.final_test_acc <= COLLAPSED))) for n in norms}
 
 
 EXPLORATORY = "exploratory: added after the seeds re-run of 2026-12-06, not the deciding rule"
@@ -94,7 +96,7 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
     curves: dict[str, list[list[dict]]] = {}
     for p in res.points if res else []:  # a failed (diverged) seed never gets there: an empty curve
         if p.state == RunState.FAILED or (p.state == RunState.COMPLETED and p.epochs):
-            curves.setdefault(p.settings["norm"], []).append(p.epochs or [])
+            curves.setdefault(p.settings["norm"], []).append([] if p.state == RunState.FAILED else p.epochs)
     if "batch" not in curves or "none" not in curves:
         return _missing("seeds")
     lrs = sorted({p.settings["max_lr"] for p in res.points})
@@ -103,8 +105,15 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
     if bn_never and verdict == Verdict.HOLDS:
         verdict, why = Verdict.INCONCLUSIVE, f"{bn_never} BN seed(s) never reached 70%"
     secondary = []
+    failed = _failed(res, ("batch", "none"))
     sixty, t60, _ = _speed_row(curves, 0.60)
-    secondary.append(_secondary("epochs to 60%, shared LR (none − BN)", sixty, 1, "epochs"))
+    if any(failed.values()):
+        why = f"the rule's t-test gives p = {shared.p:.2g}" if shared else why
+        secondary.append({"label": "epochs to 60%", "comparison": None, "scale": 1, "unit": "epochs",
+                          "text": "epochs to 60%, shared LR: not compared (an arm with seeds that diverged "
+                                  "or collapsed; see the rank test)"})
+    else:
+        secondary.append(_secondary("epochs to 60%, shared LR (none − BN)", sixty, 1, "epochs"))
     secs = {n: [reach(ep, 0.70, "seconds") for ep in runs] for n, runs in curves.items()}
     if not all(x is not None for n in ("batch", "none") for x in secs[n]):
         secondary.append(
@@ -125,8 +134,6 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
                 "s",
             )
         )
-    failed = _failed(res, ("batch", "none"))
-
     def arm(n: str) -> str:
         got = _c(times[n])
         text = _ms(got, 1, ".1f")
@@ -224,8 +231,8 @@ def _own_best_lr_speed(ev: Evidence) -> tuple[Comparison | None, dict, dict] | N
     best = {n: max(lrs, key=lambda lr: statistics.fmean(lrs[lr])) for n, lrs in table.items()}
     times: dict[str, list[float]] = {}
     for n in ("batch", "none"):
-        curves = [  # a failed seed never gets there: an empty curve
-            p.epochs or []
+        curves = [  # a failed seed never gets there (its epochs before it diverged do not count)
+            [] if p.state == RunState.FAILED else p.epochs or []
             for p in res.points
             if p.settings["norm"] == n
             and p.settings["max_lr"] == best[n]
@@ -569,6 +576,7 @@ def judge_struggles_without(ev: Evidence, paper: Paper | None) -> Finding:
     failed = _failed(res, ("batch", "none"))
     secondary, notes = [], [why]
     if any(failed.values()):  # a bimodal arm: the t-test decides as the rule says, but its numbers mislead
+        notes = [f"the rule's t-test gives p = {cmp.p:.2g}" if cmp else why]
         trained = {n: [p.final_test_acc for p in res.points if p.settings["norm"] == n
                        and p.state == RunState.COMPLETED] for n in ("batch", "none")}
         figure = (
