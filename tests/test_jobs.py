@@ -39,8 +39,8 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     assert not second.metrics().batches  # waits for the CPU instead of halving both
 
     first.request_stop()
-    wait_for(lambda: first.status()["state"] == "stopped", what="run 1 to stop")
-    wait_for(lambda: second.status()["state"] == "completed", what="run 2 to complete")
+    wait_for(lambda: first.status()["state"] == "stopped", 180, "run 1 to stop")
+    wait_for(lambda: second.status()["state"] == "completed", 180, "run 2 to complete")
     assert second.load_predictions() is not None and second.has_model()
     done = len(first.metrics().epochs)
     assert 1 <= done < 30 and first.has_checkpoint() and can_resume(first)
@@ -49,7 +49,7 @@ def test_runs_queue_on_the_cpu_stop_keeps_the_checkpoint_and_resume_finishes(tmp
     first_settings.epochs = done + 1  # finish quickly: only one more epoch
     (first.path / "settings.json").write_text(__import__("json").dumps(first_settings.to_dict()))
     procs.append(start_run(store, first.id, data_dir, resume=True))
-    wait_for(lambda: first.status()["state"] in ("completed", "failed"), what="resumed run to finish")
+    wait_for(lambda: first.status()["state"] in ("completed", "failed"), 180, "resumed run to finish")
     assert first.status()["state"] == "completed", first.log_path.read_text()
     assert [e.epoch for e in first.metrics().epochs] == list(range(1, done + 2))
     for p in procs:
