@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from cifar_app.store.runstore import default_store
+
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 # The server's settings, as ``.streamlit/config.toml`` gives them to ``streamlit run dashboard.py``
 # in a checkout; ``cifar-app serve`` passes them as flags, so an installed app runs the same from any
@@ -102,8 +104,6 @@ def server() -> dict:
 
 def _list_once() -> None:
     """List the server's store once (``server``), so that it remembers every run (``RunIndex``)."""
-    from cifar_app.store.runstore import default_store
-
     with contextlib.suppress(Exception):  # a store that cannot be listed is the pages' to report
         default_store().warm()
 

@@ -142,17 +142,14 @@ def judge_speed(ev: Evidence, paper: Paper | None) -> Finding:
                      + (f"; {failed[n]} diverged before" if failed[n] else "") + ")")
         return text
 
-    figure = (
-        f"epochs to 70% at the shared LR {', '.join(f'{x:g}' for x in lrs)} (seeds preset): BN "
-        f"{arm('batch')}, none {arm('none')} (none − BN {_say(shared, 1, 'epochs')})"
-    )
+    figure = (f"epochs to 70% at the shared LR {', '.join(f'{x:g}' for x in lrs)} (seeds preset): BN "
+              f"{arm('batch')}, none {arm('none')}")
     if any(failed.values()):  # a seed that never got there enters at run length + 1: the numbers mislead
-        figure = (
-            f"epochs to 70% at the shared LR {', '.join(f'{x:g}' for x in lrs)} (seeds preset): BN "
-            f"{arm('batch')}, none {arm('none')}. The t-test, with a seed that never got there at the "
-            "run's length + 1, decides as the rule says; its effect and interval are set by that "
-            "placeholder, not interpretable, and not shown"
-        )
+        figure += (". The t-test, with a seed that never got there at the run's length + 1, decides as "
+                   "the rule says; its effect and interval are set by that placeholder, not "
+                   "interpretable, and not shown")
+    else:
+        figure += f" (none − BN {_say(shared, 1, 'epochs')})"
     notes = [why]
     own = _own_best_lr_speed(ev)
     if own is not None:
