@@ -1,6 +1,6 @@
 """How does the lab cope with a store of many runs? Listing in the CLI and the pages in Chromium.
 
-    python benchmarks/many_runs.py 100 1000 10000 [--work DIR] [--app-dir DIR]
+    python benchmarks/many_runs.py 100 1000 10000 [--repeats 3] [--work DIR] [--app-dir DIR]
 
 For each N, fills a fresh store with N runs: hard-linked copies of the four shipped reference runs
 (each a completed 20-epoch run whose metrics log is 186 KB), under new ids. Then, one line each:
@@ -8,9 +8,16 @@ For each N, fills a fresh store with N runs: hard-linked copies of the four ship
 - ``index build``: the first ``python -m cifar_app runs --json`` on the store (it builds the run
   index, reading every run's log once: what a store made before the index costs once);
 - ``runs --json``: the same command again (median of 3), wall clock of the whole process;
-- the Runs, Compare and Experiments pages in Chromium, first (a fresh server) and again (a reload),
-  wall clock from the navigation until the page's table or chart is drawn and Streamlit is idle;
-- the server's peak resident memory (VmHWM of the Streamlit process).
+- the Runs, Compare and Experiments pages in Chromium, first and again, wall clock from the
+  navigation until the page's table or chart is drawn and Streamlit is idle. Each of ``--repeats``
+  tries starts a fresh server and a fresh browser (nothing cached), opens the Runs page as soon as
+  the server answers, then reloads it, then opens Compare (its first visit: Plotly's code is new to
+  the browser) and reloads it, then Experiments likewise; the line gives the median of the tries;
+- the server's peak resident memory (VmHWM of the Streamlit process), the highest of the tries.
+
+Then the same pages of ``benchmarks/floor/`` (the ``floor`` line): a bare Streamlit app that draws
+what these pages wait for (a 50-row table; four Plotly charts), with no store behind it. On this
+machine a page cannot load faster than that; what the lab's pages take beyond it is theirs.
 
 Writes ``benchmarks/results/many_runs.json``. Wall-clock figures depend on the VM (they differ up
 to 3x between VMs of one kind): compare only figures from one invocation.
@@ -75,20 +82,31 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(n: int, work: Path, app_dir: Path, pw) -> dict:
+def pages(root: Path, app_dir: Path, pw, repeats: int) -> dict:
+    """The pages' times (median of ``repeats`` fresh servers and browsers; every try under
+    ``samples``) and the server's peak RSS (the highest)."""
+    samples: dict[str, list[float]] = {}
+    rss = []
+    for _ in range(repeats):
+        with dashboard(root, app_dir=app_dir) as (url, server):
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for name, path in (("runs", ""), ("compare", "compare"), ("experiments", "experiments")):
+                for when in ("first", "again"):
+                    samples.setdefault(f"{name}_{when}_s", []).append(page_seconds(page, url, path))
+            browser.close()
+            rss.append(peak_rss_mb(server.pid))
+    return {**{k: statistics.median(v) for k, v in samples.items()}, "server_peak_rss_mb": max(rss),
+            "samples": samples}
+
+
+def measure(n: int, work: Path, app_dir: Path, pw, repeats: int) -> dict:
     root = work / f"runs-{n}"
     shutil.rmtree(root, ignore_errors=True)
     fill(root, n)
     out = {"runs": n, "index_build_s": cli_seconds(root, app_dir)}
     out["runs_json_s"] = statistics.median(cli_seconds(root, app_dir) for _ in range(3))
-    with dashboard(root, app_dir=app_dir) as (url, server):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        for name, path in (("runs", ""), ("compare", "compare"), ("experiments", "experiments")):
-            out[f"{name}_first_s"] = page_seconds(page, url, path)
-            out[f"{name}_again_s"] = page_seconds(page, url, path)
-        browser.close()
-        out["server_peak_rss_mb"] = peak_rss_mb(server.pid)
+    out.update(pages(root, app_dir, pw, repeats))
     shutil.rmtree(root, ignore_errors=True)
     return out
 
@@ -98,20 +116,29 @@ def main() -> None:
     ap.add_argument("sizes", type=int, nargs="+")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     ap.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout to measure")
+    ap.add_argument("--repeats", type=int, default=3, help="fresh servers and browsers per size")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "many_runs.json"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     work = args.work or Path(tempfile.mkdtemp(prefix="many-runs-"))
     rows = []
+
+    def show(row: dict) -> None:
+        print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                        if k != "samples"), flush=True)
+
     with sync_playwright() as pw:
         for n in args.sizes:
-            row = measure(n, work, args.app_dir.resolve(), pw)
-            rows.append(row)
-            print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                  flush=True)
-    write_result(args.out, {"command": "python benchmarks/many_runs.py " + " ".join(map(str, args.sizes)),
-                            "rows": rows})
+            rows.append(measure(n, work, args.app_dir.resolve(), pw, args.repeats))
+            show(rows[-1])
+        empty = work / "floor-store"
+        empty.mkdir(parents=True, exist_ok=True)
+        floor = {"runs": "floor", **pages(empty, ROOT / "benchmarks" / "floor", pw, args.repeats)}
+        show(floor)
+    write_result(args.out, {"command": "python benchmarks/many_runs.py " + " ".join(map(str, args.sizes))
+                            + f" --repeats {args.repeats}", "repeats": args.repeats, "rows": rows,
+                            "floor": floor})
 
 
 if __name__ == "__main__":

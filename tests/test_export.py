@@ -279,6 +279,8 @@ def test_the_runs_page_exports_and_imports(monkeypatch, tmp_path, src, pages):
     pages.use(tmp_path / "runs", write_image_tree(tmp_path / "data", 2, 10))
     at = pages.open("home")
     assert "No runs yet" in "\n".join(i.value for i in at.info)
+    at.session_state["runs_port"] = True  # the user opens "Export or import a run"
+    at.run()
     at.file_uploader(key="import_bundle").set_value(("run.zip", bundle_bytes(src), "application/zip")).run()
     at.button(key="import").click().run()
     assert not at.exception and any("Imported as" in s.value for s in at.success)

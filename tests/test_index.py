@@ -447,6 +447,22 @@ def test_the_cli_lists_through_the_index_and_says_when_it_rebuilt_it(tmp_path):
     assert out.stdout.strip().endswith("False")  # listing needs no torch
 
 
+def test_summarizing_runs_anew_needs_no_torch_either(tmp_path):
+    """A new store, an imported or hand-copied run, a rebuilt index: each run's row is made from
+    its files, and its settings are validated, parameter budget included. That imported torch (2 s
+    of CPU in the dashboard's warm-up on a fresh store: the shipped reference runs' rows)."""
+    store, _ = _store(tmp_path, 2)
+    (store.root / INDEX).unlink(missing_ok=True)
+    probe = "import sys; from cifar_app.store.runstore import RunStore; " \
+            "rows = RunStore(__import__('pathlib').Path(sys.argv[1])).summaries(); " \
+            "print(len(rows), sum(r.reference for r in rows), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe, str(store.root)], capture_output=True, text=True,
+                         check=True,
+                         env={k: v for k, v in os.environ.items() if k != "CIFAR_APP_REFERENCE_RUNS"})
+    runs, references, torch_loaded = out.stdout.split()
+    assert int(runs) == 2 + int(references) and int(references) >= 4 and torch_loaded == "False", out.stdout
+
+
 # ---------------------------------------------------------------- a store that lists again and again
 def _server_store(root: Path, recheck_s: float = 3600.0) -> RunStore:
     """The dashboard's kind of store (``recheck_s``), over the same folder."""

@@ -26,6 +26,22 @@ def test_every_variant_outputs_logits_and_all_but_the_seeds_affine_ln_fit_the_bu
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_the_parameter_table_is_what_torch_counts_for_every_architecture_norm_and_groups():
+    """``architectures.PARAMS`` lets settings be validated without torch; it must be what the
+    network has. On a difference, the message is the table to paste."""
+    from cifar_app.core.architectures import PARAMS
+
+    counted = {}
+    for arch in ARCHITECTURES:
+        for norm in NORMS:
+            widths = [w for k, w in ARCHITECTURES[arch].widths.items() if k.startswith("C")]
+            counts = {count_parameters(build_model(norm, g, 0.0, arch))
+                      for g in (1, 2, 4, 8) if not any(w % g for w in widths)}
+            assert len(counts) == 1, (arch, norm, counts)  # groups change no parameter count
+            counted[(arch, norm)] = counts.pop()
+    assert PARAMS == counted, "PARAMS = " + repr(counted)
+
+
 def test_an_over_budget_norm_is_refused_as_a_setting_and_shown_on_the_model_table():
     from cifar_app.core.model import norm_budget_rows
     from cifar_app.core.settings import SettingsError, TrainSettings

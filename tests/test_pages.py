@@ -488,6 +488,31 @@ def test_the_runs_page_filters_sorts_and_pages_many_runs(app_env):
     assert not at.exception and "100 of 130 runs match; showing 51–100" in texts(at)
 
 
+def test_the_runs_page_makes_its_tools_only_when_they_are_opened(app_env, monkeypatch):
+    """Rename/delete and export/import are made (a run's files opened, their widgets sent) only
+    while their expander is open; a link naming a run opens both."""
+    from cifar_app.store.runstore import RunStore
+
+    ids = _many_runs(app_env / "runs", 3)
+    opened: list[str] = []
+    real = RunStore.get
+    monkeypatch.setattr(RunStore, "get", lambda store, run_id: opened.append(run_id) or real(store, run_id))
+    def keys(at) -> set:
+        return {getattr(w, "key", None) for kind in ("text_input", "selectbox", "file_uploader", "button",
+                                                     "download_button")
+                for w in at.get(kind)}
+
+    tools = {"manage_run", "rename_to", "rename", "delete", "export_run", "dl_bundle", "import_bundle"}
+    at = run_page(PAGE["home"])
+    assert not keys(at) & tools and opened == [] and len(at.expander) == 2
+    at.session_state["runs_port"] = True  # the user opens "Export or import a run"
+    at.run()
+    assert at.selectbox(key="export_run").value == ids[0] and opened == [ids[0]]
+    assert keys(at) & tools == {"export_run", "dl_bundle", "import_bundle"}
+    linked = run_page(PAGE["home"], {"run": ids[2]})
+    assert keys(linked) >= tools and linked.selectbox(key="manage_run").value == ids[2]
+
+
 def test_the_runs_page_lists_10000_runs_without_reading_their_logs(app_env, monkeypatch):
     """The index at scale: the second load reads no run's files (the first builds the index)."""
     import shutil

@@ -167,6 +167,19 @@ def test_training_curves_show_a_comparable_train_loss_and_integer_epoch_ticks():
     assert "label-smoothed" in cmp.data[0].name
 
 
+def test_every_figure_has_the_house_style():
+    """Plotly's default template is the house style (set once in ``charts``, not per figure)."""
+    import plotly.io as pio
+
+    from cifar_app.web import charts
+
+    white = pio.templates["plotly_white"].to_plotly_json()
+    figures = [training_curves([ep(1, 0.5), ep(2, 0.6)], "batch"),
+               compare_curves([{"label": "r", "norm": "group", "epochs": [ep(1, 0.5)]}], "test_acc", "x"),
+               charts.per_class_bars(np.ones(10) / 2, [str(i) for i in range(10)], "batch")]
+    assert all(f.to_dict()["layout"]["template"] == white for f in figures)
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -175,6 +188,30 @@ def test_training_curves_show_a_comparable_train_loss_and_integer_epoch_ticks():
 def test_a_record_that_is_not_what_the_app_writes_is_refused(line):
     with pytest.raises(RecordError):
         parse_record(line)
+
+
+GOOD_BATCH = {"type": "batch", "step": 5, "epoch": 1, "batch": 5, "batches": 390, "loss": 2.3, "lr": 0.01,
+              "t": 1.5}
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"t": None}, {"t": 2}, {"t": True}, {"t": "1"}, {"loss": 2}, {"loss": True}, {"loss": float("nan")},
+    {"lr": None}, {"step": 5.0}, {"step": 5.5}, {"step": True}, {"step": 0}, {"epoch": 0}, {"epoch": -1.0},
+    {"batch": "5"}, {"batches": None}, {"extra": 1}, {"step": 2**70},
+], ids=repr)
+def test_a_batch_record_parses_as_the_field_by_field_check_says(change):
+    """The fast path for lines as the app writes them gives what the full check gives, or
+    refuses the same way."""
+    d = {k: v for k, v in {**GOOD_BATCH, **change}.items() if not (v is None and k in ("lr", "batches"))}
+    try:
+        want = BatchStats._checked(d)
+    except RecordError as e:
+        with pytest.raises(RecordError, match=re.escape(str(e))):
+            BatchStats.from_dict(d)
+        return
+    got = BatchStats.from_dict(d)
+    assert repr(got) == repr(want)  # NaN too, and the same types (repr tells 2 from 2.0)
+    assert [type(v) for v in vars(got).values()] == [type(v) for v in vars(want).values()]
 
 
 def test_records_round_trip():

@@ -45,3 +45,23 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
 }
 DEFAULT_ARCH = "separable-b"
+
+# Trainable parameters of the network for each architecture and normalization, as
+# ``model.count_parameters(model.build_model(norm, groups, 0.0, arch))`` counts them (the same for
+# every valid ``groups``). Written out so that validating a stored run's settings, as listing runs
+# does, needs no torch; ``tests/test_model.py`` rebuilds each with torch and prints the table to
+# paste when an entry is missing or differs (a pair not here is counted with torch).
+PARAMS: dict[tuple[str, str], int] = {
+    ("plain", "batch"): 49482, ("plain", "group"): 49482, ("plain", "layer"): 49482,
+    ("plain", "none"): 49250, ("plain", "instance"): 49482, ("plain", "ws-group"): 49482,
+    ("plain", "batch-renorm"): 49482, ("plain", "layer-chw"): 49018,
+    ("plain", "layer-chw-affine"): 204666,
+    ("separable", "batch"): 47402, ("separable", "group"): 47402, ("separable", "layer"): 47402,
+    ("separable", "none"): 46834, ("separable", "instance"): 47402, ("separable", "ws-group"): 47402,
+    ("separable", "batch-renorm"): 47402, ("separable", "layer-chw"): 46266,
+    ("separable", "layer-chw-affine"): 337082,
+    ("separable-b", "batch"): 49914, ("separable-b", "group"): 49914, ("separable-b", "layer"): 49914,
+    ("separable-b", "none"): 49322, ("separable-b", "instance"): 49914, ("separable-b", "ws-group"): 49914,
+    ("separable-b", "batch-renorm"): 49914, ("separable-b", "layer-chw"): 48730,
+    ("separable-b", "layer-chw-affine"): 364122,
+}

@@ -90,6 +90,19 @@ class BatchStats:
 
     @classmethod
     def from_dict(cls, d: dict) -> BatchStats:
+        """Parse one log record (``RecordError`` when a field is missing or not a number). A log
+        holds a line per few steps (1,560 in a 20-epoch run), so the record as the app writes it
+        (ints and floats of the exact types) is taken at once; anything else is checked field by
+        field, with the same result."""
+        step, epoch, batch, batches = (d.get(k) for k in ("step", "epoch", "batch", "batches"))
+        loss, lr, t = d.get("loss"), d.get("lr"), d.get("t")
+        if type(step) is type(epoch) is type(batch) is type(batches) is int and step >= 1 \
+                and epoch >= 1 and type(loss) is type(lr) is float and (t is None or type(t) is float):
+            return cls(step, epoch, batch, batches, loss, lr, t)
+        return cls._checked(d)
+
+    @classmethod
+    def _checked(cls, d: dict) -> BatchStats:
         kinds = {"step": int, "epoch": int, "batch": int, "batches": int}
         values = {f.name: _number(d, f.name, kinds.get(f.name, float), optional=f.name == "t")
                   for f in fields(cls)}

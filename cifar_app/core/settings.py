@@ -13,7 +13,7 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from cifar_app.core import norms
-from cifar_app.core.architectures import ARCHITECTURES, DEFAULT_ARCH, NORMS, PARAM_BUDGET
+from cifar_app.core.architectures import ARCHITECTURES, DEFAULT_ARCH, NORMS, PARAM_BUDGET, PARAMS
 
 
 class SettingsError(ValueError):
@@ -368,8 +368,12 @@ def fits_budget(norm: str, groups: int = 4, arch: str = DEFAULT_ARCH) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _param_count(norm: str, groups: int, arch: str) -> int:
-    """Parameters of the network for a norm, groups and architecture (dropout has none). Builds the
-    network, so torch is imported here, not with the settings (listing runs does not need it)."""
+    """Parameters of the network for a norm, groups and architecture (dropout has none): from
+    ``architectures.PARAMS`` (listing runs validates their settings, and needs no torch for it),
+    else by building the network, which imports torch."""
+    known = PARAMS.get((arch, norm))
+    if known is not None:
+        return known
     from cifar_app.core.model import build_model, count_parameters
 
     return count_parameters(build_model(norm, groups, 0.0, arch))

@@ -46,16 +46,22 @@ class PageSpec:
     title: str
     icon: str
     default: bool = False
+    draws: tuple[str, ...] = ()  # the Streamlit elements its first view draws (``preload``)
 
     @property
     def path(self) -> Path:
         return PAGES_DIR / f"{self.name}.py"
 
+    @property
+    def route(self) -> str:
+        """Its URL path under the server's base path ("" for the default page)."""
+        return "" if self.default else self.name
+
 
 PAGES = (
-    PageSpec("home", "Runs", ":material/home:", default=True),
+    PageSpec("home", "Runs", ":material/home:", default=True, draws=("DataFrame",)),
     PageSpec("train", "Train", ":material/model_training:"),
-    PageSpec("compare", "Compare", ":material/compare_arrows:"),
+    PageSpec("compare", "Compare", ":material/compare_arrows:", draws=("PlotlyChart", "DataFrame")),
     PageSpec("experiments", "Experiments", ":material/science:"),
     PageSpec("claims", "Claims", ":material/fact_check:"),
     PageSpec("inside", "Inside", ":material/stacked_line_chart:"),
@@ -87,6 +93,7 @@ def server() -> dict:
         ui,  # noqa: F401  (what every page imports: the first page opens sooner)
     )
     from cifar_app.web.gate import Gate
+    from cifar_app.web.preload import Preload
     from cifar_app.web.webapp import routes
 
     base, policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
@@ -99,7 +106,9 @@ def server() -> dict:
     if policy.token_required:  # no traceback, and so no server path, in a visitor's browser
         st.set_option("client.showErrorDetails", "none")
     return {"routes": routes(base, policy),
-            "middleware": [Middleware(Gate, policy=policy, base_url_path=base)]}
+            "middleware": [Middleware(Gate, policy=policy, base_url_path=base),  # the outer one
+                           Middleware(Preload, routes={p.route: p.draws for p in PAGES if p.draws},
+                                      base_url_path=base)]}
 
 
 def _list_once() -> None:
@@ -113,5 +122,5 @@ def session() -> None:
     import streamlit as st
 
     st.set_page_config(page_title="CIFAR-10 Normalization Lab", page_icon="🧪", layout="wide")
-    st.navigation([st.Page(str(p.path), title=p.title, icon=p.icon, default=p.default)
+    st.navigation([st.Page(str(p.path), title=p.title, icon=p.icon, default=p.default, url_path=p.name)
                    for p in PAGES]).run()

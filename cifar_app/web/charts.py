@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from cifar_app.core import landscape, norms
@@ -17,6 +18,10 @@ from cifar_app.web.text import for_plotly as plain
 NORM_COLORS: dict[str, str] = norms.COLORS  # one fixed colour per normalization (norms.REGISTRY)
 NORM_LABELS: dict[str, str] = norms.LABELS
 SHORT_TO_NORM: dict[str, str] = {n.short: name for name, n in norms.REGISTRY.items()}
+# The house style, as Plotly's default: a figure takes the default template when it is made, as
+# already validated; naming it in a figure's layout validated the whole template again, 16 ms a
+# figure (Compare draws four at each run of its page).
+pio.templates.default = "plotly_white"
 
 
 
@@ -55,7 +60,7 @@ def _layout(fig: go.Figure, title: str, height: int = 360, uirevision: str | Non
         if getattr(trace, "legendgroup", None):
             trace.legendgroup = plain(trace.legendgroup)
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
-                      legend=dict(orientation="h", y=-0.2), template="plotly_white",
+                      legend=dict(orientation="h", y=-0.2),
                       uirevision=uirevision)  # keeps the user's zoom across live updates
     return fig
 
@@ -209,7 +214,7 @@ def norm_axes_figure() -> go.Figure:
         fig.update_xaxes(title_text="N (samples)", showticklabels=False, row=1, col=i)
         fig.update_yaxes(title_text="C (channels)" if i == 1 else None, showticklabels=False,
                          row=1, col=i)
-    fig.update_layout(height=300, margin=dict(l=40, r=20, t=70, b=40), template="plotly_white")
+    fig.update_layout(height=300, margin=dict(l=40, r=20, t=70, b=40))
     return fig
 
 

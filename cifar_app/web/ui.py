@@ -154,6 +154,16 @@ def _access_sidebar() -> None:
             st.error(refused)
 
 
+def lazy_expander(label: str, key: str, opened: bool = False):
+    """An expander whose contents are made only while it is open: the container when open, else
+    None (opening it re-runs the page). On the other runs of the page, what it holds costs neither
+    the server nor the browser anything. ``opened``: open it the first time the page shows it."""
+    if opened and key not in st.session_state:
+        st.session_state[key] = True
+    box = st.expander(label, key=key, on_change="rerun")
+    return box if box.open else None
+
+
 def action_button(label: str, key: str, action: Action = Action.CHANGE, **kwargs: object) -> bool:
     """A button for ``action``: disabled (with the reason) while this session may not do it, and
     never reported as pressed without access, whatever the client sends."""

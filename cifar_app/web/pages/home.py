@@ -85,8 +85,10 @@ wanted = st.query_params.get("run")
 linked = next((s for s in summaries if s.id == wanted and not s.reference), None) if wanted else None
 if linked is not None and linked not in mine:  # a link to this page names a run on another page
     mine.insert(0, linked)
-if mine:
-    with st.expander("Rename or delete a run (of those shown)"):
+tools = ui.lazy_expander("Rename or delete a run (of those shown)", key="runs_manage",
+                        opened=linked is not None) if mine else None
+if tools is not None:
+    with tools:
         chosen = ui.pick_run(mine, key="manage_run")
         new_label = st.text_input("New name", value=chosen.label, max_chars=80, key="rename_to")
         col1, col2 = st.columns(2)
@@ -107,42 +109,45 @@ if mine:
                 except (RuntimeError, StoreError) as e:
                     st.error(str(e))
 
-with st.expander("Export or import a run"):
-    exportable = {s.id: s for s in shown_runs if not s.damaged}
-    if exportable and st.session_state.get("export_run") not in exportable:
-        st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
-    chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
-                                         format_func=lambda i: ui.run_label(exportable[i])))
-    if chosen is not None:  # each file is made only when its button is clicked
-        run = store.get(chosen.id)
-        c1, c2, c3, c4 = st.columns(4)
-        ui.download_button("Bundle (.zip)", lambda: bundle_bytes(run), f"{run.id}.zip", "application/zip",
-                           key="dl_bundle", container=c1, help="everything the pages need to show this "
-                           "run elsewhere; import it with `python -m cifar_app import` or below")
-        ui.download_button("Metrics (.csv)", lambda: metrics_csv(run), f"{run.id}-metrics.csv", "text/csv",
-                           key="dl_metrics", container=c2)
-        if chosen.has_model:
-            def predictions() -> str:
-                names = data.limit(test_limit=run.settings().test_limit).test_names if data else None
-                return predictions_csv(run, names)
+tools = ui.lazy_expander("Export or import a run", key="runs_port", opened=linked is not None)
+if tools is not None:
+    with tools:
+        exportable = {s.id: s for s in shown_runs if not s.damaged}
+        if exportable and st.session_state.get("export_run") not in exportable:
+            st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
+        chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
+                                             format_func=lambda i: ui.run_label(exportable[i])))
+        if chosen is not None:  # each file is made only when its button is clicked
+            run = store.get(chosen.id)
+            c1, c2, c3, c4 = st.columns(4)
+            ui.download_button("Bundle (.zip)", lambda: bundle_bytes(run), f"{run.id}.zip", "application/zip",
+                               key="dl_bundle", container=c1, help="everything the pages need to show this "
+                               "run elsewhere; import it with `python -m cifar_app import` or below")
+            ui.download_button("Metrics (.csv)", lambda: metrics_csv(run), f"{run.id}-metrics.csv",
+                               "text/csv",
+                               key="dl_metrics", container=c2)
+            if chosen.has_model:
+                def predictions() -> str:
+                    names = data.limit(test_limit=run.settings().test_limit).test_names if data else None
+                    return predictions_csv(run, names)
 
-            ui.download_button("Predictions (.csv)", predictions, f"{run.id}-predictions.csv", "text/csv",
-                               key="dl_predictions", container=c3)
-            def onnx_file() -> bytes:  # torch: only when asked
-                from cifar_app.store.onnx import onnx_bytes
+                ui.download_button("Predictions (.csv)", predictions, f"{run.id}-predictions.csv", "text/csv",
+                                   key="dl_predictions", container=c3)
+                def onnx_file() -> bytes:  # torch: only when asked
+                    from cifar_app.store.onnx import onnx_bytes
 
-                return onnx_bytes(run)
+                    return onnx_bytes(run)
 
-            ui.download_button("Model (.onnx)", onnx_file, f"{run.id}.onnx",
-                               "application/octet-stream", key="dl_onnx", container=c4,
-                               help="exported when clicked; input float32 (N, 3, 32, 32) RGB in "
-                               "[0, 1]; output logits (N, 10)")
-    bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle",
-                              disabled=not ui.may(Action.CHANGE), help=None if ui.may(Action.CHANGE)
-                              else ui.READ_ONLY_HELP)
-    if bundle is not None and ui.action_button("Import", key="import"):
-        try:
-            new = import_bundle(store, bundle.getvalue(), origin=bundle.name)
-            st.success(f"Imported as **{new.id}** ({md(new.label)}).")
-        except (BundleError, StoreError) as e:
-            st.error(f"Not imported: {md(e)}")
+                ui.download_button("Model (.onnx)", onnx_file, f"{run.id}.onnx",
+                                   "application/octet-stream", key="dl_onnx", container=c4,
+                                   help="exported when clicked; input float32 (N, 3, 32, 32) RGB in "
+                                   "[0, 1]; output logits (N, 10)")
+        bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle",
+                                  disabled=not ui.may(Action.CHANGE), help=None if ui.may(Action.CHANGE)
+                                  else ui.READ_ONLY_HELP)
+        if bundle is not None and ui.action_button("Import", key="import"):
+            try:
+                new = import_bundle(store, bundle.getvalue(), origin=bundle.name)
+                st.success(f"Imported as **{new.id}** ({md(new.label)}).")
+            except (BundleError, StoreError) as e:
+                st.error(f"Not imported: {md(e)}")

@@ -1,0 +1,126 @@
+"""A page's heavy frontend code, fetched and compiled while its script runs.
+
+Streamlit's frontend is one HTML page for every route. It loads the code of an element (the data
+grid of ``st.dataframe``: about 1.3 MB of JavaScript with what it imports; Plotly: 4.7 MB) only
+when the script's first message naming that element arrives, after the websocket is open and the
+server has run the page's script so far. On a first visit, the browser then fetches and compiles it
+while the page waits. ``Preload`` adds ``<link rel="modulepreload">`` tags for the elements a page
+draws at first sight (``PageSpec.draws`` in ``app.PAGES``) to the HTML of that page's route, so the
+browser fetches and compiles them from the start, in parallel with its own start and the script.
+
+The chunks are found in the installed Streamlit's ``static/js`` folder: ``<Element>.<hash>.js`` and
+the modules it imports, less those the HTML already preloads. An element that has no chunk there (a
+Streamlit that renamed it) gets no tag; ``tests/test_preload.py`` checks every name resolves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_IMPORT = re.compile(rb'(?:from|import)\s*"\./([\w.\-]+\.js)"')  # a chunk's static imports
+_PRELOADED = re.compile(rb'static/js/([\w.\-]+\.js)')          # what the HTML already loads
+HEAD_END = b"</head>"
+
+
+@cache
+def static_dir() -> Path:
+    """The installed Streamlit's frontend folder (``index.html`` and ``static/js``)."""
+    import streamlit
+
+    return Path(streamlit.__file__).parent / "static"
+
+
+def chunks(elements: Iterable[str], static: Path | None = None) -> list[str]:
+    """The ``static/js`` files the frontend loads for ``elements`` (``DataFrame``, ``PlotlyChart``):
+    each element's own chunk, then what it imports, depth first; without those ``index.html``
+    already loads and without repeats. An element with no chunk, or not exactly one, is left out."""
+    static = static or static_dir()
+    js = static / "static" / "js"
+    seen = set(_PRELOADED.findall((static / "index.html").read_bytes()))
+    out: list[str] = []
+    todo: list[bytes] = []
+    for element in elements:
+        found = sorted(js.glob(f"{element}.*.js"))
+        if len(found) == 1:
+            todo.append(found[0].name.encode())
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append(name.decode())
+        todo.extend(_IMPORT.findall((js / name.decode()).read_bytes()))
+    return out
+
+
+def tags(elements: Iterable[str], static: Path | None = None) -> bytes:
+    """The ``<link rel="modulepreload">`` tags for ``elements``' chunks (relative URLs, as
+    Streamlit's own: they work under any base URL path)."""
+    return b"".join(b'<link rel="modulepreload" crossorigin href="./static/js/%s">' % name.encode()
+                    for name in chunks(elements, static))
+
+
+class Preload:
+    """ASGI middleware: the HTML of the routes in ``routes`` (URL path under the base path -> the
+    elements its page draws first) gets their preload tags at the end of its ``<head>``. Any other
+    request, and any response that is not a complete HTML document, passes untouched."""
+
+    def __init__(self, app: Callable, routes: Mapping[str, Iterable[str]], base_url_path: str = "",
+                 static: Path | None = None) -> None:
+        self.app = app
+        base = base_url_path.strip("/")
+        self.links: dict[str, bytes] = {}  # request path -> tags
+        for route, elements in routes.items():
+            links = tags(elements, static)
+            path = "/".join(part for part in (base, route.strip("/")) if part)
+            if links:
+                self.links[f"/{path}"] = self.links[f"/{path}/".replace("//", "/")] = links
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        links = self.links.get(str(scope.get("path", ""))) if scope["type"] == "http" \
+            and scope.get("method") == "GET" else None
+        if links is None:
+            await self.app(scope, receive, send)
+            return
+        # The page as Streamlit writes it, not compressed, so that the tags can go in (a few KB).
+        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k != b"accept-encoding"]}
+        start: Message | None = None
+        body = bytearray()
+
+        async def sending(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                if not _is_plain_html(message):
+                    await send(message)
+                    start = None
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = bytes(body)
+            if HEAD_END in page:
+                page = page.replace(HEAD_END, links + HEAD_END, 1)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, sending)
+
+
+def _is_plain_html(start: Message) -> bool:
+    headers = {k.lower(): v for k, v in start.get("headers", [])}
+    return (start.get("status") == 200 and headers.get(b"content-type", b"").startswith(b"text/html")
+            and b"content-encoding" not in headers)

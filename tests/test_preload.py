@@ -1,0 +1,131 @@
+"""``web.preload``: a page's heavy frontend chunks are named in its HTML, and nothing else changes.
+
+The browser side (the chunks are fetched before the websocket opens, and the page draws the
+elements they hold) is ``tests/test_browser.py::test_a_page_s_heavy_elements_are_preloaded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cifar_app.web import app, preload
+
+
+def fake_static(tmp_path: Path) -> Path:
+    """A Streamlit-like static folder: index.html preloads ``shared.js``; ``Grid.ab12.js`` imports
+    it and ``cells.js``, which imports ``fmt.js``; ``Chart.cd34.js`` imports ``fmt.js`` too."""
+    js = tmp_path / "static" / "js"
+    js.mkdir(parents=True)
+    (tmp_path / "index.html").write_text(
+        '<html><head><script type="module" src="./static/js/main.js"></script>'
+        '<link rel="modulepreload" crossorigin href="./static/js/shared.js"></head><body></body></html>')
+    files = {
+        "main.js": 'import"./shared.js";',
+        "shared.js": "export const s=1;",
+        "Grid.ab12.js": 'import{s}from"./shared.js";import{c}from "./cells.js";export default 1;',
+        "cells.js": 'import{f}from"./fmt.js";export const c=2;',
+        "fmt.js": "export const f=3;",
+        "Chart.cd34.js": 'import{f}from"./fmt.js";import"./Grid.ab12.js";',
+        "Twice.aa.js": "", "Twice.bb.js": "",
+    }
+    for name, text in files.items():
+        (js / name).write_text(text)
+    return tmp_path
+
+
+def test_an_element_s_chunks_are_its_own_then_its_imports_less_what_the_page_loads(tmp_path):
+    static = fake_static(tmp_path)
+    assert preload.chunks(["Grid"], static) == ["Grid.ab12.js", "cells.js", "fmt.js"]
+    assert preload.chunks(["Chart", "Grid"], static) == [
+        "Chart.cd34.js", "Grid.ab12.js", "fmt.js", "cells.js"]
+    assert preload.chunks(["Missing", "Twice"], static) == []  # no chunk, or not exactly one: no tag
+    assert preload.tags(["Grid"], static).count(b'rel="modulepreload"') == 3
+
+
+def test_every_element_a_page_draws_has_its_chunk_in_the_installed_streamlit():
+    """A Streamlit that renames a chunk would silently drop its preload: this names it."""
+    drawn = {e for p in app.PAGES for e in p.draws}
+    assert drawn, "no page declares what it draws"
+    for element in drawn:
+        names = preload.chunks([element])
+        assert names and names[0].startswith(f"{element}."), element
+        assert all((preload.static_dir() / "static" / "js" / n).is_file() for n in names)
+
+
+def run_asgi(site: tuple[dict, Path], path: str, *, body_parts: list[bytes],
+             content_type: bytes = b"text/html", method: str = "GET", status: int = 200,
+             encoding: bytes | None = None):
+    """Request ``path`` through ``Preload`` over ``site`` (routes, static folder); the inner app
+    records the request headers it got and answers ``body_parts``. Returns (inner request headers,
+    messages sent)."""
+    seen: dict = {}
+
+    async def inner(scope, receive, send):
+        seen["headers"] = scope["headers"]
+        length = str(sum(map(len, body_parts))).encode()
+        headers = [(b"content-type", content_type), (b"content-length", length)]
+        if encoding:
+            headers.append((b"content-encoding", encoding))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for i, part in enumerate(body_parts):
+            await send({"type": "http.response.body", "body": part, "more_body": i < len(body_parts) - 1})
+
+    sent: list = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": method, "path": path,
+             "headers": [(b"accept-encoding", b"gzip"), (b"host", b"x")]}
+    routes, static = site
+    asyncio.run(preload.Preload(inner, routes, static=static)(scope, receive, send))
+    return seen["headers"], sent
+
+
+@pytest.fixture
+def site(tmp_path) -> tuple[dict, Path]:
+    return {"": ["Grid"], "compare": ["Chart"]}, fake_static(tmp_path)
+
+
+def body_of(sent) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def length_of(sent) -> int:
+    [length] = [int(v) for k, v in sent[0]["headers"] if k == b"content-length"]  # one, and right
+    return length
+
+
+PAGE = [b"<html><head><title>x</title>", b"</head><body></body></html>"]  # sent in two parts
+
+
+@pytest.mark.parametrize("path", ["/", "/compare", "/compare/"])
+def test_a_page_route_s_html_gets_its_tags_in_its_head_with_the_right_length(site, path):
+    headers, sent = run_asgi(site, path, body_parts=PAGE)
+    page = body_of(sent)
+    want = preload.tags(["Grid" if path == "/" else "Chart"], site[1])
+    assert page == b"".join(PAGE).replace(b"</head>", want + b"</head>") and len(page) == length_of(sent)
+    assert b"accept-encoding" not in dict(headers)  # asked uncompressed, so the tags can go in
+
+
+@pytest.mark.parametrize("case", ["other route", "static file", "post", "not html", "compressed",
+                                  "error"])
+def test_everything_else_passes_untouched(site, case):
+    kwargs = {"other route": dict(path="/train"), "static file": dict(path="/static/js/x.js"),
+              "post": dict(path="/", method="POST"), "not html": dict(path="/", content_type=b"text/plain"),
+              "compressed": dict(path="/", encoding=b"gzip"), "error": dict(path="/", status=500)}[case]
+    headers, sent = run_asgi(site, kwargs.pop("path"), body_parts=PAGE, **kwargs)
+    assert body_of(sent) == b"".join(PAGE) and length_of(sent) == len(b"".join(PAGE))
+
+
+def test_under_a_base_url_path_the_page_routes_move_with_it(tmp_path):
+    static = fake_static(tmp_path)
+    mw = preload.Preload(None, {"": ["Grid"], "compare": ["Chart"]}, base_url_path="/lab/", static=static)
+    assert set(mw.links) == {"/lab", "/lab/", "/lab/compare", "/lab/compare/"}
+    assert set(preload.Preload(None, {"": ["Grid"]}, static=static).links) == {"/"}
