@@ -133,32 +133,29 @@ def test_every_page_opens_without_an_exception(server, page):
 ELEMENT_TESTID = {"DataFrame": "stDataFrame", "PlotlyChart": "stPlotlyChart"}  # PageSpec.draws -> DOM
 
 
-def test_a_page_s_heavy_elements_are_preloaded_and_drawn(server):
+def test_a_page_s_heavy_elements_are_preloaded_and_drawn(server, page):
     """On a first visit (a fresh browser: nothing cached), the chunks of the elements a page draws
     (``PageSpec.draws``) are requested before the websocket opens, not after the script's first
     message names them; and the page does draw each of them (no preload for nothing)."""
     url, _ = server
     pages = [p for p in app.PAGES if p.draws]
     assert pages and all(e in ELEMENT_TESTID for p in pages for e in p.draws)
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+    for spec in pages:
+        context = page.context.browser.new_context()  # an empty cache for each page
         try:
-            for spec in pages:
-                page = browser.new_context().new_page()  # an empty cache for each page
-                events: list[str] = []
-                page.on("websocket", lambda ws, events=events: events.append("websocket"))
-                page.on("request", lambda r, events=events: events.append(r.url.rsplit("/", 1)[-1]))
-                page.goto(f"{url}/{spec.route}")
-                for element in spec.draws:
-                    page.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[element]}"]', timeout=120_000)
-                opened = events.index("websocket")
-                for element in spec.draws:
-                    asked = next(i for i, name in enumerate(events) if name.startswith(f"{element}."))
-                    assert asked < opened, (spec.name, element, events[:opened + 1])
-                page.context.close()
+            fresh = context.new_page()
+            events: list[str] = []
+            fresh.on("websocket", lambda ws, events=events: events.append("websocket"))
+            fresh.on("request", lambda r, events=events: events.append(r.url.rsplit("/", 1)[-1]))
+            fresh.goto(f"{url}/{spec.route}")
+            for element in spec.draws:
+                fresh.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[element]}"]', timeout=120_000)
+            opened = events.index("websocket")
+            for element in spec.draws:
+                asked = next(i for i, name in enumerate(events) if name.startswith(f"{element}."))
+                assert asked < opened, (spec.name, element, events[:opened + 1])
         finally:
-            browser.close()
+            context.close()
 
 
 @pytest.mark.parametrize("width", [1280, 1920])

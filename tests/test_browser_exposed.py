@@ -57,6 +57,17 @@ def serve(base: Path, *flags: str):
     return proc, log, url
 
 
+def open_tools(page, label: str) -> None:
+    """Open the Runs page's expander ``label`` (its contents are made when it opens; a link naming
+    a run opens both already, and a click would close it)."""
+    box = page.locator('[data-testid="stExpander"]').filter(has_text=label)
+    box.wait_for(timeout=60_000)
+    if box.locator("details[open]").count() == 0:
+        box.get_by_text(label).click()
+    box.locator("details[open]").wait_for(timeout=60_000)
+    wait_idle(page)
+
+
 def wait_plots(page, n: int, timeout_ms: int = 60_000) -> None:
     """Until the page shows at least ``n`` Plotly figures (fails after ``timeout_ms``)."""
     page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {n}",
@@ -174,7 +185,7 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
 
     # Rename and Delete (Runs page)
     open_page(page, url, f"?run={run_id}")
-    page.get_by_text("Rename or delete a run").click()
+    open_tools(page, "Rename or delete a run")
     page.get_by_label("New name").fill("renamed with the token")
     page.keyboard.press("Enter")
     wait_idle(page)
@@ -184,7 +195,7 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
     # the four downloads, each made when clicked, clicked one right after another as a user in a
     # hurry would (a click that reran the page revoked the next button's file: it spun forever)
     open_page(page, url, f"?run={run_id}")
-    page.get_by_text("Export or import a run").click()
+    open_tools(page, "Export or import a run")
     page.get_by_role("button", name="Model (.onnx)").wait_for(state="visible")
     wait_idle(page)
     files = {}
@@ -213,7 +224,7 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
 
     # Delete the imported one
     open_page(page, url, f"?run={imported[0].id}")
-    page.get_by_text("Rename or delete a run").click()
+    open_tools(page, "Rename or delete a run")
     wait_idle(page)
     delete = page.get_by_role("button", name="Delete", exact=True)
     for _ in range(3):  # a click during a re-run can be lost: tick the box until Delete is enabled
@@ -256,10 +267,10 @@ def test_public_read_shows_curves_and_tables_and_hands_out_nothing(tmp_path, bro
         open_page(page, url, "compare")
         assert "Read-only" in page.inner_text('[data-testid="stSidebar"]')
         wait_plots(page, 2)  # curves (drawn after the script run ends)
-        open_page(page, url, "")
-        assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the runs table
+        open_page(page, url, "", ready='[data-testid="stDataFrame"]')  # the runs table
+        assert page.locator('[data-testid="stDataFrame"]').count() == 1
         assert str(tmp_path) not in page.inner_text("body")  # no server folder
-        page.get_by_text("Export or import a run").click()
+        open_tools(page, "Export or import a run")
         wait_idle(page)
         main = page.locator('[data-testid="stMain"]')
         assert main.locator('[data-testid="stDownloadButton"]').count() == 0
