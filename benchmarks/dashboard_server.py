@@ -36,8 +36,10 @@ def dashboard(runs_dir: str | Path, data: str | Path | None = None, app_dir: Pat
     env = {**os.environ, "CIFAR_APP_RUNS": str(Path(runs_dir).resolve())}
     if data:
         env["CIFAR_APP_DATA"] = str(data)
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port",
-                               str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+    from cifar_app.web.app import server_flags  # the lab's server options, for any app measured
+
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py",
+                               *server_flags("127.0.0.1", port)],
                               cwd=app_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -12,12 +12,14 @@ For each N, fills a fresh store with N runs: hard-linked copies of the four ship
   navigation until the page's table or chart is drawn and Streamlit is idle. Each of ``--repeats``
   tries starts a fresh server and a fresh browser (nothing cached), opens the Runs page as soon as
   the server answers, then reloads it, then opens Compare (its first visit: Plotly's code is new to
-  the browser) and reloads it, then Experiments likewise; the line gives the median of the tries;
+  the browser) and reloads it, then Experiments likewise; then, on another fresh server and
+  browser, Compare as the first page (``compare_cold``). The line gives the median of the tries;
 - the server's peak resident memory (VmHWM of the Streamlit process), the highest of the tries.
 
-Then the same pages of ``benchmarks/floor/`` (the ``floor`` line): a bare Streamlit app that draws
-what these pages wait for (a 50-row table; four Plotly charts), with no store behind it. On this
-machine a page cannot load faster than that; what the lab's pages take beyond it is theirs.
+Then the same pages of ``benchmarks/floor/`` (the ``floor`` line), with the same server options: a
+bare Streamlit app that draws what these pages wait for (a 50-row table; four Plotly charts), with
+no store behind it and without the lab's preloading of the table's and Plotly's code
+(``cifar_app/web/preload.py``). It is what Streamlit itself takes on this machine to draw them.
 
 Writes ``benchmarks/results/many_runs.json``. Wall-clock figures depend on the VM (they differ up
 to 3x between VMs of one kind): compare only figures from one invocation.
@@ -96,6 +98,11 @@ def pages(root: Path, app_dir: Path, pw, repeats: int) -> dict:
                     samples.setdefault(f"{name}_{when}_s", []).append(page_seconds(page, url, path))
             browser.close()
             rss.append(peak_rss_mb(server.pid))
+        with dashboard(root, app_dir=app_dir) as (url, server):  # Compare as the first page
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            samples.setdefault("compare_cold_s", []).append(page_seconds(page, url, "compare"))
+            browser.close()
     return {**{k: statistics.median(v) for k, v in samples.items()}, "server_peak_rss_mb": max(rss),
             "samples": samples}
 

@@ -22,6 +22,20 @@ def test_short_training_on_synthetic_images_lowers_the_loss(norm, tiny_data):
     assert result.test_probs.shape == (100, 10)
 
 
+def test_training_refuses_a_network_the_parameter_table_does_not_describe(tiny_data, monkeypatch):
+    """The budget is checked on ``architectures.PARAMS`` (no torch needed); a table left stale by an
+    edited architecture must not let a network over the budget train."""
+    from cifar_app.core import architectures, settings
+
+    settings._param_count.cache_clear()
+    monkeypatch.setitem(architectures.PARAMS, ("separable-b", "batch"), 40_000)
+    try:
+        with pytest.raises(RuntimeError, match="PARAMS says 40,000"):
+            train(TrainSettings(**QUICK), tiny_data)
+    finally:
+        settings._param_count.cache_clear()
+
+
 def test_batch_events_cover_every_step_with_the_onecycle_lr(tiny_data):
     batches = []
     train(TrainSettings(**QUICK), tiny_data, Hooks(on_batch=batches.append))

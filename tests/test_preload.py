@@ -42,6 +42,7 @@ def test_an_element_s_chunks_are_its_own_then_its_imports_less_what_the_page_loa
     assert preload.chunks(["Chart", "Grid"], static) == [
         "Chart.cd34.js", "Grid.ab12.js", "fmt.js", "cells.js"]
     assert preload.chunks(["Missing", "Twice"], static) == []  # no chunk, or not exactly one: no tag
+    assert preload.chunks(["Grid"], tmp_path / "no-frontend") == []  # nothing to read: no tags, no error
     assert preload.tags(["Grid"], static).count(b'rel="modulepreload"') == 3
 
 
@@ -64,9 +65,10 @@ def run_asgi(site: tuple[dict, Path], path: str, *, body_parts: list[bytes],
     seen: dict = {}
 
     async def inner(scope, receive, send):
-        seen["headers"] = scope["headers"]
+        seen["headers"], seen["extensions"] = scope["headers"], scope.get("extensions", {})
         length = str(sum(map(len, body_parts))).encode()
-        headers = [(b"content-type", content_type), (b"content-length", length)]
+        headers = [(b"content-type", content_type), (b"content-length", length), (b"etag", b'"abc"'),
+                   (b"accept-ranges", b"bytes")]
         if encoding:
             headers.append((b"content-encoding", encoding))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -81,11 +83,12 @@ def run_asgi(site: tuple[dict, Path], path: str, *, body_parts: list[bytes],
     async def receive():
         return {"type": "http.request", "body": b""}
 
-    scope = {"type": "http", "method": method, "path": path,
-             "headers": [(b"accept-encoding", b"gzip"), (b"host", b"x")]}
+    scope = {"type": "http", "method": method, "path": path, "extensions": {"http.response.pathsend": {}},
+             "headers": [(b"accept-encoding", b"gzip"), (b"range", b"bytes=0-9"), (b"if-range", b'"abc"'),
+                         (b"host", b"x")]}
     routes, static = site
     asyncio.run(preload.Preload(inner, routes, static=static)(scope, receive, send))
-    return seen["headers"], sent
+    return seen, sent
 
 
 @pytest.fixture
@@ -107,11 +110,14 @@ PAGE = [b"<html><head><title>x</title>", b"</head><body></body></html>"]  # sent
 
 @pytest.mark.parametrize("path", ["/", "/compare", "/compare/"])
 def test_a_page_route_s_html_gets_its_tags_in_its_head_with_the_right_length(site, path):
-    headers, sent = run_asgi(site, path, body_parts=PAGE)
+    inner, sent = run_asgi(site, path, body_parts=PAGE)
     page = body_of(sent)
     want = preload.tags(["Grid" if path == "/" else "Chart"], site[1])
     assert page == b"".join(PAGE).replace(b"</head>", want + b"</head>") and len(page) == length_of(sent)
-    assert b"accept-encoding" not in dict(headers)  # asked uncompressed, so the tags can go in
+    # asked whole and uncompressed, as messages (not a file to send), so the tags can go in
+    assert dict(inner["headers"]).keys() == {b"host"} and "http.response.pathsend" not in inner["extensions"]
+    answer = dict(sent[0]["headers"])
+    assert answer[b"etag"] == b'"abc-preload"' and b"accept-ranges" not in answer  # its own representation
 
 
 @pytest.mark.parametrize("case", ["other route", "static file", "post", "not html", "compressed",
@@ -120,8 +126,27 @@ def test_everything_else_passes_untouched(site, case):
     kwargs = {"other route": dict(path="/train"), "static file": dict(path="/static/js/x.js"),
               "post": dict(path="/", method="POST"), "not html": dict(path="/", content_type=b"text/plain"),
               "compressed": dict(path="/", encoding=b"gzip"), "error": dict(path="/", status=500)}[case]
-    headers, sent = run_asgi(site, kwargs.pop("path"), body_parts=PAGE, **kwargs)
+    _, sent = run_asgi(site, kwargs.pop("path"), body_parts=PAGE, **kwargs)
     assert body_of(sent) == b"".join(PAGE) and length_of(sent) == len(b"".join(PAGE))
+    assert dict(sent[0]["headers"])[b"etag"] == b'"abc"'
+
+
+
+def test_the_server_preloads_its_pages_under_its_base_url_path(monkeypatch, tmp_path):
+    """``app.server()`` hands Streamlit a ``Preload`` for the pages that declare what they draw, at
+    the server's base URL path."""
+    from streamlit import config
+
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    config.set_option("server.baseUrlPath", "lab")
+    try:
+        middleware = app.server()["middleware"]
+    finally:
+        config.set_option("server.baseUrlPath", "")
+    [spec] = [m for m in middleware if m.cls is preload.Preload]
+    built = preload.Preload(None, *spec.args, **spec.kwargs)
+    assert set(built.links) == {"/lab", "/lab/", "/lab/compare", "/lab/compare/"}
+    assert [m.cls.__name__ for m in middleware] == ["Gate", "Preload"]  # the access policy first
 
 
 def test_under_a_base_url_path_the_page_routes_move_with_it(tmp_path):

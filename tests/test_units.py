@@ -167,17 +167,27 @@ def test_training_curves_show_a_comparable_train_loss_and_integer_epoch_ticks():
     assert "label-smoothed" in cmp.data[0].name
 
 
-def test_every_figure_has_the_house_style():
-    """Plotly's default template is the house style (set once in ``charts``, not per figure)."""
-    import plotly.io as pio
+def test_every_figure_has_the_house_style_whatever_was_imported_after_charts():
+    """Figures take the house template as Plotly's default at their creation (not validated again
+    per figure); importing streamlit after ``charts`` sets the default to Streamlit's placeholder
+    template, which must not reach them."""
+    import subprocess
+    import sys
 
-    from cifar_app.web import charts
-
-    white = pio.templates["plotly_white"].to_plotly_json()
-    figures = [training_curves([ep(1, 0.5), ep(2, 0.6)], "batch"),
-               compare_curves([{"label": "r", "norm": "group", "epochs": [ep(1, 0.5)]}], "test_acc", "x"),
-               charts.per_class_bars(np.ones(10) / 2, [str(i) for i in range(10)], "batch")]
-    assert all(f.to_dict()["layout"]["template"] == white for f in figures)
+    probe = """
+import numpy as np, plotly.io as pio
+from cifar_app.web import charts
+import streamlit
+from cifar_app.core.records import EpochStats
+ep = EpochStats(1, 1.0, 0.5, 1.0, 0.5, 1.0, 10.0, 0.1, 1.0)
+figures = [charts.training_curves([ep], "batch"),
+           charts.compare_curves([{"label": "r", "norm": "group", "epochs": [ep]}], "test_acc", "x"),
+           charts.per_class_bars(np.ones(10) / 2, [str(i) for i in range(10)], "batch")]
+white = pio.templates["plotly_white"].to_plotly_json()
+print([f.to_dict()["layout"]["template"] == white for f in figures])
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[True, True, True]", out.stdout + out.stderr
 
 
 # ---------------------------------------------------------------- records

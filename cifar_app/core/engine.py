@@ -24,7 +24,7 @@ from cifar_app.core.augment import alternating_flips, augment_batch, mix_batch, 
 from cifar_app.core.data import CifarData, channel_stats
 from cifar_app.core.distill import Teacher, distill_loss
 from cifar_app.core.landscape import landscape_record, probe_steps
-from cifar_app.core.model import CifarNet, build_model
+from cifar_app.core.model import CifarNet, build_model, count_parameters
 from cifar_app.core.precision import memory_format, resolve
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings
@@ -325,6 +325,10 @@ def _prepare(s: TrainSettings, data: CifarData, arithmetic: str | None, teacher:
     torch.manual_seed(s.seed)
     mean, std = channel_stats(data.train_x)
     model = build_model(s.norm, s.groups, s.dropout, s.arch)
+    if count_parameters(model) != s.param_count():  # the budget was checked on the table's count
+        raise RuntimeError(f"the network has {count_parameters(model):,} parameters, but "
+                           f"core/architectures.PARAMS says {s.param_count():,}: update the table "
+                           "(tests/test_model.py prints it)")
     if s.dirac:
         model.dirac_init()
     if s.whiten != "off":  # a checkpoint being resumed brings its own C1 weights

@@ -18,10 +18,22 @@ from cifar_app.web.text import for_plotly as plain
 NORM_COLORS: dict[str, str] = norms.COLORS  # one fixed colour per normalization (norms.REGISTRY)
 NORM_LABELS: dict[str, str] = norms.LABELS
 SHORT_TO_NORM: dict[str, str] = {n.short: name for name, n in norms.REGISTRY.items()}
-# The house style, as Plotly's default: a figure takes the default template when it is made, as
-# already validated; naming it in a figure's layout validated the whole template again, 16 ms a
-# figure (Compare draws four at each run of its page).
-pio.templates.default = "plotly_white"
+HOUSE_TEMPLATE = "plotly_white"
+
+
+def _figure(*args, **kwargs) -> go.Figure:
+    """``go.Figure`` in the house style. Plotly gives a new figure its default template, taken as
+    already validated; naming the template in the layout instead validated all of it again, 16 ms a
+    figure (Compare draws four at each run of its page). The default is set here, at each figure:
+    importing streamlit sets it to Streamlit's own placeholder template."""
+    pio.templates.default = HOUSE_TEMPLATE
+    return go.Figure(*args, **kwargs)
+
+
+def _subplots(**kwargs) -> go.Figure:
+    """``make_subplots`` in the house style (see ``_figure``)."""
+    pio.templates.default = HOUSE_TEMPLATE
+    return make_subplots(**kwargs)
 
 
 
@@ -46,7 +58,7 @@ def _panel_grid(series: Sequence[dict], cols: int, chars: int, **kwargs) -> tupl
     cols = max(1, min(cols, n))
     rows = (n + cols - 1) // cols
     titles = [wrap_title(s["label"], chars) for s in series] or [""]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
+    fig = _subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
                         vertical_spacing=0.36 / rows if rows > 1 else 0.0, **kwargs)
     fig.update_annotations(font_size=12)
     return fig, rows
@@ -71,7 +83,7 @@ def training_curves(epochs: Sequence[EpochStats], norm: str, uirevision: str = "
     The train loss shown is the plain cross-entropy when the log has it (comparable to the test
     loss); older logs only have the label-smoothed loss, and the trace's name says so."""
     color = NORM_COLORS.get(norm, "#444")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (cross-entropy)", "accuracy (%)"))
+    fig = _subplots(rows=1, cols=2, subplot_titles=("loss (cross-entropy)", "accuracy (%)"))
     x = [e.epoch for e in epochs]
     plain = all(e.comparable_train_loss[1] for e in epochs)
     train_loss = [e.comparable_train_loss[0] if plain else e.train_loss for e in epochs]
@@ -103,7 +115,7 @@ def batch_curves(batches: Sequence[BatchStats], norm: str, smoothing: float = 0.
     steps = np.fromiter((b.step for b in batches), np.float64, len(batches))
     losses = np.fromiter((b.loss for b in batches), np.float64, len(batches))
     lrs = np.fromiter((b.lr for b in batches), np.float64, len(batches))
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
+    fig = _subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
     for row, name, y, style in (
         (1, "loss per batch", losses, dict(line=dict(color=color, width=1), opacity=0.25)),
         (1, f"smoothed ({smoothing:.2f})", smooth(losses, smoothing), dict(line=dict(color=color, width=2))),
@@ -125,7 +137,7 @@ def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:
     cross-entropy where the log has it. Colour by normalization; a second run of the same norm gets
     a dash pattern.
     """
-    fig = go.Figure()
+    fig = _figure()
     dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
     seen: dict[str, int] = {}
     scale = 100 if metric.endswith("acc") else 1
@@ -157,7 +169,7 @@ def confusion_heatmap(cm: np.ndarray, classes: Sequence[str]) -> go.Figure:
     names = list(classes)
     cells_x = [p for _ in names for p in names]
     cells_y = [t for t in names for _ in names]
-    fig = go.Figure([
+    fig = _figure([
         go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", text=cm, texttemplate="%{text}",
                    hoverinfo="skip"),
         go.Scatter(x=cells_x, y=cells_y, mode="markers", showlegend=False,
@@ -173,7 +185,7 @@ def confusion_heatmap(cm: np.ndarray, classes: Sequence[str]) -> go.Figure:
 
 def per_class_bars(acc: np.ndarray, classes: Sequence[str], norm: str) -> go.Figure:
     """Per-class accuracy in %, one bar per class."""
-    fig = go.Figure(go.Bar(x=list(classes), y=np.asarray(acc) * 100,
+    fig = _figure(go.Bar(x=list(classes), y=np.asarray(acc) * 100,
                            marker_color=NORM_COLORS.get(norm, "#444"),
                            text=[f"{a * 100:.1f}" for a in acc], textposition="outside"))
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 105])
@@ -184,7 +196,7 @@ def topk_bars(top_k: Sequence[tuple[str, float]], color: str = "#1f77b4", title:
     """Horizontal bars of the top-k classes, highest on top, probabilities in %."""
     names = [c for c, _ in top_k][::-1]
     probs = [p * 100 for _, p in top_k][::-1]
-    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=color,
+    fig = _figure(go.Bar(x=probs, y=names, orientation="h", marker_color=color,
                            text=[f"{p:.1f}%" for p in probs], textposition="auto"))
     fig.update_xaxes(range=[0, 100], title_text="probability (%)")
     fig.update_layout(showlegend=False)
@@ -199,7 +211,7 @@ def norm_axes_figure() -> go.Figure:
     norms = ["batch", "layer", "group"]
     titles = ["BatchNorm: per channel,<br>over N, H, W", "LayerNorm: per sample,<br>over C, H, W",
               "GroupNorm: per sample & group,<br>over C/G, H, W"]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.08)
+    fig = _subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.08)
     n, c = 4, 8
     for i, norm in enumerate(norms, start=1):
         z = np.zeros((c, n))
@@ -223,7 +235,7 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
     """Final test accuracy (%) against the setting ``x``, one line per value of ``series``
     (coloured by normalization). ``points``: ``experiments.PointStatus``. Failed (diverged) points
     are marked with a red cross at the bottom of the plot; unfinished points are left out."""
-    fig = go.Figure()
+    fig = _figure()
     groups: dict[str, list] = {}
     for p in points:
         groups.setdefault(str(p.settings.get(series)), []).append(p)
@@ -258,7 +270,7 @@ def sweep_plot(points: Sequence, x: str, series: str = "norm", log_x: bool = Fal
 
 def group_bars(stats: Sequence) -> go.Figure:
     """Mean final test accuracy (%) per group with ± 1 std error bars (``experiments.GroupStats``)."""
-    fig = go.Figure(go.Bar(
+    fig = _figure(go.Bar(
         x=[NORM_LABELS.get(g.group, g.group) for g in stats], y=[100 * g.mean for g in stats],
         error_y=dict(type="data", array=[100 * g.std for g in stats], visible=True),
         marker_color=[NORM_COLORS.get(g.group, "#444") for g in stats],
@@ -326,7 +338,7 @@ def bn_running_vs_batch(record: dict, layer: str) -> go.Figure:
     """BatchNorm's running mean and variance per channel against the probe batch's own statistics
     at one epoch: points on the diagonal mean eval mode normalizes as the batch would."""
     bn = record["layers"][layer]["bn"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean per channel", "variance per channel"))
+    fig = _subplots(rows=1, cols=2, subplot_titles=("mean per channel", "variance per channel"))
     for col, (run_key, batch_key) in enumerate((("running_mean", "batch_mean"), ("running_var", "batch_var")),
                                                start=1):
         xs, ys = bn[batch_key], bn[run_key]
@@ -356,7 +368,7 @@ def batchdep_plot(series: Sequence[dict]) -> go.Figure:
     line per run, with its eval-mode accuracy as a dotted level.
 
     series: dicts with ``label``, ``norm`` and ``result`` (``batchdep.BatchDependence``)."""
-    fig = go.Figure()
+    fig = _figure()
     for s in series:
         r, color = s["result"], NORM_COLORS.get(s["norm"], "#444")
         ks = sorted(r.batch_stats)
@@ -376,7 +388,7 @@ def claim_plot(row: dict) -> go.Figure | None:
     arms, intervals = row.get("arms") or {}, row.get("arm_intervals") or {}
     if not arms:
         return None
-    fig = go.Figure()
+    fig = _figure()
     names = list(arms)
     for name in names:
         ys = [v for v in arms[name] if v is not None]
@@ -409,7 +421,7 @@ def landscape_plot(runs: dict[str, list[dict]], norms: dict[str, str] | None = N
     """The landscape probes over training (``landscape.landscape_record``): loss range,
     predictiveness, effective β and ICS (1 − cos, mean over the C blocks) against the step, one line
     per run (``runs``: label -> records), coloured by its norm (``norms``: label -> norm)."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[wrap_title(t, 40) for _, t in LANDSCAPE_PANELS],
+    fig = _subplots(rows=2, cols=2, subplot_titles=[wrap_title(t, 40) for _, t in LANDSCAPE_PANELS],
                         vertical_spacing=0.2, horizontal_spacing=0.1)
     for label, records in runs.items():
         norm = (norms or {}).get(label, "")

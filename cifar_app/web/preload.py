@@ -10,7 +10,11 @@ browser fetches and compiles them from the start, in parallel with its own start
 
 The chunks are found in the installed Streamlit's ``static/js`` folder: ``<Element>.<hash>.js`` and
 the modules it imports, less those the HTML already preloads. An element that has no chunk there (a
-Streamlit that renamed it) gets no tag; ``tests/test_preload.py`` checks every name resolves.
+Streamlit that renamed it, or one without its frontend files) gets no tag, and the page is served as
+Streamlit wrote it; ``tests/test_preload.py`` checks every name resolves.
+
+The rewritten page is a representation of its own: it gets its own ETag, and is always sent whole
+(a ``Range`` request for it is answered with all of it, as the RFC allows). Only GET is rewritten.
 """
 
 from __future__ import annotations
@@ -34,31 +38,35 @@ HEAD_END = b"</head>"
 @cache
 def static_dir() -> Path:
     """The installed Streamlit's frontend folder (``index.html`` and ``static/js``)."""
-    import streamlit
+    from streamlit import file_util
 
-    return Path(streamlit.__file__).parent / "static"
+    return Path(file_util.get_static_dir())
 
 
 def chunks(elements: Iterable[str], static: Path | None = None) -> list[str]:
     """The ``static/js`` files the frontend loads for ``elements`` (``DataFrame``, ``PlotlyChart``):
-    each element's own chunk, then what it imports, depth first; without those ``index.html``
-    already loads and without repeats. An element with no chunk, or not exactly one, is left out."""
+    each element's own chunk, then what it imports, breadth first; without those ``index.html``
+    already loads and without repeats. An element with no chunk, or not exactly one, is left out;
+    a file that cannot be read (no frontend files) leaves out everything: no tags, no harm."""
     static = static or static_dir()
     js = static / "static" / "js"
-    seen = set(_PRELOADED.findall((static / "index.html").read_bytes()))
     out: list[str] = []
-    todo: list[bytes] = []
-    for element in elements:
-        found = sorted(js.glob(f"{element}.*.js"))
-        if len(found) == 1:
-            todo.append(found[0].name.encode())
-    while todo:
-        name = todo.pop(0)
-        if name in seen:
-            continue
-        seen.add(name)
-        out.append(name.decode())
-        todo.extend(_IMPORT.findall((js / name.decode()).read_bytes()))
+    try:
+        seen = set(_PRELOADED.findall((static / "index.html").read_bytes()))
+        todo: list[bytes] = []
+        for element in elements:
+            found = sorted(js.glob(f"{element}.*.js"))
+            if len(found) == 1:
+                todo.append(found[0].name.encode())
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            out.append(name.decode())
+            todo.extend(_IMPORT.findall((js / name.decode()).read_bytes()))
+    except OSError:
+        return []
     return out
 
 
@@ -91,8 +99,11 @@ class Preload:
         if links is None:
             await self.app(scope, receive, send)
             return
-        # The page as Streamlit writes it, not compressed, so that the tags can go in (a few KB).
-        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k != b"accept-encoding"]}
+        # The whole page as Streamlit writes it (a few KB), not compressed, so that the tags can go
+        # in; as a body of messages (not a file path to send), so that they pass through here.
+        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k not in _WHOLE],
+                 "extensions": {k: v for k, v in (scope.get("extensions") or {}).items()
+                                if k != "http.response.pathsend"}}
         start: Message | None = None
         body = bytearray()
 
@@ -113,11 +124,21 @@ class Preload:
             page = bytes(body)
             if HEAD_END in page:
                 page = page.replace(HEAD_END, links + HEAD_END, 1)
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers = [(k, _own(v) if k.lower() == b"etag" else v) for k, v in start.get("headers", [])
+                       if k.lower() not in (b"content-length", b"accept-ranges")]
             await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
             await send({"type": "http.response.body", "body": page})
 
         await self.app(scope, receive, sending)
+
+
+_WHOLE = (b"accept-encoding", b"range", b"if-range")  # request headers that would make it partial
+
+
+def _own(etag: bytes) -> bytes:
+    """The rewritten page's ETag: Streamlit's file's, marked (a cache that revalidates it gets the
+    page again, not a 304 for the file)."""
+    return etag[:-1] + b'-preload"' if etag.endswith(b'"') else etag + b"-preload"
 
 
 def _is_plain_html(start: Message) -> bool:
