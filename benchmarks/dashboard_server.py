@@ -28,18 +28,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def config_flags(app_dir: Path = ROOT) -> list[str]:
+    """``app_dir``'s ``.streamlit/config.toml`` as ``streamlit run`` flags (for an app measured with
+    another app's server options, as ``many_runs.py``'s floor is with the lab's)."""
+    import tomllib
+
+    config = tomllib.loads((app_dir / ".streamlit" / "config.toml").read_text())
+    return [part for section, options in config.items() for key, value in options.items()
+            if f"{section}.{key}" not in ("server.address", "server.port")
+            for part in (f"--{section}.{key}", str(value).lower() if isinstance(value, bool) else str(value))]
+
+
 @contextmanager
 def dashboard(runs_dir: str | Path, data: str | Path | None = None, app_dir: Path = ROOT,
-              timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Serve ``app_dir``'s dashboard with ``runs_dir`` as its runs folder; stop it (by pid) after."""
+              timeout_s: float = 60.0, flags: list[str] | None = None
+              ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve ``app_dir``'s dashboard with ``runs_dir`` as its runs folder; stop it (by pid) after.
+    The server options are ``app_dir``'s own (its ``.streamlit/config.toml``), plus ``flags``."""
     port = free_port()
     env = {**os.environ, "CIFAR_APP_RUNS": str(Path(runs_dir).resolve())}
     if data:
         env["CIFAR_APP_DATA"] = str(data)
-    from cifar_app.web.app import server_flags  # the lab's server options, for any app measured
-
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py",
-                               *server_flags("127.0.0.1", port)],
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port",
+                               str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                               *(flags or [])],
                               cwd=app_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"

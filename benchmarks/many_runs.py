@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, config_flags, dashboard
 from results_file import write_result
 
 REFERENCE = ROOT / "cifar_app" / "store" / "reference_runs"
@@ -84,13 +84,13 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def pages(root: Path, app_dir: Path, pw, repeats: int) -> dict:
+def pages(root: Path, app_dir: Path, pw, repeats: int, flags: list[str] | None = None) -> dict:
     """The pages' times (median of ``repeats`` fresh servers and browsers; every try under
     ``samples``) and the server's peak RSS (the highest)."""
     samples: dict[str, list[float]] = {}
     rss = []
     for _ in range(repeats):
-        with dashboard(root, app_dir=app_dir) as (url, server):
+        with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for name, path in (("runs", ""), ("compare", "compare"), ("experiments", "experiments")):
@@ -98,7 +98,7 @@ def pages(root: Path, app_dir: Path, pw, repeats: int) -> dict:
                     samples.setdefault(f"{name}_{when}_s", []).append(page_seconds(page, url, path))
             browser.close()
             rss.append(peak_rss_mb(server.pid))
-        with dashboard(root, app_dir=app_dir) as (url, server):  # Compare as the first page
+        with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):  # Compare as the first page
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             samples.setdefault("compare_cold_s", []).append(page_seconds(page, url, "compare"))
@@ -141,7 +141,8 @@ def main() -> None:
             show(rows[-1])
         empty = work / "floor-store"
         empty.mkdir(parents=True, exist_ok=True)
-        floor = {"runs": "floor", **pages(empty, ROOT / "benchmarks" / "floor", pw, args.repeats)}
+        floor = {"runs": "floor", **pages(empty, ROOT / "benchmarks" / "floor", pw, args.repeats,
+                                          flags=config_flags(args.app_dir.resolve()))}
         show(floor)
     write_result(args.out, {"command": "python benchmarks/many_runs.py " + " ".join(map(str, args.sizes))
                             + f" --repeats {args.repeats}", "repeats": args.repeats, "rows": rows,

@@ -138,6 +138,7 @@ def test_the_server_preloads_its_pages_under_its_base_url_path(monkeypatch, tmp_
     from streamlit import config
 
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(app, "_list_once", lambda: None)  # no warm-up thread outliving the test
     config.set_option("server.baseUrlPath", "lab")
     try:
         middleware = app.server()["middleware"]

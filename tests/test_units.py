@@ -180,14 +180,43 @@ from cifar_app.web import charts
 import streamlit
 from cifar_app.core.records import EpochStats
 ep = EpochStats(1, 1.0, 0.5, 1.0, 0.5, 1.0, 10.0, 0.1, 1.0)
-figures = [charts.training_curves([ep], "batch"),
-           charts.compare_curves([{"label": "r", "norm": "group", "epochs": [ep]}], "test_acc", "x"),
-           charts.per_class_bars(np.ones(10) / 2, [str(i) for i in range(10)], "batch")]
+makers = [lambda: charts.training_curves([ep], "batch"),
+          lambda: charts.compare_curves([{"label": "r", "norm": "group", "epochs": [ep]}], "test_acc", "x"),
+          lambda: charts.per_class_bars(np.ones(10) / 2, [str(i) for i in range(10)], "batch")]
 white = pio.templates["plotly_white"].to_plotly_json()
-print([f.to_dict()["layout"]["template"] == white for f in figures])
+got = []
+for make in makers:
+    pio.templates.default = "streamlit"  # as importing streamlit leaves it
+    got.append(make().to_dict()["layout"]["template"] == white)
+print(got)
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[True, True, True]", out.stdout + out.stderr
+    # and every figure of charts is made through the two helpers that set it
+    import ast
+    from pathlib import Path
+
+    from cifar_app.web import charts
+
+    tree = ast.parse(Path(charts.__file__).read_text())
+    direct = [(f.name, node.lineno) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+              and f.name not in ("_figure", "_subplots") for node in ast.walk(f)
+              if isinstance(node, ast.Call) and ast.unparse(node.func) in ("go.Figure", "make_subplots")]
+    assert direct == []
+
+
+def test_figures_do_not_validate_the_house_template_again(monkeypatch):
+    """Setting Plotly's default validates the whole template (16 ms): once, not at every figure."""
+    import plotly.io as pio
+
+    checks = []
+    real = pio.templates._validate
+    monkeypatch.setattr(pio.templates, "_validate", lambda value: checks.append(value) or real(value))
+    monkeypatch.setattr(pio.templates, "_default", "streamlit")  # as importing streamlit leaves it
+    for _ in range(3):
+        compare_curves([{"label": "r", "norm": "group", "epochs": [ep(1, 0.5)]}], "test_acc", "x")
+        training_curves([ep(1, 0.5)], "batch")
+    assert checks == ["plotly_white"]
 
 
 # ---------------------------------------------------------------- records

@@ -21,18 +21,25 @@ SHORT_TO_NORM: dict[str, str] = {n.short: name for name, n in norms.REGISTRY.ite
 HOUSE_TEMPLATE = "plotly_white"
 
 
+def _house() -> None:
+    """Make the house template Plotly's default. Plotly gives a new figure its default template,
+    taken as already validated; naming the template in the layout instead validated all of it again,
+    16 ms a figure (Compare draws four at each run of its page). Checked at each figure, because
+    importing streamlit sets the default to Streamlit's own placeholder template; set only when it
+    differs, because setting it validates the template too."""
+    if pio.templates.default != HOUSE_TEMPLATE:
+        pio.templates.default = HOUSE_TEMPLATE
+
+
 def _figure(*args, **kwargs) -> go.Figure:
-    """``go.Figure`` in the house style. Plotly gives a new figure its default template, taken as
-    already validated; naming the template in the layout instead validated all of it again, 16 ms a
-    figure (Compare draws four at each run of its page). The default is set here, at each figure:
-    importing streamlit sets it to Streamlit's own placeholder template."""
-    pio.templates.default = HOUSE_TEMPLATE
+    """``go.Figure`` in the house style (``_house``)."""
+    _house()
     return go.Figure(*args, **kwargs)
 
 
 def _subplots(**kwargs) -> go.Figure:
-    """``make_subplots`` in the house style (see ``_figure``)."""
-    pio.templates.default = HOUSE_TEMPLATE
+    """``make_subplots`` in the house style (``_house``)."""
+    _house()
     return make_subplots(**kwargs)
 
 
@@ -59,7 +66,7 @@ def _panel_grid(series: Sequence[dict], cols: int, chars: int, **kwargs) -> tupl
     rows = (n + cols - 1) // cols
     titles = [wrap_title(s["label"], chars) for s in series] or [""]
     fig = _subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
-                        vertical_spacing=0.36 / rows if rows > 1 else 0.0, **kwargs)
+                    vertical_spacing=0.36 / rows if rows > 1 else 0.0, **kwargs)
     fig.update_annotations(font_size=12)
     return fig, rows
 
