@@ -58,7 +58,7 @@ def test_every_element_a_page_draws_has_its_chunk_in_the_installed_streamlit():
 
 def run_asgi(site: tuple[dict, Path], path: str, *, body_parts: list[bytes],
              content_type: bytes = b"text/html", method: str = "GET", status: int = 200,
-             encoding: bytes | None = None):
+             encoding: bytes | None = None, if_none_match: bytes | None = None):
     """Request ``path`` through ``Preload`` over ``site`` (routes, static folder); the inner app
     records the request headers it got and answers ``body_parts``. Returns (inner request headers,
     messages sent)."""
@@ -66,6 +66,7 @@ def run_asgi(site: tuple[dict, Path], path: str, *, body_parts: list[bytes],
 
     async def inner(scope, receive, send):
         seen["headers"], seen["extensions"] = scope["headers"], scope.get("extensions", {})
+        seen["method"] = scope["method"]
         length = str(sum(map(len, body_parts))).encode()
         headers = [(b"content-type", content_type), (b"content-length", length), (b"etag", b'"abc"'),
                    (b"accept-ranges", b"bytes")]
@@ -85,7 +86,8 @@ def run_asgi(site: tuple[dict, Path], path: str, *, body_parts: list[bytes],
 
     scope = {"type": "http", "method": method, "path": path, "extensions": {"http.response.pathsend": {}},
              "headers": [(b"accept-encoding", b"gzip"), (b"range", b"bytes=0-9"), (b"if-range", b'"abc"'),
-                         (b"host", b"x")]}
+                         (b"if-modified-since", b"Sun, 06 Dec 2026 06:38:39 GMT"), (b"host", b"x")]
+             + ([(b"if-none-match", if_none_match)] if if_none_match else [])}
     routes, static = site
     asyncio.run(preload.Preload(inner, routes, static=static)(scope, receive, send))
     return seen, sent
@@ -117,7 +119,32 @@ def test_a_page_route_s_html_gets_its_tags_in_its_head_with_the_right_length(sit
     # asked whole and uncompressed, as messages (not a file to send), so the tags can go in
     assert dict(inner["headers"]).keys() == {b"host"} and "http.response.pathsend" not in inner["extensions"]
     answer = dict(sent[0]["headers"])
-    assert answer[b"etag"] == b'"abc-preload"' and b"accept-ranges" not in answer  # its own representation
+    assert answer[b"etag"] == own_etag(want) and b"accept-ranges" not in answer  # its own representation
+
+
+def own_etag(links: bytes) -> bytes:
+    import hashlib
+
+    return b'"abc-preload-' + hashlib.sha256(links).hexdigest()[:8].encode() + b'"'
+
+
+def test_head_gets_the_headers_get_gets_and_no_body(site):
+    _, got = run_asgi(site, "/", body_parts=PAGE)
+    inner, head = run_asgi(site, "/", body_parts=PAGE, method="HEAD")
+    assert inner["method"] == "GET" and body_of(head) == b""
+    assert head[0]["headers"] == got[0]["headers"] and head[0]["status"] == 200
+
+
+@pytest.mark.parametrize("asked, status", [("ours", 304), ("weak ours", 304), ("any", 304),
+                                           ("the file's", 200), ("other tags", 200)])
+def test_a_revalidation_is_answered_for_the_page_not_the_file(site, asked, status):
+    mine = own_etag(preload.tags(["Grid"], site[1]))
+    header = {"ours": b'"zzz", ' + mine, "weak ours": b"W/" + mine, "any": b"*", "the file's": b'"abc"',
+              "other tags": b'"abc-preload-00000000"'}[asked]
+    inner, sent = run_asgi(site, "/", body_parts=PAGE, if_none_match=header)
+    assert b"if-none-match" not in dict(inner["headers"])  # Streamlit is asked for the whole file
+    assert sent[0]["status"] == status and dict(sent[0]["headers"])[b"etag"] == mine
+    assert (body_of(sent) == b"") is (status == 304)
 
 
 @pytest.mark.parametrize("case", ["other route", "static file", "post", "not html", "compressed",

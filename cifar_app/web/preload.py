@@ -13,12 +13,15 @@ the modules it imports, less those the HTML already preloads. An element that ha
 Streamlit that renamed it, or one without its frontend files) gets no tag, and the page is served as
 Streamlit wrote it; ``tests/test_preload.py`` checks every name resolves.
 
-The rewritten page is a representation of its own: it gets its own ETag, and is always sent whole
-(a ``Range`` request for it is answered with all of it, as the RFC allows). Only GET is rewritten.
+The rewritten page is a representation of its own. Its ETag is the file's, marked with a hash of
+the tags; a revalidation is answered here against that ETag (304, or the page), never with
+Streamlit's answer for the file. It is always sent whole (a ``Range`` request for it is answered
+with all of it, as the RFC allows), and a HEAD answer gives the GET answer's headers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from functools import cache
@@ -94,14 +97,19 @@ class Preload:
                 self.links[f"/{path}"] = self.links[f"/{path}/".replace("//", "/")] = links
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method")
         links = self.links.get(str(scope.get("path", ""))) if scope["type"] == "http" \
-            and scope.get("method") == "GET" else None
+            and method in ("GET", "HEAD") else None
         if links is None:
             await self.app(scope, receive, send)
             return
-        # The whole page as Streamlit writes it (a few KB), not compressed, so that the tags can go
-        # in; as a body of messages (not a file path to send), so that they pass through here.
-        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k not in _WHOLE],
+        head = method == "HEAD"
+        wanted = b",".join(v for k, v in scope.get("headers", []) if k.lower() == b"if-none-match")
+        # The whole page as Streamlit writes it for a GET (a few KB), not compressed, not a 304, so
+        # that the tags can go in; as a body of messages (not a file path to send), so that they
+        # pass through here.
+        scope = {**scope, "method": "GET",
+                 "headers": [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _WHOLE],
                  "extensions": {k: v for k, v in (scope.get("extensions") or {}).items()
                                 if k != "http.response.pathsend"}}
         start: Message | None = None
@@ -116,7 +124,8 @@ class Preload:
                     start = None
                 return
             if start is None or message["type"] != "http.response.body":
-                await send(message)
+                await send({**message, "body": b""} if head and message["type"] == "http.response.body"
+                           else message)
                 return
             body.extend(message.get("body", b""))
             if message.get("more_body"):
@@ -124,21 +133,39 @@ class Preload:
             page = bytes(body)
             if HEAD_END in page:
                 page = page.replace(HEAD_END, links + HEAD_END, 1)
-            headers = [(k, _own(v) if k.lower() == b"etag" else v) for k, v in start.get("headers", [])
+            headers = [(k, _own(v, links) if k.lower() == b"etag" else v)
+                       for k, v in start.get("headers", [])
                        if k.lower() not in (b"content-length", b"accept-ranges")]
+            etag = next((v for k, v in headers if k.lower() == b"etag"), None)
+            if etag is not None and _matches(wanted, etag):
+                await send({"type": "http.response.start", "status": 304,
+                            "headers": [(k, v) for k, v in headers if k.lower() != b"content-type"]})
+                await send({"type": "http.response.body", "body": b""})
+                return
             await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
-            await send({"type": "http.response.body", "body": page})
+            await send({"type": "http.response.body", "body": b"" if head else page})
 
         await self.app(scope, receive, sending)
 
 
-_WHOLE = (b"accept-encoding", b"range", b"if-range")  # request headers that would make it partial
+# request headers that would make the answer partial, compressed or a 304 for the file itself
+_WHOLE = (b"accept-encoding", b"range", b"if-range", b"if-none-match", b"if-modified-since")
 
 
-def _own(etag: bytes) -> bytes:
-    """The rewritten page's ETag: Streamlit's file's, marked (a cache that revalidates it gets the
-    page again, not a 304 for the file)."""
-    return etag[:-1] + b'-preload"' if etag.endswith(b'"') else etag + b"-preload"
+def _own(etag: bytes, links: bytes) -> bytes:
+    """The rewritten page's ETag: Streamlit's file's, marked with its tags (other tags, e.g. after
+    a page declares another element, make another ETag)."""
+    mark = b"-preload-" + hashlib.sha256(links).hexdigest()[:8].encode()
+    return etag[:-1] + mark + b'"' if etag.endswith(b'"') else etag + mark
+
+
+def _matches(if_none_match: bytes, etag: bytes) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag`` (weakly compared, as the RFC says)."""
+    def bare(tag: bytes) -> bytes:
+        return tag.strip().removeprefix(b"W/")
+
+    tags = [bare(t) for t in if_none_match.split(b",") if t.strip()]
+    return b"*" in tags or bare(etag) in tags
 
 
 def _is_plain_html(start: Message) -> bool:
