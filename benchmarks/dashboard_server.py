@@ -28,23 +28,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config_flags(app_dir: Path = ROOT) -> list[str]:
-    """``app_dir``'s ``.streamlit/config.toml`` as ``streamlit run`` flags (for an app measured with
-    another app's server options, as ``many_runs.py``'s floor is with the lab's)."""
-    import tomllib
-
-    config = tomllib.loads((app_dir / ".streamlit" / "config.toml").read_text())
-    return [part for section, options in config.items() for key, value in options.items()
-            if f"{section}.{key}" not in ("server.address", "server.port")
-            for part in (f"--{section}.{key}", str(value).lower() if isinstance(value, bool) else str(value))]
-
-
 @contextmanager
 def dashboard(runs_dir: str | Path, data: str | Path | None = None, app_dir: Path = ROOT,
               timeout_s: float = 60.0, flags: list[str] | None = None
               ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve ``app_dir``'s dashboard with ``runs_dir`` as its runs folder; stop it (by pid) after.
-    The server options are ``app_dir``'s own (its ``.streamlit/config.toml``), plus ``flags``."""
+    The server options are ``app_dir``'s own (its ``.streamlit/config.toml``), plus ``flags``
+    (e.g. ``web.app.option_flags()``: the lab's, for an app that has none)."""
     port = free_port()
     env = {**os.environ, "CIFAR_APP_RUNS": str(Path(runs_dir).resolve())}
     if data:

@@ -37,8 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, config_flags, dashboard
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard
 from results_file import write_result
+
+from cifar_app.web.app import option_flags  # the lab's server options, for the floor
 
 REFERENCE = ROOT / "cifar_app" / "store" / "reference_runs"
 READY = {  # page -> what shows it is drawn
@@ -142,7 +144,7 @@ def main() -> None:
         empty = work / "floor-store"
         empty.mkdir(parents=True, exist_ok=True)
         floor = {"runs": "floor", **pages(empty, ROOT / "benchmarks" / "floor", pw, args.repeats,
-                                          flags=config_flags(args.app_dir.resolve()))}
+                                          flags=option_flags())}
         show(floor)
     write_result(args.out, {"command": "python benchmarks/many_runs.py " + " ".join(map(str, args.sizes))
                             + f" --repeats {args.repeats}", "repeats": args.repeats, "rows": rows,

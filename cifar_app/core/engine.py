@@ -325,10 +325,10 @@ def _prepare(s: TrainSettings, data: CifarData, arithmetic: str | None, teacher:
     torch.manual_seed(s.seed)
     mean, std = channel_stats(data.train_x)
     model = build_model(s.norm, s.groups, s.dropout, s.arch)
-    if count_parameters(model) != s.param_count():  # the budget was checked on the table's count
-        raise RuntimeError(f"the network has {count_parameters(model):,} parameters, but "
-                           f"core/architectures.PARAMS says {s.param_count():,}: update the table "
-                           "(tests/test_model.py prints it)")
+    built, listed = count_parameters(model), s.param_count()
+    if built != listed:  # the budget was checked on the table's count
+        raise RuntimeError(f"the network has {built:,} parameters, but core/architectures.PARAMS "
+                           f"says {listed:,}: update the table (tests/test_model.py prints it)")
     if s.dirac:
         model.dirac_init()
     if s.whiten != "off":  # a checkpoint being resumed brings its own C1 weights

@@ -30,12 +30,15 @@ SERVER_OPTIONS = {
 }
 
 
+def option_flags() -> list[str]:
+    """``streamlit run``'s flags for ``SERVER_OPTIONS``."""
+    return [part for key, value in SERVER_OPTIONS.items()
+            for part in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))]
+
+
 def server_flags(address: str, port: int) -> list[str]:
     """``streamlit run``'s flags for ``SERVER_OPTIONS`` on ``address``:``port``."""
-    flags = ["--server.address", address, "--server.port", str(port)]
-    for key, value in SERVER_OPTIONS.items():
-        flags += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return flags
+    return ["--server.address", address, "--server.port", str(port), *option_flags()]
 
 
 @dataclass(frozen=True)
