@@ -112,6 +112,7 @@ def wait_idle(page, timeout_s: float = 60) -> None:
         if page.locator('[data-testid="stStatusWidget"]').count() == 0:
             return
         page.wait_for_timeout(300)
+    raise AssertionError(f"the script still runs after {timeout_s} s")
 
 
 def shot(page, name: str) -> None:
@@ -130,16 +131,21 @@ def test_every_page_opens_without_an_exception(server, page):
         shot(page, f"empty-{name}")
 
 
-ELEMENT_TESTID = {"DataFrame": "stDataFrame", "PlotlyChart": "stPlotlyChart"}  # PageSpec.draws -> DOM
+ELEMENT_TESTID = {"DataFrame": "stDataFrame", "PlotlyChart": "stPlotlyChart", "Multiselect": "stMultiSelect",
+                  "TextInput": "stTextInput", "Selectbox": "stSelectbox", "NumberInput": "stNumberInput",
+                  "Button": "stButton"}  # PageSpec.draws -> DOM
 
 
 def test_a_page_s_heavy_elements_are_preloaded_and_drawn(server, page):
     """On a first visit (a fresh browser: nothing cached), the chunks of the elements a page draws
     (``PageSpec.draws``) are requested before the websocket opens, not after the script's first
-    message names them; and the page does draw each of them (no preload for nothing)."""
+    message names them; and the page does draw each of them (no preload for nothing). No element's
+    code is left to be fetched once the websocket is open: the declaration is complete."""
     url, _ = server
     pages = [p for p in app.PAGES if p.draws]
     assert pages and all(e in ELEMENT_TESTID for p in pages for e in p.draws)
+    for spec in pages:  # the server's own first loads (the dataset's progress bar) done before
+        open_page(page, url, spec.route)
     for spec in pages:
         context = page.context.browser.new_context()  # an empty cache for each page
         try:
@@ -148,12 +154,16 @@ def test_a_page_s_heavy_elements_are_preloaded_and_drawn(server, page):
             fresh.on("websocket", lambda ws, events=events: events.append("websocket"))
             fresh.on("request", lambda r, events=events: events.append(r.url.rsplit("/", 1)[-1]))
             fresh.goto(f"{url}/{spec.route}")
+            fresh.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[spec.draws[0]]}"]', timeout=120_000)
+            wait_idle(fresh)
             for element in spec.draws:
-                fresh.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[element]}"]', timeout=120_000)
+                assert fresh.locator(f'[data-testid="{ELEMENT_TESTID[element]}"]').count(), (spec.name, element)
             opened = events.index("websocket")
             for element in spec.draws:
                 asked = next(i for i, name in enumerate(events) if name.startswith(f"{element}."))
                 assert asked < opened, (spec.name, element, events[:opened + 1])
+            late = [name for name in events[opened:] if name.endswith(".js")]
+            assert late == [], (spec.name, "fetched once the script ran, not declared", late)
         finally:
             context.close()
 

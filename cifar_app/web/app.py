@@ -62,9 +62,11 @@ class PageSpec:
 
 
 PAGES = (
-    PageSpec("home", "Runs", ":material/home:", default=True, draws=("DataFrame",)),
+    PageSpec("home", "Runs", ":material/home:", default=True,
+             draws=("DataFrame", "Multiselect", "TextInput", "Selectbox", "Button")),
     PageSpec("train", "Train", ":material/model_training:"),
-    PageSpec("compare", "Compare", ":material/compare_arrows:", draws=("PlotlyChart", "DataFrame")),
+    PageSpec("compare", "Compare", ":material/compare_arrows:",
+             draws=("PlotlyChart", "DataFrame", "Multiselect")),
     PageSpec("experiments", "Experiments", ":material/science:"),
     PageSpec("claims", "Claims", ":material/fact_check:"),
     PageSpec("inside", "Inside", ":material/stacked_line_chart:"),
