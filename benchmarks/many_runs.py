@@ -1,6 +1,6 @@
 """How does the lab cope with a store of many runs? Listing in the CLI and the pages in Chromium.
 
-    python benchmarks/many_runs.py 100 1000 10000 [--repeats 3] [--work DIR] [--app-dir DIR]
+    python benchmarks/many_runs.py 100 1000 10000 [--repeats 6] [--work DIR] [--app-dir DIR]
 
 For each N, fills a fresh store with N runs: hard-linked copies of the four shipped reference runs
 (each a completed 20-epoch run whose metrics log is 186 KB), under new ids. Then, one line each:
@@ -9,20 +9,24 @@ For each N, fills a fresh store with N runs: hard-linked copies of the four ship
   index, reading every run's log once: what a store made before the index costs once);
 - ``runs --json``: the same command again (median of 3), wall clock of the whole process;
 - the Runs, Compare and Experiments pages in Chromium, first and again, wall clock from the
-  navigation until the page's table or chart is drawn and Streamlit is idle. Each of ``--repeats``
-  tries starts a fresh server and a fresh browser (nothing cached), opens the Runs page as soon as
-  the server answers, then reloads it, then opens Compare (its first visit: Plotly's code is new to
-  the browser) and reloads it, then Experiments likewise; then, on another fresh server and
-  browser, Compare as the first page (``compare_cold``). The line gives the median of the tries;
+  navigation until the page's table or chart is drawn and Streamlit is idle. Each try starts a
+  fresh server and a fresh browser (nothing cached), opens the Runs page as soon as the server
+  answers, then reloads it, then opens Compare (its first visit: Plotly's code is new to the
+  browser) and reloads it, then Experiments likewise; then, on another fresh server and browser,
+  Compare as the first page (``compare_cold``). The line gives the median of the tries;
 - the server's peak resident memory (VmHWM of the Streamlit process), the highest of the tries.
 
-Then the same pages of ``benchmarks/floor/`` (the ``floor`` line), with the same server options: a
-bare Streamlit app that draws what these pages wait for (a 50-row table; four Plotly charts), with
-no store behind it and without the lab's preloading of the table's and Plotly's code
-(``cifar_app/web/preload.py``). It is what Streamlit itself takes on this machine to draw them.
+Each try of the lab is paired with a try of ``benchmarks/floor/`` made just before or after it (the
+order alternates), with the same server options: a bare Streamlit app that draws what these pages
+wait for (a 50-row table; four Plotly charts), with no store behind it and without the lab's
+preloading of its elements' code (``cifar_app/web/preload.py``). It is what Streamlit itself takes
+on this machine, in the same minutes, to draw them. The ``floor`` line gives its medians, and the
+ratios that follow give the lab's time over the floor's: the geometric mean of the pairs' ratios
+with its 95% interval (``scipy.stats``).
 
 Writes ``benchmarks/results/many_runs.json``. Wall-clock figures depend on the VM (they differ up
-to 3x between VMs of one kind): compare only figures from one invocation.
+to 3x between VMs of one kind, and by a third within an hour on one): compare absolute figures only
+within one invocation, and prefer the ratios, which pairing keeps from the drift.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard
 from results_file import write_result
+from scipy import stats
 
 from cifar_app.web.app import option_flags  # the lab's server options, for the floor
 
@@ -86,38 +92,77 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def pages(root: Path, app_dir: Path, pw, repeats: int, flags: list[str] | None = None) -> dict:
-    """The pages' times (median of ``repeats`` fresh servers and browsers; every try under
-    ``samples``) and the server's peak RSS (the highest)."""
-    samples: dict[str, list[float]] = {}
-    rss = []
-    for _ in range(repeats):
-        with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for name, path in (("runs", ""), ("compare", "compare"), ("experiments", "experiments")):
-                for when in ("first", "again"):
-                    samples.setdefault(f"{name}_{when}_s", []).append(page_seconds(page, url, path))
-            browser.close()
-            rss.append(peak_rss_mb(server.pid))
-        with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):  # Compare as the first page
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            samples.setdefault("compare_cold_s", []).append(page_seconds(page, url, "compare"))
-            browser.close()
-    return {**{k: statistics.median(v) for k, v in samples.items()}, "server_peak_rss_mb": max(rss),
-            "samples": samples}
+PAGES = (("runs", ""), ("compare", "compare"), ("experiments", "experiments"))
 
 
-def measure(n: int, work: Path, app_dir: Path, pw, repeats: int) -> dict:
+def one_try(root: Path, app_dir: Path, pw, flags: list[str] | None = None) -> tuple[dict[str, float], float]:
+    """One fresh server and browser: each page first and again, then (another fresh server and
+    browser) Compare as the first page; and the first server's peak RSS."""
+    times: dict[str, float] = {}
+    with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for name, path in PAGES:
+            for when in ("first", "again"):
+                times[f"{name}_{when}_s"] = page_seconds(page, url, path)
+        browser.close()
+        rss = peak_rss_mb(server.pid)
+    with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):  # Compare as the first page
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        times["compare_cold_s"] = page_seconds(page, url, "compare")
+        browser.close()
+    return times, rss
+
+
+def against_floor(lab: list[float], floor: list[float]) -> dict:
+    """The lab's page time over the floor's, from tries made in pairs (one after the other, on the
+    same machine in the same minute): the geometric mean of the pairs' ratios and its 95% interval
+    (a one-sample t interval of the log ratios, ``scipy.stats``). Pairing takes out the VM's drift,
+    which moves both; with few pairs the interval is wide, and says so."""
+    logs = np.log(np.asarray(lab) / np.asarray(floor))
+    out = {"ratio": float(np.exp(logs.mean())), "pairs": len(logs)}
+    if len(logs) >= 2:
+        ci = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+        out.update(low=float(np.exp(ci.low)), high=float(np.exp(ci.high)))
+    return out
+
+
+def pages(root: Path, app_dir: Path, floor_root: Path, pw, repeats: int) -> tuple[dict, dict]:
+    """The pages' times for the lab (its store at ``root``) and for the floor, in ``repeats`` pairs
+    of tries whose order alternates (lab then floor, floor then lab): for each, the medians, every
+    try (``samples``) and the highest peak RSS; for the lab, its ratios to the floor (``vs_floor``)."""
+    samples: dict[str, dict[str, list[float]]] = {"lab": {}, "floor": {}}
+    rss: dict[str, list[float]] = {"lab": [], "floor": []}
+    for i in range(repeats):
+        for who in ("lab", "floor") if i % 2 == 0 else ("floor", "lab"):
+            times, peak = (one_try(root, app_dir, pw) if who == "lab" else
+                           one_try(floor_root, ROOT / "benchmarks" / "floor", pw, flags=option_flags()))
+            rss[who].append(peak)
+            for k, v in times.items():
+                samples[who].setdefault(k, []).append(v)
+
+    def summary(who: str) -> dict:
+        return {**{k: statistics.median(v) for k, v in samples[who].items()},
+                "server_peak_rss_mb": max(rss[who]), "samples": samples[who]}
+
+    lab = {**summary("lab"), "vs_floor": {k: against_floor(v, samples["floor"][k])
+                                          for k, v in samples["lab"].items()}}
+    return lab, summary("floor")
+
+
+def measure(n: int, work: Path, app_dir: Path, pw, repeats: int) -> tuple[dict, dict]:
+    """The lab's row for a store of ``n`` runs, and the floor's, measured alongside."""
     root = work / f"runs-{n}"
     shutil.rmtree(root, ignore_errors=True)
     fill(root, n)
     out = {"runs": n, "index_build_s": cli_seconds(root, app_dir)}
     out["runs_json_s"] = statistics.median(cli_seconds(root, app_dir) for _ in range(3))
-    out.update(pages(root, app_dir, pw, repeats))
+    empty = work / "floor-store"
+    empty.mkdir(parents=True, exist_ok=True)
+    lab, floor = pages(root, app_dir, empty, pw, repeats)
     shutil.rmtree(root, ignore_errors=True)
-    return out
+    return {**out, **lab}, {"runs": n, **floor}
 
 
 def main() -> None:
@@ -125,7 +170,8 @@ def main() -> None:
     ap.add_argument("sizes", type=int, nargs="+")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     ap.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout to measure")
-    ap.add_argument("--repeats", type=int, default=3, help="fresh servers and browsers per size")
+    ap.add_argument("--repeats", type=int, default=6,
+                    help="pairs of tries (a fresh server and browser each, lab and floor) per size")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "many_runs.json"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -135,20 +181,22 @@ def main() -> None:
 
     def show(row: dict) -> None:
         print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                        if k != "samples"), flush=True)
+                        if k not in ("samples", "vs_floor")), flush=True)
 
+    floors = []
     with sync_playwright() as pw:
         for n in args.sizes:
-            rows.append(measure(n, work, args.app_dir.resolve(), pw, args.repeats))
-            show(rows[-1])
-        empty = work / "floor-store"
-        empty.mkdir(parents=True, exist_ok=True)
-        floor = {"runs": "floor", **pages(empty, ROOT / "benchmarks" / "floor", pw, args.repeats,
-                                          flags=option_flags())}
-        show(floor)
+            row, floor = measure(n, work, args.app_dir.resolve(), pw, args.repeats)
+            rows.append(row)
+            floors.append(floor)
+            show(row)
+            show({"floor": n, **{k: v for k, v in floor.items() if k != "runs"}})
+            for k, r in row["vs_floor"].items():
+                print(f"  {k} lab/floor {r['ratio']:.2f} [{r.get('low', float('nan')):.2f}, "
+                      f"{r.get('high', float('nan')):.2f}] ({r['pairs']} pairs)", flush=True)
     write_result(args.out, {"command": "python benchmarks/many_runs.py " + " ".join(map(str, args.sizes))
                             + f" --repeats {args.repeats}", "repeats": args.repeats, "rows": rows,
-                            "floor": floor})
+                            "floors": floors})
 
 
 if __name__ == "__main__":

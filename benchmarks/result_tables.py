@@ -259,23 +259,39 @@ def reference_runs() -> str:
                            "train accuracy (augmented)", "reference run"], rows)
 
 
+def _pages(r: dict) -> list[str]:
+    return [f"{r['runs_first_s']:.2f} / {r['runs_again_s']:.2f} s",
+            f"{r['compare_first_s']:.2f} / {r['compare_again_s']:.2f} s ({r['compare_cold_s']:.2f} s)",
+            f"{r['experiments_first_s']:.2f} / {r['experiments_again_s']:.2f} s",
+            f"{r['server_peak_rss_mb']:,.0f} MB"]
+
+
 def many_runs() -> str:
-    """``benchmarks/many_runs.py``: listing and the pages by the number of runs in the store (wall s)."""
+    """``benchmarks/many_runs.py``: listing and the pages by the number of runs in the store (wall s,
+    medians), each size's lab line followed by the bare-Streamlit floor measured alongside it."""
     result = _load("many_runs.json")
     rows = []
-    for r in [*result["rows"], *([result["floor"]] if "floor" in result else [])]:
-        floor = r["runs"] == "floor"
-        rows.append([
-            "bare Streamlit (floor)" if floor else f"{r['runs']:,}",
-            "—" if floor else f"{r['index_build_s']:.1f} s", "—" if floor else f"{r['runs_json_s']:.2f} s",
-            f"{r['runs_first_s']:.2f} / {r['runs_again_s']:.2f} s",
-            f"{r['compare_first_s']:.2f} / {r['compare_again_s']:.2f} s"
-            + (f" ({r['compare_cold_s']:.2f} s as the first page)" if "compare_cold_s" in r else ""),
-            f"{r['experiments_first_s']:.2f} / {r['experiments_again_s']:.2f} s",
-            f"{r['server_peak_rss_mb']:,.0f} MB"])
+    for r, floor in zip(result["rows"], result["floors"]):
+        rows.append([f"{r['runs']:,}", f"{r['index_build_s']:.1f} s", f"{r['runs_json_s']:.2f} s",
+                     *_pages(r)])
+        rows.append(["*floor, alongside*", "—", "—", *_pages(floor)])
     return markdown_table(["runs", "index built (once)", "`runs --json`", "Runs page, first / again",
-                           "Compare, first / again", "Experiments, first / again", "server peak RSS"],
-                          rows)
+                           "Compare, first / again (as the first page)", "Experiments, first / again",
+                           "server peak RSS"], rows)
+
+
+def many_runs_vs_floor() -> str:
+    """``benchmarks/many_runs.py``: the lab's page times over the floor's, from paired tries."""
+    result = _load("many_runs.json")
+
+    def cell(v: dict) -> str:
+        return f"×{v['ratio']:.2f} ({v['low']:.2f}–{v['high']:.2f})"
+
+    keys = ["runs_first_s", "runs_again_s", "compare_first_s", "compare_again_s", "compare_cold_s"]
+    rows = [[f"{r['runs']:,}", *(cell(r["vs_floor"][k]) for k in keys), str(r["vs_floor"][keys[0]]["pairs"])]
+            for r in result["rows"]]
+    return markdown_table(["runs", "Runs page, first", "Runs page, again", "Compare, first", "Compare, again",
+                           "Compare as the first page", "pairs"], rows)
 
 
 def classroom() -> str:
@@ -296,7 +312,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "bf16-throughput-b": lambda: bf16_throughput("throughput_bf16_b.json"), "live-page-cpu": live_page_cpu,
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
     "reference-runs": reference_runs, "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
-    "norm-profile-2threads": norm_profile_2threads, "many-runs": many_runs, "classroom": classroom,
+    "norm-profile-2threads": norm_profile_2threads, "many-runs": many_runs,
+    "many-runs-vs-floor": many_runs_vs_floor, "classroom": classroom,
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),

@@ -157,7 +157,8 @@ def test_a_page_s_heavy_elements_are_preloaded_and_drawn(server, page):
             fresh.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[spec.draws[0]]}"]', timeout=120_000)
             wait_idle(fresh)
             for element in spec.draws:
-                assert fresh.locator(f'[data-testid="{ELEMENT_TESTID[element]}"]').count(), (spec.name, element)
+                drawn = fresh.locator(f'[data-testid="{ELEMENT_TESTID[element]}"]')
+                assert drawn.count(), (spec.name, element)
             opened = events.index("websocket")
             for element in spec.draws:
                 asked = next(i for i, name in enumerate(events) if name.startswith(f"{element}."))

@@ -5,7 +5,7 @@ import dataclasses
 
 import streamlit as st
 
-from cifar_app.core.model import NORMS
+from cifar_app.core.norms import NORMS
 from cifar_app.core.settings import RECIPES, SettingsError, fits_budget
 from cifar_app.lab.backends import start_experiment
 from cifar_app.lab.experiments import (

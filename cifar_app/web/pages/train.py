@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cifar_app.core import norms
-from cifar_app.core.model import PARAM_BUDGET
+from cifar_app.core.architectures import PARAM_BUDGET
 from cifar_app.core.settings import RECIPES, SettingsError, TrainSettings
 from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import can_resume, start_new_run, start_run
