@@ -17,16 +17,19 @@ For each N, fills a fresh store with N runs: hard-linked copies of the four ship
 - the server's peak resident memory (VmHWM of the Streamlit process), the highest of the tries.
 
 Each try of the lab is paired with a try of ``benchmarks/floor/`` made just before or after it (the
-order alternates), with the same server options: a bare Streamlit app that draws what these pages
-wait for (a 50-row table; four Plotly charts), with no store behind it and without the lab's
-preloading of its elements' code (``cifar_app/web/preload.py``). It is what Streamlit itself takes
-on this machine, in the same minutes, to draw them. The ``floor`` line gives its medians, and the
-ratios that follow give the lab's time over the floor's: the geometric mean of the pairs' ratios
-with its 95% interval (``scipy.stats``).
+order alternates; ``--repeats`` is even, so each order comes as often), with the lab's server
+options: a bare Streamlit app that draws what these pages wait for (a 50-row table; four Plotly
+charts), with no store behind it and without the lab's preloading of its elements' code
+(``cifar_app/web/preload.py``). It is what Streamlit itself takes on this machine, a minute
+before or after, to draw them. The ``floor`` line gives its medians, and the ratios that follow the
+lab's time over the floor's: the geometric mean of the pairs' ratios with its 95% interval
+(``scipy.stats``), their median and range. (Its Experiments page is a title only: those ratios say
+nothing.) Neither server has a dataset.
 
-Writes ``benchmarks/results/many_runs.json``. Wall-clock figures depend on the VM (they differ up
-to 3x between VMs of one kind, and by a third within an hour on one): compare absolute figures only
-within one invocation, and prefer the ratios, which pairing keeps from the drift.
+Writes ``benchmarks/results/many_runs.json`` after each size. Wall-clock figures depend on the VM
+(they differ up to 3x between VMs of one kind, and by a third within an hour on one): compare
+absolute figures only within one invocation. The ratios are steadier (pairing removes the drift
+that moves both alike), but not free of it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from scipy import stats
 from cifar_app.web.app import option_flags  # the lab's server options, for the floor
 
 REFERENCE = ROOT / "cifar_app" / "store" / "reference_runs"
+FLOOR = ROOT / "benchmarks" / "floor"
 READY = {  # page -> what shows it is drawn
     "": '[data-testid="stDataFrame"]',
     "compare": '[data-testid="stPlotlyChart"]',
@@ -95,11 +99,14 @@ def peak_rss_mb(pid: int) -> float:
 PAGES = (("runs", ""), ("compare", "compare"), ("experiments", "experiments"))
 
 
-def one_try(root: Path, app_dir: Path, pw, flags: list[str] | None = None) -> tuple[dict[str, float], float]:
+def one_try(root: Path, app_dir: Path, pw, no_data: Path, flags: list[str] | None = None
+            ) -> tuple[dict[str, float], float]:
     """One fresh server and browser: each page first and again, then (another fresh server and
-    browser) Compare as the first page; and the first server's peak RSS."""
-    times: dict[str, float] = {}
-    with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):
+    browser) Compare as the first page; and the first server's peak RSS. The server has no dataset
+    (``no_data``: a folder that does not exist): the pages measured list and plot runs, and a
+    dataset would add its first load (torch, the images) to the Runs page's first view."""
+    times: dict[str, float] = {"started": time.time()}
+    with dashboard(root, no_data, app_dir=app_dir, flags=flags) as (url, server):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for name, path in PAGES:
@@ -107,7 +114,7 @@ def one_try(root: Path, app_dir: Path, pw, flags: list[str] | None = None) -> tu
                 times[f"{name}_{when}_s"] = page_seconds(page, url, path)
         browser.close()
         rss = peak_rss_mb(server.pid)
-    with dashboard(root, app_dir=app_dir, flags=flags) as (url, server):  # Compare as the first page
+    with dashboard(root, no_data, app_dir=app_dir, flags=flags) as (url, server):  # Compare first
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         times["compare_cold_s"] = page_seconds(page, url, "compare")
@@ -116,38 +123,49 @@ def one_try(root: Path, app_dir: Path, pw, flags: list[str] | None = None) -> tu
 
 
 def against_floor(lab: list[float], floor: list[float]) -> dict:
-    """The lab's page time over the floor's, from tries made in pairs (one after the other, on the
-    same machine in the same minute): the geometric mean of the pairs' ratios and its 95% interval
-    (a one-sample t interval of the log ratios, ``scipy.stats``). Pairing takes out the VM's drift,
-    which moves both; with few pairs the interval is wide, and says so."""
-    logs = np.log(np.asarray(lab) / np.asarray(floor))
-    out = {"ratio": float(np.exp(logs.mean())), "pairs": len(logs)}
-    if len(logs) >= 2:
+    """The lab's page time over the floor's, from tries made in pairs (one right after the other):
+    the geometric mean of the pairs' ratios with its 95% interval (a one-sample t interval of the
+    log ratios, ``scipy.stats``; it assumes them roughly normal, which a handful cannot show), and,
+    not assuming that, their median and range. Pairing removes the part of the VM's drift that
+    moves both alike and more slowly than a pair (about a minute); ``correlation`` (of the pairs'
+    log times) says how much that was. Each interval is for its own page: over a table of them,
+    expect one in twenty to miss."""
+    lab_log, floor_log = np.log(np.asarray(lab)), np.log(np.asarray(floor))
+    logs = lab_log - floor_log
+    ratios = np.exp(logs)
+    out = {"ratio": float(np.exp(logs.mean())), "pairs": len(logs), "median": float(np.median(ratios)),
+           "min": float(ratios.min()), "max": float(ratios.max())}
+    if len(logs) >= 3 and logs.std() > 0:
         ci = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
         out.update(low=float(np.exp(ci.low)), high=float(np.exp(ci.high)))
+        if lab_log.std() > 0 and floor_log.std() > 0:
+            out["correlation"] = float(stats.pearsonr(lab_log, floor_log).statistic)
     return out
 
 
-def pages(root: Path, app_dir: Path, floor_root: Path, pw, repeats: int) -> tuple[dict, dict]:
+def pages(root: Path, app_dir: Path, work: Path, pw, repeats: int) -> tuple[dict, dict]:
     """The pages' times for the lab (its store at ``root``) and for the floor, in ``repeats`` pairs
-    of tries whose order alternates (lab then floor, floor then lab): for each, the medians, every
-    try (``samples``) and the highest peak RSS; for the lab, its ratios to the floor (``vs_floor``)."""
+    of tries whose order alternates (lab then floor, floor then lab: as many of each), for each the
+    medians, every try (``samples``, with each try's start time) and the highest peak RSS; for the
+    lab, its ratios to the floor (``vs_floor``)."""
+    floor_root, no_data = work / "floor-store", work / "no-dataset"
+    floor_root.mkdir(parents=True, exist_ok=True)
     samples: dict[str, dict[str, list[float]]] = {"lab": {}, "floor": {}}
     rss: dict[str, list[float]] = {"lab": [], "floor": []}
     for i in range(repeats):
         for who in ("lab", "floor") if i % 2 == 0 else ("floor", "lab"):
-            times, peak = (one_try(root, app_dir, pw) if who == "lab" else
-                           one_try(floor_root, ROOT / "benchmarks" / "floor", pw, flags=option_flags()))
+            times, peak = (one_try(root, app_dir, pw, no_data) if who == "lab" else
+                           one_try(floor_root, FLOOR, pw, no_data, flags=option_flags()))
             rss[who].append(peak)
             for k, v in times.items():
                 samples[who].setdefault(k, []).append(v)
 
     def summary(who: str) -> dict:
-        return {**{k: statistics.median(v) for k, v in samples[who].items()},
+        return {**{k: statistics.median(v) for k, v in samples[who].items() if k != "started"},
                 "server_peak_rss_mb": max(rss[who]), "samples": samples[who]}
 
     lab = {**summary("lab"), "vs_floor": {k: against_floor(v, samples["floor"][k])
-                                          for k, v in samples["lab"].items()}}
+                                          for k, v in samples["lab"].items() if k != "started"}}
     return lab, summary("floor")
 
 
@@ -158,9 +176,7 @@ def measure(n: int, work: Path, app_dir: Path, pw, repeats: int) -> tuple[dict, 
     fill(root, n)
     out = {"runs": n, "index_build_s": cli_seconds(root, app_dir)}
     out["runs_json_s"] = statistics.median(cli_seconds(root, app_dir) for _ in range(3))
-    empty = work / "floor-store"
-    empty.mkdir(parents=True, exist_ok=True)
-    lab, floor = pages(root, app_dir, empty, pw, repeats)
+    lab, floor = pages(root, app_dir, work, pw, repeats)
     shutil.rmtree(root, ignore_errors=True)
     return {**out, **lab}, {"runs": n, **floor}
 
@@ -170,20 +186,22 @@ def main() -> None:
     ap.add_argument("sizes", type=int, nargs="+")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     ap.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout to measure")
-    ap.add_argument("--repeats", type=int, default=6,
-                    help="pairs of tries (a fresh server and browser each, lab and floor) per size")
+    ap.add_argument("--repeats", type=int, default=6, help="pairs of tries (a fresh server and "
+                    "browser each, lab and floor) per size; even")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "many_runs.json"))
     args = ap.parse_args()
+    if args.repeats < 2 or args.repeats % 2:
+        ap.error("--repeats must be even (as many pairs with the lab first as with the floor first)")
     from playwright.sync_api import sync_playwright
 
     work = args.work or Path(tempfile.mkdtemp(prefix="many-runs-"))
-    rows = []
+    rows, floors = [], []
+    command = f"python benchmarks/many_runs.py {' '.join(map(str, args.sizes))} --repeats {args.repeats}"
 
     def show(row: dict) -> None:
         print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
                         if k not in ("samples", "vs_floor")), flush=True)
 
-    floors = []
     with sync_playwright() as pw:
         for n in args.sizes:
             row, floor = measure(n, work, args.app_dir.resolve(), pw, args.repeats)
@@ -193,10 +211,11 @@ def main() -> None:
             show({"floor": n, **{k: v for k, v in floor.items() if k != "runs"}})
             for k, r in row["vs_floor"].items():
                 print(f"  {k} lab/floor {r['ratio']:.2f} [{r.get('low', float('nan')):.2f}, "
-                      f"{r.get('high', float('nan')):.2f}] ({r['pairs']} pairs)", flush=True)
-    write_result(args.out, {"command": "python benchmarks/many_runs.py " + " ".join(map(str, args.sizes))
-                            + f" --repeats {args.repeats}", "repeats": args.repeats, "rows": rows,
-                            "floors": floors})
+                      f"{r.get('high', float('nan')):.2f}] median {r['median']:.2f}, range "
+                      f"{r['min']:.2f}-{r['max']:.2f} ({r['pairs']} pairs)", flush=True)
+            # after each size: a run stopped later keeps what it measured
+            write_result(args.out, {"command": command, "repeats": args.repeats, "rows": rows,
+                                    "floors": floors, "complete": len(rows) == len(args.sizes)})
 
 
 if __name__ == "__main__":

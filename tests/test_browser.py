@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -133,40 +134,88 @@ def test_every_page_opens_without_an_exception(server, page):
 
 ELEMENT_TESTID = {"DataFrame": "stDataFrame", "PlotlyChart": "stPlotlyChart", "Multiselect": "stMultiSelect",
                   "TextInput": "stTextInput", "Selectbox": "stSelectbox", "NumberInput": "stNumberInput",
-                  "Button": "stButton"}  # PageSpec.draws -> DOM
+                  "Button": "stButton", "Radio": "stRadio", "Checkbox": "stCheckbox",
+                  "Slider": "stSlider"}  # PageSpec.draws -> DOM
 
 
-def test_a_page_s_heavy_elements_are_preloaded_and_drawn(server, page):
-    """On a first visit (a fresh browser: nothing cached), the chunks of the elements a page draws
-    (``PageSpec.draws``) are requested before the websocket opens, not after the script's first
-    message names them; and the page does draw each of them (no preload for nothing). No element's
-    code is left to be fetched once the websocket is open: the declaration is complete."""
+def first_view(browser, url: str, spec) -> tuple[list[str], object]:
+    """A page's first view in a fresh browser context (nothing cached): what it requested, in order
+    ("websocket" where the websocket opened), once it is drawn, idle and its network quiet; and the
+    page (its context closed by the caller)."""
+    context = browser.new_context()
+    fresh = context.new_page()
+    events: list[str] = []
+    fresh.on("websocket", lambda ws: events.append("websocket"))
+    fresh.on("request", lambda r: events.append(urllib.parse.urlsplit(r.url).path.rsplit("/", 1)[-1]))
+    fresh.goto(f"{url}/{spec.route}")
+    fresh.wait_for_selector("h1", timeout=120_000)
+    fresh.wait_for_timeout(500)  # the script's first messages (then the idle wait below is for real)
+    wait_idle(fresh)
+    fresh.wait_for_load_state("networkidle")  # code asked for by the last messages has come too
+    assert "websocket" in events, events
+    return events, fresh
+
+
+def check_first_view(browser, url: str, spec, drawn: tuple[str, ...]) -> None:
+    """``drawn`` is drawn; the code of what the page preloads was asked for before the websocket
+    opened, and no element's code is asked for after it (the declaration is complete)."""
+    events, fresh = first_view(browser, url, spec)
+    try:
+        for element in drawn:  # drawn by now, or soon (the code of Plotly takes a second to run)
+            fresh.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[element]}"]', timeout=30_000)
+        fresh.wait_for_load_state("networkidle")
+        opened = events.index("websocket")
+        for element in spec.preloads:
+            asked = next(i for i, name in enumerate(events) if name.startswith(f"{element}."))
+            assert asked < opened, (spec.name, element, events[:opened + 1])
+        late = [name for name in events[opened:] if name.endswith((".js", ".mjs"))]
+        assert late == [], (spec.name, "element code asked for once the script ran: not declared", *late)
+    finally:
+        fresh.context.close()
+
+
+DECLARED = [p for p in app.PAGES if p.preloads]
+
+
+@pytest.mark.parametrize("spec", DECLARED, ids=[p.name for p in DECLARED])
+def test_a_page_s_elements_code_comes_with_its_html(server, page, spec):
+    """On a first visit (a fresh browser: nothing cached), the code of the elements a page declares
+    (``PageSpec.draws`` and ``may_draw``) is requested before the websocket opens, not after the
+    script's first message names them; what it always draws (``draws``) is drawn (no preload for
+    nothing); and no other element's code is fetched later. The store: the shipped reference runs
+    (a store with runs, as ``draws`` assumes), and whatever earlier tests made."""
     url, _ = server
-    pages = [p for p in app.PAGES if p.draws]
-    assert pages and all(e in ELEMENT_TESTID for p in pages for e in p.draws)
-    for spec in pages:  # the server's own first loads (the dataset's progress bar) done before
-        open_page(page, url, spec.route)
-    for spec in pages:
-        context = page.context.browser.new_context()  # an empty cache for each page
-        try:
-            fresh = context.new_page()
-            events: list[str] = []
-            fresh.on("websocket", lambda ws, events=events: events.append("websocket"))
-            fresh.on("request", lambda r, events=events: events.append(r.url.rsplit("/", 1)[-1]))
-            fresh.goto(f"{url}/{spec.route}")
-            fresh.wait_for_selector(f'[data-testid="{ELEMENT_TESTID[spec.draws[0]]}"]', timeout=120_000)
-            wait_idle(fresh)
-            for element in spec.draws:
-                drawn = fresh.locator(f'[data-testid="{ELEMENT_TESTID[element]}"]')
-                assert drawn.count(), (spec.name, element)
-            opened = events.index("websocket")
-            for element in spec.draws:
-                asked = next(i for i, name in enumerate(events) if name.startswith(f"{element}."))
-                assert asked < opened, (spec.name, element, events[:opened + 1])
-            late = [name for name in events[opened:] if name.endswith(".js")]
-            assert late == [], (spec.name, "fetched once the script ran, not declared", late)
-        finally:
-            context.close()
+    assert all(e in ELEMENT_TESTID for e in spec.preloads)
+    open_page(page, url, spec.route)  # the server's own first loads (the dataset's progress bar) done
+    check_first_view(page.context.browser, url, spec, spec.draws)
+
+
+@pytest.fixture(scope="module")
+def crowded_server(tmp_path_factory):
+    """A server whose store has more than a page of runs and an experiment: what a page may draw
+    (``PageSpec.may_draw``) is drawn."""
+    from cifar_app.core.records import EpochStats
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.lab.experiments import ExperimentStore
+    from cifar_app.store.runstore import RunStore
+    from cifar_app.web.tables import PAGE_SIZE
+
+    base = tmp_path_factory.mktemp("crowded")
+    store = RunStore(base / "runs", reference_root=None)
+    for i in range(PAGE_SIZE + 3):
+        run = store.create(TrainSettings(norm=["batch", "group", "layer"][i % 3], epochs=2), label=f"run {i}")
+        run.append_metrics(EpochStats(1, 1.0, 0.5, 1.0, 0.3, 0.1, 1.0, 10.0))
+        run.update_status(state="completed")
+    ExperimentStore(store).create("crowd", base={"epochs": 1}, grid={"norm": ["batch", "group"]})
+    proc, log, url = start_server(base, CIFAR_APP_REFERENCE_RUNS="")
+    yield url
+    stop_server(proc, log)
+
+
+@pytest.mark.parametrize("spec", DECLARED, ids=[p.name for p in DECLARED])
+def test_on_a_crowded_store_what_a_page_may_draw_is_drawn_and_came_with_its_html(crowded_server, page, spec):
+    open_page(page, crowded_server, spec.route)
+    check_first_view(page.context.browser, crowded_server, spec, spec.preloads)
 
 
 @pytest.mark.parametrize("width", [1280, 1920])

@@ -48,7 +48,7 @@ def test_an_element_s_chunks_are_its_own_then_its_imports_less_what_the_page_loa
 
 def test_every_element_a_page_draws_has_its_chunk_in_the_installed_streamlit():
     """A Streamlit that renames a chunk would silently drop its preload: this names it."""
-    drawn = {e for p in app.PAGES for e in p.draws}
+    drawn = {e for p in app.PAGES for e in p.preloads}
     assert drawn, "no page declares what it draws"
     for element in drawn:
         names = preload.chunks([element])

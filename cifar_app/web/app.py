@@ -49,11 +49,21 @@ class PageSpec:
     title: str
     icon: str
     default: bool = False
-    draws: tuple[str, ...] = ()  # the Streamlit elements its first view draws (``preload``)
+    # The elements whose code Streamlit loads on demand (a chunk in its ``static/js``: the data grid,
+    # Plotly, the input widgets; not Markdown, alerts or layout) that the page's first view draws on a
+    # store with runs (``draws``), or on some such stores (``may_draw``). ``preload`` asks for both
+    # with the page's HTML. A page with neither loads its elements' code as Streamlit does.
+    draws: tuple[str, ...] = ()
+    may_draw: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
         return PAGES_DIR / f"{self.name}.py"
+
+    @property
+    def preloads(self) -> tuple[str, ...]:
+        """What ``preload`` asks for with the page's HTML: ``draws`` and ``may_draw``."""
+        return self.draws + self.may_draw
 
     @property
     def route(self) -> str:
@@ -63,11 +73,14 @@ class PageSpec:
 
 PAGES = (
     PageSpec("home", "Runs", ":material/home:", default=True,
-             draws=("DataFrame", "Multiselect", "TextInput", "Selectbox", "Button")),
+             draws=("DataFrame", "Multiselect", "TextInput", "Selectbox", "Button"),
+             may_draw=("NumberInput",)),  # the page number, with more than a page of runs
     PageSpec("train", "Train", ":material/model_training:"),
     PageSpec("compare", "Compare", ":material/compare_arrows:",
-             draws=("PlotlyChart", "DataFrame", "Multiselect")),
-    PageSpec("experiments", "Experiments", ":material/science:"),
+             draws=("PlotlyChart", "DataFrame", "Multiselect"),
+             may_draw=("Selectbox",)),  # the experiment, with experiments in the store
+    PageSpec("experiments", "Experiments", ":material/science:",  # its form: for who may start one
+             draws=("Selectbox", "Radio", "Multiselect", "DataFrame", "TextInput", "Button")),
     PageSpec("claims", "Claims", ":material/fact_check:"),
     PageSpec("inside", "Inside", ":material/stacked_line_chart:"),
     PageSpec("misclassified", "Misclassified", ":material/grid_view:"),
@@ -112,7 +125,7 @@ def server() -> dict:
         st.set_option("client.showErrorDetails", "none")
     return {"routes": routes(base, policy),
             "middleware": [Middleware(Gate, policy=policy, base_url_path=base),  # the outer one
-                           Middleware(Preload, routes={p.route: p.draws for p in PAGES if p.draws},
+                           Middleware(Preload, routes={p.route: p.preloads for p in PAGES if p.preloads},
                                       base_url_path=base)]}
 
 

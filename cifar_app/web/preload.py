@@ -5,7 +5,8 @@ grid of ``st.dataframe``: about 1.3 MB of JavaScript with what it imports; Plotl
 when the script's first message naming that element arrives, after the websocket is open and the
 server has run the page's script so far. On a first visit, the browser then fetches and compiles it
 while the page waits. ``Preload`` adds ``<link rel="modulepreload">`` tags for the elements a page
-draws at first sight (``PageSpec.draws`` in ``app.PAGES``) to the HTML of that page's route, so the
+draws at first sight (``PageSpec.draws`` and ``may_draw`` in ``app.PAGES``) to the HTML of that
+page's route, so the
 browser fetches and compiles them from the start, in parallel with its own start and the script.
 
 The chunks are found in the installed Streamlit's ``static/js`` folder: ``<Element>.<hash>.js`` and
