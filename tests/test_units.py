@@ -219,6 +219,26 @@ def test_figures_do_not_validate_the_house_template_again(monkeypatch):
     assert checks == ["plotly_white"]
 
 
+def test_the_server_validates_the_house_template_before_any_visitor(monkeypatch, tmp_path):
+    """A process's first figure validates the template and imports a line chart's validators
+    (0.1 s): the server does it when it starts (``charts.warm``), not in its first visitor's page."""
+    import plotly.io as pio
+
+    from cifar_app.web import app
+
+    checks = []
+    real = pio.templates._validate
+    monkeypatch.setattr(pio.templates, "_validate", lambda value: checks.append(value) or real(value))
+    monkeypatch.setattr(pio.templates, "_default", "streamlit")  # as importing streamlit leaves it
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(app, "_list_once", lambda: None)  # no warm-up thread outliving the test
+    app.server()
+    assert "plotly_white" in checks  # (importing streamlit may validate its own template too)
+    before = len(checks)
+    compare_curves([{"label": "r", "norm": "group", "epochs": [ep(1, 0.5)]}], "test_acc", "x")
+    assert len(checks) == before  # the first visitor's figure validated nothing
+
+
 # ---------------------------------------------------------------- records
 
 

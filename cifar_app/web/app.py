@@ -108,12 +108,14 @@ def server() -> dict:
 
     from cifar_app.web import (
         access,
+        charts,
         ui,  # noqa: F401  (what every page imports: the first page opens sooner)
     )
     from cifar_app.web.gate import Gate
     from cifar_app.web.preload import Preload
     from cifar_app.web.webapp import routes
 
+    charts.warm()  # a server's first figure cost its first visitor 0.1 s more than the next ones
     base, policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
     if policy.token_required and (problem := access.token_problem(access.server_token()[0])):
         raise SystemExit(f"error: {problem}")  # an exposed server with a guessable token: do not serve

@@ -44,6 +44,14 @@ def _subplots(**kwargs) -> go.Figure:
 
 
 
+def warm() -> None:
+    """Do once what a process's first figure does beyond the next ones (about 0.1 s on the lab's VM:
+    the house template's validation, the imports of a line chart's validators), so that a server's
+    first visitor to a page with figures does not wait for it (``app.server`` calls this)."""
+    _figure(go.Scatter(x=[0], y=[0], mode="lines+markers", line=dict(dash="dash"))).update_layout(
+        title="warm").to_plotly_json()
+
+
 def wrap_title(text: str, width: int, lines: int = 2) -> str:
     """``text`` broken at spaces into at most ``lines`` lines of about ``width`` characters (Plotly
     ``<br>``), the last one cut with an ellipsis: a panel title that fits its panel."""
