@@ -284,12 +284,14 @@ def many_runs() -> str:
 
 
 def many_runs_vs_floor() -> str:
-    """``benchmarks/many_runs.py``: the lab's page times over the floor's, from paired tries."""
+    """``benchmarks/many_runs.py``: the lab's page times over the floor's, from paired tries: the
+    geometric mean of the pairs' ratios (95% interval); their median and range."""
     result = _load("many_runs.json")
 
     def cell(v: dict) -> str:
         interval = f" ({v['low']:.2f}–{v['high']:.2f})" if "low" in v else ""
-        return f"×{v['ratio']:.2f}{interval}"
+        spread = f"; median ×{v['median']:.2f}, {v['min']:.2f}–{v['max']:.2f}" if "median" in v else ""
+        return f"×{v['ratio']:.2f}{interval}{spread}"
 
     keys = ["runs_first_s", "runs_again_s", "compare_first_s", "compare_again_s", "compare_cold_s"]
     rows = [[f"{r['runs']:,}", *(cell(r["vs_floor"][k]) for k in keys), str(r["vs_floor"][keys[0]]["pairs"])]
