@@ -271,13 +271,10 @@ def many_runs() -> str:
     medians), each size's lab line followed by the bare-Streamlit floor measured alongside it."""
     result = _load("many_runs.json")
     rows = []
-    for r, floor in zip(result["rows"], result.get("floors", [None] * len(result["rows"]))):
+    for r, floor in zip(result["rows"], result["floors"]):
         rows.append([f"{r['runs']:,}", f"{r['index_build_s']:.1f} s", f"{r['runs_json_s']:.2f} s",
                      *_pages(r)])
-        if floor is not None:
-            rows.append(["*floor, alongside*", "—", "—", *_pages(floor)])
-    if "floor" in result:  # a file from before the floor was measured alongside each size
-        rows.append(["bare Streamlit (floor)", "—", "—", *_pages(result["floor"])])
+        rows.append(["*floor, alongside*", "—", "—", *_pages(floor)])
     return markdown_table(["runs", "index built (once)", "`runs --json`", "Runs page, first / again",
                            "Compare, first / again (as the first page)", "Experiments, first / again",
                            "server peak RSS"], rows)

@@ -134,8 +134,7 @@ def test_every_page_opens_without_an_exception(server, page):
 
 ELEMENT_TESTID = {"DataFrame": "stDataFrame", "PlotlyChart": "stPlotlyChart", "Multiselect": "stMultiSelect",
                   "TextInput": "stTextInput", "Selectbox": "stSelectbox", "NumberInput": "stNumberInput",
-                  "Button": "stButton", "Radio": "stRadio", "Checkbox": "stCheckbox",
-                  "Slider": "stSlider"}  # PageSpec.draws -> DOM
+                  "Button": "stButton", "Radio": "stRadio"}  # PageSpec.draws -> DOM
 
 
 def first_view(browser, url: str, spec) -> tuple[list[str], object]:

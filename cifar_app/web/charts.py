@@ -43,7 +43,6 @@ def _subplots(**kwargs) -> go.Figure:
     return make_subplots(**kwargs)
 
 
-
 def warm() -> None:
     """Do once what a process's first figure does beyond the next ones (about 0.1 s on the lab's VM:
     the house template's validation, the imports of a line chart's validators), so that a server's

@@ -6,8 +6,8 @@ when the script's first message naming that element arrives, after the websocket
 server has run the page's script so far. On a first visit, the browser then fetches and compiles it
 while the page waits. ``Preload`` adds ``<link rel="modulepreload">`` tags for the elements a page
 draws at first sight (``PageSpec.draws`` and ``may_draw`` in ``app.PAGES``) to the HTML of that
-page's route, so the
-browser fetches and compiles them from the start, in parallel with its own start and the script.
+page's route, so the browser fetches and compiles them from the start, in parallel with its own
+start and the script.
 
 The chunks are found in the installed Streamlit's ``static/js`` folder: ``<Element>.<hash>.js`` and
 the modules it imports, less those the HTML already preloads. An element that has no chunk there (a
@@ -156,8 +156,14 @@ _WHOLE = (b"accept-encoding", b"range", b"if-range", b"if-none-match", b"if-modi
 def _own(etag: bytes, links: bytes) -> bytes:
     """The rewritten page's ETag: Streamlit's file's, marked with its tags (other tags, e.g. after
     a page declares another element, make another ETag)."""
-    mark = b"-preload-" + hashlib.sha256(links).hexdigest()[:8].encode()
+    mark = _mark(links)
     return etag[:-1] + mark + b'"' if etag.endswith(b'"') else etag + mark
+
+
+@cache
+def _mark(links: bytes) -> bytes:
+    """The ETag mark of a route's tags (hashed once per route, not per request)."""
+    return b"-preload-" + hashlib.sha256(links).hexdigest()[:8].encode()
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
