@@ -217,6 +217,39 @@ def test_on_a_crowded_store_what_a_page_may_draw_is_drawn_and_came_with_its_html
     check_first_view(page.context.browser, crowded_server, spec, spec.preloads)
 
 
+@pytest.mark.parametrize("path", [p.route for p in app.PAGES if not p.default]
+                         + ["compare/", "claims?x=%C3%BC"])
+def test_a_page_asks_for_the_server_once_at_its_base_url(server, page, path):
+    """A page other than the default one asks the server's health once, at the server's root (its
+    base URL, which ``preload`` writes into the page): not first at its own URL (a 404, then 100 ms
+    of waiting, then the root: 0.2 s of every first view)."""
+    url, _ = server
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(urllib.parse.urlsplit(r.url).path))
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("h1", timeout=120_000)
+    pings = [a for a in asked if a.endswith(("/_stcore/health", "/_stcore/host-config"))]
+    assert pings == ["/_stcore/health", "/_stcore/host-config"]
+
+
+def test_compare_runs_plotly_s_code_while_its_script_s_messages_are_still_coming(server, page):
+    """Plotly's code (4.7 MB; a second of this VM's browser) runs as the Compare page's websocket
+    opens, in parallel with its script, not after the script's messages name a chart: with every
+    message from the server held back, Plotly is loaded, and no chart is drawn."""
+    url, _ = server
+    fresh = page.context.browser.new_context().new_page()  # nothing cached
+    held: list = []
+    fresh.route_web_socket("**/_stcore/stream",
+                           lambda ws: ws.connect_to_server().on_message(lambda m: held.append(m)))
+    try:
+        fresh.goto(f"{url}/compare")
+        fresh.wait_for_function("() => typeof window.Plotly === 'object'", timeout=60_000)
+        assert fresh.locator('[data-testid="stPlotlyChart"]').count() == 0
+        assert fresh.locator("h1").count() == 0  # nothing of the script reached the page
+    finally:
+        fresh.context.close()
+
+
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_every_page_at_other_widths_has_no_overlapping_chart_titles(server, page, width):
     url, _ = server

@@ -1,7 +1,9 @@
-"""``web.preload``: a page's heavy frontend chunks are named in its HTML, and nothing else changes.
+"""``web.preload``: a page's heavy frontend chunks are named in its HTML, with the script that runs
+them early and the server's base URL, and nothing else changes.
 
-The browser side (the chunks are fetched before the websocket opens, and the page draws the
-elements they hold) is ``tests/test_browser.py::test_a_page_s_heavy_elements_are_preloaded``.
+The browser side (the chunks are fetched before the websocket opens, the page draws the elements
+they hold, Plotly's code runs while the script's messages are held back, and a page asks the
+server's health once, at its base URL) is in ``tests/test_browser.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,29 @@ def test_an_element_s_chunks_are_its_own_then_its_imports_less_what_the_page_loa
     assert preload.chunks(["Missing", "Twice"], static) == []  # no chunk, or not exactly one: no tag
     assert preload.chunks(["Grid"], tmp_path / "no-frontend") == []  # nothing to read: no tags, no error
     assert preload.tags(["Grid"], static).count(b'rel="modulepreload"') == 3
+    assert preload.own_chunks(["Chart", "Missing", "Twice", "Grid"], static) == [
+        "Chart.cd34.js", "Grid.ab12.js"]
+
+
+def test_the_early_script_imports_each_element_s_own_chunk_once_the_host_config_is_asked(tmp_path):
+    static = fake_static(tmp_path)
+    script = preload.early(["Chart", "Missing", "Grid"], static).decode()
+    assert script.startswith('<script type="module">') and script.endswith("</script>")
+    assert '["./static/js/Chart.cd34.js","./static/js/Grid.ab12.js"]' in script  # not their imports
+    assert '"/_stcore/host-config"' in script and "buffered:true" in script
+    assert preload.early(["Missing"], static) == b"" == preload.early([], static)
+
+
+@pytest.mark.parametrize("route, slash, up", [("", False, None), ("", True, None), ("compare", False, "./"),
+                                              ("compare", True, "../"), ("a/b", False, "./../"),
+                                              ("a/b", True, "../../")])
+def test_a_page_s_base_url_is_its_own_url_less_its_name(route, slash, up):
+    script = preload.base_url(route, slash)
+    if up is None:  # the default page: its URL is the base URL, the frontend's first guess
+        assert script == b""
+    else:
+        assert script == (b'<script>window.__streamlit=Object.assign({BACKEND_BASE_URL:new URL("%s",'
+                          b"location.href).href},window.__streamlit)</script>" % up.encode())
 
 
 def test_every_element_a_page_draws_has_its_chunk_in_the_installed_streamlit():
@@ -114,7 +139,9 @@ PAGE = [b"<html><head><title>x</title>", b"</head><body></body></html>"]  # sent
 def test_a_page_route_s_html_gets_its_tags_in_its_head_with_the_right_length(site, path):
     inner, sent = run_asgi(site, path, body_parts=PAGE)
     page = body_of(sent)
-    want = preload.tags(["Grid" if path == "/" else "Chart"], site[1])
+    elements = ["Grid" if path == "/" else "Chart"]
+    want = preload.tags(elements, site[1]) + preload.early(elements, site[1]) + preload.base_url(
+        path.strip("/"), path.endswith("/") and path != "/")
     assert page == b"".join(PAGE).replace(b"</head>", want + b"</head>") and len(page) == length_of(sent)
     # asked whole and uncompressed, as messages (not a file to send), so the tags can go in
     assert dict(inner["headers"]).keys() == {b"host"} and "http.response.pathsend" not in inner["extensions"]
@@ -138,7 +165,7 @@ def test_head_gets_the_headers_get_gets_and_no_body(site):
 @pytest.mark.parametrize("asked, status", [("ours", 304), ("weak ours", 304), ("any", 304),
                                            ("the file's", 200), ("other tags", 200)])
 def test_a_revalidation_is_answered_for_the_page_not_the_file(site, asked, status):
-    mine = own_etag(preload.tags(["Grid"], site[1]))
+    mine = own_etag(preload.tags(["Grid"], site[1]) + preload.early(["Grid"], site[1]))
     header = {"ours": b'"zzz", ' + mine, "weak ours": b"W/" + mine, "any": b"*", "the file's": b'"abc"',
               "other tags": b'"abc-preload-00000000"'}[asked]
     inner, sent = run_asgi(site, "/", body_parts=PAGE, if_none_match=header)
@@ -160,8 +187,7 @@ def test_everything_else_passes_untouched(site, case):
 
 
 def test_the_server_preloads_its_pages_under_its_base_url_path(monkeypatch, tmp_path):
-    """``app.server()`` hands Streamlit a ``Preload`` for the pages that declare what they draw, at
-    the server's base URL path."""
+    """``app.server()`` hands Streamlit a ``Preload`` for every page, at the server's base URL path."""
     from streamlit import config
 
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
@@ -173,13 +199,17 @@ def test_the_server_preloads_its_pages_under_its_base_url_path(monkeypatch, tmp_
         config.set_option("server.baseUrlPath", "")
     [spec] = [m for m in middleware if m.cls is preload.Preload]
     built = preload.Preload(None, *spec.args, **spec.kwargs)
-    routes = [f"/lab/{p.route}".rstrip("/") for p in app.PAGES if p.preloads]
-    assert len(routes) >= 2 and set(built.links) == {*routes, *(f"{r}/" for r in routes)}
+    routes = [f"/lab/{p.route}".rstrip("/") for p in app.PAGES]  # every page: the base URL
+    assert len(routes) == len(app.PAGES) and set(built.heads) == {*routes, *(f"{r}/" for r in routes)}
     assert [m.cls.__name__ for m in middleware] == ["Gate", "Preload"]  # the access policy first
 
 
 def test_under_a_base_url_path_the_page_routes_move_with_it(tmp_path):
     static = fake_static(tmp_path)
     mw = preload.Preload(None, {"": ["Grid"], "compare": ["Chart"]}, base_url_path="/lab/", static=static)
-    assert set(mw.links) == {"/lab", "/lab/", "/lab/compare", "/lab/compare/"}
-    assert set(preload.Preload(None, {"": ["Grid"]}, static=static).links) == {"/"}
+    assert set(mw.heads) == {"/lab", "/lab/", "/lab/compare", "/lab/compare/"}
+    assert set(preload.Preload(None, {"": ["Grid"]}, static=static).heads) == {"/"}
+    # a page that draws nothing heavy gets its base URL only; the default page then nothing at all
+    plain = preload.Preload(None, {"": [], "train": []}, base_url_path="lab", static=static)
+    assert plain.heads == {"/lab/train": preload.base_url("train", False),
+                           "/lab/train/": preload.base_url("train", True)}

@@ -127,7 +127,7 @@ def server() -> dict:
         st.set_option("client.showErrorDetails", "none")
     return {"routes": routes(base, policy),
             "middleware": [Middleware(Gate, policy=policy, base_url_path=base),  # the outer one
-                           Middleware(Preload, routes={p.route: p.preloads for p in PAGES if p.preloads},
+                           Middleware(Preload, routes={p.route: p.preloads for p in PAGES},
                                       base_url_path=base)]}
 
 

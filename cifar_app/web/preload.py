@@ -1,13 +1,25 @@
-"""A page's heavy frontend code, fetched and compiled while its script runs.
+"""A page's first view, started sooner: its heavy frontend code fetched, compiled and run while its
+script runs, and the server found without a failed request.
 
 Streamlit's frontend is one HTML page for every route. It loads the code of an element (the data
 grid of ``st.dataframe``: about 1.3 MB of JavaScript with what it imports; Plotly: 4.7 MB) only
 when the script's first message naming that element arrives, after the websocket is open and the
-server has run the page's script so far. On a first visit, the browser then fetches and compiles it
-while the page waits. ``Preload`` adds ``<link rel="modulepreload">`` tags for the elements a page
-draws at first sight (``PageSpec.draws`` and ``may_draw`` in ``app.PAGES``) to the HTML of that
-page's route, so the browser fetches and compiles them from the start, in parallel with its own
-start and the script.
+server has run the page's script so far. On a first visit, the browser then fetches, compiles and
+runs it while the page waits (Plotly: about 1 s of this VM's browser, before it draws a chart).
+``Preload`` adds to the HTML of each page's route, at the end of its ``<head>``:
+
+- ``<link rel="modulepreload">`` tags for the elements the page draws at first sight
+  (``PageSpec.draws`` and ``may_draw`` in ``app.PAGES``), so the browser fetches and compiles
+  their code from the start, in parallel with its own start and the script;
+- a module script that imports those elements' code as soon as the page has asked the server for
+  its configuration (the request after which it opens the websocket), so the browser runs it while
+  the server runs the script, rather than after the script's messages came;
+- for a page other than the default one, the server's base URL (``window.__streamlit``'s
+  ``BACKEND_BASE_URL``, Streamlit's own setting for it) taken from the page's own URL. Without it,
+  the frontend at ``/compare`` first asks ``/compare/_stcore/health``, gets a 404, waits 100 ms and
+  asks ``/_stcore/health``: about 0.2 s of every first view of a page. With it, it asks the URL it
+  would have fallen back to (the page's URL less the page's name) at once. A value the embedding
+  page set itself is kept.
 
 The chunks are found in the installed Streamlit's ``static/js`` folder: ``<Element>.<hash>.js`` and
 the modules it imports, less those the HTML already preloads. An element that has no chunk there (a
@@ -47,6 +59,13 @@ def static_dir() -> Path:
     return Path(file_util.get_static_dir())
 
 
+def own_chunks(elements: Iterable[str], static: Path | None = None) -> list[str]:
+    """Each element's own ``static/js`` file (``PlotlyChart.<hash>.js``), where it has exactly one."""
+    js = (static or static_dir()) / "static" / "js"
+    found = [sorted(js.glob(f"{element}.*.js")) for element in elements]
+    return [names[0].name for names in found if len(names) == 1]
+
+
 def chunks(elements: Iterable[str], static: Path | None = None) -> list[str]:
     """The ``static/js`` files the frontend loads for ``elements`` (``DataFrame``, ``PlotlyChart``):
     each element's own chunk, then what it imports, breadth first; without those ``index.html``
@@ -57,11 +76,7 @@ def chunks(elements: Iterable[str], static: Path | None = None) -> list[str]:
     out: list[str] = []
     try:
         seen = set(_PRELOADED.findall((static / "index.html").read_bytes()))
-        todo: list[bytes] = []
-        for element in elements:
-            found = sorted(js.glob(f"{element}.*.js"))
-            if len(found) == 1:
-                todo.append(found[0].name.encode())
+        todo = [name.encode() for name in own_chunks(elements, static)]
         while todo:
             name = todo.pop(0)
             if name in seen:
@@ -81,30 +96,64 @@ def tags(elements: Iterable[str], static: Path | None = None) -> bytes:
                     for name in chunks(elements, static))
 
 
+# Runs ``CHUNKS`` (their top-level code, as the frontend's own import would) once the page has
+# asked for ``_stcore/host-config``: the frontend opens the websocket when it has the answer, and the
+# server then runs the page's script. Sooner, the work would delay the websocket; later, it waits
+# for the script's messages. A failed import is left for the frontend's own to report.
+_EARLY = ('<script type="module">new PerformanceObserver((list,observer)=>{'
+          'if(list.getEntries().some(e=>e.name.endsWith("/_stcore/host-config"))){observer.disconnect();'
+          'for(const u of CHUNKS)import(u).catch(()=>{})}}).observe({type:"resource",buffered:true})'
+          '</script>')
+# The server's base URL: ``UP`` resolved against the page's URL (the page's name taken off).
+_BASE = ('<script>window.__streamlit=Object.assign({BACKEND_BASE_URL:new URL(UP,location.href).href},'
+         'window.__streamlit)</script>')
+
+
+def early(elements: Iterable[str], static: Path | None = None) -> bytes:
+    """The module script that runs ``elements``' code as the websocket opens (none without chunks)."""
+    names = own_chunks(elements, static)
+    urls = ",".join(f'"./static/js/{name}"' for name in names)
+    return _EARLY.replace("CHUNKS", f"[{urls}]").encode() if names else b""
+
+
+def base_url(route: str, slash: bool) -> bytes:
+    """The script that tells the frontend at ``route`` (a page's URL path under the base path; with
+    a trailing ``/`` if ``slash``) where the server is; none for the default page (its URL is the
+    base URL, the frontend's first guess)."""
+    depth = len([part for part in route.split("/") if part])
+    if not depth:
+        return b""
+    up = "../" * depth if slash else "./" + "../" * (depth - 1)
+    return _BASE.replace("UP", f'"{up}"').encode()
+
+
 class Preload:
     """ASGI middleware: the HTML of the routes in ``routes`` (URL path under the base path -> the
-    elements its page draws first) gets their preload tags at the end of its ``<head>``. Any other
-    request, and any response that is not a complete HTML document, passes untouched."""
+    elements its page draws first) gets their preload tags, the script that runs their code early
+    and (a page other than the default) the server's base URL at the end of its ``<head>``. Any
+    other request, and any response that is not a complete HTML document, passes untouched."""
 
     def __init__(self, app: Callable, routes: Mapping[str, Iterable[str]], base_url_path: str = "",
                  static: Path | None = None) -> None:
         self.app = app
         base = base_url_path.strip("/")
-        self.links: dict[str, bytes] = {}  # request path -> tags
+        self.heads: dict[str, bytes] = {}  # request path -> what goes at the end of its <head>
         for route, elements in routes.items():
-            links = tags(elements, static)
-            path = "/".join(part for part in (base, route.strip("/")) if part)
-            if links:
-                self.links[f"/{path}"] = self.links[f"/{path}/".replace("//", "/")] = links
+            elements = tuple(elements)
+            code = tags(elements, static) + early(elements, static)
+            path = "/" + "/".join(part for part in (base, route.strip("/")) if part)
+            for request, slash in ((path, False), (f"{path}/".replace("//", "/"), True)):
+                if head := code + base_url(route.strip("/"), slash):
+                    self.heads[request] = head
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
-        links = self.links.get(str(scope.get("path", ""))) if scope["type"] == "http" \
+        head = self.heads.get(str(scope.get("path", ""))) if scope["type"] == "http" \
             and method in ("GET", "HEAD") else None
-        if links is None:
+        if head is None:
             await self.app(scope, receive, send)
             return
-        head = method == "HEAD"
+        is_head = method == "HEAD"
         wanted = b",".join(v for k, v in scope.get("headers", []) if k.lower() == b"if-none-match")
         # The whole page as Streamlit writes it for a GET (a few KB), not compressed, not a 304, so
         # that the tags can go in; as a body of messages (not a file path to send), so that they
@@ -125,7 +174,7 @@ class Preload:
                     start = None
                 return
             if start is None or message["type"] != "http.response.body":
-                await send({**message, "body": b""} if head and message["type"] == "http.response.body"
+                await send({**message, "body": b""} if is_head and message["type"] == "http.response.body"
                            else message)
                 return
             body.extend(message.get("body", b""))
@@ -133,8 +182,8 @@ class Preload:
                 return
             page = bytes(body)
             if HEAD_END in page:
-                page = page.replace(HEAD_END, links + HEAD_END, 1)
-            headers = [(k, _own(v, links) if k.lower() == b"etag" else v)
+                page = page.replace(HEAD_END, head + HEAD_END, 1)
+            headers = [(k, _own(v, head) if k.lower() == b"etag" else v)
                        for k, v in start.get("headers", [])
                        if k.lower() not in (b"content-length", b"accept-ranges")]
             etag = next((v for k, v in headers if k.lower() == b"etag"), None)
@@ -144,7 +193,7 @@ class Preload:
                 await send({"type": "http.response.body", "body": b""})
                 return
             await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
-            await send({"type": "http.response.body", "body": b"" if head else page})
+            await send({"type": "http.response.body", "body": b"" if is_head else page})
 
         await self.app(scope, receive, sending)
 
@@ -153,17 +202,17 @@ class Preload:
 _WHOLE = (b"accept-encoding", b"range", b"if-range", b"if-none-match", b"if-modified-since")
 
 
-def _own(etag: bytes, links: bytes) -> bytes:
+def _own(etag: bytes, head: bytes) -> bytes:
     """The rewritten page's ETag: Streamlit's file's, marked with its tags (other tags, e.g. after
     a page declares another element, make another ETag)."""
-    mark = _mark(links)
+    mark = _mark(head)
     return etag[:-1] + mark + b'"' if etag.endswith(b'"') else etag + mark
 
 
 @cache
-def _mark(links: bytes) -> bytes:
-    """The ETag mark of a route's tags (hashed once per route, not per request)."""
-    return b"-preload-" + hashlib.sha256(links).hexdigest()[:8].encode()
+def _mark(head: bytes) -> bytes:
+    """The ETag mark of a route's additions (hashed once per route, not per request)."""
+    return b"-preload-" + hashlib.sha256(head).hexdigest()[:8].encode()
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
