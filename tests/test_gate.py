@@ -420,10 +420,10 @@ def test_text_helpers_leave_no_markup():
 
 def test_plotly_legends_and_titles_show_a_label_as_text():
     from cifar_app.core.records import EpochStats
-    from cifar_app.web.charts import compare_curves, topk_bars
+    from cifar_app.web.charts import compare_grid, topk_bars
 
     epochs = [EpochStats(1, 1.0, 0.5, 1.0, 0.5, 1.0, 1.0, 0.1)]
-    fig = compare_curves([{"label": HOSTILE, "norm": "batch", "epochs": epochs}], "test_acc", "test accuracy")
+    fig = compare_grid([{"label": HOSTILE, "norm": "batch", "epochs": epochs}])
     names = [t.name for t in fig.data if t.name]
     assert names and all("<" not in n for n in names)
     title = topk_bars([("cat", 0.9)], title=HOSTILE).layout.title.text

@@ -172,7 +172,9 @@ def test_fresh_install_shows_the_reference_runs_without_data(app_env, monkeypatc
     monkeypatch.delenv("CIFAR_APP_REFERENCE_RUNS")
     monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "no-data-yet"))
     at = run_page(PAGE["compare"])
-    assert len(at.get("plotly_chart")) >= 2 and "ref-batch" in at.multiselect(key="compare_runs").value
+    [chart] = at.get("plotly_chart")  # the four panels in one figure
+    assert len(json.loads(chart.proto.spec)["data"]) == 4 * len(at.multiselect(key="compare_runs").value)
+    assert "ref-batch" in at.multiselect(key="compare_runs").value
     at = run_page(PAGE["classify"])
     at.file_uploader(key="cls_files").set_value(("cat.png", png(), "image/png")).run()
     assert not at.exception and len(at.get("plotly_chart")) >= 1

@@ -1,6 +1,6 @@
 """The floor under ``many_runs.py``'s page times: a bare Streamlit app that draws the same elements
-as the lab's Runs and Compare pages (the same widgets, a 12-column 50-row table, four Plotly
-charts of four runs, the navigation of nine pages), from data made up here, with no run store, no
+as the lab's Runs and Compare pages (the same widgets, a 12-column 50-row table, a Plotly figure
+of four panels of four runs, the navigation of nine pages), from data made up here, with no run store, no
 index and no logs behind it. What a page of the lab takes beyond this app's page is the lab's own
 work; what this app takes is what Streamlit takes to draw that page on this machine. (Its
 Experiments page is a title only: the lab's is not mirrored.)"""
@@ -8,6 +8,7 @@ Experiments page is a title only: the lab's is not mirrored.)"""
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 NORMS = ["batch", "group", "layer", "none"]
 RUNS = 10_000
@@ -61,13 +62,15 @@ def compare() -> None:
     options = [f"a run named {i:05d} · {NORMS[i % 4]} · completed · 84.10%" for i in range(1000)]
     st.multiselect("Runs", options, default=options[:4])
     epochs = list(range(1, 21))
-    columns = st.columns(2)
-    for chart in range(4):
-        figure = go.Figure([go.Scatter(x=epochs, y=[run + chart + e / 20 for e in epochs],
-                                       mode="lines+markers", name=f"a run named {run:05d}")
-                            for run in range(4)])
-        figure.update_layout(title=f"chart {chart}", height=380, legend=dict(orientation="h", y=-0.2))
-        columns[chart % 2].plotly_chart(figure, key=f"chart{chart}", width="stretch")
+    figure = make_subplots(rows=2, cols=2, subplot_titles=[f"panel {panel}" for panel in range(4)])
+    for panel in range(4):
+        for run in range(4):
+            figure.add_trace(go.Scatter(x=epochs, y=[run + panel + e / 20 for e in epochs],
+                                        mode="lines+markers", name=f"a run named {run:05d}",
+                                        legendgroup=str(run), showlegend=panel == 0),
+                             row=panel // 2 + 1, col=panel % 2 + 1)
+    figure.update_layout(height=760, legend=dict(orientation="h", y=-0.1))
+    st.plotly_chart(figure, key="panels", width="stretch")
     st.dataframe(COMPARED, hide_index=True, width="stretch")
     st.caption(TEXT)
 

@@ -24,7 +24,7 @@ HOUSE_TEMPLATE = "plotly_white"
 def _house() -> None:
     """Make the house template Plotly's default. Plotly gives a new figure its default template,
     taken as already validated; naming the template in the layout instead validated all of it again,
-    16 ms a figure (Compare draws four at each run of its page). Checked at each figure, because
+    16 ms a figure (Compare drew four at each run of its page). Checked at each figure, because
     importing streamlit sets the default to Streamlit's own placeholder template; set only when it
     differs, because setting it validates the template too."""
     if pio.templates.default != HOUSE_TEMPLATE:
@@ -143,35 +143,43 @@ def batch_curves(batches: Sequence[BatchStats], norm: str, smoothing: float = 0.
     return _layout(fig, "training loss per batch and learning rate", height=480, uirevision=uirevision)
 
 
-def compare_curves(runs: Sequence[dict], metric: str, title: str) -> go.Figure:
-    """Overlay one metric per epoch for several runs.
+COMPARE_PANELS = (("test_acc", "test accuracy (%)"), ("test_loss", "test loss"),
+                  ("train_acc", "train accuracy (%)"), ("train_loss", "train loss (cross-entropy)"))
 
-    runs: dicts with ``label``, ``norm`` and ``epochs`` (``EpochStats``). ``metric`` is an
-    ``EpochStats`` field; accuracy metrics are shown in %; "train_loss" shows the plain training
-    cross-entropy where the log has it. Colour by normalization; a second run of the same norm gets
-    a dash pattern.
-    """
-    fig = _figure()
+
+def compare_grid(runs: Sequence[dict], uirevision: str = "compare") -> go.Figure:
+    """The curves of several runs, one panel per metric of ``COMPARE_PANELS``, two to a row, in one
+    figure (one legend: a click on a run shows or hides it in every panel).
+
+    runs: dicts with ``label``, ``norm`` and ``epochs`` (``EpochStats``). Accuracies are shown in
+    %; the train loss is the plain training cross-entropy where the log has it, and the legend
+    says which runs show their label-smoothed loss instead. Colour by normalization; a second run
+    of the same norm gets a dash pattern."""
+    fig = _subplots(rows=2, cols=2, subplot_titles=[title for _, title in COMPARE_PANELS],
+                    horizontal_spacing=0.08, vertical_spacing=0.14)
     dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
     seen: dict[str, int] = {}
-    scale = 100 if metric.endswith("acc") else 1
-    for r in runs:
+    for k, r in enumerate(runs):
         n = seen.get(r["norm"], 0)
         seen[r["norm"]] = n + 1
-        if metric == "train_loss":
-            y = [e.comparable_train_loss[0] for e in r["epochs"]]
-            smoothed = not all(e.comparable_train_loss[1] for e in r["epochs"])
-        else:
-            y, smoothed = [getattr(e, metric) * scale for e in r["epochs"]], False
-        fig.add_trace(go.Scatter(
-            x=[e.epoch for e in r["epochs"]], y=y,
-            mode="lines+markers", name=r["label"] + (" (label-smoothed loss)" if smoothed else ""),
-            line=dict(color=NORM_COLORS.get(r["norm"], "#444"), dash=dashes[n % len(dashes)]),
-        ))
+        line = dict(color=NORM_COLORS.get(r["norm"], "#444"), dash=dashes[n % len(dashes)])
+        x = [e.epoch for e in r["epochs"]]
+        for i, (metric, _) in enumerate(COMPARE_PANELS):
+            if metric == "train_loss":
+                y = [e.comparable_train_loss[0] for e in r["epochs"]]
+                smoothed = not all(e.comparable_train_loss[1] for e in r["epochs"])
+            else:
+                y = [getattr(e, metric) * (100 if metric.endswith("acc") else 1) for e in r["epochs"]]
+                smoothed = False
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", line=line, legendgroup=str(k),
+                                     name=r["label"] + (" (label-smoothed loss)" if smoothed else ""),
+                                     showlegend=i == 0 or smoothed), row=i // 2 + 1, col=i % 2 + 1)
     longest = max((len(r["epochs"]) for r in runs), default=1)
-    fig.update_xaxes(title_text="epoch", tick0=1, dtick=_epoch_dtick(longest))
-    fig.update_yaxes(title_text=("%" if scale == 100 else "loss"))
-    return _layout(fig, title, height=380, uirevision=title)
+    fig.update_xaxes(tick0=1, dtick=_epoch_dtick(longest))
+    fig.update_xaxes(title_text="epoch", row=2)
+    fig.update_annotations(font_size=13)
+    return _layout(fig, "", height=760, uirevision=uirevision).update_layout(
+        margin=dict(l=50, r=20, t=30, b=40), legend=dict(orientation="h", y=-0.1))
 
 
 def confusion_heatmap(cm: np.ndarray, classes: Sequence[str]) -> go.Figure:

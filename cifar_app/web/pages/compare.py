@@ -5,7 +5,7 @@ import streamlit as st
 
 from cifar_app.lab.experiments import ExperimentStore
 from cifar_app.web import ui
-from cifar_app.web.charts import compare_curves
+from cifar_app.web.charts import compare_grid
 from cifar_app.web.tables import comparison_rows, default_selection
 
 ui.page_setup()
@@ -49,13 +49,7 @@ if not chosen:
 
 epochs = {i: store.get(i).metrics().epochs for i in chosen}
 series = [{"label": by_id[i].label, "norm": by_id[i].norm, "epochs": epochs[i]} for i in chosen]
-left, right = st.columns(2)
-left.plotly_chart(compare_curves(series, "test_acc", "test accuracy"), key="cmp_acc", width="stretch")
-right.plotly_chart(compare_curves(series, "test_loss", "test loss"), key="cmp_loss", width="stretch")
-left.plotly_chart(compare_curves(series, "train_acc", "train accuracy"), key="cmp_train_acc",
-                  width="stretch")
-right.plotly_chart(compare_curves(series, "train_loss", "train loss (cross-entropy)"),
-                   key="cmp_train_loss", width="stretch")
+st.plotly_chart(compare_grid(series), key="cmp_curves", width="stretch")
 st.dataframe(comparison_rows([(by_id[i], epochs[i]) for i in chosen]), hide_index=True, width="stretch",
              key="cmp_table")
 st.caption("Gap = final train accuracy − final test accuracy (train accuracy is measured on "
