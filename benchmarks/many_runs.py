@@ -80,24 +80,29 @@ def cli_seconds(root: Path, app_dir: Path) -> float:
 
 
 # Drawn: Streamlit's frontend marks its root with the state of the script run (what Streamlit's own
-# browser tests wait on), and Plotly has drawn every chart the run sent. (Not "the status widget has
-# gone": the frontend shows it when a run has lasted 500 ms, and takes it away with a 200-ms fade,
-# so that a run that ends at 0.49 s and one that ends at 0.51 s differed by 0.3 s.)
-DRAWN = """() => document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState === "notRunning"
+# browser tests wait on), no element is still a placeholder waiting for its code (``stSkeleton``),
+# and Plotly has drawn every chart the run sent. (Not "the status widget has gone": the frontend
+# shows it when a run has lasted 500 ms, and takes it away with a 200-ms fade, so that a run that
+# ends at 0.49 s and one that ends at 0.51 s differed by 0.3 s.) A script that does not compile ends
+# the wait too, and fails the try.
+DRAWN = """() => ["notRunning", "compilationError"].includes(
+        document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState)
+    && !document.querySelector('[data-testid="stSkeleton"]')
     && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
         .every(c => c.querySelector(".main-svg"))"""
 
 
 def page_seconds(page, url: str, path: str) -> float:
-    """Navigation to drawn (the page's element is there, its script run has ended, and every chart
-    is drawn), in seconds."""
+    """Navigation to drawn (the page's element is there, its script run has ended, no element waits
+    for its code, and every chart is drawn: ``DRAWN``), in seconds."""
     t0 = time.perf_counter()
     page.goto(f"{url}/{path}")
     page.wait_for_selector(READY[path], timeout=600_000)
     page.wait_for_function(DRAWN, polling="raf", timeout=600_000)
     seconds = time.perf_counter() - t0
-    if page.locator('[data-testid="stException"]').count():
-        raise RuntimeError(page.inner_text("body")[:2000])
+    state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
+    if page.locator('[data-testid="stException"]').count() or state != "notRunning":
+        raise RuntimeError(f"{state}: " + page.inner_text("body")[:2000])
     return seconds
 
 

@@ -217,17 +217,21 @@ def test_on_a_crowded_store_what_a_page_may_draw_is_drawn_and_came_with_its_html
     check_first_view(page.context.browser, crowded_server, spec, spec.preloads)
 
 
-@pytest.mark.parametrize("path", [p.route for p in app.PAGES if not p.default]
-                         + ["compare/", "claims?x=%C3%BC"])
+@pytest.mark.parametrize("path", [p.route for p in app.PAGES if not p.default] + ["claims?x=%C3%BC"])
 def test_a_page_asks_for_the_server_once_at_its_base_url(server, page, path):
     """A page other than the default one asks the server's health once, at the server's root (its
     base URL, which ``preload`` writes into the page): not first at its own URL (a 404, then 100 ms
-    of waiting, then the root: 0.2 s of every first view)."""
+    of waiting, then the root: 0.2 s of every first view). (Streamlit redirects ``/compare/`` to
+    ``/compare``; the heads for a trailing slash are for a proxy that adds one.)"""
     url, _ = server
     asked: list[str] = []
-    page.on("request", lambda r: asked.append(urllib.parse.urlsplit(r.url).path))
-    page.goto(f"{url}/{path}")
-    page.wait_for_selector("h1", timeout=120_000)
+    fresh = page.context.browser.new_page()
+    fresh.on("request", lambda r: asked.append(urllib.parse.urlsplit(r.url).path))
+    try:
+        fresh.goto(f"{url}/{path}")
+        fresh.wait_for_selector("h1", timeout=120_000)
+    finally:
+        fresh.close()
     pings = [a for a in asked if a.endswith(("/_stcore/health", "/_stcore/host-config"))]
     assert pings == ["/_stcore/health", "/_stcore/host-config"]
 
@@ -293,7 +297,9 @@ def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
     shot(page, "misclassified")
 
     open_page(page, url, "compare")
-    assert page.locator(".js-plotly-plot").count() >= 2
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .cartesianlayer .subplot')"
+                           ".length === 4", timeout=60_000)  # one figure, its four panels
+    assert page.locator(".js-plotly-plot").count() == 1
     shot(page, "compare")
 
     open_page(page, url, f"classify?run={run_id}")

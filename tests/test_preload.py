@@ -67,8 +67,8 @@ def test_a_page_s_base_url_is_its_own_url_less_its_name(route, slash, up):
     if up is None:  # the default page: its URL is the base URL, the frontend's first guess
         assert script == b""
     else:
-        assert script == (b'<script>window.__streamlit=Object.assign({BACKEND_BASE_URL:new URL("%s",'
-                          b"location.href).href},window.__streamlit)</script>" % up.encode())
+        assert script == (b"<script>if(window.__streamlit===undefined)window.__streamlit={BACKEND_BASE_URL:"
+                          b'new URL("%s",location.href).href}</script>' % up.encode())
 
 
 def test_every_element_a_page_draws_has_its_chunk_in_the_installed_streamlit():
@@ -201,6 +201,7 @@ def test_the_server_preloads_its_pages_under_its_base_url_path(monkeypatch, tmp_
     built = preload.Preload(None, *spec.args, **spec.kwargs)
     routes = [f"/lab/{p.route}".rstrip("/") for p in app.PAGES]  # every page: the base URL
     assert len(routes) == len(app.PAGES) and set(built.heads) == {*routes, *(f"{r}/" for r in routes)}
+    assert spec.kwargs["run"] == {p.route: p.draws for p in app.PAGES}  # may_draw: fetched, not run
     assert [m.cls.__name__ for m in middleware] == ["Gate", "Preload"]  # the access policy first
 
 
@@ -209,6 +210,10 @@ def test_under_a_base_url_path_the_page_routes_move_with_it(tmp_path):
     mw = preload.Preload(None, {"": ["Grid"], "compare": ["Chart"]}, base_url_path="/lab/", static=static)
     assert set(mw.heads) == {"/lab", "/lab/", "/lab/compare", "/lab/compare/"}
     assert set(preload.Preload(None, {"": ["Grid"]}, static=static).heads) == {"/"}
+    # only what a page always draws runs early; what it may draw is fetched and compiled only
+    some = preload.Preload(None, {"compare": ["Chart", "Grid"]}, static=static, run={"compare": ["Chart"]})
+    assert some.heads["/compare"] == (preload.tags(["Chart", "Grid"], static)
+                                      + preload.early(["Chart"], static) + preload.base_url("compare", False))
     # a page that draws nothing heavy gets its base URL only; the default page then nothing at all
     plain = preload.Preload(None, {"": [], "train": []}, base_url_path="lab", static=static)
     assert plain.heads == {"/lab/train": preload.base_url("train", False),

@@ -181,6 +181,10 @@ def test_compare_draws_each_run_in_four_panels_with_one_legend_entry():
     assert fig.data[0].line.color == charts.NORM_COLORS["batch"] != fig.data[8].line.color
     assert fig.data[8].name == "&lt;b&gt;c&lt;/b&gt;"  # a label is text, escaped once
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis3.title.text == "epoch"
+    assert {t.uid for t in fig.data} == {None}  # no ids given
+    with_ids = compare_grid([{**r, "id": f"run-{k}"} for k, r in enumerate(runs)])
+    assert [t.uid for t in with_ids.data[:5]] == [
+        *(f"run-0/{m}" for m, _ in charts.COMPARE_PANELS), "run-1/test_acc"]
 
 
 def test_every_figure_has_the_house_style_whatever_was_imported_after_charts():
@@ -261,12 +265,18 @@ def test_after_its_first_listing_the_server_s_full_collections_skip_what_it_hold
     after (60-110 ms each at 10,000 runs before, 3-21 ms after)."""
     import gc
 
+    from cifar_app.store.runstore import RunStore
     from cifar_app.web import app
 
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    frozen_while_listing = []
+    real = RunStore.warm
+    monkeypatch.setattr(RunStore, "warm", lambda self: frozen_while_listing.append(gc.get_freeze_count())
+                        or real(self))
     gc.unfreeze()
     try:
         app._list_once()
+        assert frozen_while_listing == [0]  # after the listing, so that it is frozen too
         assert gc.get_freeze_count() > 10_000  # the modules alone are more
     finally:
         gc.unfreeze()

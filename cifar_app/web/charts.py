@@ -151,7 +151,9 @@ def compare_grid(runs: Sequence[dict], uirevision: str = "compare") -> go.Figure
     """The curves of several runs, one panel per metric of ``COMPARE_PANELS``, two to a row, in one
     figure (one legend: a click on a run shows or hides it in every panel).
 
-    runs: dicts with ``label``, ``norm`` and ``epochs`` (``EpochStats``). Accuracies are shown in
+    runs: dicts with ``label``, ``norm``, ``epochs`` (``EpochStats``) and optionally ``id`` (then a
+    run hidden in the legend stays hidden when the selection changes around it, not the run that
+    takes its place; Plotly keeps such state per trace ``uid``). Accuracies are shown in
     %; the train loss is the plain training cross-entropy where the log has it, and the legend
     says which runs show their label-smoothed loss instead. Colour by normalization; a second run
     of the same norm gets a dash pattern."""
@@ -173,7 +175,9 @@ def compare_grid(runs: Sequence[dict], uirevision: str = "compare") -> go.Figure
                 smoothed = False
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", line=line, legendgroup=str(k),
                                      name=r["label"] + (" (label-smoothed loss)" if smoothed else ""),
-                                     showlegend=i == 0 or smoothed), row=i // 2 + 1, col=i % 2 + 1)
+                                     showlegend=i == 0 or smoothed,
+                                     uid=f"{r['id']}/{metric}" if "id" in r else None),
+                          row=i // 2 + 1, col=i % 2 + 1)
     longest = max((len(r["epochs"]) for r in runs), default=1)
     fig.update_xaxes(tick0=1, dtick=_epoch_dtick(longest))
     fig.update_xaxes(title_text="epoch", row=2)

@@ -11,23 +11,24 @@ runs it while the page waits (Plotly: about 1 s of this VM's browser, before it 
 - ``<link rel="modulepreload">`` tags for the elements the page draws at first sight
   (``PageSpec.draws`` and ``may_draw`` in ``app.PAGES``), so the browser fetches and compiles
   their code from the start, in parallel with its own start and the script;
-- a module script that imports those elements' code as soon as the page has asked the server for
-  its configuration (the request after which it opens the websocket), so the browser runs it while
-  the server runs the script, rather than after the script's messages came;
+- a module script that imports the code of the elements the page always draws (``draws``; not
+  ``may_draw``, whose code may not be needed) as soon as the server has answered the page's request
+  for its configuration (after which the frontend opens the websocket), so the browser runs it
+  while the server runs the script, rather than after the script's messages came;
 - for a page other than the default one, the server's base URL (``window.__streamlit``'s
   ``BACKEND_BASE_URL``, Streamlit's own setting for it) taken from the page's own URL. Without it,
   the frontend at ``/compare`` first asks ``/compare/_stcore/health``, gets a 404, waits 100 ms and
   asks ``/_stcore/health``: about 0.2 s of every first view of a page. With it, it asks the URL it
-  would have fallen back to (the page's URL less the page's name) at once. A value the embedding
-  page set itself is kept.
+  would have fallen back to (the page's URL less the page's name) at once. A page embedded by a
+  host that sets ``window.__streamlit`` itself is left to the host's settings.
 
 The chunks are found in the installed Streamlit's ``static/js`` folder: ``<Element>.<hash>.js`` and
 the modules it imports, less those the HTML already preloads. An element that has no chunk there (a
-Streamlit that renamed it, or one without its frontend files) gets no tag, and the page is served as
-Streamlit wrote it; ``tests/test_preload.py`` checks every name resolves.
+Streamlit that renamed it, or one without its frontend files) gets no tag and is not run early;
+``tests/test_preload.py`` checks every name resolves.
 
 The rewritten page is a representation of its own. Its ETag is the file's, marked with a hash of
-the tags; a revalidation is answered here against that ETag (304, or the page), never with
+what was added; a revalidation is answered here against that ETag (304, or the page), never with
 Streamlit's answer for the file. It is always sent whole (a ``Range`` request for it is answered
 with all of it, as the RFC allows), and a HEAD answer gives the GET answer's headers.
 """
@@ -96,17 +97,20 @@ def tags(elements: Iterable[str], static: Path | None = None) -> bytes:
                     for name in chunks(elements, static))
 
 
-# Runs ``CHUNKS`` (their top-level code, as the frontend's own import would) once the page has
-# asked for ``_stcore/host-config``: the frontend opens the websocket when it has the answer, and the
-# server then runs the page's script. Sooner, the work would delay the websocket; later, it waits
-# for the script's messages. A failed import is left for the frontend's own to report.
+# Runs ``CHUNKS`` (their top-level code, as the frontend's own import would: the same URL, so the same
+# module) once the answer to ``_stcore/host-config`` has come (its resource-timing entry): the
+# frontend opens the websocket on that answer, and the server then runs the page's script. Sooner,
+# the work would delay the websocket; later, it waits for the script's messages. (Seen in Chromium:
+# the websocket is made 0.1-0.3 s before the import's task runs.) A failed import is left for the
+# frontend's own to report.
 _EARLY = ('<script type="module">new PerformanceObserver((list,observer)=>{'
           'if(list.getEntries().some(e=>e.name.endsWith("/_stcore/host-config"))){observer.disconnect();'
           'for(const u of CHUNKS)import(u).catch(()=>{})}}).observe({type:"resource",buffered:true})'
           '</script>')
-# The server's base URL: ``UP`` resolved against the page's URL (the page's name taken off).
-_BASE = ('<script>window.__streamlit=Object.assign({BACKEND_BASE_URL:new URL(UP,location.href).href},'
-         'window.__streamlit)</script>')
+# The server's base URL: ``UP`` resolved against the page's URL (the page's name taken off); not where
+# the embedding page set ``window.__streamlit`` itself (its settings are its own).
+_BASE = ('<script>if(window.__streamlit===undefined)window.__streamlit={BACKEND_BASE_URL:'
+         'new URL(UP,location.href).href}</script>')
 
 
 def early(elements: Iterable[str], static: Path | None = None) -> bytes:
@@ -129,18 +133,19 @@ def base_url(route: str, slash: bool) -> bytes:
 
 class Preload:
     """ASGI middleware: the HTML of the routes in ``routes`` (URL path under the base path -> the
-    elements its page draws first) gets their preload tags, the script that runs their code early
-    and (a page other than the default) the server's base URL at the end of its ``<head>``. Any
+    elements its page may draw first) gets their preload tags, the script that runs the code of
+    those in ``run`` (route -> the elements it always draws; default: all of ``routes``') early,
+    and (a page other than the default) the server's base URL, at the end of its ``<head>``. Any
     other request, and any response that is not a complete HTML document, passes untouched."""
 
     def __init__(self, app: Callable, routes: Mapping[str, Iterable[str]], base_url_path: str = "",
-                 static: Path | None = None) -> None:
+                 static: Path | None = None, run: Mapping[str, Iterable[str]] | None = None) -> None:
         self.app = app
         base = base_url_path.strip("/")
         self.heads: dict[str, bytes] = {}  # request path -> what goes at the end of its <head>
         for route, elements in routes.items():
             elements = tuple(elements)
-            code = tags(elements, static) + early(elements, static)
+            code = tags(elements, static) + early(elements if run is None else run.get(route, ()), static)
             path = "/" + "/".join(part for part in (base, route.strip("/")) if part)
             for request, slash in ((path, False), (f"{path}/".replace("//", "/"), True)):
                 if head := code + base_url(route.strip("/"), slash):

@@ -48,7 +48,7 @@ if not chosen:
     st.stop()
 
 epochs = {i: store.get(i).metrics().epochs for i in chosen}
-series = [{"label": by_id[i].label, "norm": by_id[i].norm, "epochs": epochs[i]} for i in chosen]
+series = [{"id": i, "label": by_id[i].label, "norm": by_id[i].norm, "epochs": epochs[i]} for i in chosen]
 st.plotly_chart(compare_grid(series), key="cmp_curves", width="stretch")
 st.dataframe(comparison_rows([(by_id[i], epochs[i]) for i in chosen]), hide_index=True, width="stretch",
              key="cmp_table")
