@@ -20,10 +20,11 @@ For each N, fills a fresh store with N runs: hard-linked copies of the four ship
 Each try of the lab is paired with a try of ``benchmarks/floor/`` made just before or after it (the
 order alternates; ``--repeats`` is even, so each order comes as often), with the lab's server
 options: a bare Streamlit app that draws the same elements as the lab's Runs and Compare pages
-(their widgets, a 12-column 50-row table, a four-panel Plotly figure, nine pages' navigation) from made-up
-data, with no store behind it and without the lab's frontend work (``cifar_app/web/preload.py``:
-its elements' code fetched and run while the script runs, the server's base URL in the page). It is what Streamlit itself takes on this machine, a minute
-before or after, to draw them. The ``floor`` line gives its medians, and the ratios that follow the
+(their widgets, a 12-column 50-row table, a four-panel Plotly figure, nine pages' navigation) from
+made-up data, with no store behind it and without the lab's frontend work
+(``cifar_app/web/preload.py``: its elements' code fetched and run while the script runs, the
+server's base URL in the page). It is what Streamlit itself takes on this machine, a minute before
+or after, to draw them. The ``floor`` line gives its medians, and the ratios that follow the
 lab's time over the floor's: the geometric mean of the pairs' ratios with its 95% interval
 (``scipy.stats``), their median and range. (Its Experiments page is a title only: those ratios say
 nothing.) Neither server has a dataset.
