@@ -29,9 +29,9 @@ lab's time over the floor's: the geometric mean of the pairs' ratios with its 95
 (``scipy.stats``), their median and range. (Its Experiments page is a title only: those ratios say
 nothing.) Neither server has a dataset.
 
-Writes ``benchmarks/results/many_runs.json`` after each size. Wall-clock figures depend on the VM
-(they differ up to 3x between VMs of one kind, and by a third within an hour on one): compare
-absolute figures only within one invocation. The ratios are steadier (pairing removes the drift
+Writes ``benchmarks/results/many_runs.json`` (or ``--out``) after each size. Wall-clock figures
+depend on the VM (they differ up to 3x between VMs of one kind, and by up to half within half an
+hour on one): compare absolute figures only within one invocation. The ratios are steadier (pairing removes the drift
 that moves both alike), but not free of it.
 """
 
