@@ -31,8 +31,8 @@ nothing.) Neither server has a dataset.
 
 Writes ``benchmarks/results/many_runs.json`` (or ``--out``) after each size. Wall-clock figures
 depend on the VM (they differ up to 3x between VMs of one kind, and by up to half within half an
-hour on one): compare absolute figures only within one invocation. The ratios are steadier (pairing removes the drift
-that moves both alike), but not free of it.
+hour on one): compare absolute figures only within one invocation. The ratios are steadier
+(pairing removes the drift that moves both alike), but not free of it.
 """
 
 from __future__ import annotations
