@@ -302,7 +302,7 @@ def test_misclassified_and_classify_show_attribution(monkeypatch, tmp_path, tiny
 
 def test_the_inside_page_survives_a_damaged_probe_log_and_twin_labels(tmp_path, pages):
     """Two BatchNorm runs with the same label each get their chart; a third run whose probe log is
-    damaged is left out, and the page still draws."""
+    damaged is not chosen by default (though newest), and chosen, it says so while the page draws."""
     pages.use(tmp_path / "runs")
     store = RunStore(tmp_path / "runs", reference_root=None)
     for _ in range(3):
@@ -311,3 +311,40 @@ def test_the_inside_page_survives_a_damaged_probe_log_and_twin_labels(tmp_path, 
     (run.path / "inside.jsonl").write_text('{"epoch": "x"}\n{"broken\n')
     at = pages.open("inside")
     assert not at.exception and len(at.get("plotly_chart")) >= 4
+    assert at.multiselect(key="inside_runs").value and run.id not in at.multiselect(key="inside_runs").value
+    at.multiselect(key="inside_runs").select(run.id).run()
+    assert not at.exception and len(at.get("plotly_chart")) >= 4
+    assert any("not a probe record" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_the_inside_page_reads_the_probe_records_of_the_chosen_runs_only(tmp_path, pages, monkeypatch):
+    """At 10,000 runs the page read every run's probe log to find those that have one (54 s).
+    Finding them costs a stat a run; only the runs drawn are read, and the list offers the
+    ``MAX_OPTIONS`` newest and those chosen, like Compare's."""
+    import shutil
+
+    from cifar_app.store.run import Run
+    from cifar_app.web import ui
+
+    pages.use(tmp_path / "runs")
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    first = store.create(TrainSettings(norm="group", **QUICK), label="the first")
+    execute_run(store, first.id, data=synthetic_data(200, 300))
+    for i in range(29):
+        shutil.copytree(first.path, tmp_path / "runs" / f"20300101-000000-copy-{i:06d}",
+                        copy_function=os.link)
+    plain = store.create(TrainSettings(norm="batch", **QUICK), label="no probes")  # none recorded
+    monkeypatch.setattr(ui, "MAX_OPTIONS", 25)
+    read: list[str] = []
+    real = Run.inside
+    monkeypatch.setattr(Run, "inside", lambda run: read.append(run.id) or real(run))
+    at = pages.open("inside")
+    chosen = at.multiselect(key="inside_runs").value
+    assert chosen == ["20300101-000000-copy-000028"] and set(read) == set(chosen)  # the newest GN run
+    options = at.multiselect(key="inside_runs").options
+    assert len(options) == 25 and plain.id not in str(options) and "25 newest of 30 runs" in str(
+        [c.value for c in at.caption])
+    read.clear()
+    at.multiselect(key="inside_runs").select(first.id).run()  # the oldest, beyond the 25 offered
+    assert not at.exception and set(read) == {first.id, *chosen}
+    assert len(at.multiselect(key="inside_runs").options) == 26

@@ -584,7 +584,7 @@ def test_compare_offers_the_newest_runs_and_those_chosen_beyond_them(app_env, mo
     monkeypatch.setattr(ui, "MAX_OPTIONS", 25)
     at = run_page(PAGE["compare"], {"runs": f"{ids[-1]},{ids[0]}"})  # the oldest: beyond the 25
     listed = _summaries(app_env)
-    offered = [ui.run_label(s) for s in [*listed[:25], listed[-1]]]
+    offered = list(ui.run_labels([*listed[:25], listed[-1]]).values())
     assert at.multiselect(key="compare_runs").options == offered
     assert at.multiselect(key="compare_runs").value == [ids[-1], ids[0]]
     assert "offers the 25 newest of 40 runs" in texts(at)
@@ -594,3 +594,24 @@ def _summaries(app_env):
     from cifar_app.store.runstore import RunStore
 
     return RunStore(app_env / "runs", reference_root=None).summaries()
+
+
+def test_runs_with_the_same_name_can_each_be_chosen(app_env):
+    """Streamlit's select boxes send back the option's text, which maps to the first option with it:
+    picking the second of two runs named alike chose the first. Their texts now differ."""
+    from cifar_app.store.runstore import RunStore
+
+    from cifar_app.core.records import EpochStats
+
+    store = RunStore(app_env / "runs", reference_root=None)
+    for _ in range(3):
+        run = store.create(TrainSettings(norm="group", epochs=2), label="twin")
+        run.append_metrics(EpochStats(1, 1.0, 0.5, 1.0, 0.4, 0.1, 1.0, 10.0))
+        run.update_status(state="completed")
+    ids = [s.id for s in store.summaries()]
+    at = run_page(PAGE["compare"], {"runs": ids[0]})
+    at.multiselect(key="compare_runs").select(ids[2]).run()
+    assert at.multiselect(key="compare_runs").value == [ids[0], ids[2]]
+    at = run_page(PAGE["train"], {"run": ids[0]})
+    at.selectbox(key="train_run").select(ids[1]).run()  # the middle one: neither first nor last
+    assert at.selectbox(key="train_run").value == ids[1] and at.query_params["run"] == ids[1]

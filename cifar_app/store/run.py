@@ -159,6 +159,14 @@ class Run:
     def has_model(self) -> bool:
         return (self.path / MODEL).is_file()
 
+    def has_inside(self) -> bool:
+        """Whether inside.jsonl holds anything (one stat: whether its records are sound is known
+        only when ``inside()`` reads them)."""
+        try:
+            return (self.path / INSIDE).stat().st_size > 0
+        except OSError:
+            return False
+
     def has_checkpoint(self) -> bool:
         return (self.path / CHECKPOINT).is_file()
 

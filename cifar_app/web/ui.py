@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 import sys
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -278,14 +279,30 @@ def data_missing_hint() -> None:
 # ---------------------------------------------------------------------------- runs
 
 
-def run_label(s: RunSummary) -> str:
-    """'label (GroupNorm, completed)' for select boxes."""
-    ref = ", reference" if s.reference else ""
-    return f"{s.label} ({NORM_LABELS.get(s.norm, s.norm)}, {s.status}{ref})"
+def run_labels(summaries: Iterable[RunSummary]) -> dict[str, str]:
+    """Each run's 'label (GroupNorm, completed)' for select boxes, by id; runs whose text would be
+    the same get their id after it. The text is what a select box sends back (Streamlit's
+    widgets keep the formatted option), so twins would all choose the first."""
+    shown = {}
+    for s in summaries:
+        ref = ", reference" if s.reference else ""
+        shown[s.id] = f"{s.label} ({NORM_LABELS.get(s.norm, s.norm)}, {s.status}{ref})"
+    counts = Counter(shown.values())
+    return {i: f"{text} · {i}" if counts[text] > 1 else text for i, text in shown.items()}
 
 
 DAMAGED_NAMED = 10  # damaged runs named in a notice; the rest are counted
-MAX_OPTIONS = 1000  # runs offered in a multiselect (Compare): every option is sent to the browser
+MAX_OPTIONS = 1000  # runs offered in a multiselect (Compare, Inside): every option is sent to the browser
+
+
+def offered_runs(ids: list[str], chosen: list[str], hint: str = "") -> list[str]:
+    """The options of a multiselect of runs: the first ``MAX_OPTIONS`` of ``ids`` (newest first) and
+    those ``chosen`` beyond them; a caption says so (then ``hint``) when some are left out."""
+    if len(ids) <= MAX_OPTIONS:
+        return ids
+    picked = set(chosen)
+    st.caption(f"The list offers the {MAX_OPTIONS:,} newest of {len(ids):,} runs{hint}.")
+    return ids[:MAX_OPTIONS] + [i for i in ids[MAX_OPTIONS:] if i in picked]
 
 
 def damaged_notice(summaries: list[RunSummary], here: str = "") -> None:
@@ -346,7 +363,7 @@ def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSu
     wanted = st.query_params.get("run")
     if wanted in by_id and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
-    chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: run_label(by_id[i]),
+    chosen = st.selectbox(label, list(by_id), key=key, format_func=run_labels(summaries).__getitem__,
                           on_change=_url_follows, args=(key,))
     if wanted != chosen:
         st.query_params["run"] = chosen

@@ -22,8 +22,9 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
+labels = ui.run_labels(runs)
 choice = st.selectbox("Model", [ALL, *by_id], key="cls_run",
-                      format_func=lambda i: i if i == ALL else ui.run_label(by_id[i]))
+                      format_func=lambda i: i if i == ALL else labels[i])
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
 allowed = ui.may(Action.COMPUTE)  # classifying runs the models on this server
 show_batch = st.toggle("Also score each image alone and inside a batch of test images (batch "

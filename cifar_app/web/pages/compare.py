@@ -35,14 +35,11 @@ elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in 
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
 else:  # keep the user's choice, minus runs that are gone
     st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in by_id]
-options = list(by_id)
-if len(options) > ui.MAX_OPTIONS:  # the newest, and those chosen: every option goes to the browser
-    picked = set(st.session_state.get("compare_runs", []))
-    options = options[:ui.MAX_OPTIONS] + [i for i in options[ui.MAX_OPTIONS:] if i in picked]
-    st.caption(f"The list offers the {ui.MAX_OPTIONS:,} newest of {len(by_id):,} runs; to compare "
-               "others, select them on the **Runs** page (filter, then tick them) and press "
-               "**Compare the selected runs**.")
-chosen = st.multiselect("Runs", options, format_func=lambda i: ui.run_label(by_id[i]), key="compare_runs")
+options = ui.offered_runs(list(by_id), st.session_state.get("compare_runs", []),
+                          "; to compare others, select them on the **Runs** page (filter, then tick "
+                          "them) and press **Compare the selected runs**")
+chosen = st.multiselect("Runs", options, format_func=ui.run_labels(by_id[i] for i in options).__getitem__,
+                        key="compare_runs")
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()

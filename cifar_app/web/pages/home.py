@@ -116,7 +116,7 @@ if tools is not None:
         if exportable and st.session_state.get("export_run") not in exportable:
             st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
         chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
-                                             format_func=lambda i: ui.run_label(exportable[i])))
+                                             format_func=ui.run_labels(exportable.values()).__getitem__))
         if chosen is not None:  # each file is made only when its button is clicked
             run = store.get(chosen.id)
             c1, c2, c3, c4 = st.columns(4)

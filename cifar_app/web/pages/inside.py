@@ -29,10 +29,12 @@ st.caption("A fixed probe batch (the first 256 test images, the same for every r
 store = ui.store()
 summaries = store.summaries()
 ui.damaged_notice(summaries)
-def _has_probes(run_id: str) -> bool:
+
+
+def _has_probes(run_id: str) -> bool:  # one stat a run: only the chosen runs' records are read
     try:
-        return bool(store.get(run_id).inside())
-    except (RunDamaged, RunNotFound):  # a damaged probe log: that run is left out, the page goes on
+        return store.get(run_id).has_inside()
+    except RunNotFound:  # deleted meanwhile
         return False
 
 
@@ -42,8 +44,31 @@ if not with_probe:
             "reference runs do too once re-shipped); train one on the **Train** page.")
     st.stop()
 by_id = {s.id: s for s in with_probe}
-chosen = st.multiselect("Runs (one panel each)", list(by_id), default=default_selection(with_probe),
-                        format_func=lambda i: ui.run_label(by_id[i]), key="inside_runs")
+
+
+def _default() -> list[str]:
+    """The latest readable run of each normalization (a damaged probe log is found only when read)."""
+    left = list(with_probe)
+    while True:
+        picks = default_selection(left)
+        damaged = set()
+        for i in picks:
+            try:
+                store.get(i).inside()
+            except (RunDamaged, RunNotFound):
+                damaged.add(i)
+        if not damaged:
+            return picks
+        left = [s for s in left if s.id not in damaged]
+
+
+if "inside_runs" not in st.session_state:
+    st.session_state["inside_runs"] = _default()
+else:  # keep the user's choice, minus runs that are gone
+    st.session_state["inside_runs"] = [i for i in st.session_state["inside_runs"] if i in by_id]
+options = ui.offered_runs(list(by_id), st.session_state["inside_runs"], " with probe records")
+chosen = st.multiselect("Runs (one panel each)", options, key="inside_runs",
+                        format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
 c1, c2 = st.columns([3, 2])
 layer = c1.radio("Layer", CONV_BLOCKS, horizontal=True, key="inside_layer")
 where = c2.radio("Activations", ["post", "pre"], horizontal=True, key="inside_where",

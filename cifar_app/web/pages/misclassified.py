@@ -77,7 +77,7 @@ def one_run() -> None:
 def disagreements() -> None:
     by_id = {s.id: s for s in runs}
     chosen = st.multiselect("Runs (2 to 4)", list(by_id), default=default_selection(runs)[:4],
-                            max_selections=4, format_func=lambda i: ui.run_label(by_id[i]),
+                            max_selections=4, format_func=ui.run_labels(runs).__getitem__,
                             key="dis_runs")
     if data is None:
         ui.data_missing_hint()
