@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_app.core.data import CLASSES, DataError, channel_stats, dataset_status, load_cifar10
+from cifar_app.core.data import CLASSES, DataError, channel_stats, dataset_info, dataset_status, load_cifar10
 
 
 def test_image_tree_loads_as_uint8_tensors_in_a_fixed_shuffled_order(image_tree):
@@ -39,6 +39,59 @@ def test_second_load_uses_the_cache_and_a_changed_file_invalidates_it(image_tree
     data = load_cifar10(image_tree)
     assert "cached" not in data.source
     assert any(np.all(data.train_x[i, :, 0, 0].numpy() == [1, 2, 3]) for i in range(len(data.train_x)))
+
+
+def _mapped_files(ptr: int) -> set[str]:
+    """The files mapped at the address ``ptr`` in this process (``/proc/self/maps``)."""
+    found = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            lo, hi = (int(a, 16) for a in fields[0].split("-"))
+            if lo <= ptr < hi and len(fields) == 6:
+                found.add(fields[5].strip())
+    return found
+
+
+def test_a_cached_load_maps_the_training_images_from_the_cache_copy_on_write(image_tree):
+    """The server never reads the training split (150 MB): from the cache it is a mapping of the
+    file, read only where used; writing into it changes neither the file nor a later load."""
+    first = load_cifar10(image_tree)
+    cache = str(image_tree / ".cifar_app_cache.npz")
+    data = load_cifar10(image_tree)
+    assert "cached" in data.source and torch.equal(data.train_x, first.train_x)
+    assert _mapped_files(data.train_x.data_ptr()) == {cache}
+    assert cache not in _mapped_files(data.test_x.data_ptr())  # read: the pages use all of it
+    data.train_x[0] = 7
+    assert torch.equal(load_cifar10(image_tree).train_x, first.train_x)
+
+
+@pytest.mark.parametrize("damage", ["truncated in the images", "truncated in the index", "garbage", "empty"])
+def test_a_damaged_cache_is_decoded_again(image_tree, damage):
+    first = load_cifar10(image_tree)
+    cache = image_tree / ".cifar_app_cache.npz"
+    raw = cache.read_bytes()
+    cache.write_bytes({"truncated in the images": raw[:len(raw) // 3], "truncated in the index": raw[:-40],
+                       "garbage": os.urandom(len(raw)), "empty": b""}[damage])
+    data = load_cifar10(image_tree)
+    assert "cached" not in data.source and torch.equal(data.train_x, first.train_x)
+    assert torch.equal(data.test_x, first.test_x) and "cached" in load_cifar10(image_tree).source
+
+
+def test_dataset_info_counts_and_names_what_a_load_gives_without_decoding(image_tree, monkeypatch):
+    data = load_cifar10(image_tree)
+    from cifar_app.core import data as module
+
+    monkeypatch.setattr(module, "_decode", lambda path: pytest.fail(f"decoded {path}"))
+    (image_tree / ".cifar_app_cache.npz").unlink()
+    info = dataset_info(image_tree)
+    assert (info.kind, info.train, info.test) == ("image folders", 60, 30)
+    assert info.test_names == data.test_names  # the predictions CSV names each row's file by it
+    (image_tree / "train" / "truck").rename(image_tree / "train" / "lorry")
+    with pytest.raises(DataError, match="lorry"):
+        dataset_info(image_tree)
+    with pytest.raises(DataError, match="No CIFAR-10 found"):
+        dataset_info(image_tree / "nowhere")
 
 
 def test_tree_one_folder_down_any_size_and_mode_is_converted(tmp_path, image_tree):

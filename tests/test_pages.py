@@ -71,7 +71,7 @@ def test_pages_with_no_runs_say_what_to_do(app_env, page):
 def test_dashboard_entry_opens_the_runs_page(app_env):
     at = run_page("dashboard.py")
     assert "CIFAR-10 Normalization Lab" in [t.value for t in at.title]
-    assert "CIFAR-10 found" in texts(at)
+    assert "CIFAR-10 found: 40 training and 20 test images" in texts(at)
 
 
 def test_missing_dataset_offers_the_download(app_env, monkeypatch, tmp_path):
@@ -466,9 +466,10 @@ LIGHT_PAGES = ("home", "compare", "experiments", "train")  # they list, plot and
 
 def test_the_pages_that_list_plot_and_plan_import_no_torch(tmp_path):
     """Importing torch takes 2 s of the server's CPU (it held the Experiments page's first visit
-    by 1.7 s). The pages that only list runs, plot their logs, plan experiments or validate
-    settings must not import it, without a dataset (loading one needs torch), with a run of every
-    normalization the lab can train and the shipped reference runs listed."""
+    by 1.7 s) and 500 MB of its memory. The pages that only list runs, plot their logs, plan
+    experiments or validate settings must not import it, with a run of every normalization the lab
+    can train, the shipped reference runs listed, and a dataset, which the Runs page counts
+    without loading (it loaded it, torch and 190 MB, only to count it)."""
     import subprocess
     import sys
 
@@ -476,6 +477,7 @@ def test_the_pages_that_list_plot_and_plan_import_no_torch(tmp_path):
     from cifar_app.core.records import EpochStats
     from cifar_app.core.settings import fits_budget
     from cifar_app.store.runstore import RunStore
+    from tests.conftest import write_image_tree
 
     store = RunStore(tmp_path / "runs", reference_root=None)
     for norm in filter(fits_budget, NORMS):
@@ -486,15 +488,17 @@ def test_the_pages_that_list_plot_and_plan_import_no_torch(tmp_path):
              "for page in sys.argv[1:]:\n"
              "    at = AppTest.from_file(page, default_timeout=120)\n    at.run()\n"
              "    assert not at.exception, (page, at.exception)\n"
-             "    print('PROBE', page, 'torch' in sys.modules)\n")
+             "    print('PROBE', page, 'torch' in sys.modules)\n"
+             "    print('FOUND', [e.value for e in at.success if 'CIFAR-10 found' in e.value])\n")
     env = {k: v for k, v in os.environ.items() if k not in ("CIFAR_APP_REFERENCE_RUNS", "CIFAR_APP_DATA")}
     out = subprocess.run([sys.executable, "-c", probe, *(PAGE[p] for p in LIGHT_PAGES)], cwd=ROOT,
                          env={**env, "CIFAR_APP_RUNS": str(tmp_path / "runs"),
-                              "CIFAR_APP_DATA": str(tmp_path / "no-data")},
+                              "CIFAR_APP_DATA": str(write_image_tree(tmp_path / "data", 2, 1))},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     seen = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("PROBE ")]
     assert [page for page, _ in seen] == [PAGE[p] for p in LIGHT_PAGES], out.stdout
+    assert "FOUND ['CIFAR-10 found: 20 training and 10 test images in image folders" in out.stdout  # Runs
     first = next((page for page, loaded in seen if loaded == "True"), None)
     assert first is None, f"{first} imported torch (every page after it then shows it too)"
 
@@ -599,9 +603,8 @@ def _summaries(app_env):
 def test_runs_with_the_same_name_can_each_be_chosen(app_env):
     """Streamlit's select boxes send back the option's text, which maps to the first option with it:
     picking the second of two runs named alike chose the first. Their texts now differ."""
-    from cifar_app.store.runstore import RunStore
-
     from cifar_app.core.records import EpochStats
+    from cifar_app.store.runstore import RunStore
 
     store = RunStore(app_env / "runs", reference_root=None)
     for _ in range(3):

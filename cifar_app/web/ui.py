@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifar_app.core.data import CifarData, DataError, dataset_status, default_data_dir, load_cifar10
+from cifar_app.core.data import (
+    CifarData,
+    DataError,
+    DatasetInfo,
+    dataset_status,
+    default_data_dir,
+    load_cifar10,
+)
+from cifar_app.core.data import dataset_info as list_dataset
 from cifar_app.core.settings import DEFAULT_RECIPE, TrainSettings, recipe_values
 from cifar_app.store.run import Run, RunSummary
 from cifar_app.store.runstore import RunStore, default_store
@@ -257,6 +265,28 @@ def dataset() -> CifarData | None:
             finally:
                 bar.empty()
     return _DATA[key]
+
+
+_INFO: dict[tuple, DatasetInfo] = {}
+
+
+def dataset_info() -> DatasetInfo | None:
+    """The data folder's images counted and named, not loaded (no torch, no 180 MB), once per
+    server and folder; None, with the reason in ``st.session_state['data_error']``, when it holds
+    no dataset."""
+    root = data_dir()
+    status = dataset_status(root)
+    if not status["found"]:
+        st.session_state["data_error"] = str(_missing_message(root))
+        return None
+    key = (str(root), status["kind"], status["path"])
+    if key not in _INFO:
+        try:
+            _INFO[key] = list_dataset(root)
+        except DataError as e:
+            st.session_state["data_error"] = str(e)
+            return None
+    return _INFO[key]
 
 
 def _missing_message(root: Path) -> str:

@@ -27,11 +27,11 @@ st.markdown(f"Train the seed's 14-layer CNN (< {PARAM_BUDGET:,} parameters) on C
             "models with test images and your own.")
 
 st.subheader("Dataset")
-data = ui.dataset()
+data = ui.dataset_info()  # counted, not loaded: this page needs no torch
 if data is not None:
-    where = f" — {data.source}" if ui.may(Action.PATHS) else ""
-    st.success(f"CIFAR-10 found: {len(data.train_x):,} training and {len(data.test_x):,} test "
-               f"images{where}.")
+    where = f" in {data.kind} `{data.path}`" if ui.may(Action.PATHS) else ""
+    counts = "" if data.train is None else f": {data.train:,} training and {data.test:,} test images"
+    st.success(f"CIFAR-10 found{counts}{where}.")
 else:
     root = ui.data_dir()
     st.warning(f"CIFAR-10 is not in the data folder `{ui.server_path(root)}`.")
@@ -128,7 +128,8 @@ if tools is not None:
                                key="dl_metrics", container=c2)
             if chosen.has_model:
                 def predictions() -> str:
-                    names = data.limit(test_limit=run.settings().test_limit).test_names if data else None
+                    names = data.test_names if data else None
+                    names = names[:run.settings().test_limit] if names else None
                     return predictions_csv(run, names)
 
                 ui.download_button("Predictions (.csv)", predictions, f"{run.id}-predictions.csv", "text/csv",
