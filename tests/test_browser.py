@@ -120,6 +120,30 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(page.artifacts / f"{name}.png"), full_page=True)
 
 
+def test_the_server_answers_on_a_kept_alive_connection_without_waiting_for_an_ack(server):
+    """With Nagle's algorithm on (Streamlit's socket: ``web.nodelay``), each request after the first
+    on a kept-alive connection, as browsers keep them, took 44 ms: the body waited for the client's
+    delayed ACK of the headers. Against requests on new connections made meanwhile, so that a
+    loaded machine slows both alike: the delay is 40 ms of a kernel timer, the margin 25."""
+    import http.client
+    import statistics
+
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    kept, fresh = [], []
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    for _ in range(9):
+        for times, c in ((kept, conn), (fresh, http.client.HTTPConnection(host, int(port), timeout=10))):
+            t = time.perf_counter()
+            c.request("GET", "/_stcore/health")
+            assert c.getresponse().read() == b"ok"
+            times.append(time.perf_counter() - t)
+            if c is not conn:
+                c.close()
+    conn.close()
+    assert statistics.median(kept[1:]) < statistics.median(fresh) + 0.025, (kept, fresh)
+
+
 def test_every_page_opens_without_an_exception(server, page):
     url, _ = server
     for name, path in PAGES.items():

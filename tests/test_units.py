@@ -363,3 +363,30 @@ def test_a_huge_bad_value_is_not_echoed_back_whole():
         with pytest.raises(SettingsError) as e:
             parse_setting(name, text)
         assert len(str(e.value)) < 400 and "…" in str(e.value)
+
+
+def test_the_server_s_start_turns_nagle_off_for_the_connections_its_socket_accepts(monkeypatch, tmp_path):
+    """Streamlit binds its listening socket with protocol 0, so asyncio leaves Nagle's algorithm on
+    (``web.nodelay``). The app's lifespan, entered after the bind, turns it off on the listener;
+    what it accepts inherits that. A socket bound as Streamlit binds it stands in for the server's."""
+    import asyncio
+    import socket
+
+    from cifar_app.web import app
+
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(app, "_list_once", lambda: None)  # no warm-up thread outliving the test
+    with socket.socket(family=socket.AF_INET) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        async def start() -> None:
+            async with app.server()["lifespan"](None):
+                pass
+
+        asyncio.run(start())
+        with socket.create_connection(listener.getsockname()) as _client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.proto == 0  # as Streamlit's: asyncio's own check would skip it
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cifar_app.store.runstore import default_store
+from cifar_app.web.nodelay import listeners_without_delay
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 # The server's settings, as ``.streamlit/config.toml`` gives them to ``streamlit run dashboard.py``
@@ -127,10 +129,18 @@ def server() -> dict:
     threading.Thread(target=_list_once, name="list-runs-once", daemon=True).start()
     if policy.token_required:  # no traceback, and so no server path, in a visitor's browser
         st.set_option("client.showErrorDetails", "none")
-    return {"routes": routes(base, policy),
+    return {"routes": routes(base, policy), "lifespan": _lifespan,
             "middleware": [Middleware(Gate, policy=policy, base_url_path=base),  # the outer one
                            Middleware(Preload, routes={p.route: p.preloads for p in PAGES},
                                       run={p.route: p.draws for p in PAGES}, base_url_path=base)]}
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: object) -> AsyncIterator[None]:
+    """The server's start (after Streamlit has bound its socket, before it accepts): Nagle's
+    algorithm off for every connection (``nodelay``)."""
+    listeners_without_delay()
+    yield
 
 
 def _list_once() -> None:
