@@ -297,6 +297,18 @@ def many_runs_vs_floor() -> str:
                            "Compare as the first page", "pairs"], rows)
 
 
+def server_memory() -> str:
+    """``benchmarks/server_memory.py``: the server's memory with the dataset, page after page."""
+    r = _load("server_memory.json")
+    tries = r["tries"]
+    rows = [[page["page"], *(f"{t[i]['rss_mb']:,.0f} MB" for t in tries),
+             *(f"{t[i]['peak_mb']:,.0f} MB" for t in tries), " / ".join(f"{t[i]['seconds']:.1f}" for t in tries)]
+            for i, page in enumerate(tries[0])]
+    n = len(tries)
+    return markdown_table(["after visiting", *(f"RSS, try {k + 1}" for k in range(n)),
+                           *(f"peak so far, try {k + 1}" for k in range(n)), "drawn after (s)"], rows)
+
+
 def classroom() -> str:
     """``benchmarks/classroom.py``: N public-read viewers of one training run."""
     r = _load("classroom.json")
@@ -316,7 +328,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "watch-overhead": watch_overhead, "bf16-seeds": bf16_seeds,
     "reference-runs": reference_runs, "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
     "norm-profile-2threads": norm_profile_2threads, "many-runs": many_runs,
-    "many-runs-vs-floor": many_runs_vs_floor, "classroom": classroom,
+    "many-runs-vs-floor": many_runs_vs_floor, "classroom": classroom, "server-memory": server_memory,
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),

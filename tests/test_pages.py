@@ -223,6 +223,23 @@ def test_start_with_an_unwritable_runs_folder_says_which_path_and_why(app_env, m
     assert not_a_folder.read_text() == ""
 
 
+def test_starting_a_run_checks_the_dataset_without_loading_it(app_env, monkeypatch, tmp_path):
+    """The training process loads the dataset; the server only looks that it is there (loading it
+    imported torch and the images into the server: 500 MB, seconds of CPU)."""
+    from cifar_app.web import ui
+
+    monkeypatch.setattr(ui, "dataset", lambda: pytest.fail("the server loaded the dataset"))
+    monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "a-file"))
+    (tmp_path / "a-file").write_text("")  # so that the start fails after the check: no process
+    at = run_page(PAGE["train"])
+    at.button(key="start").click().run()
+    assert not at.exception and any("not a folder" in e.value for e in at.error)
+    monkeypatch.setenv("CIFAR_APP_DATA", str(tmp_path / "nothing-here"))
+    at = run_page(PAGE["train"])
+    at.button(key="start").click().run()
+    assert not at.exception and "needs the dataset" in texts(at)
+
+
 # ------------------------------------------------------------------ access token
 
 ACTIONS = {"train": ["start"], "home": ["rename", "delete"]}

@@ -69,7 +69,7 @@ for i, row in enumerate(ui.claims()):
         ] in PRESETS:
             preset = row["tested_by"]
             if ui.action_button(f"Run the {preset} preset", key=f"claim_run_{i}"):
-                if ui.dataset() is None:
+                if ui.dataset_info() is None:  # the job loads it; the server only looks
                     ui.data_missing_hint()
                 else:
                     try:

@@ -126,7 +126,7 @@ def new_experiment() -> None:
                                                           key="exp_big")
     blocked = not confirm or (backend == "ray" and not ray_available())
     if ui.action_button("Start experiment", key="exp_start", type="primary", disabled=blocked):
-        if ui.dataset() is None:
+        if ui.dataset_info() is None:  # the job loads it; the server only looks
             ui.data_missing_hint()
             return
         try:

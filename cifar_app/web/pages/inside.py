@@ -149,7 +149,7 @@ for i in chosen:
             st.caption(f"{md(by_id[i].label)}: not measured (`python -m cifar_app batchdep {i}`).")
         elif ui.action_button(f"Measure {md(by_id[i].label)} (a minute or two, in the background)",
                               key=f"bd_{i}", action=Action.COMPUTE):
-            if ui.dataset() is None:
+            if ui.dataset_info() is None:  # the job loads it; the server only looks
                 ui.data_missing_hint()
             else:
                 try:

@@ -53,7 +53,7 @@ with form:
         error = str(e)
         st.error(error)
     if ui.action_button("Start training", type="primary", disabled=error is not None, key="start"):
-        if ui.dataset() is None:
+        if ui.dataset_info() is None:  # the job loads it; the server only looks
             ui.data_missing_hint()
         else:
             try:
