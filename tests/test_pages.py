@@ -611,6 +611,22 @@ def test_compare_offers_the_newest_runs_and_those_chosen_beyond_them(app_env, mo
     assert "offers the 25 newest of 40 runs" in texts(at)
 
 
+def test_a_run_picker_offers_the_newest_runs_and_the_one_linked_beyond_them(app_env, monkeypatch):
+    """The Train page's picker sent every run's name to the browser on every rerun (10,000 at
+    10,000 runs); it offers the newest and the run the URL names, like Compare's list."""
+    from cifar_app.web import ui
+
+    ids = _many_runs(app_env / "runs", 40)
+    monkeypatch.setattr(ui, "MAX_OPTIONS", 25)
+    at = run_page(PAGE["train"], {"run": ids[-1]})  # the oldest: beyond the 25
+    picker = at.selectbox(key="train_run")
+    assert picker.value == ids[-1] and len(picker.options) == 26
+    assert "offers the 25 newest of 40 runs" in texts(at)
+    picker.select(ids[0]).run()
+    assert at.query_params["run"] == ids[0] and at.selectbox(key="train_run").value == ids[0]
+    assert len(at.selectbox(key="train_run").options) == 25
+
+
 def _summaries(app_env):
     from cifar_app.store.runstore import RunStore
 

@@ -393,8 +393,10 @@ def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSu
     wanted = st.query_params.get("run")
     if wanted in by_id and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
-    chosen = st.selectbox(label, list(by_id), key=key, format_func=run_labels(summaries).__getitem__,
-                          on_change=_url_follows, args=(key,))
+    options = offered_runs(list(by_id), [st.session_state.get(key)],
+                           "; open another from the Runs page's table (its *curves* link)")
+    chosen = st.selectbox(label, options, key=key, on_change=_url_follows, args=(key,),
+                          format_func=run_labels(by_id[i] for i in options).__getitem__)
     if wanted != chosen:
         st.query_params["run"] = chosen
     return by_id[chosen]
