@@ -246,6 +246,25 @@ def test_the_disagreement_tab_counts_patterns_and_shows_their_images(tmp_path, t
     assert not at.exception and pattern_table(at)["images"].sum() == 50
 
 
+def test_the_model_pickers_offer_the_newest_runs_and_those_chosen_beyond_them(tmp_path, tiny_models, pages,
+                                                                           monkeypatch):
+    """Classify's and the disagreement tab's pickers offered every completed run (10,000 names
+    sent on every rerun); they offer the newest ``MAX_OPTIONS`` and those chosen, like Compare's."""
+    from cifar_app.web import ui
+
+    store, runs, _ = tiny_models
+    pages.use(store.root)
+    monkeypatch.setattr(ui, "MAX_OPTIONS", 2)
+    newest = [s.id for s in store.summaries()]
+    at = pages.open("classify", check=False)
+    assert not at.exception and at.selectbox(key="cls_run").options[1:] == [
+        ui.run_labels(store.summaries()[:2])[i] for i in newest[:2]]
+    at = pages.open("misclassified", check=False)
+    offered = at.multiselect(key="dis_runs").options
+    assert not at.exception and len(at.multiselect(key="dis_runs").value) == 4 and len(offered) == 4
+    assert "offers the 2 newest of 4 runs" in str([c.value for c in at.caption])
+
+
 def pattern_table(at):
     [table] = [d.value for d in at.dataframe if "pattern" in d.value.columns]
     return table

@@ -22,8 +22,9 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
-labels = ui.run_labels(runs)
-choice = st.selectbox("Model", [ALL, *by_id], key="cls_run",
+options = ui.offered_runs(list(by_id), [st.session_state.get("cls_run")])
+labels = ui.run_labels(by_id[i] for i in options)
+choice = st.selectbox("Model", [ALL, *options], key="cls_run",
                       format_func=lambda i: i if i == ALL else labels[i])
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
 allowed = ui.may(Action.COMPUTE)  # classifying runs the models on this server

@@ -76,9 +76,13 @@ def one_run() -> None:
 
 def disagreements() -> None:
     by_id = {s.id: s for s in runs}
-    chosen = st.multiselect("Runs (2 to 4)", list(by_id), default=default_selection(runs)[:4],
-                            max_selections=4, format_func=ui.run_labels(runs).__getitem__,
-                            key="dis_runs")
+    if "dis_runs" not in st.session_state:
+        st.session_state["dis_runs"] = default_selection(runs)[:4]
+    else:  # minus runs that are gone
+        st.session_state["dis_runs"] = [i for i in st.session_state["dis_runs"] if i in by_id]
+    options = ui.offered_runs(list(by_id), st.session_state["dis_runs"])
+    chosen = st.multiselect("Runs (2 to 4)", options, max_selections=4, key="dis_runs",
+                            format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
     if data is None:
         ui.data_missing_hint()
         return
