@@ -273,7 +273,7 @@ def batchdep_table() -> str:
     test accuracy in eval mode, with each test batch's own statistics, and with PreciseBN."""
     import tempfile
 
-    from cifar_app.lab.batchdep import BatchDependence
+    from cifar_app.lab.batchdep_record import BatchDependence
     from cifar_app.store.runstore import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -302,7 +302,8 @@ def server_memory() -> str:
     r = _load("server_memory.json")
     tries = r["tries"]
     rows = [[page["page"], *(f"{t[i]['rss_mb']:,.0f} MB" for t in tries),
-             *(f"{t[i]['peak_mb']:,.0f} MB" for t in tries), " / ".join(f"{t[i]['seconds']:.1f}" for t in tries)]
+             *(f"{t[i]['peak_mb']:,.0f} MB" for t in tries),
+             " / ".join(f"{t[i]['seconds']:.1f}" for t in tries)]
             for i, page in enumerate(tries[0])]
     n = len(tries)
     return markdown_table(["after visiting", *(f"RSS, try {k + 1}" for k in range(n)),

@@ -2,16 +2,18 @@
 
     python benchmarks/server_memory.py 10000 --data /path/to/cifar10 [--repeats 2]
 
-Fills a store with N runs (``many_runs.fill``: hard-linked copies of the shipped reference runs),
-then, for each try, starts a fresh server with the dataset and a fresh Chromium, and opens every
-page of the navigation (``web.app.PAGES``) in its order, each as it first shows (no button
-pressed), waiting until it is drawn (``many_runs.DRAWN``). After each page it reads the server's
-resident memory (VmRSS) and its peak so far (VmHWM, which the issue's "RSS <= 1 GB" judges).
-The pages that use a model import torch and load the test split (the Misclassified page evaluates a
-model on it); the training split is memory-mapped and stays on disk (``core.data``).
+Fills a store with N runs (``many_runs.fill``: hard-linked copies of the shipped reference runs)
+and builds its run index once (``runs --json``: a store's first listing reads every run's log, a
+cost ``many_runs.py`` reports apart). Then, for each try, it starts a fresh server with the
+dataset and a fresh Chromium, and opens every page of the navigation (``web.app.PAGES``) in its
+order, each as it first shows (no button pressed), until it is drawn (``many_runs.DRAWN``). After
+each page it reads the server's resident memory (VmRSS) and its peak so far (VmHWM, which the
+issue's "RSS <= 1 GB" judges). The pages that use a model import torch and load the test split
+(the Misclassified page evaluates a model on it); the training split is memory-mapped and stays
+on disk (``core.data``).
 
 Writes ``benchmarks/results/server_memory.json`` (or ``--out``). Memory, unlike time, barely
-depends on the VM's speed; the times beside it do, and are only there to show the pages were drawn.
+depends on the VM's speed; the times beside it do, and are there to show the pages were drawn.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dashboard_server import CHROMIUM, CHROMIUM_ARGS, dashboard
-from many_runs import DRAWN, fill
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, ROOT, dashboard
+from many_runs import DRAWN, cli_seconds, fill
 from results_file import write_result
 
 from cifar_app.core.data import dataset_info
@@ -33,7 +35,8 @@ from cifar_app.web.app import PAGES
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM of ``pid`` in MB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "peak_mb": int(fields["VmHWM"].split()[0]) / 1024}
+    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+            "peak_mb": int(fields["VmHWM"].split()[0]) / 1024}
 
 
 def one_try(root: Path, data: Path, pw) -> list[dict]:
@@ -71,6 +74,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="server-memory-"))
     root = work / f"runs-{args.runs}"
     fill(root, args.runs)
+    index_build_s = cli_seconds(root, ROOT)
+    print(f"index built in {index_build_s:.1f} s", flush=True)
     tries = []
     try:
         with sync_playwright() as pw:
@@ -83,8 +88,9 @@ def main() -> None:
     print(f"peak RSS {peak:.0f} MB", flush=True)
     write_result(args.out, {
         "command": f"python benchmarks/server_memory.py {args.runs} --data DATA --repeats {args.repeats}",
-        "runs": args.runs, "data": f"{info.kind}, {info.train:,} training and {info.test:,} test images"
-        if info.train is not None else info.kind, "tries": tries, "peak_mb": peak})
+        "runs": args.runs, "index_build_s": index_build_s, "data": info.kind if info.train is None
+        else f"{info.kind}, {info.train:,} training and {info.test:,} test images",
+        "tries": tries, "peak_mb": peak})
 
 
 if __name__ == "__main__":

@@ -478,7 +478,7 @@ def _many_runs(root: Path, n: int) -> list[str]:
     return [s.id for s in store.summaries()]
 
 
-LIGHT_PAGES = ("home", "compare", "experiments", "train")  # they list, plot and plan: no neural network
+LIGHT_PAGES = ("home", "compare", "experiments", "train", "inside")  # they list, plot and plan: no network
 
 
 def test_the_pages_that_list_plot_and_plan_import_no_torch(tmp_path):

@@ -214,7 +214,7 @@ def judge_groups(ev: Evidence, paper: Paper | None) -> Finding:
 
 
 def judge_ln_invariant(ev: Evidence, paper: Paper | None) -> Finding:
-    from cifar_app.lab.batchdep import BatchDependence
+    from cifar_app.lab.batchdep_record import BatchDependence
 
     construction = (
         "LayerNorm normalizes each image over its own channels and pixels: no other image of "

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from cifar_app.core.model import CONV_BLOCKS
-from cifar_app.lab.batchdep import BatchDependence, batchdep_row
+from cifar_app.core.architectures import CONV_BLOCKS
+from cifar_app.lab.batchdep_record import BatchDependence, batchdep_row
 from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import start_batchdep
 from cifar_app.store.run import RunDamaged, RunNotFound
