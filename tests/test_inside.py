@@ -263,6 +263,8 @@ def test_the_model_pickers_offer_the_newest_runs_and_those_chosen_beyond_them(tm
     offered = at.multiselect(key="dis_runs").options
     assert not at.exception and len(at.multiselect(key="dis_runs").value) == 4 and len(offered) == 4
     assert "offers the 2 newest of 4 runs" in str([c.value for c in at.caption])
+    at.multiselect(key="dis_runs").set_value(newest[:2]).run()  # none chosen beyond the newest now
+    assert not at.exception and len(at.multiselect(key="dis_runs").options) == 2
 
 
 def pattern_table(at):
