@@ -370,6 +370,7 @@ def test_the_server_s_start_turns_nagle_off_for_the_connections_its_socket_accep
     (``web.nodelay``). The app's lifespan, entered after the bind, turns it off on the listener;
     what it accepts inherits that. A socket bound as Streamlit binds it stands in for the server's."""
     import asyncio
+    import os
     import socket
 
     from cifar_app.web import app
@@ -384,7 +385,9 @@ def test_the_server_s_start_turns_nagle_off_for_the_connections_its_socket_accep
             async with app.server()["lifespan"](None):
                 pass
 
+        opened = len(os.listdir("/proc/self/fd"))
         asyncio.run(start())
+        assert len(os.listdir("/proc/self/fd")) == opened  # it copied each socket's descriptor: closed
         with socket.create_connection(listener.getsockname()) as _client:
             accepted, _ = listener.accept()
             with accepted:

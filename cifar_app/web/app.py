@@ -137,8 +137,8 @@ def server() -> dict:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: object) -> AsyncIterator[None]:
-    """The server's start (after Streamlit has bound its socket, before it accepts): Nagle's
-    algorithm off for every connection (``nodelay``)."""
+    """The server's start (after Streamlit has bound its socket, before it accepts from it):
+    Nagle's algorithm off for the connections it accepts (``nodelay``, which says which not)."""
     listeners_without_delay()
     yield
 

@@ -10,14 +10,18 @@ websocket's messages. Measured on the lab's VM: a request on a kept-alive connec
 the first on a new one 1 ms.
 
 ``listeners_without_delay`` sets ``TCP_NODELAY`` on the process's listening TCP sockets; the
-connections they accept inherit it. ``web.app.server`` runs it when the server starts (its ASGI
-lifespan, which begins after Streamlit has bound its socket and before it accepts).
+connections they accept inherit it (Linux). ``web.app.server`` runs it when the server starts: in
+its ASGI lifespan, after Streamlit has bound its socket and before the server accepts from it.
+The kernel completes handshakes from the bind on, though, and such a connection takes the
+listener's options as they were then: one made in that second (a browser tab reconnecting to a
+restarted server) keeps Nagle's algorithm for as long as it stays open.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import stat
 
 FD_DIRS = ("/proc/self/fd", "/dev/fd")  # Linux; macOS and the BSDs
 
@@ -30,8 +34,10 @@ def listeners_without_delay() -> int:
     done = 0
     for name in os.listdir(folder):
         try:
+            if not stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                continue
             sock = socket.socket(fileno=os.dup(int(name)))  # a copy of the descriptor: closed below
-        except (OSError, ValueError):  # not a socket, or closed meanwhile (the listing's own)
+        except (OSError, ValueError):  # closed meanwhile (the listing's own), or not a TCP/IP one
             continue
         with sock:
             try:
