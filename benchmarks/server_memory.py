@@ -9,8 +9,7 @@ dataset and a fresh Chromium, and opens every page of the navigation (``web.app.
 order, each as it first shows (no button pressed), until it is drawn (``many_runs.DRAWN``). After
 each page it reads the server's resident memory (VmRSS) and its peak so far (VmHWM, which the
 issue's "RSS <= 1 GB" judges). The pages that use a model import torch and load the test split
-(the Misclassified page evaluates a model on it); the training split is memory-mapped and stays
-on disk (``core.data``).
+(the Misclassified page evaluates a model on it); the server never loads the training split.
 
 Writes ``benchmarks/results/server_memory.json`` (or ``--out``). Memory, unlike time, barely
 depends on the VM's speed; the times beside it do, and are there to show the pages were drawn.
@@ -72,7 +71,7 @@ def main() -> None:
 
     info = dataset_info(args.data)  # DataError, before anything starts, when there is none
     work = args.work or Path(tempfile.mkdtemp(prefix="server-memory-"))
-    root = work / f"runs-{args.runs}"
+    root = work / f"runs-{args.runs}"  # removed at the end (not ``--work``: it may hold more)
     fill(root, args.runs)
     index_build_s = cli_seconds(root, ROOT)
     print(f"index built in {index_build_s:.1f} s", flush=True)
@@ -83,7 +82,9 @@ def main() -> None:
                 print(f"try {i + 1} of {args.repeats}", flush=True)
                 tries.append(one_try(root, args.data, pw))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     peak = max(p["peak_mb"] for t in tries for p in t)
     print(f"peak RSS {peak:.0f} MB", flush=True)
     write_result(args.out, {

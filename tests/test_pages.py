@@ -223,6 +223,17 @@ def test_start_with_an_unwritable_runs_folder_says_which_path_and_why(app_env, m
     assert not_a_folder.read_text() == ""
 
 
+def test_the_server_holds_the_test_split_alone(completed_env):
+    """The pages show and evaluate on the test split; the training split (150 MB of CIFAR-10)
+    stays out of the server."""
+    from cifar_app.web import ui
+
+    ui._DATA.clear()
+    at = run_page(PAGE["misclassified"], {"run": completed_env.id})  # evaluates the run's model
+    assert at.get("image") and ui._DATA
+    assert all(len(d.train_x) == 0 and len(d.test_x) == 20 for d in ui._DATA.values())
+
+
 def test_starting_a_run_checks_the_dataset_without_loading_it(app_env, monkeypatch, tmp_path):
     """The training process loads the dataset; the server only looks that it is there (loading it
     imported torch and the images into the server: 500 MB, seconds of CPU)."""
@@ -625,6 +636,22 @@ def test_a_run_picker_offers_the_newest_runs_and_the_one_linked_beyond_them(app_
     picker.select(ids[0]).run()
     assert at.query_params["run"] == ids[0] and at.selectbox(key="train_run").value == ids[0]
     assert len(at.selectbox(key="train_run").options) == 25
+
+
+def test_past_the_newest_runs_a_picker_still_offers_the_reference_runs(app_env, monkeypatch):
+    """Reference runs come last in a listing: past ``MAX_OPTIONS`` user runs they fell out of every
+    picker, though the pages compare against them."""
+    import dataclasses
+
+    from cifar_app.web import ui
+
+    _many_runs(app_env / "runs", 5)
+    listed = _summaries(app_env)
+    listed[-1] = dataclasses.replace(listed[-1], reference=True)
+    monkeypatch.setattr(ui, "MAX_OPTIONS", 2)
+    assert ui.offered_runs(listed, []) == [listed[0].id, listed[1].id, listed[-1].id]
+    chosen = [listed[2].id]
+    assert ui.offered_runs(listed, chosen) == [s.id for s in (listed[0], listed[1], listed[2], listed[-1])]
 
 
 def _summaries(app_env):

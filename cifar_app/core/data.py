@@ -10,9 +10,11 @@ Sources, tried in this order under the data directory ``root``:
 3. when ``download=True``: torchvision downloads CIFAR-10 into ``root``.
 
 Image-folder trees are stored in a fixed pseudo-random order (seed 0), so the first N images of either
-split are a representative sample of all classes, as in the official batches. From the cache, the
-training images are memory-mapped (copy-on-write): a process reads only the pages it uses (the
-dashboard's server none, at 150 MB saved), and processes that train share them in the page cache.
+split are a representative sample of all classes, as in the official batches.
+
+``train=False`` loads the test split alone (the training split is then empty): what the dashboard's
+server shows and evaluates on, without the training split's 150 MB (the processes that train or
+measure load their own).
 
 ``root`` defaults to ``$CIFAR_APP_DATA``, else ``./data``.
 """
@@ -22,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ class DataError(RuntimeError):
 class CifarData:
     """The two splits as tensors.
 
-    train_x: uint8 (N, 3, 32, 32); train_y: int64 (N,); test_x / test_y likewise.
+    train_x: uint8 (N, 3, 32, 32); train_y: int64 (N,); test_x / test_y likewise. N is 0 for the
+    training split when it was not loaded (``load_cifar10(train=False)``).
     """
 
     train_x: torch.Tensor
@@ -91,24 +93,34 @@ def _fix_hint(root: Path) -> str:
 # ---------------------------------------------------------------- torchvision's pickled batches
 
 
-def _load_torchvision(root: Path) -> CifarData:
+def _load_torchvision(root: Path, train_split: bool = True) -> CifarData:
     from torchvision.datasets import CIFAR10
 
     try:
-        train = CIFAR10(str(root), train=True, download=False)
+        train = CIFAR10(str(root), train=True, download=False) if train_split else None
         test = CIFAR10(str(root), train=False, download=False)
     except (RuntimeError, OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
         raise DataError(f"{root / 'cifar-10-batches-py'} exists but could not be read ({e}). "
                         "Delete it and download again. " + _fix_hint(root)) from e
 
-    def as_tensors(ds: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+    def as_tensors(ds: CIFAR10 | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if ds is None:
+            return _no_images()
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         return x, torch.tensor(ds.targets, dtype=torch.int64)
 
     return CifarData(*as_tensors(train), *as_tensors(test), CLASSES,
-                     f"torchvision CIFAR-10 batches in {root / 'cifar-10-batches-py'}")
+                     f"torchvision CIFAR-10 batches in {root / 'cifar-10-batches-py'}"
+                     + ("" if train_split else " (test split only)"))
+
+
+def _no_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """An empty split: (0, 3, 32, 32) uint8 images, (0,) int64 labels."""
+    import torch
+
+    return torch.empty((0, 3, 32, 32), dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
 
 
 def download_cifar10(root: Path | str | None = None) -> Path:
@@ -179,40 +191,12 @@ def _cache_paths(tree: Path, key: str) -> list[Path]:
 
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
-MAPPED = ("train_x",)  # the cache's arrays that are memory-mapped rather than read
-
-
-def _mapped(cache: Path, name: str) -> np.ndarray | None:
-    """The array ``name`` of the .npz ``cache`` memory-mapped copy-on-write; None when it is stored
-    compressed. ``ValueError`` when the file is shorter than the array (a truncated cache)."""
-    with zipfile.ZipFile(cache) as z:
-        info = z.getinfo(f"{name}.npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    with open(cache, "rb") as f:
-        f.seek(info.header_offset)  # the member's local header: its name and extra field lengths
-        local = f.read(30)
-        if len(local) < 30 or local[:4] != b"PK\x03\x04":
-            raise ValueError(f"{name}: no zip member header")
-        f.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
-        version = np.lib.format.read_magic(f)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise ValueError(f"{name}: .npy version {version}")
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    if dtype.hasobject:
-        raise ValueError(f"{name}: object array")
-    return np.memmap(cache, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C")
-
-
 def _test_names(files: list[tuple[str, int, int, int]]) -> tuple[str, ...]:
     """The test images' files in the order they are stored (see the module docstring)."""
     return tuple(files[i][0] for i in np.random.default_rng(0).permutation(len(files)))
 
 
-def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
+def _load_image_tree(tree: Path, progress: Progress | None = None, train_split: bool = True) -> CifarData:
     import torch
 
     listings = {split: _list_split(tree / split) for split in ("train", "test")}
@@ -229,11 +213,9 @@ def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
             with np.load(cache) as z:
                 if str(z["key"]) != key:
                     continue
-                arrays = {k: _mapped(cache, k) if k in MAPPED else None
-                          for k in ("train_x", "train_y", "test_x", "test_y")}
-                arrays = {k: torch.from_numpy(z[k] if a is None else a) for k, a in arrays.items()}
-            return CifarData(**arrays, classes=CLASSES,
-                             source=f"image folders in {tree} (cached)", test_names=test_names)
+                wanted = ("train_x", "train_y", "test_x", "test_y") if train_split else ("test_x", "test_y")
+                arrays = {k: torch.from_numpy(z[k]) for k in wanted}
+            return _tree_data(arrays, f"image folders in {tree} (cached)", test_names)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             continue
 
@@ -259,31 +241,44 @@ def _load_image_tree(tree: Path, progress: Progress | None = None) -> CifarData:
             break
         except OSError:
             continue
-    return CifarData(**{k: torch.from_numpy(v) for k, v in arrays.items()}, classes=CLASSES,
-                     source=f"image folders in {tree}", test_names=test_names)
+    if not train_split:
+        del arrays["train_x"], arrays["train_y"]
+    return _tree_data({k: torch.from_numpy(v) for k, v in arrays.items()}, f"image folders in {tree}",
+                      test_names)
+
+
+def _tree_data(arrays: dict[str, torch.Tensor], source: str, test_names: tuple[str, ...]) -> CifarData:
+    """``arrays`` (the test split's, and the training split's unless left out) as ``CifarData``."""
+    if "train_x" not in arrays:
+        arrays["train_x"], arrays["train_y"] = _no_images()
+        source += " (test split only)"
+    return CifarData(**arrays, classes=CLASSES, source=source, test_names=test_names)
 
 
 # ---------------------------------------------------------------- entry point
 
 
 def load_cifar10(root: Path | str | None = None, download: bool = False,
-                 progress: Progress | None = None) -> CifarData:
+                 progress: Progress | None = None, train: bool = True) -> CifarData:
     """Load CIFAR-10 from ``root`` (see the module docstring for the sources and their order).
 
     ``progress(done, total)`` is called while image folders are decoded (the first load of a tree
     takes ~20 s; later loads come from the cache in about a second and do not call it).
 
+    ``train=False``: the test split alone (an image tree's first load still decodes both, for the
+    cache).
+
     Raises ``DataError`` with what was looked for and how to fix it when no source works.
     """
     root = Path(root) if root is not None else default_data_dir()
     if (root / "cifar-10-batches-py").is_dir():
-        return _load_torchvision(root)
+        return _load_torchvision(root, train)
     tree = _find_tree(root)
     if tree is not None:
-        return _load_image_tree(tree, progress)
+        return _load_image_tree(tree, progress, train)
     if download:
         download_cifar10(root)
-        return _load_torchvision(root)
+        return _load_torchvision(root, train)
     where = f"{root.resolve()}" + ("" if root.exists() else " (which does not exist)")
     raise DataError(f"No CIFAR-10 found in {where}: looked for 'cifar-10-batches-py/' and for "
                     "'train/<class>/' + 'test/<class>/' image folders. " + _fix_hint(root))

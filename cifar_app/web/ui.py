@@ -238,9 +238,10 @@ _DATA_LOCK = threading.Lock()
 
 
 def dataset() -> CifarData | None:
-    """The dataset, loaded once per server and folder (a progress bar while image folders are
-    decoded the first time); None, with the reason in ``st.session_state['data_error']``, when
-    it is not there."""
+    """The dataset's test split (the pages show and evaluate on it; the training split is left
+    on disk: its processes load their own), loaded once per server and folder (a progress bar while
+    image folders are decoded the first time); None, with the reason in
+    ``st.session_state['data_error']``, when it is not there."""
     root = data_dir()
     status = dataset_status(root)
     if not status["found"]:
@@ -258,7 +259,7 @@ def dataset() -> CifarData | None:
                              f"cached): {done:,} / {total:,}")
 
             try:
-                _DATA[key] = load_cifar10(root, progress=show)
+                _DATA[key] = load_cifar10(root, progress=show, train=False)  # what pages use
             except DataError as e:
                 st.session_state["data_error"] = str(e)
                 return None
@@ -312,7 +313,8 @@ def data_missing_hint() -> None:
 def run_labels(summaries: Iterable[RunSummary]) -> dict[str, str]:
     """Each run's 'label (GroupNorm, completed)' for select boxes, by id; runs whose text would be
     the same get their id after it. The text is what a select box sends back (Streamlit's
-    widgets keep the formatted option), so twins would all choose the first."""
+    widgets keep the formatted option), so picking one of twins chose another (a multiselect's
+    first with that text, a select box's last)."""
     shown = {}
     for s in summaries:
         ref = ", reference" if s.reference else ""
@@ -322,17 +324,20 @@ def run_labels(summaries: Iterable[RunSummary]) -> dict[str, str]:
 
 
 DAMAGED_NAMED = 10  # damaged runs named in a notice; the rest are counted
-MAX_OPTIONS = 1000  # runs offered in a multiselect (Compare, Inside): every option is sent to the browser
+MAX_OPTIONS = 1000  # runs a picker offers (offered_runs): every option is sent to the browser
 
 
-def offered_runs(ids: list[str], chosen: list[str], hint: str = "") -> list[str]:
-    """The options of a multiselect of runs: the first ``MAX_OPTIONS`` of ``ids`` (newest first) and
-    those ``chosen`` beyond them; a caption says so (then ``hint``) when some are left out."""
-    if len(ids) <= MAX_OPTIONS:
-        return ids
+def offered_runs(runs: list[RunSummary], chosen: list, hint: str = "") -> list[str]:
+    """The ids a picker of ``runs`` (in listing order: newest first, then the shipped reference
+    runs) offers: the first ``MAX_OPTIONS``, and beyond them the reference runs and those
+    ``chosen``; a caption says so (then ``hint``) when some are left out. Every option is sent to
+    the browser on every rerun."""
+    if len(runs) <= MAX_OPTIONS:
+        return [s.id for s in runs]
     picked = set(chosen)
-    st.caption(f"The list offers the {MAX_OPTIONS:,} newest of {len(ids):,} runs{hint}.")
-    return ids[:MAX_OPTIONS] + [i for i in ids[MAX_OPTIONS:] if i in picked]
+    st.caption(f"The list offers the {MAX_OPTIONS:,} newest of {len(runs):,} runs{hint}.")
+    beyond = [s.id for s in runs[MAX_OPTIONS:] if s.reference or s.id in picked]
+    return [s.id for s in runs[:MAX_OPTIONS]] + beyond
 
 
 def damaged_notice(summaries: list[RunSummary], here: str = "") -> None:
@@ -393,7 +398,7 @@ def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSu
     wanted = st.query_params.get("run")
     if wanted in by_id and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
-    options = offered_runs(list(by_id), [st.session_state.get(key)],
+    options = offered_runs(summaries, [st.session_state.get(key)],
                            "; open another from the Runs page's table (its *curves* link)")
     chosen = st.selectbox(label, options, key=key, on_change=_url_follows, args=(key,),
                           format_func=run_labels(by_id[i] for i in options).__getitem__)

@@ -22,7 +22,7 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
-options = ui.offered_runs(list(by_id), [st.session_state.get("cls_run")])
+options = ui.offered_runs(runs, [st.session_state.get("cls_run")])
 labels = ui.run_labels(by_id[i] for i in options)
 choice = st.selectbox("Model", [ALL, *options], key="cls_run",
                       format_func=lambda i: i if i == ALL else labels[i])

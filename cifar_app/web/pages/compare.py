@@ -35,7 +35,7 @@ elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in 
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
 else:  # keep the user's choice, minus runs that are gone
     st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in by_id]
-options = ui.offered_runs(list(by_id), st.session_state.get("compare_runs", []),
+options = ui.offered_runs(runs, st.session_state.get("compare_runs", []),
                           "; to compare others, select them on the **Runs** page (filter, then tick "
                           "them) and press **Compare the selected runs**")
 chosen = st.multiselect("Runs", options, format_func=ui.run_labels(by_id[i] for i in options).__getitem__,

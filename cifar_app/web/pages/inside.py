@@ -66,7 +66,7 @@ if "inside_runs" not in st.session_state:
     st.session_state["inside_runs"] = _default()
 else:  # keep the user's choice, minus runs that are gone
     st.session_state["inside_runs"] = [i for i in st.session_state["inside_runs"] if i in by_id]
-options = ui.offered_runs(list(by_id), st.session_state["inside_runs"], " with probe records")
+options = ui.offered_runs(with_probe, st.session_state["inside_runs"], " with probe records")
 chosen = st.multiselect("Runs (one panel each)", options, key="inside_runs",
                         format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
 c1, c2 = st.columns([3, 2])

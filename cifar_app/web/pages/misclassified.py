@@ -80,7 +80,7 @@ def disagreements() -> None:
         st.session_state["dis_runs"] = default_selection(runs)[:4]
     else:  # minus runs that are gone
         st.session_state["dis_runs"] = [i for i in st.session_state["dis_runs"] if i in by_id]
-    options = ui.offered_runs(list(by_id), st.session_state["dis_runs"])
+    options = ui.offered_runs(runs, st.session_state["dis_runs"])
     chosen = st.multiselect("Runs (2 to 4)", options, max_selections=4, key="dis_runs",
                             format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
     if data is None:
