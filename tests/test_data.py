@@ -54,7 +54,19 @@ def test_the_test_split_alone_leaves_the_training_images_out(image_tree, cached)
     assert torch.equal(data.test_x, full.test_x) and torch.equal(data.test_y, full.test_y)
     assert data.test_names == full.test_names and data.source.endswith("(test split only)")
     assert ("cached" in data.source) == cached
-    assert torch.equal(load_cifar10(image_tree).train_x, full.train_x)  # the cache keeps both splits
+    assert (image_tree / ".cifar_app_cache.npz").exists() == cached  # the test split alone writes none
+    assert torch.equal(load_cifar10(image_tree).train_x, full.train_x)  # a full load writes it
+
+
+def test_the_test_split_alone_decodes_no_training_image(image_tree, monkeypatch):
+    """A first load of the test split alone (the server's) decoded both splits, for the cache:
+    the training split's 150 MB (twice, with a copy) in the server for a moment."""
+    from cifar_app.core import data as module
+
+    real = module._decode
+    monkeypatch.setattr(module, "_decode", lambda path: pytest.fail(f"decoded {path}") if "/train/" in
+                        path.as_posix() else real(path))
+    assert len(load_cifar10(image_tree, train=False).test_x) == 30
 
 
 @pytest.mark.parametrize("damage", ["truncated in the images", "truncated in the index", "garbage", "empty"])

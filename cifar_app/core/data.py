@@ -219,19 +219,25 @@ def _load_image_tree(tree: Path, progress: Progress | None = None, train_split: 
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             continue
 
+    # No cache: decode. The test split alone decodes only it and writes no cache (a process that
+    # trains writes it): the server that asks for it never holds the training split, even for a
+    # moment.
+    splits = {k: v for k, v in listings.items() if train_split or k == "test"}
     arrays = {}
-    total, done = sum(len(f) for f in listings.values()), 0
-    for split, files in listings.items():
+    total, done = sum(len(f) for f in splits.values()), 0
+    for split, files in splits.items():
         order = np.random.default_rng(0).permutation(len(files))
-        x = np.empty((len(files), 32, 32, 3), np.uint8)
+        x = np.empty((len(files), 3, 32, 32), np.uint8)  # the stored layout: no copy to make it
         for j, i in enumerate(order):
-            x[j] = _decode(tree / split / files[i][0])
+            x[j] = _decode(tree / split / files[i][0]).transpose(2, 0, 1)
             done += 1
             if progress is not None and (done % 500 == 0 or done == total):
                 progress(done, total)
-        x = x.transpose(0, 3, 1, 2)
-        y = np.array([files[i][1] for i in order], dtype=np.int64)
-        arrays[f"{split}_x"], arrays[f"{split}_y"] = np.ascontiguousarray(x), y
+        arrays[f"{split}_x"] = x
+        arrays[f"{split}_y"] = np.array([files[i][1] for i in order], dtype=np.int64)
+    if not train_split:
+        return _tree_data({k: torch.from_numpy(v) for k, v in arrays.items()}, f"image folders in {tree}",
+                          test_names)
     for cache in _cache_paths(tree, key):
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +247,6 @@ def _load_image_tree(tree: Path, progress: Progress | None = None, train_split: 
             break
         except OSError:
             continue
-    if not train_split:
-        del arrays["train_x"], arrays["train_y"]
     return _tree_data({k: torch.from_numpy(v) for k, v in arrays.items()}, f"image folders in {tree}",
                       test_names)
 
@@ -265,8 +269,8 @@ def load_cifar10(root: Path | str | None = None, download: bool = False,
     ``progress(done, total)`` is called while image folders are decoded (the first load of a tree
     takes ~20 s; later loads come from the cache in about a second and do not call it).
 
-    ``train=False``: the test split alone (an image tree's first load still decodes both, for the
-    cache).
+    ``train=False``: the test split alone (with no cache, an image tree's test split is decoded and
+    no cache is written: a load of both splits writes it).
 
     Raises ``DataError`` with what was looked for and how to fix it when no source works.
     """
