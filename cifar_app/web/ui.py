@@ -242,12 +242,9 @@ def dataset() -> CifarData | None:
     on disk: its processes load their own), loaded once per server and folder (a progress bar while
     image folders are decoded the first time); None, with the reason in
     ``st.session_state['data_error']``, when it is not there."""
-    root = data_dir()
-    status = dataset_status(root)
-    if not status["found"]:
-        st.session_state["data_error"] = str(_missing_message(root))
+    root, key = _data_key()
+    if key is None:
         return None
-    key = (str(root), status["kind"], status["path"])
     if key in _DATA:
         return _DATA[key]
     with _DATA_LOCK:
@@ -275,12 +272,9 @@ def dataset_info() -> DatasetInfo | None:
     """The data folder's images counted and named, not loaded (no torch, no 180 MB), once per
     server and folder; None, with the reason in ``st.session_state['data_error']``, when it holds
     no dataset."""
-    root = data_dir()
-    status = dataset_status(root)
-    if not status["found"]:
-        st.session_state["data_error"] = str(_missing_message(root))
+    root, key = _data_key()
+    if key is None:
         return None
-    key = (str(root), status["kind"], status["path"])
     if key not in _INFO:
         try:
             _INFO[key] = list_dataset(root)
@@ -288,6 +282,18 @@ def dataset_info() -> DatasetInfo | None:
             st.session_state["data_error"] = str(e)
             return None
     return _INFO[key]
+
+
+def _data_key() -> tuple[Path, tuple | None]:
+    """The data folder and what the server's memos of it are keyed by (its path and what is
+    found there); key None, with the reason in ``st.session_state['data_error']``, when it holds
+    no dataset."""
+    root = data_dir()
+    status = dataset_status(root)
+    if not status["found"]:
+        st.session_state["data_error"] = str(_missing_message(root))
+        return root, None
+    return root, (str(root), status["kind"], status["path"])
 
 
 def _missing_message(root: Path) -> str:
