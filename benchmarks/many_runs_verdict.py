@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -21,14 +22,40 @@ TARGETS = {"runs_json_s": 1.0, "runs_first_s": 2.0, "runs_again_s": 1.0, "compar
 REPORTED = ("compare_cold_s",)  # shown, not judged
 
 
-def verdict(paths: list[Path], runs: int = 10_000, need: int = 3, of: int = 4) -> dict:
-    rows = []
-    for path in paths:
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _invocation(path: Path, runs: int) -> tuple[dict, dict]:
+    """The ``runs``-run row and floor of one results file; ``ValueError`` saying what is wrong
+    with it (not JSON, no such row, a missing or non-finite figure)."""
+    try:
         result = json.loads(path.read_text())
         row = next(r for r in result["rows"] if r["runs"] == runs)
         floor = next(f for f in result["floors"] if f["runs"] == runs)
-        rows.append((path.name, row, floor))
-    out: dict = {"invocations": [name for name, _, _ in rows], "targets": {}, "judged": len(rows) == of}
+        if not _finite(row["runs_json_s"]):
+            raise ValueError(f"runs_json_s is {row['runs_json_s']!r}")
+        for key in (*TARGETS, *REPORTED):
+            if key != "runs_json_s":
+                for who, samples in (("lab", row["samples"][key]), ("floor", floor["samples"][key])):
+                    if not samples or not all(_finite(t) for t in samples):
+                        raise ValueError(f"{who} {key}: {samples!r:.80}")
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as e:
+        raise ValueError(f"{type(e).__name__}: {e}") from None
+    return row, floor
+
+
+def verdict(paths: list[Path], runs: int = 10_000, need: int = 3, of: int = 4) -> dict:
+    """A file that cannot be read whole is left out with its reason (``rejected``): it counts as
+    an invocation that did not run."""
+    rows, rejected = [], {}
+    for path in paths:
+        try:
+            rows.append((path.name, *_invocation(path, runs)))
+        except ValueError as e:
+            rejected[path.name] = str(e)
+    out: dict = {"invocations": [name for name, _, _ in rows], "targets": {}, "judged": len(rows) == of,
+                 "rejected": rejected}
     for key in (*TARGETS, *REPORTED):
         if key == "runs_json_s":  # one median of 3 per invocation
             per = [row[key] for _, row, _ in rows]
@@ -53,6 +80,8 @@ def main() -> None:
     ap.add_argument("--of", type=int, required=True, help="invocations the rule asks for")
     args = ap.parse_args()
     result = verdict(args.files, need=args.need, of=args.of)
+    for name, why in result["rejected"].items():
+        print(f"{name}: left out, {why}")
     print("invocations:", ", ".join(result["invocations"]))
     if not result["judged"]:
         print(f"not judged ({len(result['invocations'])} of {args.of} ran): no target is met")

@@ -99,3 +99,38 @@ def test_an_empty_block_is_filled_and_every_docs_block_has_a_table(tmp_path):
         for name, body in re.findall(r"<!-- preset-table (\S+) -->\n(.*?)<!-- /preset-table \1 -->",
                                      doc.read_text(encoding="utf-8"), flags=re.S):
             assert body.startswith("| "), f"{doc.name}: the {name} block is empty"
+
+
+def test_the_page_verdict_leaves_out_a_damaged_invocation_and_then_judges_nothing(tmp_path):
+    """``many_runs_verdict.py``: a results file with a NaN, a string for a number or a missing key
+    is named with its reason and counts as an invocation that did not run (it used to raise, or to
+    take the NaN into a median); the other files stay as they were."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "many_runs_verdict.py"
+    spec_v = importlib.util.spec_from_file_location("many_runs_verdict", script)
+    mv = importlib.util.module_from_spec(spec_v)
+    spec_v.loader.exec_module(mv)
+
+    def invocation(t: float) -> dict:
+        samples = {k: [t] * 4 for k in (*mv.TARGETS, *mv.REPORTED) if k != "runs_json_s"}
+        return {"rows": [{"runs": 10_000, "runs_json_s": 0.5, "samples": samples}],
+                "floors": [{"runs": 10_000, "samples": samples}]}
+
+    files = []
+    for i, damage in enumerate([None, "nan", "string", "missing"]):
+        record = invocation(0.9)
+        if damage == "nan":
+            record["rows"][0]["samples"]["runs_first_s"][0] = float("nan")
+        elif damage == "string":
+            record["floors"][0]["samples"]["compare_first_s"][1] = "x"
+        elif damage == "missing":
+            del record["rows"][0]["runs_json_s"]
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(json.dumps(record))
+    out = mv.verdict(files, need=1, of=4)
+    assert out["invocations"] == ["0.json"] and not out["judged"]
+    assert set(out["rejected"]) == {"1.json", "2.json", "3.json"}
+    assert "runs_json_s" in out["rejected"]["3.json"]
+    assert not any(e["met"] for e in out["targets"].values() if "met" in e)
+    assert out["targets"]["runs_first_s"]["per_invocation"] == [0.9]
+    full = mv.verdict([files[0]] * 4, need=3, of=4)
+    assert full["judged"] and all(e["met"] for e in full["targets"].values() if "met" in e)
