@@ -10,7 +10,7 @@ import secrets
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -331,6 +331,16 @@ def run_labels(summaries: Iterable[RunSummary]) -> dict[str, str]:
 
 DAMAGED_NAMED = 10  # damaged runs named in a notice; the rest are counted
 MAX_OPTIONS = 1000  # runs a picker offers (offered_runs): every option is sent to the browser
+
+
+def remembered_runs(key: str, known: Container[str], default: Callable[[], list[str]]) -> list[str]:
+    """What the run picker ``key`` holds, set before it is drawn: ``default()`` at first, then the
+    user's choice minus runs no longer ``known`` (deleted, or now left out)."""
+    if key not in st.session_state:
+        st.session_state[key] = default()
+    else:
+        st.session_state[key] = [i for i in st.session_state[key] if i in known]
+    return st.session_state[key]
 
 
 def offered_runs(runs: list[RunSummary], chosen: list, hint: str = "") -> list[str]:

@@ -62,11 +62,8 @@ def _default() -> list[str]:
         left = [s for s in left if s.id not in damaged]
 
 
-if "inside_runs" not in st.session_state:
-    st.session_state["inside_runs"] = _default()
-else:  # keep the user's choice, minus runs that are gone
-    st.session_state["inside_runs"] = [i for i in st.session_state["inside_runs"] if i in by_id]
-options = ui.offered_runs(with_probe, st.session_state["inside_runs"], " with probe records")
+kept = ui.remembered_runs("inside_runs", by_id, _default)
+options = ui.offered_runs(with_probe, kept, " with probe records")
 chosen = st.multiselect("Runs (one panel each)", options, key="inside_runs",
                         format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
 c1, c2 = st.columns([3, 2])

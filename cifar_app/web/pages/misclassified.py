@@ -76,11 +76,8 @@ def one_run() -> None:
 
 def disagreements() -> None:
     by_id = {s.id: s for s in runs}
-    if "dis_runs" not in st.session_state:
-        st.session_state["dis_runs"] = default_selection(runs)[:4]
-    else:  # minus runs that are gone
-        st.session_state["dis_runs"] = [i for i in st.session_state["dis_runs"] if i in by_id]
-    options = ui.offered_runs(runs, st.session_state["dis_runs"])
+    kept = ui.remembered_runs("dis_runs", by_id, lambda: default_selection(runs)[:4])
+    options = ui.offered_runs(runs, kept)
     chosen = st.multiselect("Runs (2 to 4)", options, max_selections=4, key="dis_runs",
                             format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
     if data is None:
