@@ -267,6 +267,45 @@ def test_the_model_pickers_offer_the_newest_runs_and_those_chosen_beyond_them(tm
     assert not at.exception and len(at.multiselect(key="dis_runs").options) == 2
 
 
+def test_a_link_reaches_the_runs_a_picker_does_not_offer(tmp_path, tiny_models, pages, monkeypatch):
+    """Past the newest ``MAX_OPTIONS`` runs, Inside, Classify and the disagreement tab could not
+    reach a run (Compare and Train had ``?runs=`` and ``?run=``). The Runs page's buttons open
+    them with the runs selected there; a link picks once, and the user's choice after it stays."""
+    import shutil
+
+    from cifar_app.web import ui
+
+    source, _, _ = tiny_models
+    for k, s in enumerate(source.summaries() * 2):  # 8 runs with models and probes
+        shutil.copytree(source.root / s.id, tmp_path / "runs" / f"20300101-000000-copy-{k:06d}",
+                        copy_function=os.link)
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    pages.use(store.root)
+    monkeypatch.setattr(ui, "MAX_OPTIONS", 1)
+    newest = [s.id for s in store.summaries()]
+    old, older = newest[-1], newest[-2]  # neither offered
+    at = pages.open("classify", {"run": old})
+    assert at.selectbox(key="cls_run").value == old
+    at.selectbox(key="cls_run").set_value(newest[0]).run()
+    assert not at.exception and at.selectbox(key="cls_run").value == newest[0]  # the user's, not the link's
+    at = pages.open("misclassified", {"runs": f"{old},nope,{older},{old}"}, check=False)
+    assert not at.exception and at.multiselect(key="dis_runs").value == [old, older]
+    assert _tab_container(at).default_tab_index == 1  # the "Where runs disagree" tab
+    at = pages.open("misclassified", {"runs": ",".join(newest[::-1] + newest)}, check=False)
+    assert at.multiselect(key="dis_runs").value == newest[::-1][:4]  # the tab compares four at most
+    assert len(newest) == 8
+    assert _tab_container(pages.open("misclassified", check=False)).default_tab_index == 0
+    at = pages.open("inside", {"runs": f"{older},{old}"})
+    assert at.multiselect(key="inside_runs").value == [older, old]
+    at.multiselect(key="inside_runs").set_value([old]).run()
+    assert not at.exception and at.multiselect(key="inside_runs").value == [old]
+
+
+def _tab_container(at):
+    [tabs] = at.get("tab_container")
+    return tabs.proto.tab_container
+
+
 def pattern_table(at):
     [table] = [d.value for d in at.dataframe if "pattern" in d.value.columns]
     return table

@@ -605,8 +605,30 @@ def test_compare_the_selected_runs_opens_compare_with_them(app_env):
     ids = _many_runs(app_env / "runs", 60)
     at = run_page(PAGE["compare"], {"runs": f"{ids[55]},{ids[3]},nope,{'é' * 300}"})
     assert at.multiselect(key="compare_runs").value == [ids[55], ids[3]]
+    at.multiselect(key="compare_runs").set_value([ids[3]]).run()  # a link picks once: then the user does
+    assert at.multiselect(key="compare_runs").value == [ids[3]]
+
+
+def test_the_runs_page_opens_each_page_on_the_runs_selected_in_its_table(app_env, monkeypatch):
+    """Inside, Classify and the disagreement tab could not reach a run past the newest
+    ``MAX_OPTIONS``: they had no link. The Runs page's selection opens each of them (``?runs=``,
+    ``?run=``), as it opened Compare."""
+    import streamlit as st
+
+    ids = _many_runs(app_env / "runs", 3)
     at = run_page(PAGE["home"])
-    assert at.button(key="compare_selected").disabled
+    keys = ["compare_selected", "inside_selected", "mistakes_selected", "classify_selected"]
+    assert [b.key for b in at.button if b.key in keys] == keys
+    assert all(at.button(key=k).disabled for k in keys)
+    opened = []
+    monkeypatch.setattr(st, "switch_page", lambda page, query_params: opened.append((page, query_params)))
+    at.session_state[f"runs_table_1_{hash(tuple(ids))}"] = {"selection": {"rows": [2, 0], "columns": [],
+                                                                          "cells": []}}
+    at.run()
+    assert at.button(key="compare_selected").label == "Compare (2)"
+    assert at.button(key="inside_selected").disabled
+    at.button(key="compare_selected").click().run()
+    assert opened == [(app.page_path("compare"), {"runs": f"{ids[2]},{ids[0]}"})]
 
 
 def test_compare_offers_the_newest_runs_and_those_chosen_beyond_them(app_env, monkeypatch):

@@ -66,6 +66,31 @@ def test_format_duration(seconds, text):
 # ---------------------------------------------------------------- tables
 
 
+def test_the_runs_page_links_open_each_page_on_the_selected_runs_that_fit_it():
+    from dataclasses import replace
+
+    from cifar_app.web.tables import selection_links
+
+    def links(selected, probed=()):
+        return {k.key.removesuffix("_selected"): (k.label, k.page, k.query)
+                for k in selection_links(selected, probed)}
+
+    assert all(not q for _, _, q in links([]).values())
+    fresh = replace(summary("f", "batch", "running"), epoch=0)  # no epoch, no model yet
+    one, two, bad = summary("a", "batch"), summary("b", "group"), summary("d", "layer", "damaged")
+    got = links([fresh, one, bad], probed={"a", "d"})
+    assert got["compare"] == ("Compare (1)", "compare", {"runs": "a"})
+    assert got["inside"] == ("Look inside (1)", "inside", {"runs": "a"})
+    assert got["mistakes"] == ("Mistakes", "misclassified", {"run": "a"})
+    assert got["classify"] == ("Classify with it", "classify", {"run": "a"})
+    got = links([two, one])  # two models: where they disagree, in the selection's order
+    assert got["mistakes"] == ("Where they disagree", "misclassified", {"runs": "b,a"})
+    assert not got["classify"][2] and not got["inside"][2] and got["compare"][2] == {"runs": "b,a"}
+    five = [summary(c, "batch") for c in "vwxyz"]  # more than the tab compares
+    assert not links(five)["mistakes"][2] and links(five)["compare"][2] == {"runs": "v,w,x,y,z"}
+    assert all(not q for _, _, q in links([fresh, bad], probed={"d"}).values())
+
+
 def test_default_selection_takes_the_latest_completed_run_per_norm_and_never_a_damaged_one():
     runs = [summary("new-bn-damaged", "?", "damaged"), summary("new-gn-running", "group", "running"),
             summary("old-bn", "batch"), summary("ref-group", "group", reference=True),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from cifar_app.core.norms import NORMS
@@ -77,6 +77,52 @@ def query_runs(summaries: list[RunSummary], q: RunQuery) -> RunPage:
     pages = max(1, -(-len(kept) // size))
     page = min(max(1, q.page), pages)
     return RunPage(kept[(page - 1) * size:page * size], len(kept), page, pages)
+
+
+@dataclass(frozen=True)
+class SelectionLink:
+    """A button under the Runs page's table: another page, opened on the runs selected in it. It is
+    how a run beyond the newest ``ui.MAX_OPTIONS`` reaches a page whose picker does not offer it."""
+
+    key: str
+    label: str
+    page: str                    # the page's name (``app.PAGES``)
+    query: dict[str, str]        # its URL parameters; empty: nothing selected fits (``why``)
+    why: str
+
+
+DISAGREE_MOST = 4  # runs the Misclassified page's "Where runs disagree" compares at once
+
+
+def selection_links(selected: list[RunSummary], probed: Container[str]) -> list[SelectionLink]:
+    """The Runs page's buttons for the ``selected`` runs (``probed``: those with probe records):
+    Compare those with an epoch; Inside those with probe records; Misclassified for one run with a
+    model, or where 2 to 4 disagree; Classify with one."""
+    ok = [s for s in selected if not s.damaged]
+    curves = [s.id for s in ok if s.epoch > 0]
+    inside = [s.id for s in ok if s.id in probed]
+    models = [s.id for s in ok if s.has_model]
+
+    def n(ids: list[str]) -> str:
+        return f" ({len(ids)})" if ids else ""
+
+    mistakes = ({"run": models[0]} if len(models) == 1 else
+                {"runs": ",".join(models)} if 2 <= len(models) <= DISAGREE_MOST else {})
+    return [
+        SelectionLink("compare_selected", f"Compare{n(curves)}", "compare",
+                      {"runs": ",".join(curves)} if curves else {},
+                      "select runs that have finished an epoch (the boxes at the table's left)"),
+        SelectionLink("inside_selected", f"Look inside{n(inside)}", "inside",
+                      {"runs": ",".join(inside)} if inside else {},
+                      "select runs that recorded probes (trained with this version of the lab)"),
+        SelectionLink("mistakes_selected", "Where they disagree" if len(models) > 1 else "Mistakes",
+                      "misclassified", mistakes,
+                      f"select one run with a trained model, or 2 to {DISAGREE_MOST} to see where "
+                      "they disagree"),
+        SelectionLink("classify_selected", "Classify with it", "classify",
+                      {"run": models[0]} if len(models) == 1 else {},
+                      "select one run with a trained model"),
+    ]
 
 
 def _pct(x: float | None) -> float | None:

@@ -343,6 +343,23 @@ def remembered_runs(key: str, known: Container[str], default: Callable[[], list[
     return st.session_state[key]
 
 
+MAX_LINK_CHARS = 10_000  # of a ``?runs=`` parameter read: about 300 run ids
+
+
+def new_link(key: str, known: Container[str], param: str = "runs", most: int | None = None) -> list[str]:
+    """The runs that ``?runs=ID,ID`` (``param``) in the URL names and that are ``known``, in its
+    order (the first ``most``), when this session has not yet followed that link on the picker
+    ``key``; otherwise none. A link (the Runs page's buttons, one shared) picks runs once: the user
+    may change the choice after it, and it stays theirs until the link changes. This is how a page
+    reaches a run its picker does not offer (past ``MAX_OPTIONS``)."""
+    given = str(st.query_params.get(param, ""))[:MAX_LINK_CHARS]
+    named = list(dict.fromkeys(i for i in given.split(",") if i in known))[:most]
+    if not named or st.session_state.get(f"_{key}_link") == named:
+        return []
+    st.session_state[f"_{key}_link"] = named
+    return named
+
+
 def offered_runs(runs: list[RunSummary], chosen: list, hint: str = "") -> list[str]:
     """The ids a picker of ``runs`` (in listing order: newest first, then the shipped reference
     runs) offers: the first ``MAX_OPTIONS``, and beyond them the reference runs and those

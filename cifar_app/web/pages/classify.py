@@ -22,6 +22,8 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
+if linked := ui.new_link("cls_run", by_id, param="run", most=1):  # the Runs page's "Classify with"
+    st.session_state["cls_run"] = linked[0]
 options = ui.offered_runs(runs, [st.session_state.get("cls_run")])
 labels = ui.run_labels(by_id[i] for i in options)
 choice = st.selectbox("Model", [ALL, *options], key="cls_run",

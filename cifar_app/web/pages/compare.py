@@ -27,10 +27,8 @@ if experiments:
 by_id = {s.id: s for s in runs}
 default = default_selection(runs) if not experiments or exp is None else list(by_id)
 scope = exp if experiments else None
-linked = [i for i in str(st.query_params.get("runs", ""))[:10_000].split(",") if i in by_id]
-if linked and st.session_state.get("compare_link") != linked:  # "Compare the selected runs"
-    st.session_state["compare_link"], st.session_state["compare_runs"] = linked, linked
-    st.session_state["compare_for"] = scope
+if linked := ui.new_link("compare_runs", by_id):  # "Compare the selected runs" on the Runs page
+    st.session_state["compare_runs"], st.session_state["compare_for"] = linked, scope
 elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
 else:  # keep the user's choice, minus runs that are gone

@@ -17,7 +17,7 @@ from cifar_app.web import access, ui
 from cifar_app.web.access import Action
 from cifar_app.web.app import page_path
 from cifar_app.web.progress import format_duration
-from cifar_app.web.tables import runs_table_rows
+from cifar_app.web.tables import runs_table_rows, selection_links
 from cifar_app.web.text import for_markdown as md
 
 ui.page_setup()
@@ -71,11 +71,12 @@ else:
                           column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
                                          "params": st.column_config.NumberColumn(format="%d"),
                                          "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
-    selected = [shown_runs[i].id for i in picked.selection.rows if i < len(shown_runs)]
-    if st.button(f"Compare the {len(selected)} selected runs" if selected else "Compare the selected runs",
-                 key="compare_selected", disabled=not selected,
-                 help="select runs in the table (the boxes at its left)"):
-        st.switch_page(page_path("compare"), query_params={"runs": ",".join(selected)})
+    selected = [shown_runs[i] for i in picked.selection.rows if i < len(shown_runs)]
+    probed = store.with_probes(s.id for s in selected if not s.damaged)
+    for column, link in zip(st.columns(4), selection_links(selected, probed)):
+        if column.button(link.label, key=link.key, disabled=not link.query, width="stretch",
+                         help=None if link.query else link.why):
+            st.switch_page(page_path(link.page), query_params=link.query)
     ui.damaged_notice(shown_runs, here="Runs")
     st.caption(f"Runs are stored in `{ui.server_path(store.root)}`; {len(summaries):,} runs, total "
                f"training time {format_duration(sum(s.seconds for s in summaries))}.")

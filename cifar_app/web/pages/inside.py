@@ -31,14 +31,8 @@ summaries = store.summaries()
 ui.damaged_notice(summaries)
 
 
-def _has_probes(run_id: str) -> bool:  # one stat a run: only the chosen runs' records are read
-    try:
-        return store.get(run_id).has_inside()
-    except RunNotFound:  # deleted meanwhile
-        return False
-
-
-with_probe = [s for s in summaries if not s.damaged and _has_probes(s.id)]
+probed = store.with_probes(s.id for s in summaries if not s.damaged)  # stats: only the chosen are read
+with_probe = [s for s in summaries if s.id in probed]
 if not with_probe:
     st.info("No run has probe records yet. Runs trained from now on record them (the shipped "
             "reference runs do too once re-shipped); train one on the **Train** page.")
@@ -62,6 +56,8 @@ def _default() -> list[str]:
         left = [s for s in left if s.id not in damaged]
 
 
+if linked := ui.new_link("inside_runs", by_id):  # "Look inside the selected runs" on the Runs page
+    st.session_state["inside_runs"] = linked
 kept = ui.remembered_runs("inside_runs", by_id, _default)
 options = ui.offered_runs(with_probe, kept, " with probe records")
 chosen = st.multiselect("Runs (one panel each)", options, key="inside_runs",

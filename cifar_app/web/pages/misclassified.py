@@ -8,7 +8,7 @@ from cifar_app.store.run import RunDamaged
 from cifar_app.web import access, ui
 from cifar_app.web.access import Action
 from cifar_app.web.charts import NORM_LABELS, confusion_heatmap, per_class_bars
-from cifar_app.web.tables import default_selection
+from cifar_app.web.tables import DISAGREE_MOST, default_selection
 from cifar_app.web.text import for_markdown as md
 
 ui.page_setup()
@@ -76,10 +76,12 @@ def one_run() -> None:
 
 def disagreements() -> None:
     by_id = {s.id: s for s in runs}
-    kept = ui.remembered_runs("dis_runs", by_id, lambda: default_selection(runs)[:4])
+    if linked := ui.new_link("dis_runs", by_id, most=DISAGREE_MOST):  # the Runs page's "Where they disagree"
+        st.session_state["dis_runs"] = linked
+    kept = ui.remembered_runs("dis_runs", by_id, lambda: default_selection(runs)[:DISAGREE_MOST])
     options = ui.offered_runs(runs, kept)
-    chosen = st.multiselect("Runs (2 to 4)", options, max_selections=4, key="dis_runs",
-                            format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
+    chosen = st.multiselect(f"Runs (2 to {DISAGREE_MOST})", options, max_selections=DISAGREE_MOST,
+                            key="dis_runs", format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
     if data is None:
         ui.data_missing_hint()
         return
@@ -108,7 +110,8 @@ def disagreements() -> None:
                   key="dis", view=(tuple(chosen), pick))
 
 
-tab_one, tab_many = st.tabs(["One run's mistakes", "Where runs disagree"])
+ONE, MANY = "One run's mistakes", "Where runs disagree"
+tab_one, tab_many = st.tabs([ONE, MANY], default=MANY if "runs" in st.query_params else ONE)
 with tab_one:
     one_run()
 with tab_many:
