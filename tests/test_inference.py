@@ -245,3 +245,25 @@ def test_decode_upload_gives_the_same_input_and_preview_decoding_once_where_it_c
     np.testing.assert_array_equal(preview, expected[1])
     assert len(loads) == decodes, loads
     assert max(preview.shape[:2]) <= inference.PREVIEW_MAX_SIDE
+
+
+@pytest.mark.parametrize("entry", ["decode_image", "preview_image", "decode_upload"])
+def test_a_big_decode_waits_its_turn_and_a_small_one_does_not(monkeypatch, entry):
+    """PIL holds 160 MB while it decodes a 40-megapixel PNG: two visitors uploading one each held
+    twice that. A decode of more than ``BIG_DECODE_PIXELS`` holds the process's one slot while its
+    full image lives; a small one does not wait; the slot is free again after a damaged file."""
+    held = []
+    real_load = inference._load
+    monkeypatch.setattr(inference, "_load", lambda im: held.append(inference._BIG_DECODE.locked())
+                        or real_load(im))
+    side = int(inference.BIG_DECODE_PIXELS ** 0.5) + 1
+    ramp = np.broadcast_to(np.linspace(0, 255, side, dtype=np.uint8), (side, side))
+    big, small = png_bytes(Image.fromarray(ramp).convert("RGB")), png_bytes(Image.new("RGB", (640, 480)))
+    getattr(inference, entry)(big)
+    assert held and all(held) and not inference._BIG_DECODE.locked()
+    held.clear()
+    getattr(inference, entry)(small)
+    assert held and not any(held)
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        getattr(inference, entry)(big[: len(big) // 2])
+    assert not inference._BIG_DECODE.locked()

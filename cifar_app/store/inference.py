@@ -11,9 +11,10 @@ instead, so nothing of the object is cut off. Downscaling uses Lanczos with anti
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ MAX_PIXELS = 40_000_000             # width * height
 CROP_MAX_ASPECT = 4 / 3
 WORK_SIDE = 96                      # pixels kept before the final resample to 32 (3x, as reducing_gap)
 PREVIEW_MAX_SIDE = 320              # the Classify page shows it at most ~300 px wide
+# PIL holds 4 bytes a pixel while it decodes: 160 MB for a 40-megapixel PNG, which (unlike a JPEG,
+# see ``_open``) decodes whole. One such decode at a time in the process, so that several
+# visitors' uploads at once cost the server's memory one, not one each.
+BIG_DECODE_PIXELS = 4_000_000       # pixels decoded above which a decode waits its turn
+_BIG_DECODE = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -116,6 +122,12 @@ def _open(data: bytes, work_side: int = WORK_SIDE, load: bool = True) -> Image.I
         if factor >= 2 and im.format == "JPEG":
             im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
     return _load(im) if load else im
+
+
+def _turn(*ims: Image.Image):
+    """The process's one slot for big decodes (``BIG_DECODE_PIXELS``) when one of ``ims`` (opened,
+    drafted, not yet loaded) is one; otherwise no wait. Hold it until the full images are gone."""
+    return _BIG_DECODE if max(im.width * im.height for im in ims) > BIG_DECODE_PIXELS else nullcontext()
 
 
 def _load(im: Image.Image) -> Image.Image:
@@ -233,7 +245,9 @@ def _read(source: bytes | str | Path) -> bytes:
 
 def decode_image(source: bytes | str | Path) -> np.ndarray:
     """Bytes or a file path -> uint8 (32, 32, 3). Raises ``ImageError`` for anything unusable."""
-    return _model_input(_open(_read(source)))
+    im = _open(_read(source), load=False)
+    with _turn(im):
+        return _model_input(_load(im))
 
 
 def _model_input(im: Image.Image) -> np.ndarray:
@@ -248,7 +262,9 @@ def preview_image(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE,
     """An image for display: uint8 (H, W, 3) RGB, EXIF-rotated, with its long side at most
     ``max_side`` pixels; a small one is upscaled pixel-crisp (nearest neighbour, integer factor)
     towards ``min_side`` without passing ``max_side``. Bounded like ``decode_image``."""
-    return _preview(_open(_read(source), work_side=max_side), max_side, min_side)
+    im = _open(_read(source), work_side=max_side, load=False)
+    with _turn(im):
+        return _preview(_load(im), max_side, min_side)
 
 
 def _preview(im: Image.Image, max_side: int, min_side: int = 160) -> np.ndarray:
@@ -273,8 +289,9 @@ def decode_upload(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE
     data = _read(source)
     shown = _open(data, work_side=max_side, load=False)
     own = _open(data, load=False)  # the scale decode_image decodes at (headers only so far)
-    _load(shown)
-    return _model_input(shown if own.size == shown.size else _load(own)), _preview(shown, max_side)
+    with _turn(shown, own):
+        _load(shown)
+        return _model_input(shown if own.size == shown.size else _load(own)), _preview(shown, max_side)
 
 
 ImageSource = bytes | str | Path | np.ndarray
