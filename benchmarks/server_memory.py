@@ -150,7 +150,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="server-memory-"))
     root = work / f"runs-{args.runs}"  # removed at the end (not ``--work``: it may hold more)
     fill(root, args.runs)
-    uploads = upload_files(args.uploads, work / "uploads") if args.uploads else []
+    files = Path(tempfile.mkdtemp(prefix="uploads-", dir=work))  # removed at the end, like ``root``
+    uploads = upload_files(args.uploads, files) if args.uploads else []
     sent = {"files": len(uploads), "big_png": sum(f.suffix == ".png" for f in uploads),
             "mb": sum(f.stat().st_size for f in uploads) / 2**20}
     index_build_s = cli_seconds(root, ROOT)
@@ -163,7 +164,7 @@ def main() -> None:
                 tries.append(one_try(root, args.data, pw, uploads))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(work / "uploads", ignore_errors=True)
+        shutil.rmtree(files, ignore_errors=True)
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     peak = max(p["peak_mb"] for t in tries for p in t)

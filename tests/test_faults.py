@@ -373,3 +373,13 @@ def test_a_run_in_the_old_format_resumes(tmp_path):
     epochs = run.metrics().epochs
     assert [e.epoch for e in epochs] == [1, 2] and epochs[0].train_ce is None
     assert isinstance(epochs[1], EpochStats) and epochs[1].train_ce is not None
+
+
+@pytest.mark.parametrize("junk", [b"\x80\x02j", b"r\x00", b"j", b"\x80\x02}q\x00(X", b"PK\x03\x04", b""])
+def test_a_torch_file_of_a_few_bytes_is_one_clear_error(junk):
+    """A model file of ``b"\\x80\\x02j"`` (an old-format pickle cut short) raised ``struct.error``,
+    which nothing caught: the bundle import on the Runs page and Misclassified showed a traceback."""
+    from cifar_app.store.formats import FileInvalid, parse_torch
+
+    with pytest.raises(FileInvalid, match="unreadable or truncated|not a file this app wrote"):
+        parse_torch(junk, ("model",))

@@ -253,9 +253,10 @@ def test_a_big_decode_waits_its_turn_and_a_small_one_does_not(monkeypatch, entry
     twice that. A decode of more than ``BIG_DECODE_PIXELS`` holds the process's one slot while its
     full image lives; a small one does not wait; the slot is free again after a damaged file."""
     held = []
-    real_load = inference._load
-    monkeypatch.setattr(inference, "_load", lambda im: held.append(inference._BIG_DECODE.locked())
-                        or real_load(im))
+    for name in ("_load", "_model_input", "_preview"):  # until the full image is reduced
+        real = getattr(inference, name)
+        monkeypatch.setattr(inference, name, lambda *a, _real=real, **k: held.append(
+            inference._BIG_DECODE.locked()) or _real(*a, **k))
     side = int(inference.BIG_DECODE_PIXELS ** 0.5) + 1
     ramp = np.broadcast_to(np.linspace(0, 255, side, dtype=np.uint8), (side, side))
     big, small = png_bytes(Image.fromarray(ramp).convert("RGB")), png_bytes(Image.new("RGB", (640, 480)))
@@ -267,3 +268,19 @@ def test_a_big_decode_waits_its_turn_and_a_small_one_does_not(monkeypatch, entry
     with pytest.raises(ImageError, match="damaged or truncated"):
         getattr(inference, entry)(big[: len(big) // 2])
     assert not inference._BIG_DECODE.locked()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO"])
+def test_a_big_photo_is_decoded_small_and_does_not_wait(monkeypatch, fmt):
+    """A phone's JPEG is decoded at a fraction of its size (``Image.draft``); one that PIL opens as
+    MPO (a JPEG carrying more pictures, e.g. a gain map) was decoded whole: 48 MB for 12 MP, and
+    it took the big-decode slot."""
+    loads = []
+    real_load = inference._load
+    monkeypatch.setattr(inference, "_load", lambda im: loads.append((im.size, inference._BIG_DECODE.locked()))
+                        or real_load(im))
+    im = Image.new("RGB", (4000, 3000), (10, 200, 30))
+    data = png_bytes(im, fmt, **({"save_all": True, "append_images": [im.copy()]} if fmt == "MPO" else {}))
+    assert Image.open(io.BytesIO(data)).format == fmt
+    inference.decode_upload(data)
+    assert loads and all(w * h <= 1_000_000 and not locked for (w, h), locked in loads), loads

@@ -85,6 +85,8 @@ def test_inside_charts_draw_a_panel_per_run():
     for fig in (inside_bands(series, "C1", "pre"), inside_norms(series, "weight_norm", "w")):
         epoch_axes = [a for a in fig.select_xaxes() if "epoch" in (a.title.text or "")]
         assert epoch_axes and all(a.dtick == 1 for a in epoch_axes)  # "0, 1, 2", never "0.5"
+    many = [{**series[0], "label": f"run {k}"} for k in range(40)]  # plotly refused 18 side by side
+    assert len(inside_bands(many, "C1", "post").data) == 40 * 5
 
 
 def test_the_inside_page_shows_a_run(tmp_path, pages):
@@ -288,6 +290,9 @@ def test_a_link_reaches_the_runs_a_picker_does_not_offer(tmp_path, tiny_models, 
     assert at.selectbox(key="cls_run").value == old
     at.selectbox(key="cls_run").set_value(newest[0]).run()
     assert not at.exception and at.selectbox(key="cls_run").value == newest[0]  # the user's, not the link's
+    assert at.query_params["run"] == newest[0]  # the address names the model shown
+    at.selectbox(key="cls_run").set_value("all normalizations side by side").run()
+    assert "run" not in at.query_params
     at = pages.open("misclassified", {"runs": f"{old},nope,{older},{old}"}, check=False)
     assert not at.exception and at.multiselect(key="dis_runs").value == [old, older]
     assert _tab_container(at).default_tab_index == 1  # the "Where runs disagree" tab
@@ -295,6 +300,10 @@ def test_a_link_reaches_the_runs_a_picker_does_not_offer(tmp_path, tiny_models, 
     assert at.multiselect(key="dis_runs").value == newest[::-1][:4]  # the tab compares four at most
     assert len(newest) == 8
     assert _tab_container(pages.open("misclassified", check=False)).default_tab_index == 0
+    junk = pages.open("misclassified", {"runs": ",,nope,"}, check=False)
+    assert _tab_container(junk).default_tab_index == 0
+    at = pages.open("inside", {"runs": ",".join(newest[::-1])})  # 8 runs linked, as many as it shows
+    assert at.multiselect(key="inside_runs").value == newest[::-1]
     at = pages.open("inside", {"runs": f"{older},{old}"})
     assert at.multiselect(key="inside_runs").value == [older, old]
     at.multiselect(key="inside_runs").set_value([old]).run()

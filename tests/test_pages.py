@@ -609,6 +609,34 @@ def test_compare_the_selected_runs_opens_compare_with_them(app_env):
     assert at.multiselect(key="compare_runs").value == [ids[3]]
 
 
+def test_a_link_is_followed_each_time_it_opens_the_page_and_never_undoes_the_users_choice(app_env):
+    """A link (the Runs page's buttons) picks runs once. Opened again after leaving the page (which
+    drops the picker's state), the same link showed the page's default runs instead; and when a
+    linked run was deleted or a filter changed, the link was followed again over the user's own
+    choice."""
+    from cifar_app.store.runstore import RunStore
+
+    ids = _many_runs(app_env / "runs", 8)
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.run()
+    link = f"{ids[5]},{ids[6]},{ids[7]}"
+    for _ in range(2):  # the same selection, Compare pressed twice, with the Runs page in between
+        at.switch_page(str(app.page_path("compare")))
+        at.query_params["runs"] = link
+        at.run()
+        assert not at.exception and at.multiselect(key="compare_runs").value == [ids[5], ids[6], ids[7]]
+        at.switch_page(str(app.page_path("home")))
+        at.query_params.clear()
+        at.run()
+    at = run_page(PAGE["compare"], {"runs": link})
+    at.multiselect(key="compare_runs").set_value([ids[0]]).run()
+    RunStore(app_env / "runs", reference_root=None).delete(ids[7])  # another session deletes one
+    at.run()
+    assert at.multiselect(key="compare_runs").value == [ids[0]]  # still the user's choice
+    at = run_page(PAGE["compare"], {"runs": f"{ids[1]},gone,{ids[2]}"})
+    assert "1 of the 3 runs in the link cannot be shown here" in texts(at)
+
+
 def test_the_runs_page_opens_each_page_on_the_runs_selected_in_its_table(app_env, monkeypatch):
     """Inside, Classify and the disagreement tab could not reach a run past the newest
     ``MAX_OPTIONS``: they had no link. The Runs page's selection opens each of them (``?runs=``,

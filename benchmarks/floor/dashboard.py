@@ -49,7 +49,8 @@ def runs() -> None:
                  column_config={"open": st.column_config.LinkColumn("open", display_text="curves"),
                                 "params": st.column_config.NumberColumn(format="%d"),
                                 "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
-    st.button("Compare the selected runs", disabled=True, help="select runs in the table")
+    for column, label in zip(st.columns(4), ("Compare", "Look inside", "Mistakes", "Classify with it")):
+        column.button(label, disabled=True, width="stretch", help="select runs in the table")
     st.caption(f"Runs are stored in `runs`; {RUNS:,} runs, total training time 2,083 h.")
     st.expander("Rename or delete a run (of those shown)", key="manage", on_change="rerun")
     st.expander("Export or import", key="port", on_change="rerun")

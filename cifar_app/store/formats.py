@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -312,7 +313,7 @@ def parse_torch(source: bytes | Path, keys: tuple[str, ...], map_location: str =
         raise FileInvalid("not a file this app wrote: it holds objects other than tensors and plain "
                           "values (possibly code), so it will not be loaded") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError,
-            TypeError, KeyError, IndexError) as e:
+            TypeError, KeyError, IndexError, struct.error, MemoryError, OverflowError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FileInvalid(f"unreadable or truncated ({first[:160]})") from None
     if not isinstance(obj, dict):

@@ -29,6 +29,8 @@ from cifar_app.core.settings import TrainSettings
 from cifar_app.store.run import Run
 
 MAX_FILE_BYTES = 20 * 1024 * 1024   # 20 MiB
+DRAFTS = ("JPEG", "MPO")            # formats PIL decodes at a reduced scale (MPO: a phone's JPEG
+                                    # with more pictures after the first, e.g. a gain map)
 MAX_PIXELS = 40_000_000             # width * height
 CROP_MAX_ASPECT = 4 / 3
 WORK_SIDE = 96                      # pixels kept before the final resample to 32 (3x, as reducing_gap)
@@ -119,7 +121,7 @@ def _open(data: bytes, work_side: int = WORK_SIDE, load: bool = True) -> Image.I
                              f"{MAX_PIXELS // 1_000_000} megapixels")
         im.seek(0)  # first frame of an animation
         factor = _reduction(im.size, work_side)
-        if factor >= 2 and im.format == "JPEG":
+        if factor >= 2 and im.format in DRAFTS:
             im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
     return _load(im) if load else im
 

@@ -72,7 +72,8 @@ def _panel_grid(series: Sequence[dict], cols: int, chars: int, **kwargs) -> tupl
     cols = max(1, min(cols, n))
     rows = (n + cols - 1) // cols
     titles = [wrap_title(s["label"], chars) for s in series] or [""]
-    fig = _subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
+    fig = _subplots(rows=rows, cols=cols, subplot_titles=titles,  # plotly's bound: 1 / (cols - 1)
+                    horizontal_spacing=min(0.06, 0.5 / (cols - 1)) if cols > 1 else 0.06,
                     vertical_spacing=0.36 / rows if rows > 1 else 0.0, **kwargs)
     fig.update_annotations(font_size=12)
     return fig, rows

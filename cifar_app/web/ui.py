@@ -346,18 +346,32 @@ def remembered_runs(key: str, known: Container[str], default: Callable[[], list[
 MAX_LINK_CHARS = 10_000  # of a ``?runs=`` parameter read: about 300 run ids
 
 
-def new_link(key: str, known: Container[str], param: str = "runs", most: int | None = None) -> list[str]:
-    """The runs that ``?runs=ID,ID`` (``param``) in the URL names and that are ``known``, in its
-    order (the first ``most``), when this session has not yet followed that link on the picker
-    ``key``; otherwise none. A link (the Runs page's buttons, one shared) picks runs once: the user
-    may change the choice after it, and it stays theirs until the link changes. This is how a page
+def new_link(key: str, known: Container[str], param: str = "runs", most: int | None = None,
+             why: str = "") -> list[str]:
+    """The runs that ``?runs=ID,ID`` (``param``; given twice, both) in the URL names and that are
+    ``known``, in its order (the first ``most``), when the picker ``key`` should follow it: the
+    link is new to this session, or the picker has no state (the page was left, which drops a
+    widget's state, and opened again by the same link). Otherwise none: a link picks once, and the
+    user's choice after it stays, whatever runs come and go. Runs the link names that are not
+    ``known`` are counted in a note (``why``: what the page needs of a run). This is how a page
     reaches a run its picker does not offer (past ``MAX_OPTIONS``)."""
-    given = str(st.query_params.get(param, ""))[:MAX_LINK_CHARS]
-    named = list(dict.fromkeys(i for i in given.split(",") if i in known))[:most]
-    if not named or st.session_state.get(f"_{key}_link") == named:
+    given = ",".join(st.query_params.get_all(param))[:MAX_LINK_CHARS]
+    mark = f"_{key}_link"
+    if not given:
+        st.session_state.pop(mark, None)
         return []
-    st.session_state[f"_{key}_link"] = named
-    return named
+    if st.session_state.get(mark) == given and key in st.session_state:
+        return []
+    st.session_state[mark] = given
+    asked = list(dict.fromkeys(i for i in given.split(",") if i))
+    named = [i for i in asked if i in known]
+    if len(named) < len(asked):
+        missing = len(asked) - len(named)
+        st.info(f"{missing:,} of the {len(asked):,} runs in the link cannot be shown here "
+                f"(gone{why}, or not a run).")
+    if most is not None and len(named) > most:
+        st.info(f"This shows {most} runs at most: the first {most} of the link's {len(named):,}.")
+    return named[:most]
 
 
 def offered_runs(runs: list[RunSummary], chosen: list, hint: str = "") -> list[str]:

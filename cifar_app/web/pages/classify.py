@@ -22,13 +22,19 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
-if linked := ui.new_link("cls_run", by_id, param="run", most=1):  # the Runs page's "Classify with"
+if linked := ui.new_link("cls_run", by_id, param="run", most=1,  # the Runs page's "Classify with it"
+                         why=", damaged, without a trained model"):
     st.session_state["cls_run"] = linked[0]
-options = ui.offered_runs(runs, [st.session_state.get("cls_run")])
+options = ui.offered_runs(runs, [st.session_state.get("cls_run")], "; to classify with another, select "
+                          "it on the **Runs** page and press **Classify with it** under the table")
 labels = ui.run_labels(by_id[i] for i in options)
 choice = st.selectbox("Model", [ALL, *options], key="cls_run",
                       format_func=lambda i: i if i == ALL else labels[i])
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
+if choice != ALL:
+    st.query_params["run"] = choice  # the address names the model shown: a link to share
+elif "run" in st.query_params:
+    del st.query_params["run"]
 allowed = ui.may(Action.COMPUTE)  # classifying runs the models on this server
 show_batch = st.toggle("Also score each image alone and inside a batch of test images (batch "
                        "statistics: only BatchNorm's answer changes)", key="cls_batch", disabled=not allowed)

@@ -27,7 +27,8 @@ if experiments:
 by_id = {s.id: s for s in runs}
 default = default_selection(runs) if not experiments or exp is None else list(by_id)
 scope = exp if experiments else None
-if linked := ui.new_link("compare_runs", by_id):  # "Compare the selected runs" on the Runs page
+if linked := ui.new_link("compare_runs", by_id, why=", damaged, without a finished epoch"
+                         + (", not in this experiment" if scope else "")):  # the Runs page's Compare
     st.session_state["compare_runs"], st.session_state["compare_for"] = linked, scope
 elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
@@ -35,7 +36,7 @@ else:  # keep the user's choice, minus runs that are gone
     st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in by_id]
 options = ui.offered_runs(runs, st.session_state.get("compare_runs", []),
                           "; to compare others, select them on the **Runs** page (filter, then tick "
-                          "them) and press **Compare the selected runs**")
+                          "them) and press **Compare** under the table")
 chosen = st.multiselect("Runs", options, format_func=ui.run_labels(by_id[i] for i in options).__getitem__,
                         key="compare_runs")
 if not chosen:

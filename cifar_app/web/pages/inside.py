@@ -21,6 +21,8 @@ from cifar_app.web.live import run_snapshot
 from cifar_app.web.tables import default_selection
 from cifar_app.web.text import for_markdown as md
 
+INSIDE_MOST = 8  # runs side by side: more panels in one row cannot be read
+
 ui.page_setup()
 st.title("Inside the network")
 st.caption("A fixed probe batch (the first 256 test images, the same for every run) is measured at "
@@ -56,11 +58,14 @@ def _default() -> list[str]:
         left = [s for s in left if s.id not in damaged]
 
 
-if linked := ui.new_link("inside_runs", by_id):  # "Look inside the selected runs" on the Runs page
+if linked := ui.new_link("inside_runs", by_id, most=INSIDE_MOST,  # the Runs page's "Look inside"
+                         why=", damaged, without probe records"):
     st.session_state["inside_runs"] = linked
 kept = ui.remembered_runs("inside_runs", by_id, _default)
-options = ui.offered_runs(with_probe, kept, " with probe records")
-chosen = st.multiselect("Runs (one panel each)", options, key="inside_runs",
+options = ui.offered_runs(with_probe, kept, " with probe records; to look inside others, select them "
+                          "on the **Runs** page and press **Look inside** under the table")
+chosen = st.multiselect(f"Runs (one panel each, {INSIDE_MOST} at most)", options, key="inside_runs",
+                        max_selections=INSIDE_MOST,
                         format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
 c1, c2 = st.columns([3, 2])
 layer = c1.radio("Layer", CONV_BLOCKS, horizontal=True, key="inside_layer")

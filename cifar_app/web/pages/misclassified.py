@@ -18,6 +18,13 @@ if not runs:
     st.info("No trained model yet. Train one on the **Train** page.")
     st.stop()
 data = ui.dataset()
+by_id = {s.id: s for s in runs}
+# the Runs page's "Where they disagree": its runs, and that tab open first
+linked = ui.new_link("dis_runs", by_id, most=DISAGREE_MOST, why=", damaged, without a trained model")
+if linked:
+    st.session_state["dis_runs"] = st.session_state["_mis_many_first"] = linked
+elif "runs" not in st.query_params:
+    st.session_state.pop("_mis_many_first", None)
 
 
 def one_run() -> None:
@@ -75,11 +82,9 @@ def one_run() -> None:
 
 
 def disagreements() -> None:
-    by_id = {s.id: s for s in runs}
-    if linked := ui.new_link("dis_runs", by_id, most=DISAGREE_MOST):  # the Runs page's "Where they disagree"
-        st.session_state["dis_runs"] = linked
     kept = ui.remembered_runs("dis_runs", by_id, lambda: default_selection(runs)[:DISAGREE_MOST])
-    options = ui.offered_runs(runs, kept)
+    options = ui.offered_runs(runs, kept, "; to compare others, select them on the **Runs** page and "
+                              "press **Where they disagree** under the table")
     chosen = st.multiselect(f"Runs (2 to {DISAGREE_MOST})", options, max_selections=DISAGREE_MOST,
                             key="dis_runs", format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
     if data is None:
@@ -111,7 +116,7 @@ def disagreements() -> None:
 
 
 ONE, MANY = "One run's mistakes", "Where runs disagree"
-tab_one, tab_many = st.tabs([ONE, MANY], default=MANY if "runs" in st.query_params else ONE)
+tab_one, tab_many = st.tabs([ONE, MANY], default=MANY if st.session_state.get("_mis_many_first") else ONE)
 with tab_one:
     one_run()
 with tab_many:
