@@ -108,11 +108,12 @@ def _check_size(n_bytes: int) -> None:
                          f"{MAX_FILE_BYTES // 2**20} MiB")
 
 
-def _open(data: bytes, work_side: int = WORK_SIDE, load: bool = True) -> Image.Image:
-    """Decode ``data`` (first frame), refusing empty, oversized and bomb files. A JPEG is decoded
-    at a reduced scale (``Image.draft``) when that still leaves ``work_side`` pixels where the
-    output needs them, so decoding a phone photo costs a fraction of its full size. With ``load``
-    False only the header is read (and the scale chosen): call ``_load`` before using the pixels."""
+def _open(data: bytes, work_side: int = WORK_SIDE) -> Image.Image:
+    """Open ``data`` (first frame), refusing empty, oversized and bomb files; only the header is
+    read. A JPEG will be decoded at a reduced scale (``Image.draft``) when that still leaves
+    ``work_side`` pixels where the output needs them, so decoding a phone photo costs a fraction of
+    its full size. Decode it with ``_load``, inside ``_turn`` (the size it will decode at is known
+    by then)."""
     _check_size(len(data))
     with _decoding():
         im = Image.open(io.BytesIO(data))
@@ -123,7 +124,7 @@ def _open(data: bytes, work_side: int = WORK_SIDE, load: bool = True) -> Image.I
         factor = _reduction(im.size, work_side)
         if factor >= 2 and im.format in DRAFTS:
             im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
-    return _load(im) if load else im
+    return im
 
 
 def _turn(*ims: Image.Image):
@@ -247,7 +248,7 @@ def _read(source: bytes | str | Path) -> bytes:
 
 def decode_image(source: bytes | str | Path) -> np.ndarray:
     """Bytes or a file path -> uint8 (32, 32, 3). Raises ``ImageError`` for anything unusable."""
-    im = _open(_read(source), load=False)
+    im = _open(_read(source))
     with _turn(im):
         return _model_input(_load(im))
 
@@ -264,7 +265,7 @@ def preview_image(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE,
     """An image for display: uint8 (H, W, 3) RGB, EXIF-rotated, with its long side at most
     ``max_side`` pixels; a small one is upscaled pixel-crisp (nearest neighbour, integer factor)
     towards ``min_side`` without passing ``max_side``. Bounded like ``decode_image``."""
-    im = _open(_read(source), work_side=max_side, load=False)
+    im = _open(_read(source), work_side=max_side)
     with _turn(im):
         return _preview(_load(im), max_side, min_side)
 
@@ -289,8 +290,8 @@ def decode_upload(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE
     ...; for a JPEG when both drafts pick the same reduced scale (a photo of 12 MP and more, for the
     default preview size). Otherwise the JPEG is decoded twice, each at its own reduced scale."""
     data = _read(source)
-    shown = _open(data, work_side=max_side, load=False)
-    own = _open(data, load=False)  # the scale decode_image decodes at (headers only so far)
+    shown = _open(data, work_side=max_side)
+    own = _open(data)  # the scale decode_image decodes at (headers only so far)
     with _turn(shown, own):
         _load(shown)
         return _model_input(shown if own.size == shown.size else _load(own)), _preview(shown, max_side)
