@@ -374,6 +374,19 @@ def new_link(key: str, known: Container[str], param: str = "runs", most: int | N
     return named[:most]
 
 
+def write_link(key: str, ids: list[str], param: str = "runs") -> None:
+    """Put the picker ``key``'s choice in the address (``?param=ID,ID``; none chosen: removed), so
+    the page can be bookmarked or shared, as a link ``new_link`` has followed already: the page's
+    own address is not a new link over the user's next choice."""
+    mark, value = f"_{key}_link", ",".join(ids)
+    if value:
+        st.query_params[param] = st.session_state[mark] = value
+    else:
+        st.session_state.pop(mark, None)
+        if param in st.query_params:
+            del st.query_params[param]
+
+
 def offered_runs(runs: list[RunSummary], chosen: list, hint: str = "") -> list[str]:
     """The ids a picker of ``runs`` (in listing order: newest first, then the shipped reference
     runs) offers: the first ``MAX_OPTIONS``, and beyond them the reference runs and those
@@ -431,26 +444,20 @@ def run_filters(summaries: list[RunSummary], key: str) -> RunPage:
     return view
 
 
-def _url_follows(key: str) -> None:
-    st.query_params["run"] = st.session_state[key]
-
-
 def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSummary | None:
     """A select box over runs kept in step with ``?run=ID`` in the URL: the URL picks the run
-    (a link, a new run just started), and picking another run updates the URL, so the page can be
-    bookmarked or shared."""
+    (a link, a new run just started: ``new_link``), and the run picked is written back
+    (``write_link``), so the page can be bookmarked or shared."""
     if not summaries:
         return None
     by_id = {s.id: s for s in summaries}
-    wanted = st.query_params.get("run")
-    if wanted in by_id and st.session_state.get(key) != wanted:
-        st.session_state[key] = wanted
+    if linked := new_link(key, by_id, param="run", most=1):
+        st.session_state[key] = linked[0]
     options = offered_runs(summaries, [st.session_state.get(key)],
                            "; open another from the Runs page's table (its *curves* link)")
-    chosen = st.selectbox(label, options, key=key, on_change=_url_follows, args=(key,),
+    chosen = st.selectbox(label, options, key=key,
                           format_func=run_labels(by_id[i] for i in options).__getitem__)
-    if wanted != chosen:
-        st.query_params["run"] = chosen
+    write_link(key, [chosen], param="run")
     return by_id[chosen]
 
 

@@ -31,10 +31,7 @@ labels = ui.run_labels(by_id[i] for i in options)
 choice = st.selectbox("Model", [ALL, *options], key="cls_run",
                       format_func=lambda i: i if i == ALL else labels[i])
 models = [by_id[i] for i in default_selection(runs)] if choice == ALL else [by_id[choice]]
-if choice != ALL:
-    st.query_params["run"] = choice  # the address names the model shown: a link to share
-elif "run" in st.query_params:
-    del st.query_params["run"]
+ui.write_link("cls_run", [] if choice == ALL else [choice], param="run")  # the model shown
 allowed = ui.may(Action.COMPUTE)  # classifying runs the models on this server
 show_batch = st.toggle("Also score each image alone and inside a batch of test images (batch "
                        "statistics: only BatchNorm's answer changes)", key="cls_batch", disabled=not allowed)
