@@ -607,6 +607,7 @@ def test_compare_the_selected_runs_opens_compare_with_them(app_env):
     assert at.multiselect(key="compare_runs").value == [ids[55], ids[3]]
     at.multiselect(key="compare_runs").set_value([ids[3]]).run()  # a link picks once: then the user does
     assert at.multiselect(key="compare_runs").value == [ids[3]]
+    assert at.query_params["runs"] == ids[3]  # the address names what is shown (a reload shows it)
 
 
 def test_a_link_is_followed_each_time_it_opens_the_page_and_never_undoes_the_users_choice(app_env):
@@ -635,6 +636,18 @@ def test_a_link_is_followed_each_time_it_opens_the_page_and_never_undoes_the_use
     assert at.multiselect(key="compare_runs").value == [ids[0]]  # still the user's choice
     at = run_page(PAGE["compare"], {"runs": f"{ids[1]},gone,{ids[2]}"})
     assert "1 of the 3 runs in the link cannot be shown here" in texts(at)
+
+
+def test_renaming_or_deleting_starts_afresh_for_each_run_picked(app_env):
+    """The rename box kept the first run's name when another run was picked (Rename then gave it
+    that name), and the delete tick stayed on: a second click deleted another run unconfirmed."""
+    ids = _many_runs(app_env / "runs", 2)
+    at = run_page(PAGE["home"], {"run": ids[0]})  # a link opens the expander on that run
+    assert at.text_input(key="rename_to").value == "run 001"
+    at.checkbox(key="confirm_delete").check().run()
+    at.selectbox(key="manage_run").select(ids[1]).run()
+    assert at.text_input(key="rename_to").value == "run 000" and not at.checkbox(key="confirm_delete").value
+    assert at.button(key="delete").disabled
 
 
 def test_the_runs_page_opens_each_page_on_the_runs_selected_in_its_table(app_env, monkeypatch):

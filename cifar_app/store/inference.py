@@ -133,6 +133,16 @@ def _turn(*ims: Image.Image):
     return _BIG_DECODE if max(im.width * im.height for im in ims) > BIG_DECODE_PIXELS else nullcontext()
 
 
+@contextmanager
+def _closing(*ims: Image.Image) -> Iterator[None]:
+    """Free the images' pixels on the way out (inside ``_turn``: before the next big decode)."""
+    try:
+        yield
+    finally:
+        for im in ims:
+            im.close()
+
+
 def _load(im: Image.Image) -> Image.Image:
     with _decoding():
         im.load()
@@ -249,7 +259,7 @@ def _read(source: bytes | str | Path) -> bytes:
 def decode_image(source: bytes | str | Path) -> np.ndarray:
     """Bytes or a file path -> uint8 (32, 32, 3). Raises ``ImageError`` for anything unusable."""
     im = _open(_read(source))
-    with _turn(im):
+    with _turn(im), _closing(im):
         return _model_input(_load(im))
 
 
@@ -266,7 +276,7 @@ def preview_image(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE,
     ``max_side`` pixels; a small one is upscaled pixel-crisp (nearest neighbour, integer factor)
     towards ``min_side`` without passing ``max_side``. Bounded like ``decode_image``."""
     im = _open(_read(source), work_side=max_side)
-    with _turn(im):
+    with _turn(im), _closing(im):
         return _preview(_load(im), max_side, min_side)
 
 
@@ -292,7 +302,7 @@ def decode_upload(source: bytes | str | Path, max_side: int = PREVIEW_MAX_SIDE
     data = _read(source)
     shown = _open(data, work_side=max_side)
     own = _open(data)  # the scale decode_image decodes at (headers only so far)
-    with _turn(shown, own):
+    with _turn(shown, own), _closing(shown, own):
         _load(shown)
         return _model_input(shown if own.size == shown.size else _load(own)), _preview(shown, max_side)
 

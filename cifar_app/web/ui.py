@@ -370,7 +370,8 @@ def new_link(key: str, known: Container[str], param: str = "runs", most: int | N
         st.info(f"{missing:,} of the {len(asked):,} runs in the link cannot be shown here "
                 f"(gone{why}, or not a run).")
     if most is not None and len(named) > most:
-        st.info(f"This shows {most} runs at most: the first {most} of the link's {len(named):,}.")
+        first = "the first" if most == 1 else f"the first {most}"
+        st.info(f"This shows {most} at most: {first} of the link's {len(named):,} runs.")
     return named[:most]
 
 
@@ -385,6 +386,14 @@ def write_link(key: str, ids: list[str], param: str = "runs") -> None:
         st.session_state.pop(mark, None)
         if param in st.query_params:
             del st.query_params[param]
+
+
+def keep_link(key: str, chosen: list[str], param: str = "runs") -> None:
+    """While the address holds a link (``?runs=``), it names the runs chosen (``write_link``), so a
+    reload or a shared address shows them, not the link's first runs; a page opened without one
+    keeps a plain address. An empty choice leaves it as it is."""
+    if chosen and param in st.query_params:
+        write_link(key, chosen, param)
 
 
 def offered_runs(runs: list[RunSummary], chosen: list, hint: str = "") -> list[str]:

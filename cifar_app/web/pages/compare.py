@@ -39,6 +39,7 @@ options = ui.offered_runs(runs, st.session_state.get("compare_runs", []),
                           "them) and press **Compare** under the table")
 chosen = st.multiselect("Runs", options, format_func=ui.run_labels(by_id[i] for i in options).__getitem__,
                         key="compare_runs")
+ui.keep_link("compare_runs", chosen)
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()

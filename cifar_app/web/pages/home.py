@@ -82,7 +82,7 @@ else:
                f"training time {format_duration(sum(s.seconds for s in summaries))}.")
 
 mine = [s for s in shown_runs if not s.reference]
-wanted = st.query_params.get("run")
+wanted = ",".join(st.query_params.get_all("run")).split(",")[0]  # as pick_run reads it
 linked = next((s for s in summaries if s.id == wanted and not s.reference), None) if wanted else None
 if linked is not None and linked not in mine:  # a link to this page names a run on another page
     mine.insert(0, linked)
@@ -91,7 +91,10 @@ tools = ui.lazy_expander("Rename or delete a run (of those shown)", key="runs_ma
 if tools is not None:
     with tools:
         chosen = ui.pick_run(mine, key="manage_run")
-        new_label = st.text_input("New name", value=chosen.label, max_chars=80, key="rename_to")
+        if st.session_state.get("_manage_for") != chosen.id:  # another run: its name, nothing ticked
+            st.session_state["rename_to"], st.session_state["confirm_delete"] = chosen.label, False
+            st.session_state["_manage_for"] = chosen.id
+        new_label = st.text_input("New name", max_chars=80, key="rename_to")
         col1, col2 = st.columns(2)
         with col1:
             if ui.action_button("Rename", key="rename"):

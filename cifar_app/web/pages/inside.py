@@ -61,12 +61,13 @@ def _default() -> list[str]:
 if linked := ui.new_link("inside_runs", by_id, most=INSIDE_MOST,  # the Runs page's "Look inside"
                          why=", damaged, without probe records"):
     st.session_state["inside_runs"] = linked
-kept = ui.remembered_runs("inside_runs", by_id, _default)
+kept = ui.remembered_runs("inside_runs", by_id, lambda: _default()[:INSIDE_MOST])  # (Streamlit would trim it)
 options = ui.offered_runs(with_probe, kept, " with probe records; to look inside others, select them "
                           "on the **Runs** page and press **Look inside** under the table")
 chosen = st.multiselect(f"Runs (one panel each, {INSIDE_MOST} at most)", options, key="inside_runs",
                         max_selections=INSIDE_MOST,
                         format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
+ui.keep_link("inside_runs", chosen)
 c1, c2 = st.columns([3, 2])
 layer = c1.radio("Layer", CONV_BLOCKS, horizontal=True, key="inside_layer")
 where = c2.radio("Activations", ["post", "pre"], horizontal=True, key="inside_where",

@@ -20,10 +20,11 @@ if not runs:
 data = ui.dataset()
 by_id = {s.id: s for s in runs}
 # the Runs page's "Where they disagree": its runs, and that tab open first
+fresh = "dis_runs" not in st.session_state  # the page was left (a widget's state goes with it)
 linked = ui.new_link("dis_runs", by_id, most=DISAGREE_MOST, why=", damaged, without a trained model")
 if linked:
     st.session_state["dis_runs"] = st.session_state["_mis_many_first"] = linked
-elif "runs" not in st.query_params:
+elif fresh or "runs" not in st.query_params:
     st.session_state.pop("_mis_many_first", None)
 
 
@@ -87,6 +88,7 @@ def disagreements() -> None:
                               "press **Where they disagree** under the table")
     chosen = st.multiselect(f"Runs (2 to {DISAGREE_MOST})", options, max_selections=DISAGREE_MOST,
                             key="dis_runs", format_func=ui.run_labels(by_id[i] for i in options).__getitem__)
+    ui.keep_link("dis_runs", chosen)
     if data is None:
         ui.data_missing_hint()
         return
