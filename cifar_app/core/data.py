@@ -235,10 +235,7 @@ def _load_image_tree(tree: Path, progress: Progress | None = None, train_split: 
                 progress(done, total)
         arrays[f"{split}_x"] = x
         arrays[f"{split}_y"] = np.array([files[i][1] for i in order], dtype=np.int64)
-    if not train_split:
-        return _tree_data({k: torch.from_numpy(v) for k, v in arrays.items()}, f"image folders in {tree}",
-                          test_names)
-    for cache in _cache_paths(tree, key):
+    for cache in _cache_paths(tree, key) if train_split else ():
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")

@@ -346,16 +346,28 @@ def remembered_runs(key: str, known: Container[str], default: Callable[[], list[
 MAX_LINK_CHARS = 10_000  # of a ``?runs=`` parameter read: about 300 run ids
 
 
+def _link(param: str) -> str:
+    """The URL's ``?param=`` as one text (given twice, both, comma-joined), at most
+    ``MAX_LINK_CHARS``."""
+    return ",".join(st.query_params.get_all(param))[:MAX_LINK_CHARS]
+
+
+def link_ids(param: str = "runs") -> list[str]:
+    """The ids ``?param=ID,ID`` names, in order, each once (not checked against any run)."""
+    return list(dict.fromkeys(i for i in _link(param).split(",") if i))
+
+
 def new_link(key: str, known: Container[str], param: str = "runs", most: int | None = None,
              why: str = "") -> list[str]:
-    """The runs that ``?runs=ID,ID`` (``param``; given twice, both) in the URL names and that are
-    ``known``, in its order (the first ``most``), when the picker ``key`` should follow it: the
-    link is new to this session, or the picker has no state (the page was left, which drops a
-    widget's state, and opened again by the same link). Otherwise none: a link picks once, and the
-    user's choice after it stays, whatever runs come and go. Runs the link names that are not
-    ``known`` are counted in a note (``why``: what the page needs of a run). This is how a page
-    reaches a run its picker does not offer (past ``MAX_OPTIONS``)."""
-    given = ",".join(st.query_params.get_all(param))[:MAX_LINK_CHARS]
+    """Set the picker ``key`` to the runs that ``?runs=ID,ID`` (``param``) in the URL names and
+    that are ``known``, in its order (the first ``most``; with ``most=1``, a select box: the one
+    id), when it should follow the link, and return them: the link is new to this session, or the
+    picker has no state (the page was left, which drops a widget's state, and opened again by the
+    same link). Otherwise none, and nothing set: a link picks once, and the user's choice after it
+    stays, whatever runs come and go. Runs the link names that are not ``known`` are counted in a
+    note (``why``: what the page needs of a run). This is how a page reaches a run its picker does
+    not offer (past ``MAX_OPTIONS``)."""
+    given = _link(param)
     mark = f"_{key}_link"
     if not given:
         st.session_state.pop(mark, None)
@@ -363,7 +375,7 @@ def new_link(key: str, known: Container[str], param: str = "runs", most: int | N
     if st.session_state.get(mark) == given and key in st.session_state:
         return []
     st.session_state[mark] = given
-    asked = list(dict.fromkeys(i for i in given.split(",") if i))
+    asked = link_ids(param)
     named = [i for i in asked if i in known]
     if len(named) < len(asked):
         missing = len(asked) - len(named)
@@ -372,7 +384,10 @@ def new_link(key: str, known: Container[str], param: str = "runs", most: int | N
     if most is not None and len(named) > most:
         first = "the first" if most == 1 else f"the first {most}"
         st.info(f"This shows {most} at most: {first} of the link's {len(named):,} runs.")
-    return named[:most]
+    named = named[:most]
+    if named:
+        st.session_state[key] = named[0] if most == 1 else named
+    return named
 
 
 def write_link(key: str, ids: list[str], param: str = "runs") -> None:
@@ -460,8 +475,7 @@ def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSu
     if not summaries:
         return None
     by_id = {s.id: s for s in summaries}
-    if linked := new_link(key, by_id, param="run", most=1):
-        st.session_state[key] = linked[0]
+    new_link(key, by_id, param="run", most=1)
     options = offered_runs(summaries, [st.session_state.get(key)],
                            "; open another from the Runs page's table (its *curves* link)")
     chosen = st.selectbox(label, options, key=key,

@@ -22,9 +22,7 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
-if linked := ui.new_link("cls_run", by_id, param="run", most=1,  # the Runs page's "Classify with it"
-                         why=", damaged, without a trained model"):
-    st.session_state["cls_run"] = linked[0]
+ui.new_link("cls_run", by_id, param="run", most=1, why=", damaged, without a trained model")  # Runs page
 options = ui.offered_runs(runs, [st.session_state.get("cls_run")], "; to classify with another, select "
                           "it on the **Runs** page and press **Classify with it** under the table")
 labels = ui.run_labels(by_id[i] for i in options)

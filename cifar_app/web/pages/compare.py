@@ -27,9 +27,9 @@ if experiments:
 by_id = {s.id: s for s in runs}
 default = default_selection(runs) if not experiments or exp is None else list(by_id)
 scope = exp if experiments else None
-if linked := ui.new_link("compare_runs", by_id, why=", damaged, without a finished epoch"
-                         + (", not in this experiment" if scope else "")):  # the Runs page's Compare
-    st.session_state["compare_runs"], st.session_state["compare_for"] = linked, scope
+if ui.new_link("compare_runs", by_id, why=", damaged, without a finished epoch"
+               + (", not in this experiment" if scope else "")):  # the Runs page's Compare
+    st.session_state["compare_for"] = scope
 elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
 else:  # keep the user's choice, minus runs that are gone

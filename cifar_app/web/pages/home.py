@@ -82,7 +82,7 @@ else:
                f"training time {format_duration(sum(s.seconds for s in summaries))}.")
 
 mine = [s for s in shown_runs if not s.reference]
-wanted = ",".join(st.query_params.get_all("run")).split(",")[0]  # as pick_run reads it
+wanted = next(iter(ui.link_ids("run")), None)  # as pick_run reads it
 linked = next((s for s in summaries if s.id == wanted and not s.reference), None) if wanted else None
 if linked is not None and linked not in mine:  # a link to this page names a run on another page
     mine.insert(0, linked)

@@ -58,9 +58,7 @@ def _default() -> list[str]:
         left = [s for s in left if s.id not in damaged]
 
 
-if linked := ui.new_link("inside_runs", by_id, most=INSIDE_MOST,  # the Runs page's "Look inside"
-                         why=", damaged, without probe records"):
-    st.session_state["inside_runs"] = linked
+ui.new_link("inside_runs", by_id, most=INSIDE_MOST, why=", damaged, without probe records")  # "Look inside"
 kept = ui.remembered_runs("inside_runs", by_id, lambda: _default()[:INSIDE_MOST])  # (Streamlit would trim it)
 options = ui.offered_runs(with_probe, kept, " with probe records; to look inside others, select them "
                           "on the **Runs** page and press **Look inside** under the table")

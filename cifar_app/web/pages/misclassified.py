@@ -21,9 +21,8 @@ data = ui.dataset()
 by_id = {s.id: s for s in runs}
 # the Runs page's "Where they disagree": its runs, and that tab open first
 fresh = "dis_runs" not in st.session_state  # the page was left (a widget's state goes with it)
-linked = ui.new_link("dis_runs", by_id, most=DISAGREE_MOST, why=", damaged, without a trained model")
-if linked:
-    st.session_state["dis_runs"] = st.session_state["_mis_many_first"] = linked
+if ui.new_link("dis_runs", by_id, most=DISAGREE_MOST, why=", damaged, without a trained model"):
+    st.session_state["_mis_many_first"] = True
 elif fresh or "runs" not in st.query_params:
     st.session_state.pop("_mis_many_first", None)
 
