@@ -6,6 +6,7 @@ in its own process group on 127.0.0.1, ended by its id; every request loop is bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import signal
@@ -225,16 +226,162 @@ def test_a_visitor_without_the_token_cannot_clear_the_caches(tmp_path):
         server.stop()
 
 
+class FakeHolder:
+    """Streamlit's store of uploads, as ``gate.Uploads`` sees it: sessions alive, files held."""
+
+    def __init__(self, *alive: str) -> None:
+        self.live = set(alive)
+        self.files: dict[str, int] = {}  # session -> bytes held
+
+    def alive(self, session):
+        return session in self.live
+
+    def holders(self):
+        return list(self.files)
+
+    def held(self):
+        return sum(self.files.values())
+
+    def drop(self, session):
+        self.files.pop(session, None)
+
+
 def test_upload_caps_per_session():
-    g = gate.Gate(app=None, policy=access.Policy(token_required=False))
-    path = gate.UPLOAD + "s1/f"
-    assert g._count_upload(path, None) == (411, "an upload must declare its length")
-    assert g._count_upload(path, str(gate.UPLOAD_BYTES - 10)) is None
-    assert g._count_upload(path, "11")[0] == 413
-    assert g._count_upload(gate.UPLOAD + "s2/f", "11") is None  # another session has its own budget
+    u = gate.Uploads(FakeHolder("s1", "s2"), limit=10 * gate.UPLOAD_BYTES)
+    assert u.admit("s1", None) == ((411, "an upload must declare its length"), 0)
+    assert u.admit("s1", str(gate.UPLOAD_BYTES - 10)) == (None, gate.UPLOAD_BYTES - 10)
+    assert u.admit("s1", "11")[0][0] == 413
+    assert u.admit("s2", "11")[0] is None  # another session has its own budget
     for _ in range(gate.UPLOAD_FILES - 1):
-        assert g._count_upload(gate.UPLOAD + "s2/f", "1") is None
-    assert g._count_upload(gate.UPLOAD + "s2/f", "1")[0] == 429
+        assert u.admit("s2", "1")[0] is None
+    assert u.admit("s2", "1")[0][0] == 429
+
+
+def test_an_upload_to_a_session_that_does_not_exist_is_refused_and_not_remembered():
+    """Streamlit would refuse it too, but after the gate had counted it: a made-up session id per
+    request grew the gate's table without bound."""
+    u = gate.Uploads(FakeHolder("s1"), limit=2**30)
+    for i in range(100):
+        assert u.admit(f"made-up-{i}", "1")[0][0] == 400
+    assert u._sessions == {}
+
+
+def test_the_server_holds_at_most_its_limit_of_uploads_across_sessions():
+    mib = 2**20
+    holder = FakeHolder("a", "b")
+    u = gate.Uploads(holder, limit=3 * mib)
+    refusal, a = u.admit("a", str(2 * mib))
+    assert refusal is None
+    assert u.admit("b", str(2 * mib))[0][0] == 503  # a's upload is under way: its bytes count
+    u.done(a)
+    holder.files["a"] = 2 * mib  # it landed in Streamlit's store
+    assert u.admit("b", str(2 * mib))[0][0] == 503  # held now
+    refusal, b = u.admit("b", str(mib))
+    assert refusal is None  # what fits is taken
+    u.done(b)
+    holder.files["b"] = mib
+    del holder.files["a"]  # a removed its file
+    assert u.admit("b", str(2 * mib))[0] is None
+
+
+def test_a_gone_sessions_uploads_are_freed_and_its_count_forgotten():
+    holder = FakeHolder("a", "b")
+    holder.files = {"a": 5, "b": 7}
+    u = gate.Uploads(holder, limit=2**30)
+    assert u.admit("a", "5")[0] is None
+    holder.live.discard("a")  # its tab closed and Streamlit no longer keeps it to reconnect
+    u.reclaim()
+    assert holder.files == {"b": 7} and "a" not in u._sessions
+
+
+def test_the_servers_upload_limit_is_read_from_the_environment():
+    assert gate.held_limit({}) == gate.HELD_MB * 2**20
+    assert gate.held_limit({gate.HELD_MB_ENV: " 12 "}) == 12 * 2**20
+    for bad in ("0", "-3", "1.5", "ü", "²", "9" * 60):
+        with pytest.raises(SystemExit, match=gate.HELD_MB_ENV):
+            gate.held_limit({gate.HELD_MB_ENV: bad})
+
+
+class _Visitor:
+    """A browser tab's session, open until ``close``: its websocket is read in the background, as a
+    frontend reads it, so the server never waits on it."""
+
+    def __init__(self, server: Server, xsrf: str) -> None:
+        self.server, self.xsrf = server, xsrf
+
+    async def open(self) -> _Visitor:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        headers = {"Cookie": f"_streamlit_xsrf={self.xsrf}", "Origin": self.server.url}
+        uri = self.server.url.replace("http", "ws") + "/_stcore/stream"
+        self.ws = await websockets.connect(
+            uri, subprotocols=["streamlit", self.xsrf], additional_headers=headers, max_size=None
+        )
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        await self.ws.send(rerun.SerializeToString())
+        self.id = None
+        while self.id is None:
+            msg = ForwardMsg()
+            msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), timeout=30))
+            if msg.WhichOneof("type") == "new_session":
+                self.id = msg.new_session.initialize.session_id
+        self.reader = asyncio.create_task(self._drain())
+        return self
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in self.ws:
+                pass
+
+    async def upload(self, name: str, size: int) -> int:
+        body, ctype = _multipart(name, b"\0" * size)
+        headers = {"Content-Type": ctype, "X-Xsrftoken": self.xsrf, "Cookie": f"_streamlit_xsrf={self.xsrf}"}
+        path = f"/_stcore/upload_file/{self.id}/{name}"
+        return await asyncio.to_thread(self.server.request, "PUT", path, body, headers)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+def test_a_server_holds_its_limit_of_uploads_and_frees_what_closed_tabs_left(tmp_path):
+    """Two tabs against ``CIFAR_APP_UPLOAD_MB=3``: the second's upload past the server's limit is
+    refused while the first holds its file; once the first tab is closed and Streamlit no longer
+    keeps its session to reconnect (``server.disconnectedSessionTTL``, 2 s here), its file is freed
+    and the upload fits. Streamlit itself keeps such a file until the server stops."""
+    mib = 2**20
+    server = Server(
+        tmp_path,
+        CIFAR_APP_REQUIRE_TOKEN="",
+        CIFAR_APP_UPLOAD_MB="3",
+        STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL="2",
+    )
+
+    async def scenario() -> None:
+        xsrf = server.xsrf()
+        a = await _Visitor(server, xsrf).open()
+        b = await _Visitor(server, xsrf).open()
+        try:
+            assert await a.upload("a1", 2 * mib) in (200, 204)
+            assert await b.upload("b1", 2 * mib) == 503
+            assert await b.upload("b2", mib // 2) in (200, 204)  # what fits is taken
+            await a.close()
+            assert await b.upload("b3", 2 * mib) == 503  # a is kept to reconnect, with its file
+            deadline = time.time() + 30
+            status = 503
+            while status == 503 and time.time() < deadline:
+                await asyncio.sleep(0.5)
+                status = await b.upload("b3", 2 * mib)
+            assert status in (200, 204), status
+        finally:
+            await b.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
 
 
 def test_wrong_tokens_slow_their_client_down():

@@ -155,8 +155,12 @@ def test_train_page_refuses_a_hostile_or_missing_teacher_and_takes_a_finished_on
     assert not at.exception and not at.error and not at.button(key="start").disabled
 
 
-def test_classify_page_good_and_bad_upload(completed_env):
+def test_classify_page_good_and_bad_upload(completed_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_APP_UPLOAD_MB", "77")
     at = run_page(PAGE["classify"], {"run": completed_env.id})
+    # Streamlit's uploader shows a refused file as "Request failed with status code 503": the caps
+    # and what each refusal means are in its help
+    assert all(t in at.file_uploader(key="cls_files").proto.help for t in ("77 MB", "413", "503"))
     at.file_uploader(key="cls_files").set_value([
         ("good.png", png(), "image/png"),
         ("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png"),

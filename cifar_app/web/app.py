@@ -115,7 +115,7 @@ def server() -> dict:
         charts,
         ui,  # noqa: F401  (what every page imports: the first page opens sooner)
     )
-    from cifar_app.web.gate import Gate
+    from cifar_app.web.gate import Gate, StreamlitUploads, Uploads, held_limit
     from cifar_app.web.preload import Preload
     from cifar_app.web.webapp import routes
 
@@ -123,6 +123,7 @@ def server() -> dict:
     base, policy = st.get_option("server.baseUrlPath"), access.policy(st.get_option("server.address"))
     if policy.token_required and (problem := access.token_problem(access.server_token()[0])):
         raise SystemExit(f"error: {problem}")  # an exposed server with a guessable token: do not serve
+    uploads = Uploads(StreamlitUploads(), held_limit())  # a bad $CIFAR_APP_UPLOAD_MB: do not serve
     # The first listing of a store reads every row of its index (at 10,000 runs, about half a
     # second; for a store made before the index, every run's log): started now, so that a visitor
     # who comes later finds it done (one who comes sooner waits for it, rather than doing it again).
@@ -130,7 +131,8 @@ def server() -> dict:
     if policy.token_required:  # no traceback, and so no server path, in a visitor's browser
         st.set_option("client.showErrorDetails", "none")
     return {"routes": routes(base, policy), "lifespan": _lifespan,
-            "middleware": [Middleware(Gate, policy=policy, base_url_path=base),  # the outer one
+            "middleware": [Middleware(Gate, policy=policy, base_url_path=base,  # the outer one
+                                      uploads=uploads),
                            Middleware(Preload, routes={p.route: p.preloads for p in PAGES},
                                       run={p.route: p.draws for p in PAGES}, base_url_path=base)]}
 

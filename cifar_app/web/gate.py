@@ -3,8 +3,9 @@ included (``dashboard.py`` hands it to ``st.App``). What is allowed is decided i
 module only finds, for each request, the action it is and whether the visitor holds the key.
 
 - ``PUT/DELETE /_stcore/upload_file/...`` is ``Action.CHANGE``: refused (403) before its body is
-  read unless allowed; an allowed upload still has to declare its length, and a session's uploads
-  are capped in count and bytes (``UPLOAD_FILES``, ``UPLOAD_BYTES``);
+  read unless allowed; an allowed upload still has to declare its length, and is refused before its
+  body is read when it would pass a session's caps in count and bytes (``UPLOAD_FILES``,
+  ``UPLOAD_BYTES``) or what the whole server may hold in uploads at once (``Uploads``);
 - ``GET /media/...`` (downloads, images drawn for a session) is ``Action.DOWNLOAD``;
 - ``/_stcore/metrics`` is internal: only with the key on an exposed server;
 - on the websocket (``/_stcore/stream``), a message asking the server to clear its caches is
@@ -15,9 +16,11 @@ module only finds, for each request, the action it is and whether the visitor ho
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from cifar_app.web import access
 
@@ -28,6 +31,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 UPLOAD_FILES = 64  # files one browser session may upload
 UPLOAD_BYTES = 200 * 2**20  # bytes one browser session may upload, all files together
+HELD_MB = 400  # MiB all sessions' uploads may hold in the server at once, by default
+HELD_MB_ENV = "CIFAR_APP_UPLOAD_MB"
 UPLOAD = "/_stcore/upload_file/"
 MEDIA = "/media/"
 METRICS = "/_stcore/metrics"
@@ -47,16 +52,138 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), None)
 
 
+def held_limit(env: MutableMapping[str, str] | None = None) -> int:
+    """Bytes all sessions' uploads may hold in the server at once: ``$CIFAR_APP_UPLOAD_MB`` MiB
+    (a positive whole number), else ``HELD_MB``."""
+    raw = (os.environ if env is None else env).get(HELD_MB_ENV, "").strip()
+    if not raw:
+        return HELD_MB * 2**20
+    if not re.fullmatch(r"[0-9]{1,7}", raw) or int(raw) < 1:
+        raise SystemExit(f"error: ${HELD_MB_ENV} must be a whole number of MiB, at least 1, not {raw[:40]!r}")
+    return int(raw) * 2**20
+
+
+def upload_help() -> str:
+    """The caps, as a visitor whose file shows "Request failed with status code ..." needs them
+    (Streamlit's uploader shows the status, not the server's message)."""
+    return (
+        f"One visit may upload {UPLOAD_FILES} files, {UPLOAD_BYTES // 2**20} MB in all (a file "
+        "past that shows error 413 or 429: reload the page for a new visit). All visitors' "
+        f"files together may hold {held_limit() // 2**20} MB of the server's memory (error 503: "
+        "remove files you are done with, or try again later)."
+    )
+
+
+class Holder(Protocol):
+    """What ``Uploads`` needs of the server that keeps the files (``StreamlitUploads``)."""
+
+    def alive(self, session: str) -> bool: ...  # connected, or kept for it to reconnect
+    def holders(self) -> list[str]: ...  # sessions holding files
+    def held(self) -> int: ...  # bytes held, all sessions
+    def drop(self, session: str) -> None: ...  # free a session's files
+
+
+class Uploads:
+    """The caps on uploads, checked before a body is read:
+
+    - each session: at most ``UPLOAD_FILES`` files and ``UPLOAD_BYTES`` bytes in its life;
+    - the server: what its sessions hold, plus what uploads under way declared, at most ``limit``
+      bytes (503 past it: the next visitor may find room once others remove files or leave);
+    - a session that is gone (neither connected nor kept to reconnect) has its files freed
+      (``reclaim``, at each new visitor and each upload). Streamlit frees them only when it ends a
+      session itself; one that is dropped from its reconnect store after a closed tab (two minutes
+      later) keeps its files in the server's memory until the server stops.
+    """
+
+    def __init__(self, holder: Holder, limit: int) -> None:
+        self.holder, self.limit = holder, limit
+        self._sessions: dict[str, tuple[int, int]] = {}  # session id -> (files, bytes) accepted
+        self._under_way = 0  # bytes declared by uploads admitted and not yet answered
+        self._lock = threading.Lock()
+
+    def admit(self, session: str, length: str | None) -> tuple[tuple[int, str] | None, int]:
+        """(refusal or None, the bytes reserved for it: pass them to ``done`` once it is answered)."""
+        try:
+            size = int(length or "")
+        except ValueError:
+            return (411, "an upload must declare its length"), 0
+        if size < 0:
+            return (400, "a negative length"), 0
+        if not self.holder.alive(session):
+            return (400, "no such session"), 0
+        self.reclaim()
+        with self._lock:
+            files, used = self._sessions.get(session, (0, 0))
+            if files + 1 > UPLOAD_FILES:
+                return (429, f"at most {UPLOAD_FILES} uploads per session"), 0
+            if used + size > UPLOAD_BYTES:
+                return (413, f"at most {UPLOAD_BYTES // 2**20} MB of uploads per session"), 0
+            if self.holder.held() + self._under_way + size > self.limit:
+                return (
+                    503,
+                    f"the server holds all the uploads it may ({self.limit // 2**20} MB) for "
+                    "now: remove files you are done with, or try again later",
+                ), 0
+            self._sessions[session] = (files + 1, used + size)
+            self._under_way += size
+        return None, size
+
+    def done(self, size: int) -> None:
+        with self._lock:
+            self._under_way -= size
+
+    def reclaim(self) -> None:
+        """Free the files of sessions that are gone, and forget their counts."""
+        for session in self.holder.holders():
+            if not self.holder.alive(session):
+                self.holder.drop(session)
+        with self._lock:
+            for session in [s for s in self._sessions if not self.holder.alive(s)]:
+                del self._sessions[session]
+
+
+class StreamlitUploads:
+    """Streamlit's store of uploaded files, and its sessions (the running server's runtime)."""
+
+    @staticmethod
+    def _runtime() -> Any:
+        from streamlit.runtime import Runtime
+
+        return Runtime.instance()
+
+    def alive(self, session: str) -> bool:
+        # Active, or kept for a reconnect (the session manager's public ``get_session_info``;
+        # ``Runtime`` itself only says whether a session is connected).
+        return self._runtime()._session_mgr.get_session_info(session) is not None
+
+    def holders(self) -> list[str]:
+        return list(self._runtime().uploaded_file_mgr.file_storage)
+
+    def held(self) -> int:
+        from streamlit.runtime.stats import CACHE_MEMORY_FAMILY
+
+        stats = self._runtime().uploaded_file_mgr.get_stats([CACHE_MEMORY_FAMILY])
+        return sum(s.byte_length for s in stats.get(CACHE_MEMORY_FAMILY, []))
+
+    def drop(self, session: str) -> None:
+        self._runtime().uploaded_file_mgr.remove_session_files(session)
+
+
 class Gate:
     """ASGI middleware applying ``access.Policy`` to Streamlit's routes (see the module docstring)."""
 
-    def __init__(self, app: Callable, policy: access.Policy | None = None, base_url_path: str = "") -> None:
+    def __init__(
+        self,
+        app: Callable,
+        policy: access.Policy | None = None,
+        base_url_path: str = "",
+        uploads: Uploads | None = None,
+    ) -> None:
         self.app = app
         self.policy = policy or access.Policy(token_required=False)
         base = base_url_path.strip("/")
         self.base = f"/{base}" if base else ""
-        self._uploads: dict[str, tuple[int, int]] = {}  # session id -> (files, bytes) accepted
-        self._lock = threading.Lock()
+        self.uploads = uploads or Uploads(StreamlitUploads(), HELD_MB * 2**20)
 
     def _granted(self, scope: Scope) -> bool:
         keys = (
@@ -77,7 +204,11 @@ class Gate:
             if refusal is not None:
                 await _respond(send, *refusal)
                 return
+            if path.startswith(UPLOAD) and scope.get("method") in ("PUT", "POST"):
+                await self._upload(scope, path, receive, send)
+                return
         elif scope["type"] == "websocket" and path == STREAM:
+            self.uploads.reclaim()  # a new visitor: free what gone visitors left
             receive = self._filtered(scope, receive)
             if self.policy.token_required:
                 send = _without_script_path(send)
@@ -89,31 +220,24 @@ class Gate:
         if path.startswith(UPLOAD) and method in ("PUT", "DELETE", "POST"):
             if not self._allows(access.Action.CHANGE, scope):
                 return 403, "uploads need the access token"
-            if method == "DELETE":
-                return None
-            return self._count_upload(path, _header(scope, b"content-length"))
         if path.startswith(MEDIA) and not self._allows(access.Action.DOWNLOAD, scope):
             return 403, "files need the access token"
         if path == METRICS and self.policy.token_required and not self._granted(scope):
             return 403, "this needs the access token"
         return None
 
-    def _count_upload(self, path: str, length: str | None) -> tuple[int, str] | None:
+    async def _upload(self, scope: Scope, path: str, receive: Receive, send: Send) -> None:
+        """Pass an allowed upload on if the caps admit it; what it declared is held for it until
+        Streamlit has answered (by then the file is in Streamlit's store, or refused)."""
         session = path[len(UPLOAD) :].split("/", 1)[0]
+        refusal, size = self.uploads.admit(session, _header(scope, b"content-length"))
+        if refusal is not None:
+            await _respond(send, *refusal)
+            return
         try:
-            size = int(length or "")
-        except ValueError:
-            return 411, "an upload must declare its length"
-        if size < 0:
-            return 400, "a negative length"
-        with self._lock:
-            files, used = self._uploads.get(session, (0, 0))
-            if files + 1 > UPLOAD_FILES:
-                return 429, f"at most {UPLOAD_FILES} uploads per session"
-            if used + size > UPLOAD_BYTES:
-                return 413, f"at most {UPLOAD_BYTES // 2**20} MB of uploads per session"
-            self._uploads[session] = (files + 1, used + size)
-        return None
+            await self.app(scope, receive, send)
+        finally:
+            self.uploads.done(size)
 
     def _filtered(self, scope: Scope, receive: Receive) -> Receive:
         """``receive`` without the websocket messages this visitor may not send."""

@@ -5,7 +5,7 @@ import streamlit as st
 from cifar_app.lab.batchdep import alone_and_in_batch
 from cifar_app.store.inference import MAX_FILE_BYTES, ImageError, classify_each, decode_upload
 from cifar_app.store.run import RunDamaged
-from cifar_app.web import ui
+from cifar_app.web import gate, ui
 from cifar_app.web.access import Action
 from cifar_app.web.charts import NORM_COLORS, topk_bars
 from cifar_app.web.tables import default_selection
@@ -38,7 +38,7 @@ show_cam = st.toggle("Show where each model looks (Grad-CAM at C9, eval mode)", 
 files = st.file_uploader(
     f"Drop images here (PNG, JPEG, WebP, BMP, GIF; up to {MAX_FILE_BYTES // 2**20} MB each)",
     type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True, key="cls_files",
-    disabled=not allowed, help=None if allowed else ui.READ_ONLY_HELP)
+    disabled=not allowed, help=gate.upload_help() if allowed else ui.READ_ONLY_HELP)
 if not allowed:
     st.info("Classifying images runs the models on this server, so it needs the access token.")
     st.stop()
