@@ -587,6 +587,10 @@ def test_the_runs_page_makes_its_tools_only_when_they_are_opened(app_env, monkey
     assert keys(at) & tools == {"export_run", "dl_bundle", "import_bundle"}
     linked = run_page(PAGE["home"], {"run": ids[2]})
     assert keys(linked) >= tools and linked.selectbox(key="manage_run").value == ids[2]
+    assert linked.selectbox(key="export_run").value == ids[2]  # it was the newest run's export
+    at.query_params["run"] = ids[1]  # a link, in a tab that exported another run before
+    at.run()
+    assert at.selectbox(key="export_run").value == ids[1]
 
 
 def test_the_runs_page_lists_10000_runs_without_reading_their_logs(app_env, monkeypatch):
@@ -640,6 +644,35 @@ def test_a_link_is_followed_each_time_it_opens_the_page_and_never_undoes_the_use
     assert at.multiselect(key="compare_runs").value == [ids[0]]  # still the user's choice
     at = run_page(PAGE["compare"], {"runs": f"{ids[1]},gone,{ids[2]}"})
     assert "1 of the 3 runs in the link cannot be shown here" in texts(at)
+
+
+def test_a_page_does_not_write_its_default_run_into_the_address(app_env):
+    """Back took two presses off the Train and Misclassified pages: each wrote its default run into
+    the address, a second step in the browser's history (Streamlit pushes one for each change)."""
+    ids = _many_runs(app_env / "runs", 3)
+    at = run_page(PAGE["train"])
+    assert at.selectbox(key="train_run").value == ids[0] and "run" not in at.query_params
+    at.selectbox(key="train_run").select(ids[1]).run()
+    assert at.query_params["run"] == ids[1]
+    at.selectbox(key="train_run").select(ids[0]).run()  # back to the first: the address follows
+    assert at.query_params["run"] == ids[0]
+
+
+@pytest.mark.parametrize("page,param,picker", [("train", "run", "train_run"),
+                                               ("compare", "runs", "compare_runs")])
+def test_a_link_to_a_run_not_shown_yet_stays_in_the_address_until_the_user_chooses(
+        app_env, page, param, picker):
+    """A link to a run the page cannot show yet (still training, on another server's store) was
+    replaced in the address by the run shown instead: reloaded once the run was there, it showed
+    the other run."""
+    ids = _many_runs(app_env / "runs", 3)
+    at = run_page(PAGE[page], {param: "20300101-000000-not-yet"})
+    assert "cannot be shown here" in texts(at) and at.query_params[param] == "20300101-000000-not-yet"
+    at.run()
+    assert at.query_params[param] == "20300101-000000-not-yet"
+    widget = at.selectbox(key=picker) if param == "run" else at.multiselect(key=picker)
+    widget.set_value(ids[2] if param == "run" else [ids[2]]).run()
+    assert at.query_params[param] == ids[2]  # the user's choice is written
 
 
 def test_renaming_or_deleting_starts_afresh_for_each_run_picked(app_env):

@@ -358,15 +358,18 @@ def link_ids(param: str = "runs") -> list[str]:
 
 
 def new_link(key: str, known: Container[str], param: str = "runs", most: int | None = None,
-             why: str = "") -> list[str]:
+             why: str = "", notes: bool = True) -> list[str]:
     """Set the picker ``key`` to the runs that ``?runs=ID,ID`` (``param``) in the URL names and
     that are ``known``, in its order (the first ``most``; with ``most=1``, a select box: the one
     id), when it should follow the link, and return them: the link is new to this session, or the
     picker has no state (the page was left, which drops a widget's state, and opened again by the
     same link). Otherwise none, and nothing set: a link picks once, and the user's choice after it
     stays, whatever runs come and go. Runs the link names that are not ``known`` are counted in a
-    note (``why``: what the page needs of a run). This is how a page reaches a run its picker does
-    not offer (past ``MAX_OPTIONS``)."""
+    note (``why``: what the page needs of a run; ``notes=False``: none, for a second picker that
+    follows the same link). A link that names none the page can show stays in the address until
+    the user chooses (``write_link``): reloaded later (a run still training has finished), it is
+    followed again. This is how a page reaches a run its picker does not offer (past
+    ``MAX_OPTIONS``)."""
     given = _link(param)
     mark = f"_{key}_link"
     if not given:
@@ -377,24 +380,36 @@ def new_link(key: str, known: Container[str], param: str = "runs", most: int | N
     st.session_state[mark] = given
     asked = link_ids(param)
     named = [i for i in asked if i in known]
-    if len(named) < len(asked):
+    if notes and len(named) < len(asked):
         missing = len(asked) - len(named)
         st.info(f"{missing:,} of the {len(asked):,} runs in the link cannot be shown here "
                 f"(gone{why}, or not a run).")
-    if most is not None and len(named) > most:
+    if notes and most is not None and len(named) > most:
         first = "the first" if most == 1 else f"the first {most}"
         st.info(f"This shows {most} at most: {first} of the link's {len(named):,} runs.")
     named = named[:most]
     if named:
         st.session_state[key] = named[0] if most == 1 else named
+    else:
+        st.session_state[f"_{key}_unshown"] = given  # the page's default is shown over it
     return named
 
 
 def write_link(key: str, ids: list[str], param: str = "runs") -> None:
     """Put the picker ``key``'s choice in the address (``?param=ID,ID``; none chosen: removed), so
     the page can be bookmarked or shared, as a link ``new_link`` has followed already: the page's
-    own address is not a new link over the user's next choice."""
+    own address is not a new link over the user's next choice. While the page shows its default
+    over a link that named nothing it can show (``new_link``), the link stays."""
     mark, value = f"_{key}_link", ",".join(ids)
+    unshown = f"_{key}_unshown"
+    if unshown in st.session_state:
+        held = st.session_state[unshown]
+        if isinstance(held, str) and _link(param) == held:  # the first run after the link
+            st.session_state[unshown] = (held, value)
+            return
+        if held == (_link(param), value):  # still the default, under the same link
+            return
+        del st.session_state[unshown]  # the user chose, or another address
     if value:
         st.query_params[param] = st.session_state[mark] = value
     else:
@@ -471,7 +486,8 @@ def run_filters(summaries: list[RunSummary], key: str) -> RunPage:
 def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSummary | None:
     """A select box over runs kept in step with ``?run=ID`` in the URL: the URL picks the run
     (a link, a new run just started: ``new_link``), and the run picked is written back
-    (``write_link``), so the page can be bookmarked or shared."""
+    (``write_link``), so the page can be bookmarked or shared; the page's default (the newest run)
+    is not, unless the address named a run."""
     if not summaries:
         return None
     by_id = {s.id: s for s in summaries}
@@ -480,7 +496,8 @@ def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSu
                            "; open another from the Runs page's table (its *curves* link)")
     chosen = st.selectbox(label, options, key=key,
                           format_func=run_labels(by_id[i] for i in options).__getitem__)
-    write_link(key, [chosen], param="run")
+    if chosen != options[0] or "run" in st.query_params:  # the default alone is not written: that
+        write_link(key, [chosen], param="run")    # would be a second step in the history (Back)
     return by_id[chosen]
 
 

@@ -117,6 +117,9 @@ tools = ui.lazy_expander("Export or import a run", key="runs_port", opened=linke
 if tools is not None:
     with tools:
         exportable = {s.id: s for s in shown_runs if not s.damaged}
+        if linked is not None and not linked.damaged:
+            exportable = {linked.id: linked, **exportable}
+        ui.new_link("export_run", exportable, param="run", most=1, notes=False)  # as the one above
         if exportable and st.session_state.get("export_run") not in exportable:
             st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
         chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
