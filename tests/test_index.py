@@ -669,3 +669,28 @@ def test_a_wall_clock_set_back_does_not_stretch_recheck_s(tmp_path, monkeypatch)
     while {s.id: s.best_test_acc for s in server.summaries()}[ids[0]] != 0.97:
         assert time.monotonic() < deadline, "the edit was never seen"
         time.sleep(0.05)
+
+
+def test_a_runs_row_says_it_has_probe_records_from_its_first_epoch(tmp_path, monkeypatch):
+    """The Inside page and the Runs page's *Look inside* take it from the row, not from a stat of
+    each run's probe log: every row the recorder writes once an epoch has ended says so (the first
+    record, of the initial weights, comes before it), and a run without records says not."""
+    from cifar_app.store.jobs import execute_run
+    from tests.conftest import synthetic_data
+
+    rows = []
+    real = RunIndex._row
+
+    def spy(self, run, known_stamp=None):
+        row = real(self, run, known_stamp)
+        rows.append(json.loads(row[4]))
+        return row
+
+    monkeypatch.setattr(RunIndex, "_row", spy)
+    store = RunStore(tmp_path / "runs", reference_root=None)
+    run = store.create(TrainSettings(norm="group", epochs=2, batch_size=50, max_lr=0.05, device="cpu"))
+    execute_run(store, run.id, data=synthetic_data(200, 300))
+    after_an_epoch = [r["has_probes"] for r in rows if r["id"] == run.id and r["epoch"] >= 1]
+    assert len(after_an_epoch) >= 2 and all(after_an_epoch)
+    plain = store.create(TrainSettings(epochs=2))
+    assert {s.id: s.has_probes for s in store.summaries()} == {run.id: True, plain.id: False}

@@ -11,6 +11,10 @@ The run folders stay the truth; the index is a cache that can always be rebuilt 
   last ``RACY_S`` seconds is stored as one that matches nothing (git's "racily clean" rule): a
   same-size rewrite within one tick of a file system's coarse timestamps cannot hide behind it
   (the row is redone at the next listing);
+- whether a run has probe records (``inside.jsonl``) is kept with its summary but not stamped: the
+  recorder writes the first record (the initial weights) before the first epoch ends, so every
+  row written once training has begun has it; a probe log emptied by hand afterwards is found when
+  the Inside page reads it;
 - the summary is kept as the files say it, before the liveness check: the state of an active run
   depends on whether its process lives, so that check is made at every listing from the row's pid
   and heartbeat (``run.live_summary``), without reading the folder;
@@ -51,7 +55,7 @@ from cifar_app.store.run import Run, RunSummary, live_summary
 from cifar_app.store.states import ACTIVE
 
 SCHEMA_VERSION = 1   # the table's layout
-SUMMARY_VERSION = 1  # how a summary is made: bump with any change to Run.raw_summary or what it uses
+SUMMARY_VERSION = 2  # how a summary is made: bump with any change to Run.raw_summary or what it uses
 RACY_S = 0.05  # ten times ext4's coarse timestamp tick (4 ms on kernels without fine-grained ones)
 _STAMPED = (SETTINGS, STATUS, METRICS, MODEL)  # the files a summary is made from
 _SCHEMA = """

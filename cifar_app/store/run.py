@@ -105,6 +105,7 @@ class RunSummary:
     has_model: bool
     tags: dict = field(default_factory=dict)
     changes: str = ""             # settings other than the default recipe's (TrainSettings.changes)
+    has_probes: bool = False      # inside.jsonl holds records (``Run.has_inside``)
 
     @property
     def damaged(self) -> bool:
@@ -137,6 +138,7 @@ _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
     "epochs": (int, _N), "best_test_acc": (float, int, _N), "best_epoch": (int, _N),
     "final_test_acc": (float, int, _N), "params": (int, _N), "seconds": (float, int),
     "created": (float, int, _N), "error": (str, _N), "has_model": (bool,), "tags": (dict,), "changes": (str,),
+    "has_probes": (bool,),
 }
 
 
@@ -485,7 +487,7 @@ class Run:
                 st = {}
             return RunSummary(self.id, str(st.get("label") or self.id), self.reference, "?", RunState.DAMAGED,
                               0, None, None, None, None, None, 0.0, _float(st.get("created")), e.short,
-                              self.has_model(), _tags(st)), st
+                              self.has_model(), _tags(st), has_probes=self.has_inside()), st
         best = m.best
         return RunSummary(
             id=self.id, label=str(st.get("label") or self.id), reference=self.reference, norm=s.norm,
@@ -495,7 +497,7 @@ class Run:
             params=st.get("params") if isinstance(st.get("params"), int) else None,
             seconds=sum(e.seconds for e in m.epochs), created=_float(st.get("created")),
             error=st.get("error") if isinstance(st.get("error"), str) else None,
-            has_model=self.has_model(), tags=_tags(st), changes=s.changes(),
+            has_model=self.has_model(), tags=_tags(st), changes=s.changes(), has_probes=self.has_inside(),
         ), st
 
 

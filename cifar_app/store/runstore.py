@@ -8,7 +8,6 @@ place; a deleted run is first renamed out of sight.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -16,7 +15,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from cifar_app.core.records import BatchStats, EpochStats
@@ -203,16 +202,6 @@ class RunStore:
         """One run's ``summary()`` through the run index (its logs are read only when its files
         changed since its row); ``RunNotFound`` for an unknown id."""
         return RunIndex(self.root).summary(self.get(run_id))
-
-    def with_probes(self, run_ids: Iterable[str]) -> set[str]:
-        """Those of ``run_ids`` whose runs have probe records (``Run.has_inside``: two stats a run,
-        no log read); runs gone meanwhile are not."""
-        found = set()
-        for i in run_ids:
-            with contextlib.suppress(RunNotFound):
-                if self.get(i).has_inside():
-                    found.add(i)
-        return found
 
     def rename(self, run_id: str, label: str) -> None:
         """Set a run's display label (the id never changes)."""

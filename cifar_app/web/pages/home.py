@@ -72,7 +72,7 @@ else:
                                          "params": st.column_config.NumberColumn(format="%d"),
                                          "best test acc (%)": st.column_config.NumberColumn(format="%.2f")})
     selected = [shown_runs[i] for i in picked.selection.rows if i < len(shown_runs)]
-    probed = store.with_probes(s.id for s in selected if not s.damaged)
+    probed = {s.id for s in selected if s.has_probes and not s.damaged}
     for column, link in zip(st.columns(4), selection_links(selected, probed)):
         if column.button(link.label, key=link.key, disabled=not link.query, width="stretch",
                          help=None if link.query else link.why):

@@ -33,8 +33,7 @@ summaries = store.summaries()
 ui.damaged_notice(summaries)
 
 
-probed = store.with_probes(s.id for s in summaries if not s.damaged)  # stats: only the chosen are read
-with_probe = [s for s in summaries if s.id in probed]
+with_probe = [s for s in summaries if s.has_probes and not s.damaged]  # as listed: no run is read
 if not with_probe:
     st.info("No run has probe records yet. Runs trained from now on record them (the shipped "
             "reference runs do too once re-shipped); train one on the **Train** page.")
