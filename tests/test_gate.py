@@ -231,7 +231,11 @@ class FakeHolder:
 
     def __init__(self, *alive: str) -> None:
         self.live = set(alive)
+        self.kept: set[str] = set()  # disconnected, kept by Streamlit to reconnect
         self.files: dict[str, int] = {}  # session -> bytes held
+
+    def connected(self, session):
+        return session in self.live and session not in self.kept
 
     def alive(self, session):
         return session in self.live
@@ -257,13 +261,89 @@ def test_upload_caps_per_session():
     assert u.admit("s2", "1")[0][0] == 429
 
 
-def test_an_upload_to_a_session_that_does_not_exist_is_refused_and_not_remembered():
+def test_an_upload_to_a_session_that_is_not_connected_is_refused_and_not_counted():
     """Streamlit would refuse it too, but after the gate had counted it: a made-up session id per
-    request grew the gate's table without bound."""
-    u = gate.Uploads(FakeHolder("s1"), limit=2**30)
+    request grew the gate's table without bound, and a tab reconnecting spent its allowance."""
+    holder = FakeHolder("s1", "away")
+    holder.kept.add("away")
+    u = gate.Uploads(holder, limit=2**30)
     for i in range(100):
         assert u.admit(f"made-up-{i}", "1")[0][0] == 400
+    assert u.admit("away", "1")[0][0] == 400
     assert u._sessions == {}
+
+
+def _feed(*messages, then_wait=False, trickle_s=None):
+    """An ASGI ``receive`` giving ``messages``, then (``then_wait``) never anything more, or
+    (``trickle_s``) an empty piece of body every ``trickle_s`` seconds."""
+    queue = list(messages)
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        if then_wait:
+            await asyncio.sleep(3600)
+        if trickle_s is not None:
+            await asyncio.sleep(trickle_s)
+            return {"type": "http.request", "body": b"", "more_body": True}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _drain(receive, n):
+    async def go():
+        return [await receive() for _ in range(n)]
+
+    return asyncio.run(go())
+
+
+def test_an_uploads_body_is_held_to_the_length_it_declared_and_to_a_pace(monkeypatch):
+    """The caps are checked on the declared length: a body longer than it (chunks behind a small
+    Content-Length) got past every byte cap, and a client that stopped sending kept its
+    reservation, and so every other visitor's uploads refused, for as long as it held the line."""
+    from starlette.exceptions import HTTPException
+
+    part = {"type": "http.request", "body": b"x" * 10, "more_body": True}
+    last = {"type": "http.request", "body": b"x" * 10, "more_body": False}
+    assert _drain(gate.Uploads.body(_feed(part, last), 20), 3)[2] == {"type": "http.disconnect"}
+    with pytest.raises(HTTPException) as e:
+        _drain(gate.Uploads.body(_feed(part, part, last), 25), 3)
+    assert e.value.status_code == 400
+    monkeypatch.setattr(gate, "BODY_IDLE_S", 0.2)
+    t0 = time.monotonic()
+    with pytest.raises(HTTPException) as e:
+        _drain(gate.Uploads.body(_feed(part, then_wait=True), 20), 2)
+    assert e.value.status_code == 408 and time.monotonic() - t0 < 5
+    monkeypatch.setattr(gate, "BODY_IDLE_S", 60.0)
+    monkeypatch.setattr(gate, "BODY_BASE_S", 0.2)
+    monkeypatch.setattr(gate, "BODY_RATE", 10**9)
+    with pytest.raises(HTTPException) as e:  # paced under the idle limit, but too slow in all
+        _drain(gate.Uploads.body(_feed(part, trickle_s=0.02), 20), 200)
+    assert e.value.status_code == 408
+
+
+def test_the_gate_holds_an_uploads_body_to_its_pace_and_frees_its_reservation(monkeypatch):
+    from starlette.exceptions import HTTPException
+
+    monkeypatch.setattr(gate, "BODY_IDLE_S", 0.2)
+
+    async def app(scope, receive, send):  # reads the body as Streamlit's upload route does
+        while (await receive()).get("more_body"):
+            pass
+
+    g = gate.Gate(app, policy=access.Policy(token_required=False),
+                  uploads=gate.Uploads(FakeHolder("s"), limit=2**30))
+    scope = {"type": "http", "method": "PUT", "path": gate.UPLOAD + "s/f",
+             "headers": [(b"content-length", b"20")]}
+    part = {"type": "http.request", "body": b"x" * 10, "more_body": True}
+
+    async def send(message):
+        raise AssertionError(message)
+
+    with pytest.raises(HTTPException) as e:  # Starlette answers it (408)
+        asyncio.run(asyncio.wait_for(g(scope, _feed(part, then_wait=True), send), timeout=20))
+    assert e.value.status_code == 408 and g.uploads._under_way == 0
 
 
 def test_the_server_holds_at_most_its_limit_of_uploads_across_sessions():
@@ -296,8 +376,8 @@ def test_a_gone_sessions_uploads_are_freed_and_its_count_forgotten():
 
 def test_the_servers_upload_limit_is_read_from_the_environment():
     assert gate.held_limit({}) == gate.HELD_MB * 2**20
-    assert gate.held_limit({gate.HELD_MB_ENV: " 12 "}) == 12 * 2**20
-    for bad in ("0", "-3", "1.5", "ü", "²", "9" * 60):
+    assert gate.held_limit({gate.HELD_MB_ENV: " 32 "}) == 32 * 2**20
+    for bad in ("0", "12", "-3", "1.5", "ü", "²", "9" * 60):
         with pytest.raises(SystemExit, match=gate.HELD_MB_ENV):
             gate.held_limit({gate.HELD_MB_ENV: bad})
 
@@ -341,22 +421,44 @@ class _Visitor:
         path = f"/_stcore/upload_file/{self.id}/{name}"
         return await asyncio.to_thread(self.server.request, "PUT", path, body, headers)
 
+    async def chunked(self, name: str, size: int) -> int:
+        """An upload whose body comes in chunks behind a Content-Length of 1."""
+        body, ctype = _multipart(name, b"\0" * size)
+
+        def send() -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+            try:
+                conn.putrequest("PUT", f"/_stcore/upload_file/{self.id}/{name}")
+                headers = {"Content-Type": ctype, "X-Xsrftoken": self.xsrf, "Content-Length": "1",
+                           "Transfer-Encoding": "chunked", "Cookie": f"_streamlit_xsrf={self.xsrf}"}
+                for k, v in headers.items():
+                    conn.putheader(k, v)
+                conn.endheaders()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.send(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(send)
+
     async def close(self) -> None:
         await self.ws.close()
         self.reader.cancel()
 
 
 def test_a_server_holds_its_limit_of_uploads_and_frees_what_closed_tabs_left(tmp_path):
-    """Two tabs against ``CIFAR_APP_UPLOAD_MB=3``: the second's upload past the server's limit is
+    """Two tabs against ``CIFAR_APP_UPLOAD_MB=20``: the second's upload past the server's limit is
     refused while the first holds its file; once the first tab is closed and Streamlit no longer
-    keeps its session to reconnect (``server.disconnectedSessionTTL``, 2 s here), its file is freed
-    and the upload fits. Streamlit itself keeps such a file until the server stops."""
+    keeps its session to reconnect (``server.disconnectedSessionTTL``, 8 s here), its file is freed
+    and the upload fits. Streamlit itself keeps such a file until the server stops. A body in
+    chunks (its length not the one declared) is refused."""
     mib = 2**20
     server = Server(
         tmp_path,
         CIFAR_APP_REQUIRE_TOKEN="",
-        CIFAR_APP_UPLOAD_MB="3",
-        STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL="2",
+        CIFAR_APP_UPLOAD_MB="20",
+        STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL="8",
     )
 
     async def scenario() -> None:
@@ -364,16 +466,17 @@ def test_a_server_holds_its_limit_of_uploads_and_frees_what_closed_tabs_left(tmp
         a = await _Visitor(server, xsrf).open()
         b = await _Visitor(server, xsrf).open()
         try:
-            assert await a.upload("a1", 2 * mib) in (200, 204)
-            assert await b.upload("b1", 2 * mib) == 503
-            assert await b.upload("b2", mib // 2) in (200, 204)  # what fits is taken
+            assert await a.upload("a1", 15 * mib) in (200, 204)
+            assert await b.upload("b1", 10 * mib) == 503
+            assert await b.upload("b2", 4 * mib) in (200, 204)  # what fits is taken
+            assert await b.chunked("b3", mib) == 411
             await a.close()
-            assert await b.upload("b3", 2 * mib) == 503  # a is kept to reconnect, with its file
-            deadline = time.time() + 30
+            assert await b.upload("b4", 10 * mib) == 503  # a is kept to reconnect, with its file
+            deadline = time.time() + 40
             status = 503
             while status == 503 and time.time() < deadline:
                 await asyncio.sleep(0.5)
-                status = await b.upload("b3", 2 * mib)
+                status = await b.upload("b4", 10 * mib)
             assert status in (200, 204), status
         finally:
             await b.close()

@@ -588,6 +588,9 @@ def test_the_runs_page_makes_its_tools_only_when_they_are_opened(app_env, monkey
     linked = run_page(PAGE["home"], {"run": ids[2]})
     assert keys(linked) >= tools and linked.selectbox(key="manage_run").value == ids[2]
     assert linked.selectbox(key="export_run").value == ids[2]  # it was the newest run's export
+    linked.selectbox(key="export_run").select(ids[0]).run()
+    linked.selectbox(key="manage_run").select(ids[1]).run()  # it writes ?run=: not a link to follow
+    assert linked.selectbox(key="export_run").value == ids[0]
     at.query_params["run"] = ids[1]  # a link, in a tab that exported another run before
     at.run()
     assert at.selectbox(key="export_run").value == ids[1]
@@ -649,13 +652,21 @@ def test_a_link_is_followed_each_time_it_opens_the_page_and_never_undoes_the_use
 def test_a_page_does_not_write_its_default_run_into_the_address(app_env):
     """Back took two presses off the Train and Misclassified pages: each wrote its default run into
     the address, a second step in the browser's history (Streamlit pushes one for each change)."""
+    from cifar_app.store.runstore import RunStore
+
     ids = _many_runs(app_env / "runs", 3)
     at = run_page(PAGE["train"])
     assert at.selectbox(key="train_run").value == ids[0] and "run" not in at.query_params
+    newest = RunStore(app_env / "runs", reference_root=None).create(TrainSettings(epochs=2)).id
+    at.run()
+    assert "run" not in at.query_params  # nobody chose: the address stays as it was
     at.selectbox(key="train_run").select(ids[1]).run()
     assert at.query_params["run"] == ids[1]
     at.selectbox(key="train_run").select(ids[0]).run()  # back to the first: the address follows
     assert at.query_params["run"] == ids[0]
+    del at.query_params["run"]  # Back, to before the choice: the default again, in one press
+    at.run()
+    assert "run" not in at.query_params and at.selectbox(key="train_run").value == newest
 
 
 @pytest.mark.parametrize("page,param,picker", [("train", "run", "train_run"),

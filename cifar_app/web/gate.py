@@ -16,14 +16,17 @@ module only finds, for each request, the action it is and whether the visitor ho
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from cifar_app.web import access
 
+_LOG = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -33,6 +36,10 @@ UPLOAD_FILES = 64  # files one browser session may upload
 UPLOAD_BYTES = 200 * 2**20  # bytes one browser session may upload, all files together
 HELD_MB = 400  # MiB all sessions' uploads may hold in the server at once, by default
 HELD_MB_ENV = "CIFAR_APP_UPLOAD_MB"
+HELD_MB_LEAST = 20  # one file of the largest size an upload may have (``inference.MAX_FILE_BYTES``)
+BODY_IDLE_S = 30.0  # an upload's body may pause this long at most
+BODY_BASE_S, BODY_RATE = 30.0, 64 * 2**10  # and must have arrived by BASE + declared length / RATE
+RETRY_AFTER_S = 30  # said with a 503
 UPLOAD = "/_stcore/upload_file/"
 MEDIA = "/media/"
 METRICS = "/_stcore/metrics"
@@ -58,8 +65,11 @@ def held_limit(env: MutableMapping[str, str] | None = None) -> int:
     raw = (os.environ if env is None else env).get(HELD_MB_ENV, "").strip()
     if not raw:
         return HELD_MB * 2**20
-    if not re.fullmatch(r"[0-9]{1,7}", raw) or int(raw) < 1:
-        raise SystemExit(f"error: ${HELD_MB_ENV} must be a whole number of MiB, at least 1, not {raw[:40]!r}")
+    if not re.fullmatch(r"[0-9]{1,7}", raw) or int(raw) < HELD_MB_LEAST:
+        raise SystemExit(
+            f"error: ${HELD_MB_ENV} must be a whole number of MiB, at least {HELD_MB_LEAST} (one file "
+            f"of the largest size), not {raw[:40]!r}"
+        )
     return int(raw) * 2**20
 
 
@@ -77,6 +87,7 @@ def upload_help() -> str:
 class Holder(Protocol):
     """What ``Uploads`` needs of the server that keeps the files (``StreamlitUploads``)."""
 
+    def connected(self, session: str) -> bool: ...  # may upload now (Streamlit refuses others)
     def alive(self, session: str) -> bool: ...  # connected, or kept for it to reconnect
     def holders(self) -> list[str]: ...  # sessions holding files
     def held(self) -> int: ...  # bytes held, all sessions
@@ -84,8 +95,11 @@ class Holder(Protocol):
 
 
 class Uploads:
-    """The caps on uploads, checked before a body is read:
+    """The caps on uploads, checked before a body is read (and the body then held to what it
+    declared: ``body``):
 
+    - only a connected session may upload (Streamlit refuses the others, after the gate would
+      have counted them);
     - each session: at most ``UPLOAD_FILES`` files and ``UPLOAD_BYTES`` bytes in its life;
     - the server: what its sessions hold, plus what uploads under way declared, at most ``limit``
       bytes (503 past it: the next visitor may find room once others remove files or leave);
@@ -109,8 +123,8 @@ class Uploads:
             return (411, "an upload must declare its length"), 0
         if size < 0:
             return (400, "a negative length"), 0
-        if not self.holder.alive(session):
-            return (400, "no such session"), 0
+        if not self.holder.connected(session):
+            return (400, "no such session, or it is not connected"), 0
         self.reclaim()
         with self._lock:
             files, used = self._sessions.get(session, (0, 0))
@@ -132,8 +146,39 @@ class Uploads:
         with self._lock:
             self._under_way -= size
 
+    @staticmethod
+    def body(receive: Receive, size: int) -> Receive:
+        """``receive`` for an admitted upload of ``size`` declared bytes: a body longer than that
+        (a chunked one behind a small Content-Length) is refused (400), and one that pauses more
+        than ``BODY_IDLE_S`` or comes slower than ``BODY_RATE`` is dropped (408), so that what was
+        reserved for it is not held by a stalled client."""
+        import asyncio
+
+        from starlette.exceptions import HTTPException
+
+        deadline = time.monotonic() + BODY_BASE_S + size / BODY_RATE
+        state = {"got": 0, "ended": False}
+
+        async def guarded() -> Message:
+            if state["ended"]:  # the body is in: what follows is the wait for a disconnect
+                return await receive()
+            left = min(BODY_IDLE_S, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, "the upload's body came too slowly") from None
+            if message.get("type") == "http.request":
+                state["got"] += len(message.get("body", b""))
+                if state["got"] > size:
+                    raise HTTPException(400, "the body is longer than the length it declared")
+                state["ended"] = not message.get("more_body", False)
+            return message
+
+        return guarded
+
     def reclaim(self) -> None:
-        """Free the files of sessions that are gone, and forget their counts."""
+        """Free the files of sessions that are gone (neither connected nor kept to reconnect: then
+        Streamlit would not resume them either), and forget their counts."""
         for session in self.holder.holders():
             if not self.holder.alive(session):
                 self.holder.drop(session)
@@ -150,6 +195,9 @@ class StreamlitUploads:
         from streamlit.runtime import Runtime
 
         return Runtime.instance()
+
+    def connected(self, session: str) -> bool:
+        return self._runtime().is_active_session(session)
 
     def alive(self, session: str) -> bool:
         # Active, or kept for a reconnect (the session manager's public ``get_session_info``;
@@ -183,7 +231,7 @@ class Gate:
         self.policy = policy or access.Policy(token_required=False)
         base = base_url_path.strip("/")
         self.base = f"/{base}" if base else ""
-        self.uploads = uploads or Uploads(StreamlitUploads(), HELD_MB * 2**20)
+        self.uploads = uploads or Uploads(StreamlitUploads(), held_limit())
 
     def _granted(self, scope: Scope) -> bool:
         keys = (
@@ -208,7 +256,10 @@ class Gate:
                 await self._upload(scope, path, receive, send)
                 return
         elif scope["type"] == "websocket" and path == STREAM:
-            self.uploads.reclaim()  # a new visitor: free what gone visitors left
+            try:
+                self.uploads.reclaim()  # a new visitor: free what gone visitors left
+            except Exception:  # noqa: BLE001 - never a reason to turn a visitor away
+                _LOG.exception("could not free the uploads of sessions that are gone")
             receive = self._filtered(scope, receive)
             if self.policy.token_required:
                 send = _without_script_path(send)
@@ -230,12 +281,15 @@ class Gate:
         """Pass an allowed upload on if the caps admit it; what it declared is held for it until
         Streamlit has answered (by then the file is in Streamlit's store, or refused)."""
         session = path[len(UPLOAD) :].split("/", 1)[0]
+        if _header(scope, b"transfer-encoding") is not None:  # its length is not the one declared
+            await _respond(send, 411, "an upload must declare its length, not come in chunks")
+            return
         refusal, size = self.uploads.admit(session, _header(scope, b"content-length"))
         if refusal is not None:
             await _respond(send, *refusal)
             return
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, self.uploads.body(receive, size), send)
         finally:
             self.uploads.done(size)
 
@@ -290,15 +344,12 @@ def _without_script_path(send: Send) -> Send:
 
 async def _respond(send: Send, status: int, text: str) -> None:
     body = text.encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

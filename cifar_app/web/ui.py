@@ -358,40 +358,42 @@ def link_ids(param: str = "runs") -> list[str]:
 
 
 def new_link(key: str, known: Container[str], param: str = "runs", most: int | None = None,
-             why: str = "", notes: bool = True) -> list[str]:
+             why: str = "") -> list[str]:
     """Set the picker ``key`` to the runs that ``?runs=ID,ID`` (``param``) in the URL names and
     that are ``known``, in its order (the first ``most``; with ``most=1``, a select box: the one
     id), when it should follow the link, and return them: the link is new to this session, or the
     picker has no state (the page was left, which drops a widget's state, and opened again by the
     same link). Otherwise none, and nothing set: a link picks once, and the user's choice after it
     stays, whatever runs come and go. Runs the link names that are not ``known`` are counted in a
-    note (``why``: what the page needs of a run; ``notes=False``: none, for a second picker that
-    follows the same link). A link that names none the page can show stays in the address until
-    the user chooses (``write_link``): reloaded later (a run still training has finished), it is
-    followed again. This is how a page reaches a run its picker does not offer (past
-    ``MAX_OPTIONS``)."""
+    note (``why``: what the page needs of a run). A link that names none the page can show stays in
+    the address until the user chooses (``write_link``): reloaded later (a run still training has
+    finished), it is followed again. When the link the page followed or wrote leaves the address
+    (Back, to before it), the picker goes back to its default. This is how a page reaches a run
+    its picker does not offer (past ``MAX_OPTIONS``)."""
     given = _link(param)
     mark = f"_{key}_link"
     if not given:
-        st.session_state.pop(mark, None)
+        if st.session_state.pop(mark, None) is not None:  # the page's own link is gone from the
+            st.session_state.pop(key, None)                # address: a step back in the history,
+            st.session_state.pop(f"_{key}_chosen", None)   # to before the link or choice: default
         return []
     if st.session_state.get(mark) == given and key in st.session_state:
         return []
     st.session_state[mark] = given
     asked = link_ids(param)
     named = [i for i in asked if i in known]
-    if notes and len(named) < len(asked):
+    if len(named) < len(asked):
         missing = len(asked) - len(named)
         st.info(f"{missing:,} of the {len(asked):,} runs in the link cannot be shown here "
                 f"(gone{why}, or not a run).")
-    if notes and most is not None and len(named) > most:
+    if most is not None and len(named) > most:
         first = "the first" if most == 1 else f"the first {most}"
         st.info(f"This shows {most} at most: {first} of the link's {len(named):,} runs.")
     named = named[:most]
     if named:
         st.session_state[key] = named[0] if most == 1 else named
     else:
-        st.session_state[f"_{key}_unshown"] = given  # the page's default is shown over it
+        st.session_state[f"_{key}_unshown"] = given  # what the picker holds is shown over it
     return named
 
 
@@ -483,21 +485,27 @@ def run_filters(summaries: list[RunSummary], key: str) -> RunPage:
     return view
 
 
-def pick_run(summaries: list[RunSummary], key: str, label: str = "Run") -> RunSummary | None:
+def pick_run(summaries: list[RunSummary], key: str, label: str = "Run",
+             follow: bool = True) -> RunSummary | None:
     """A select box over runs kept in step with ``?run=ID`` in the URL: the URL picks the run
-    (a link, a new run just started: ``new_link``), and the run picked is written back
-    (``write_link``), so the page can be bookmarked or shared; the page's default (the newest run)
-    is not, unless the address named a run."""
+    (a link, a new run just started: ``new_link``, unless the page has followed it itself:
+    ``follow=False``), and the run the user picks is written back (``write_link``), so the page can
+    be bookmarked or shared. The page's own default (the newest run) is not written: each change of
+    the address is a step in the browser's history, and Back would have taken two presses."""
     if not summaries:
         return None
     by_id = {s.id: s for s in summaries}
-    new_link(key, by_id, param="run", most=1)
+    picked = f"_{key}_chosen"  # the user picked in this picker since the page opened
+    if key not in st.session_state:
+        st.session_state.pop(picked, None)
+    if follow:
+        new_link(key, by_id, param="run", most=1)
     options = offered_runs(summaries, [st.session_state.get(key)],
                            "; open another from the Runs page's table (its *curves* link)")
-    chosen = st.selectbox(label, options, key=key,
-                          format_func=run_labels(by_id[i] for i in options).__getitem__)
-    if chosen != options[0] or "run" in st.query_params:  # the default alone is not written: that
-        write_link(key, [chosen], param="run")    # would be a second step in the history (Back)
+    chosen = st.selectbox(label, options, key=key, on_change=st.session_state.__setitem__,
+                          args=(picked, True), format_func=run_labels(by_id[i] for i in options).__getitem__)
+    if st.session_state.get(picked) or "run" in st.query_params:
+        write_link(key, [chosen], param="run")
     return by_id[chosen]
 
 

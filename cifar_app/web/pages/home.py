@@ -13,7 +13,7 @@ from cifar_app.store.export import (
 from cifar_app.store.fileio import StoreError
 from cifar_app.store.jobs import download_status, start_download
 from cifar_app.store.states import DownloadState
-from cifar_app.web import access, ui
+from cifar_app.web import access, gate, ui
 from cifar_app.web.access import Action
 from cifar_app.web.app import page_path
 from cifar_app.web.progress import format_duration
@@ -86,11 +86,14 @@ wanted = next(iter(ui.link_ids("run")), None)  # as pick_run reads it
 linked = next((s for s in summaries if s.id == wanted and not s.reference), None) if wanted else None
 if linked is not None and linked not in mine:  # a link to this page names a run on another page
     mine.insert(0, linked)
+if ui.new_link("manage_run", {s.id for s in mine}, param="run", most=1):  # both tools open on it
+    st.session_state["runs_manage"] = st.session_state["runs_port"] = True
+    st.session_state["export_run"] = st.session_state["manage_run"]
 tools = ui.lazy_expander("Rename or delete a run (of those shown)", key="runs_manage",
                         opened=linked is not None) if mine else None
 if tools is not None:
     with tools:
-        chosen = ui.pick_run(mine, key="manage_run")
+        chosen = ui.pick_run(mine, key="manage_run", follow=False)  # followed above
         if st.session_state.get("_manage_for") != chosen.id:  # another run: its name, nothing ticked
             st.session_state["rename_to"], st.session_state["confirm_delete"] = chosen.label, False
             st.session_state["_manage_for"] = chosen.id
@@ -119,7 +122,6 @@ if tools is not None:
         exportable = {s.id: s for s in shown_runs if not s.damaged}
         if linked is not None and not linked.damaged:
             exportable = {linked.id: linked, **exportable}
-        ui.new_link("export_run", exportable, param="run", most=1, notes=False)  # as the one above
         if exportable and st.session_state.get("export_run") not in exportable:
             st.session_state["export_run"] = next(iter(exportable))  # e.g. the first run just imported
         chosen = exportable.get(st.selectbox("Run to export", list(exportable), key="export_run",
@@ -151,8 +153,8 @@ if tools is not None:
                                    help="exported when clicked; input float32 (N, 3, 32, 32) RGB in "
                                    "[0, 1]; output logits (N, 10)")
         bundle = st.file_uploader("Import a bundle (.zip)", type=["zip"], key="import_bundle",
-                                  disabled=not ui.may(Action.CHANGE), help=None if ui.may(Action.CHANGE)
-                                  else ui.READ_ONLY_HELP)
+                                  disabled=not ui.may(Action.CHANGE), help=gate.upload_help()
+                                  if ui.may(Action.CHANGE) else ui.READ_ONLY_HELP)
         if bundle is not None and ui.action_button("Import", key="import"):
             try:
                 new = import_bundle(store, bundle.getvalue(), origin=bundle.name)
