@@ -15,8 +15,8 @@ The run folders stay the truth; the index is a cache that can always be rebuilt 
   recorder writes the first record (the initial weights) before the first epoch ends, so every
   row of a new run written at an epoch's end has it (a run resumed from a checkpoint made before
   probe records existed gets its first just after that epoch's row: the next row, at the next
-  epoch or at any listing after its log has grown, has it); a probe log emptied by hand afterwards is found when
-  the Inside page reads it;
+  epoch or at any listing after its log has grown, has it); a probe log emptied by hand
+  afterwards is found when the Inside page reads it;
 - the summary is kept as the files say it, before the liveness check: the state of an active run
   depends on whether its process lives, so that check is made at every listing from the row's pid
   and heartbeat (``run.live_summary``), without reading the folder;
