@@ -200,7 +200,7 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
     wait_idle(page)
     files = {}
     for label in ("Bundle (.zip)", "Metrics (.csv)", "Predictions (.csv)", "Model (.onnx)"):
-        button = page.get_by_role("button", name=label)
+        button = page.get_by_role("button", name=label, exact=True)
         try:
             with page.expect_download(timeout=60_000) as download:
                 button.click()
@@ -217,7 +217,7 @@ def with_the_token_every_action_works(page, url: str, base: Path) -> None:
     bundle.write_bytes(files["Bundle (.zip)"])
     page.locator('[data-testid="stMain"] input[type="file"]').set_input_files(str(bundle))
     wait_idle(page)
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     page.wait_for_function("() => document.body.innerText.includes('Imported as')", timeout=30_000)
     imported = [r for r in store.list() if not r.reference and r.id != run_id]
     assert len(imported) == 1

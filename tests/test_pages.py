@@ -589,8 +589,12 @@ def test_the_runs_page_makes_its_tools_only_when_they_are_opened(app_env, monkey
     assert keys(linked) >= tools and linked.selectbox(key="manage_run").value == ids[2]
     assert linked.selectbox(key="export_run").value == ids[2]  # it was the newest run's export
     linked.selectbox(key="export_run").select(ids[0]).run()
-    linked.selectbox(key="manage_run").select(ids[1]).run()  # it writes ?run=: not a link to follow
+    linked.selectbox(key="manage_run").select(ids[1]).run()  # the user's choice: not a link to follow
     assert linked.selectbox(key="export_run").value == ids[0]
+    linked.session_state["runs_manage"] = False  # closed: its picker is no longer drawn
+    linked.run()
+    linked.selectbox(key="export_run").select(ids[1]).run()
+    assert linked.selectbox(key="export_run").value == ids[1] and not linked.session_state["runs_manage"]
     at.query_params["run"] = ids[1]  # a link, in a tab that exported another run before
     at.run()
     assert at.selectbox(key="export_run").value == ids[1]
@@ -684,6 +688,21 @@ def test_a_link_to_a_run_not_shown_yet_stays_in_the_address_until_the_user_choos
     widget = at.selectbox(key=picker) if param == "run" else at.multiselect(key=picker)
     widget.set_value(ids[2] if param == "run" else [ids[2]]).run()
     assert at.query_params[param] == ids[2]  # the user's choice is written
+
+
+def test_a_link_to_the_runs_page_opens_its_tools_on_the_run_each_time(app_env):
+    ids = _many_runs(app_env / "runs", 3)
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.run()
+    for _ in range(2):  # the same link twice, with another page and the user's own choice between
+        at.switch_page(str(app.page_path("home")))
+        at.query_params["run"] = ids[1]
+        at.run()
+        assert at.selectbox(key="manage_run").value == ids[1] == at.selectbox(key="export_run").value
+        at.selectbox(key="manage_run").select(ids[0]).run()
+        at.switch_page(str(app.page_path("compare")))
+        at.query_params.clear()
+        at.run()
 
 
 def test_renaming_or_deleting_starts_afresh_for_each_run_picked(app_env):

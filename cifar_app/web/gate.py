@@ -40,6 +40,7 @@ HELD_MB_LEAST = 20  # one file of the largest size an upload may have (``inferen
 BODY_IDLE_S = 30.0  # an upload's body may pause this long at most
 BODY_BASE_S, BODY_RATE = 30.0, 64 * 2**10  # and must have arrived by BASE + declared length / RATE
 RETRY_AFTER_S = 30  # said with a 503
+_CLOSE = {"Connection": "close"}  # a refused body is not read on: the server closes the connection
 UPLOAD = "/_stcore/upload_file/"
 MEDIA = "/media/"
 METRICS = "/_stcore/metrics"
@@ -125,7 +126,10 @@ class Uploads:
             return (400, "a negative length"), 0
         if not self.holder.connected(session):
             return (400, "no such session, or it is not connected"), 0
-        self.reclaim()
+        try:
+            self.reclaim()
+        except Exception:  # noqa: BLE001 - freeing others' files is never a reason to refuse this one
+            _LOG.exception("could not free the uploads of sessions that are gone")
         with self._lock:
             files, used = self._sessions.get(session, (0, 0))
             if files + 1 > UPLOAD_FILES:
@@ -166,11 +170,11 @@ class Uploads:
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
             except asyncio.TimeoutError:
-                raise HTTPException(408, "the upload's body came too slowly") from None
+                raise HTTPException(408, "the upload's body came too slowly", _CLOSE) from None
             if message.get("type") == "http.request":
                 state["got"] += len(message.get("body", b""))
                 if state["got"] > size:
-                    raise HTTPException(400, "the body is longer than the length it declared")
+                    raise HTTPException(400, "the body is longer than the length it declared", _CLOSE)
                 state["ended"] = not message.get("more_body", False)
             return message
 
@@ -348,6 +352,7 @@ async def _respond(send: Send, status: int, text: str) -> None:
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
+        (b"connection", b"close"),  # what the client may still send of a body is not read
     ]
     if status == 503:
         headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))

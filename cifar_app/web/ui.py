@@ -486,25 +486,25 @@ def run_filters(summaries: list[RunSummary], key: str) -> RunPage:
 
 
 def pick_run(summaries: list[RunSummary], key: str, label: str = "Run",
-             follow: bool = True) -> RunSummary | None:
+             link: bool = True) -> RunSummary | None:
     """A select box over runs kept in step with ``?run=ID`` in the URL: the URL picks the run
-    (a link, a new run just started: ``new_link``, unless the page has followed it itself:
-    ``follow=False``), and the run the user picks is written back (``write_link``), so the page can
-    be bookmarked or shared. The page's own default (the newest run) is not written: each change of
-    the address is a step in the browser's history, and Back would have taken two presses."""
+    (a link, a new run just started: ``new_link``), and the run the user picks is written back
+    (``write_link``), so the page can be bookmarked or shared; ``link=False``: neither (the page
+    follows its link itself). The page's own default (the newest run) is not written: each change
+    of the address is a step in the browser's history, and Back would have taken two presses."""
     if not summaries:
         return None
     by_id = {s.id: s for s in summaries}
     picked = f"_{key}_chosen"  # the user picked in this picker since the page opened
     if key not in st.session_state:
         st.session_state.pop(picked, None)
-    if follow:
+    if link:
         new_link(key, by_id, param="run", most=1)
     options = offered_runs(summaries, [st.session_state.get(key)],
                            "; open another from the Runs page's table (its *curves* link)")
     chosen = st.selectbox(label, options, key=key, on_change=st.session_state.__setitem__,
                           args=(picked, True), format_func=run_labels(by_id[i] for i in options).__getitem__)
-    if st.session_state.get(picked) or "run" in st.query_params:
+    if link and (st.session_state.get(picked) or "run" in st.query_params):
         write_link(key, [chosen], param="run")
     return by_id[chosen]
 

@@ -86,14 +86,17 @@ wanted = next(iter(ui.link_ids("run")), None)  # as pick_run reads it
 linked = next((s for s in summaries if s.id == wanted and not s.reference), None) if wanted else None
 if linked is not None and linked not in mine:  # a link to this page names a run on another page
     mine.insert(0, linked)
-if ui.new_link("manage_run", {s.id for s in mine}, param="run", most=1):  # both tools open on it
+# A link opens both tools on its run, once: the pickers live in expanders that may be closed (a
+# widget not drawn loses its state), so the link is remembered apart, until the page is left.
+if "runs_port" not in st.session_state:  # the page opened afresh: its expanders have no state yet
+    st.session_state.pop("runs_link", None)
+if ui.new_link("runs_link", {s.id for s in mine}, param="run", most=1):
     st.session_state["runs_manage"] = st.session_state["runs_port"] = True
-    st.session_state["export_run"] = st.session_state["manage_run"]
-tools = ui.lazy_expander("Rename or delete a run (of those shown)", key="runs_manage",
-                        opened=linked is not None) if mine else None
+    st.session_state["manage_run"] = st.session_state["export_run"] = st.session_state["runs_link"]
+tools = ui.lazy_expander("Rename or delete a run (of those shown)", key="runs_manage") if mine else None
 if tools is not None:
     with tools:
-        chosen = ui.pick_run(mine, key="manage_run", follow=False)  # followed above
+        chosen = ui.pick_run(mine, key="manage_run", link=False)  # the user's choice: not a link
         if st.session_state.get("_manage_for") != chosen.id:  # another run: its name, nothing ticked
             st.session_state["rename_to"], st.session_state["confirm_delete"] = chosen.label, False
             st.session_state["_manage_for"] = chosen.id
@@ -116,7 +119,7 @@ if tools is not None:
                 except (RuntimeError, StoreError) as e:
                     st.error(str(e))
 
-tools = ui.lazy_expander("Export or import a run", key="runs_port", opened=linked is not None)
+tools = ui.lazy_expander("Export or import a run", key="runs_port")
 if tools is not None:
     with tools:
         exportable = {s.id: s for s in shown_runs if not s.damaged}
