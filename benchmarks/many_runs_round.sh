@@ -3,7 +3,7 @@
 # each begins 10 minutes after the previous one began, or as soon as it ends if that is later.
 #     bash benchmarks/many_runs_round.sh benchmarks/results/many_runs_10k_s45
 set -u
-out=${1:?the round's folder}
+out=${1:?name the round folder}
 cd "$(dirname "$0")/.."
 for k in 1 2 3 4; do
   start=$(date +%s)
