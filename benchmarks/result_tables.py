@@ -322,6 +322,51 @@ def classroom() -> str:
           f"{r['server_cpu_s_after_the_end']:.1f} s"]])
 
 
+def many_runs_round(folder: str) -> str:
+    """A judged round of ``many_runs.py`` invocations at 10,000 runs (``folder``'s RULE.md): each
+    target's pooled median, the invocations' medians, the floor's alongside and the verdict
+    (``many_runs_verdict``); then the lab over the floor from every pair of the round
+    (``many_runs.against_floor``)."""
+    from many_runs import against_floor
+    from many_runs_verdict import TARGETS, verdict
+
+    paths = sorted((RESULTS / folder).glob("*.json"))
+    v = verdict(paths)
+    names = {"runs_json_s": "`runs --json`", "runs_first_s": "Runs page, first",
+             "runs_again_s": "Runs page, again", "compare_first_s": "Compare, first",
+             "compare_cold_s": "Compare as a fresh browser's first page (not judged)"}
+    rows = []
+    for key, e in v["targets"].items():
+        target = f" ≤ {TARGETS[key]:g} s" if key in TARGETS else ""
+        floors = ", ".join(f"{m:.2f}" for m in e["floor_per_invocation"])
+        if key not in TARGETS:
+            judged = "—"
+        elif not v["judged"]:
+            judged = f"not judged ({len(paths)} of 4 ran)"
+        else:
+            judged = ("met" if e["met"] else "**not met**") + f" ({e['invocations_within']} of 4)"
+        rows.append([names[key] + target, f"{e['pooled_median']:.2f} s",
+                     ", ".join(f"{m:.2f}" for m in e["per_invocation"]) + " s",
+                     f"{floors} s" if floors else "—", judged])
+    table = markdown_table(["target (10,000 runs)", "pooled median", "the invocations", "floor, alongside",
+                            "verdict"], rows)
+    ratio_rows = []
+    for key in ("runs_first_s", "runs_again_s", "compare_first_s", "compare_cold_s"):
+        lab, floor = [], []
+        for path in paths:
+            result = json.loads(path.read_text(encoding="utf-8"))
+            row = next(r for r in result["rows"] if r["runs"] == 10_000)
+            base = next(f for f in result["floors"] if f["runs"] == 10_000)
+            lab += row["samples"][key]
+            floor += base["samples"][key]
+        r = against_floor(lab, floor)
+        ratio_rows.append([names[key].replace(" (not judged)", ""),
+                           f"×{r['ratio']:.2f} ({r['low']:.2f}–{r['high']:.2f})",
+                           f"×{r['median']:.2f}, {r['min']:.2f}–{r['max']:.2f}", str(r["pairs"])])
+    return table + "\n\n" + markdown_table(
+        ["the lab over the floor", "geometric mean (95% interval)", "median, range", "pairs"], ratio_rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sweep-parallelism": sweep_parallelism, "throughput": throughput, "batched-points": batched_points,
     "upload-latency": upload_latency, "bf16-throughput": lambda: bf16_throughput("throughput_bf16.json"),
@@ -330,6 +375,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "reference-runs": reference_runs, "separable-b": recipe_at_full_scale, "norm-profile": norm_profile,
     "norm-profile-2threads": norm_profile_2threads, "many-runs": many_runs,
     "many-runs-vs-floor": many_runs_vs_floor, "classroom": classroom, "server-memory": server_memory,
+    "many-runs-round-s45": lambda: many_runs_round("many_runs_10k_s45"),
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),
