@@ -633,3 +633,34 @@ def test_a_hostile_label_is_text_on_every_page(tmp_path, page):
         shot(page, "hostile-label-runs")
     finally:
         stop_server(proc, log)
+
+
+def test_back_takes_one_press_off_a_page_whose_run_was_picked(server, page):
+    """The Train page wrote its default run into the address (a step in the history): Back took
+    two presses to leave it. And after a run was picked, Back showed the address without it but
+    the picker kept the pick: the browser sends the value it shows with the rerun, so a dropped
+    state took it. One press now undoes the pick, the next leaves the page."""
+    from cifar_app.core.settings import TrainSettings
+    from cifar_app.store.runstore import RunStore
+    from tests.conftest import wait_for
+
+    url, base = server
+    store = RunStore(base / "runs", reference_root=None)
+    for _ in range(2):
+        store.create(TrainSettings(epochs=2), label="back and forth")
+    open_page(page, url, "")
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+    wait_for(lambda: page.url.endswith("/train"), 60, "the Train page")
+    box = page.get_by_role("combobox", name="Run", exact=True)
+    box.wait_for(timeout=60_000)
+    wait_idle(page)
+    first = box.input_value()
+    box.click()
+    page.get_by_role("option").nth(1).click()
+    wait_for(lambda: "run=" in page.url, 60, "the picked run in the address")
+    assert box.input_value() != first
+    page.go_back()
+    wait_for(lambda: page.url.endswith("/train") and box.input_value() == first, 60,
+             "the default run back, with no run in the address")
+    page.go_back()
+    wait_for(lambda: page.url.rstrip("/") == url, 60, "the Runs page")

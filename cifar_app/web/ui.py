@@ -333,10 +333,23 @@ DAMAGED_NAMED = 10  # damaged runs named in a notice; the rest are counted
 MAX_OPTIONS = 1000  # runs a picker offers (offered_runs): every option is sent to the browser
 
 
+def reset(key: str, default: object) -> bool:
+    """Set the picker ``key`` to ``default`` when Back has left the address without the link its
+    page followed or wrote (``new_link``). Set, not dropped: the browser sends the value it shows
+    with the rerun, and a dropped state would take it."""
+    if not st.session_state.pop(f"_{key}_reset", False):
+        return False
+    st.session_state[key] = default
+    return True
+
+
 def remembered_runs(key: str, known: Container[str], default: Callable[[], list[str]]) -> list[str]:
-    """What the run picker ``key`` holds, set before it is drawn: ``default()`` at first, then the
-    user's choice minus runs no longer ``known`` (deleted, or now left out)."""
-    if key not in st.session_state:
+    """What the run picker ``key`` holds, set before it is drawn: ``default()`` at first (and after
+    Back, ``reset``), then the user's choice minus runs no longer ``known`` (deleted, or now left
+    out)."""
+    if st.session_state.get(f"_{key}_reset"):
+        reset(key, default())
+    elif key not in st.session_state:
         st.session_state[key] = default()
     else:
         st.session_state[key] = [i for i in st.session_state[key] if i in known]
@@ -374,8 +387,8 @@ def new_link(key: str, known: Container[str], param: str = "runs", most: int | N
     mark = f"_{key}_link"
     if not given:
         if st.session_state.pop(mark, None) is not None:  # the page's own link is gone from the
-            st.session_state.pop(key, None)                # address: a step back in the history,
-            st.session_state.pop(f"_{key}_chosen", None)   # to before the link or choice: default
+            st.session_state[f"_{key}_reset"] = True       # address: a step back in the history,
+            st.session_state.pop(f"_{key}_chosen", None)   # to before it: the default (``reset``)
         return []
     if st.session_state.get(mark) == given and key in st.session_state:
         return []
@@ -500,8 +513,10 @@ def pick_run(summaries: list[RunSummary], key: str, label: str = "Run",
         st.session_state.pop(picked, None)
     if link:
         new_link(key, by_id, param="run", most=1)
-    options = offered_runs(summaries, [st.session_state.get(key)],
+    back = st.session_state.get(f"_{key}_reset", False)
+    options = offered_runs(summaries, [] if back else [st.session_state.get(key)],
                            "; open another from the Runs page's table (its *curves* link)")
+    reset(key, options[0])
     chosen = st.selectbox(label, options, key=key, on_change=st.session_state.__setitem__,
                           args=(picked, True), format_func=run_labels(by_id[i] for i in options).__getitem__)
     if link and (st.session_state.get(picked) or "run" in st.query_params):

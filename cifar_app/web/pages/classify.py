@@ -23,6 +23,7 @@ if not runs:
 
 by_id = {r.id: r for r in runs}
 ui.new_link("cls_run", by_id, param="run", most=1, why=", damaged, without a trained model")  # Runs page
+ui.reset("cls_run", ALL)
 options = ui.offered_runs(runs, [st.session_state.get("cls_run")], "; to classify with another, select "
                           "it on the **Runs** page and press **Classify with it** under the table")
 labels = ui.run_labels(by_id[i] for i in options)

@@ -30,6 +30,8 @@ scope = exp if experiments else None
 if ui.new_link("compare_runs", by_id, why=", damaged, without a finished epoch"
                + (", not in this experiment" if scope else "")):  # the Runs page's Compare
     st.session_state["compare_for"] = scope
+elif ui.reset("compare_runs", default):  # Back, to before the link
+    st.session_state["compare_for"] = scope
 elif st.session_state.get("compare_for", "-") != scope or "compare_runs" not in st.session_state:
     st.session_state["compare_for"], st.session_state["compare_runs"] = scope, default  # its runs
 else:  # keep the user's choice, minus runs that are gone
