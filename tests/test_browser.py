@@ -440,9 +440,12 @@ def test_damaged_evidence_marks_its_claims_and_the_page_still_renders(tmp_path, 
         open_page(page, url, "claims")
         names = ["preset_groups.json", "preset_batch-size.json", "preset_learning-rate.json",
                  "preset_regularization.json", "preset_landscape.json"]
-        # the rows are drawn one after another: wait for the last damaged one, not for a count
-        page.wait_for_function("names => names.every(n => document.body.innerText.includes(n))",
-                               arg=names, timeout=60_000)
+        # the rows are drawn one after another, in no order the damaged files decide: wait for every
+        # damaged file's name and every claim's row (its opening quote) together, or fail at the timeout
+        page.wait_for_function(
+            "names => { const t = document.body.innerText;"
+            " return names.every(n => t.includes(n)) && t.split('\u201c').length - 1 >= 11; }",
+            arg=names, timeout=60_000)
         body = page.inner_text("body")
         for name in names:
             assert name in body, name
