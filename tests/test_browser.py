@@ -316,8 +316,9 @@ def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
 
     open_page(page, url, f"misclassified?run={run_id}")
     page.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
-    assert page.locator('[data-testid="stImage"] img').count() >= 1
-    assert page.locator(".js-plotly-plot").count() >= 2  # confusion matrix + per-class bars
+    # confusion matrix + per-class bars: drawn after the images, so waited for, not counted at once
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2",
+                           timeout=60_000)
     shot(page, "misclassified")
 
     open_page(page, url, "compare")
@@ -337,8 +338,8 @@ def test_train_a_quick_run_then_browse_its_mistakes_and_classify(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "classify")
 
-    open_page(page, url, "")
-    assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the runs table (a canvas)
+    open_page(page, url, "", ready='[data-testid="stDataFrame"]')  # the runs table (a canvas)
+    assert page.locator('[data-testid="stDataFrame"]').count() == 1
     shot(page, "runs")
     open_page(page, url, "model")
     shot(page, "model")
