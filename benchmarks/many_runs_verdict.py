@@ -65,6 +65,9 @@ def verdict(paths: list[Path], runs: int = 10_000, need: int = 3, of: int = 4) -
             pooled = statistics.median([t for _, row, _ in rows for t in row["samples"][key]])
         floors = [statistics.median(f["samples"][key]) for _, _, f in rows] if key != "runs_json_s" else []
         entry = {"pooled_median": pooled, "per_invocation": per, "floor_per_invocation": floors}
+        if key != "runs_json_s":  # every try, in file order: the lab's and the floor's pair up
+            entry.update(samples=[t for _, row, _ in rows for t in row["samples"][key]],
+                         floor_samples=[t for _, _, f in rows for t in f["samples"][key]])
         if key in TARGETS:
             within = sum(m <= TARGETS[key] for m in per)
             entry.update(target=TARGETS[key], invocations_within=within,

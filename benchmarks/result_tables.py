@@ -331,7 +331,7 @@ def many_runs_round(folder: str) -> str:
     from many_runs_verdict import TARGETS, verdict
 
     paths = sorted((RESULTS / folder).glob("*.json"))
-    v = verdict(paths)
+    v = verdict(paths)  # the one reading of the files: a damaged one is left out, with its reason
     names = {"runs_json_s": "`runs --json`", "runs_first_s": "Runs page, first",
              "runs_again_s": "Runs page, again", "compare_first_s": "Compare, first",
              "compare_cold_s": "Compare as a fresh browser's first page (not judged)"}
@@ -342,7 +342,7 @@ def many_runs_round(folder: str) -> str:
         if key not in TARGETS:
             judged = "—"
         elif not v["judged"]:
-            judged = f"not judged ({len(paths)} of 4 ran)"
+            judged = f"not judged ({len(v['invocations'])} of 4 ran)"
         else:
             judged = ("met" if e["met"] else "**not met**") + f" ({e['invocations_within']} of 4)"
         rows.append([names[key] + target, f"{e['pooled_median']:.2f} s",
@@ -350,18 +350,14 @@ def many_runs_round(folder: str) -> str:
                      f"{floors} s" if floors else "—", judged])
     table = markdown_table(["target (10,000 runs)", "pooled median", "the invocations", "floor, alongside",
                             "verdict"], rows)
+    table += "".join(f"\n\n{name} was left out: {why}" for name, why in v["rejected"].items())
     ratio_rows = []
     for key in ("runs_first_s", "runs_again_s", "compare_first_s", "compare_cold_s"):
-        lab, floor = [], []
-        for path in paths:
-            result = json.loads(path.read_text(encoding="utf-8"))
-            row = next(r for r in result["rows"] if r["runs"] == 10_000)
-            base = next(f for f in result["floors"] if f["runs"] == 10_000)
-            lab += row["samples"][key]
-            floor += base["samples"][key]
-        r = against_floor(lab, floor)
+        e = v["targets"][key]
+        r = against_floor(e["samples"], e["floor_samples"])
         ratio_rows.append([names[key].replace(" (not judged)", ""),
-                           f"×{r['ratio']:.2f} ({r['low']:.2f}–{r['high']:.2f})",
+                           f"×{r['ratio']:.2f} ({r['low']:.2f}–{r['high']:.2f})" if "low" in r
+                           else f"×{r['ratio']:.2f} (no interval)",
                            f"×{r['median']:.2f}, {r['min']:.2f}–{r['max']:.2f}", str(r["pairs"])])
     return table + "\n\n" + markdown_table(
         ["the lab over the floor", "geometric mean (95% interval)", "median, range", "pairs"], ratio_rows)

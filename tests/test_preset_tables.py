@@ -134,3 +134,39 @@ def test_the_page_verdict_leaves_out_a_damaged_invocation_and_then_judges_nothin
     assert out["targets"]["runs_first_s"]["per_invocation"] == [0.9]
     full = mv.verdict([files[0]] * 4, need=3, of=4)
     assert full["judged"] and all(e["met"] for e in full["targets"].values() if "met" in e)
+
+
+def test_the_rounds_table_leaves_out_a_damaged_invocation_rather_than_failing(tmp_path, monkeypatch):
+    """``result_tables.many_runs_round`` takes every figure from the verdict's one reading of the
+    files: a damaged file is named with its reason and its tries are not paired with the floor's
+    (the table used to parse each file again for the ratios, and a damaged one stopped it)."""
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    for name in ("result_tables", "many_runs_verdict"):
+        sys.modules.pop(name, None)
+    import many_runs_verdict as mv
+    import result_tables
+
+    def invocation(lab: list[float], floor: float) -> dict:
+        keys = [k for k in (*mv.TARGETS, *mv.REPORTED) if k != "runs_json_s"]
+        return {"rows": [{"runs": 10_000, "runs_json_s": 0.5, "samples": {k: list(lab) for k in keys}}],
+                "floors": [{"runs": 10_000, "samples": {k: [floor] * 4 for k in keys}}]}
+
+    folder = tmp_path / "round"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.json").write_text(json.dumps(invocation([1.0, 1.2, 0.8, 1.0], 2.0)))
+    damaged = invocation([9.0] * 4, 1.0)
+    damaged["rows"][0]["samples"]["runs_again_s"][2] = "slow"
+    (folder / "3.json").write_text(json.dumps(damaged))
+    monkeypatch.setattr(result_tables, "RESULTS", tmp_path)
+    table = result_tables.many_runs_round("round")
+    assert "3.json was left out" in table and "not judged (3 of 4 ran)" in table
+    # the three intact files' 12 pairs: the geometric mean of 0.5, 0.6, 0.4, 0.5 (the damaged one's 9)
+    assert "| ×0.49 (" in table and "| 12 |" in table and "×9" not in table
+    # pairs whose ratios are all alike have no interval: the table says so rather than failing
+    for i in range(3):
+        (folder / f"{i}.json").write_text(json.dumps(invocation([1.0] * 4, 2.0)))
+    assert "×0.50 (no interval)" in result_tables.many_runs_round("round")
