@@ -161,10 +161,11 @@ class Uploads:
         from starlette.exceptions import HTTPException
 
         deadline = time.monotonic() + BODY_BASE_S + size / BODY_RATE
-        state = {"got": 0, "ended": False}
+        got, ended = 0, False
 
         async def guarded() -> Message:
-            if state["ended"]:  # the body is in: what follows is the wait for a disconnect
+            nonlocal got, ended
+            if ended:  # the body is in: what follows is the wait for a disconnect
                 return await receive()
             left = min(BODY_IDLE_S, deadline - time.monotonic())
             try:
@@ -172,10 +173,10 @@ class Uploads:
             except asyncio.TimeoutError:
                 raise HTTPException(408, "the upload's body came too slowly", _CLOSE) from None
             if message.get("type") == "http.request":
-                state["got"] += len(message.get("body", b""))
-                if state["got"] > size:
+                got += len(message.get("body", b""))
+                if got > size:
                     raise HTTPException(400, "the body is longer than the length it declared", _CLOSE)
-                state["ended"] = not message.get("more_body", False)
+                ended = not message.get("more_body", False)
             return message
 
         return guarded
