@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and torch are imported where used: the CLI lists runs without them
+    import numpy as np
     import torch
 
 CLASSES: tuple[str, ...] = (
@@ -106,6 +105,7 @@ def _load_torchvision(root: Path, train_split: bool = True) -> CifarData:
     def as_tensors(ds: CIFAR10 | None) -> tuple[torch.Tensor, torch.Tensor]:
         if ds is None:
             return _no_images()
+        import numpy as np
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
@@ -173,6 +173,7 @@ def _list_split(split_dir: Path) -> list[tuple[str, int, int, int]]:
 
 def _decode(path: Path) -> np.ndarray:
     """One image file -> uint8 (32, 32, 3)."""
+    import numpy as np
     from PIL import Image
 
     try:
@@ -193,10 +194,13 @@ def _cache_paths(tree: Path, key: str) -> list[Path]:
 Progress = Callable[[int, int], None]  # (images done, images in all)
 def _test_names(files: list[tuple[str, int, int, int]]) -> tuple[str, ...]:
     """The test images' files in the order they are stored (see the module docstring)."""
+    import numpy as np
+
     return tuple(files[i][0] for i in np.random.default_rng(0).permutation(len(files)))
 
 
 def _load_image_tree(tree: Path, progress: Progress | None = None, train_split: bool = True) -> CifarData:
+    import numpy as np
     import torch
 
     listings = {split: _list_split(tree / split) for split in ("train", "test")}

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
 import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from cifar_app.core.records import BatchStats, EpochStats, RecordError, parse_record
 from cifar_app.core.settings import SettingsError, TrainSettings, shown
@@ -135,7 +134,7 @@ def _check_number(where: str, v: object, low: float | None = None, high: float |
     kinds = (int,) if integer else (int, float)
     if isinstance(v, bool) or not isinstance(v, kinds):
         raise FileInvalid(f"{where}: must be a {'whole ' if integer else ''}number, got {shown(v, 30)}")
-    if not np.isfinite(float(v)):
+    if not math.isfinite(float(v)):
         raise FileInvalid(f"{where}: must be finite, got {shown(v, 30)}")
     if (low is not None and v < low) or (high is not None and v > high):
         rng = f"in [{low:g}, {high:g}]" if low is not None and high is not None else (
@@ -360,6 +359,8 @@ def parse_predictions(source: bytes | Path) -> dict:
     "fingerprint": str}``. Each member's unpacked size is checked against
     ``MAX_PREDICTIONS_BYTES`` from the zip's headers and the array's own header before anything is
     decompressed, and no member is read past its declared size."""
+    import numpy as np  # here: listing runs needs no numpy
+
     try:
         with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as z:
             infos = z.infolist()

@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from cifar_app.core.records import BatchStats, EpochStats
 from cifar_app.core.settings import TrainSettings, shown
@@ -52,6 +51,9 @@ from cifar_app.store.formats import (
 )
 from cifar_app.store.logreader import LogCache, LogDamaged
 from cifar_app.store.states import ACTIVE, RunState
+
+if TYPE_CHECKING:  # imported where used: listing runs needs no numpy
+    import numpy as np
 
 HEARTBEAT_STALE_S = 120.0
 
@@ -443,6 +445,8 @@ class Run:
         """Store test-set probabilities (N, 10) as float16, the predicted class (N,) (the argmax of
         the full-precision ``probs``) and labels (N,) int64, atomically."""
         self._writable()
+        import numpy as np
+
         arrays = dict(probs=probs.astype(np.float16), preds=probs.argmax(1).astype(np.uint8),
                       labels=labels.astype(np.int64), fingerprint=np.array(fingerprint))
         atomic_write(self.path / PREDICTIONS, lambda f: np.savez_compressed(f, **arrays))
