@@ -24,7 +24,8 @@ from cifar_app.store.runstore import RunStore
 from tests.conftest import synthetic_data, wait_for, write_image_tree
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = TrainSettings(norm="batch", epochs=3, batch_size=50, max_lr=0.05, device="cpu", landscape=4)
+# batch 25: 8 steps an epoch, and the probes cheaper than at 50 (a probe's passes are batch-sized)
+QUICK = TrainSettings(norm="batch", epochs=3, batch_size=25, max_lr=0.05, device="cpu", landscape=4)
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -198,7 +199,8 @@ def test_a_kill_at_any_step_of_an_epochs_end_then_resume_loses_nothing(tmp_path,
     assert [e.epoch for e in epochs] == [1, 2, 3]
     assert [r["epoch"] for r in run.inside()] == [0, 1, 2, 3]  # probe records agree too
     steps = [r["step"] for r in straight_run.landscape()]
-    assert steps == [0, 4, 7, 11] and [r["step"] for r in run.landscape()] == steps  # each once
+    # at the start, on epoch 2's first step (after epoch 1's checkpoint), inside epoch 2, at the end
+    assert steps == [0, 8, 15, 23] and [r["step"] for r in run.landscape()] == steps  # each once
     assert [r["loss_range"] for r in run.landscape()] == pytest.approx(
         [r["loss_range"] for r in straight_run.landscape()], abs=1e-6)
     want = straight_run.metrics().epochs
