@@ -40,6 +40,9 @@ def _invocation(path: Path, runs: int) -> tuple[dict, dict]:
                 for who, samples in (("lab", row["samples"][key]), ("floor", floor["samples"][key])):
                     if not samples or not all(_finite(t) for t in samples):
                         raise ValueError(f"{who} {key}: {samples!r:.80}")
+                lab, base = len(row["samples"][key]), len(floor["samples"][key])
+                if lab != base:  # the tries are made in pairs: the ratios pair them by position
+                    raise ValueError(f"{key}: {lab} lab tries, {base} floor tries")
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as e:
         raise ValueError(f"{type(e).__name__}: {e}") from None
     return row, floor

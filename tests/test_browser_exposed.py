@@ -267,7 +267,8 @@ def test_public_read_shows_curves_and_tables_and_hands_out_nothing(tmp_path, bro
         open_page(page, url, "compare")
         assert "Read-only" in page.inner_text('[data-testid="stSidebar"]')
         wait_plots(page, 1)  # the curves: one figure (drawn after the script run ends)
-        assert page.locator(".js-plotly-plot .cartesianlayer .subplot").count() == 4  # its panels
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .cartesianlayer .subplot')"
+                               ".length === 4", timeout=60_000)  # its panels, drawn after the figure
         open_page(page, url, "", ready='[data-testid="stDataFrame"]')  # the runs table
         assert page.locator('[data-testid="stDataFrame"]').count() == 1
         assert str(tmp_path) not in page.inner_text("body")  # no server folder

@@ -651,6 +651,8 @@ def _damages(d: dict) -> dict[str, object]:
             '"final_test_acc": ' + json.dumps(d["points"][0]["final_test_acc"]), '"final_test_acc": 1e400', 1
         ),
         "accuracy 5.0": edit(lambda x: x["points"][0].update(final_test_acc=5.0)),
+        # a whole number past any float: float() raised OverflowError, which no reader caught
+        "seconds a 401-digit whole number": edit(lambda x: x["points"][0].update(seconds=10**400)),
         "epoch without test_acc": edit(lambda x: x["points"][0]["epochs"][0].pop("test_acc")),
         "epoch accuracy a string": edit(lambda x: x["points"][0]["epochs"][0].update(train_acc="high")),
         "missing points": edit(lambda x: x.pop("points")),

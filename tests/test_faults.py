@@ -199,7 +199,8 @@ def test_a_kill_at_any_step_of_an_epochs_end_then_resume_loses_nothing(tmp_path,
     assert [e.epoch for e in epochs] == [1, 2, 3]
     assert [r["epoch"] for r in run.inside()] == [0, 1, 2, 3]  # probe records agree too
     steps = [r["step"] for r in straight_run.landscape()]
-    # at the start, on epoch 2's first step (after epoch 1's checkpoint), inside epoch 2, at the end
+    # at the start, on epoch 2's first step (after epoch 1's checkpoint), on its last step (before
+    # that step's update and epoch 2's checkpoint), and on the last step of all
     assert steps == [0, 8, 15, 23] and [r["step"] for r in run.landscape()] == steps  # each once
     assert [r["loss_range"] for r in run.landscape()] == pytest.approx(
         [r["loss_range"] for r in straight_run.landscape()], abs=1e-6)

@@ -134,7 +134,11 @@ def _check_number(where: str, v: object, low: float | None = None, high: float |
     kinds = (int,) if integer else (int, float)
     if isinstance(v, bool) or not isinstance(v, kinds):
         raise FileInvalid(f"{where}: must be a {'whole ' if integer else ''}number, got {shown(v, 30)}")
-    if not math.isfinite(float(v)):
+    try:
+        finite = math.isfinite(float(v))
+    except OverflowError:  # a whole number past any float's range (JSON allows one)
+        finite = False
+    if not finite:
         raise FileInvalid(f"{where}: must be finite, got {shown(v, 30)}")
     if (low is not None and v < low) or (high is not None and v > high):
         rng = f"in [{low:g}, {high:g}]" if low is not None and high is not None else (
