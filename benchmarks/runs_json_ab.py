@@ -4,9 +4,10 @@
 
 ``BEFORE_REV`` (a git revision of this repository) is checked out in a temporary worktree; the
 code after is this checkout. Each pair runs ``python -m cifar_app runs --json --runs-dir STORE``
-once with each version (``PYTHONPATH`` picks the tree; the order alternates, before first in
-even pairs), wall clock of the whole process. The store's index should already be built (run
-the command once first): each try then reads the index, not the logs. Reports each version's
+once with each version (run from the version's folder, which ``-m`` puts first on the module
+path; the order alternates, before first in even pairs), wall clock of the whole process. The
+store's index should already be built (run the command once first): each try then reads the
+index, not the logs. Reports each version's
 median and range, and after over before from the pairs (``many_runs.against_floor``: the
 geometric mean of the pairs' ratios with its 95% t interval, their median and range); then,
 for the code after, where one listing's time goes, in one process (median of 3: importing the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -46,10 +46,9 @@ print(json.dumps({"import_s": t1 - t0, "summaries_s": t2 - t1, "dump_s": t3 - t2
 
 
 def one(tree: Path, store: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "cifar_app", "runs", "--json", "--runs-dir", str(store)],
-                         env=env, capture_output=True, cwd=tempfile.gettempdir())
+                         capture_output=True, cwd=tree)
     dt = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"error: runs --json failed in {tree}: {out.stderr.decode()[-2000:]}")
@@ -78,10 +77,8 @@ def main() -> None:
                     times[who].append(one(old if who == "before" else ROOT, args.store))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    parts = [json.loads(subprocess.run([sys.executable, "-c", BREAKDOWN, str(args.store)], env=env,
-                                       capture_output=True, text=True, check=True,
-                                       cwd=tempfile.gettempdir()).stdout) for _ in range(3)]
+    parts = [json.loads(subprocess.run([sys.executable, "-c", BREAKDOWN, str(args.store)], cwd=ROOT,
+                                       capture_output=True, text=True, check=True).stdout) for _ in range(3)]
     breakdown = {k: statistics.median(p[k] for p in parts) for k in ("import_s", "summaries_s", "dump_s")}
     ratio = against_floor(times["after"], times["before"])
     for who in ("before", "after"):
