@@ -418,3 +418,19 @@ def test_the_server_s_start_turns_nagle_off_for_the_connections_its_socket_accep
             with accepted:
                 assert accepted.proto == 0  # as Streamlit's: asyncio's own check would skip it
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_a_whole_number_past_any_float_is_refused_by_name_not_an_overflow():
+    """JSON allows ``1`` and 400 zeros. ``float()`` of it raised ``OverflowError``: one such field
+    in one run's metrics stopped every listing (``runs`` showed a traceback), and as a setting it
+    stopped ``train``. Now it is a ``RecordError`` (the run is listed as damaged) and a
+    ``SettingsError``."""
+    from cifar_app.core.settings import SettingsError, TrainSettings
+
+    huge = 10**400
+    record = {**EpochStats(1, 1.0, 0.5, 1.0, 0.5, 1.0, 10.0, 0.1, 1.0).to_record(), "test_acc": huge}
+    with pytest.raises(RecordError, match="'test_acc' is past any float"):
+        parse_record(record)
+    for field, value in (("epochs", huge), ("max_lr", huge), ("max_lr", -huge)):
+        with pytest.raises(SettingsError, match=field):
+            TrainSettings.from_dict({"norm": "batch", field: value})

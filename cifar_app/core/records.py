@@ -22,7 +22,10 @@ def _number(d: dict, name: str, kind: type, optional: bool = False) -> object:
         if isinstance(v, float) and not v.is_integer():
             raise RecordError(f"field {name!r} is not an integer: {v!r}")
         return int(v)
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # a whole number past any float (JSON allows one)
+        raise RecordError(f"field {name!r} is past any float: {str(v)[:20]}...") from None
 
 
 @dataclass

@@ -98,7 +98,7 @@ class Spec:
         if ok and self.choices is not None:
             ok = value in self.choices
         if ok and self.kind in (int, float):
-            v = float(value)  # type: ignore[arg-type]
+            v = value  # compared as it is: float() of a whole number past any float raises
             if self.low is not None:
                 ok = v > self.low if self.low_open else v >= self.low
             if ok and self.high is not None:
@@ -141,7 +141,10 @@ def _type_ok(kind: type, value: object) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(value, bool):
+            return False
+        # a whole number is finite; math.isfinite of one past any float raises OverflowError
+        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
     return isinstance(value, kind)
 
 
