@@ -84,6 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
     (set before any fixture: a function-scoped one comes too late for those): no bf16 verdict to go
     by. A test that wants one sets ``CIFAR_APP_BF16_RESULTS`` itself."""
     os.environ["CIFAR_APP_BF16_RESULTS"] = os.path.join(tempfile.gettempdir(), "cifar-app-tests-no-bf16.json")
+    # One torch thread in each test process and in what it starts (workers, the CLI, servers): the
+    # suite runs two processes on two cores, and two threads each spent most of their time in
+    # OpenMP's barriers waiting on a thread the other process had descheduled (test_inside.py and
+    # test_engine.py: 298 s with two threads, 134 s with one). A test that needs more sets them.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +97,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("CIFAR_APP_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("CIFAR_APP_DATA", raising=False)  # real-data tests read it at import
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

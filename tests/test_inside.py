@@ -144,11 +144,7 @@ def test_batchnorm_depends_on_the_test_batch_and_precise_bn_is_measured(tiny_mod
     _, runs, data = tiny_models
     loaded = load_model(runs["batch"])
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
-    # Thousands of batch-1 forwards: with two threads, each op's barrier waited on a thread that the
-    # other test worker's training had descheduled, and the whole suite saw this test pass 300 s
-    # twice (alone: 13 s). One thread (the autouse fixture sets two again for the next test).
-    torch.set_num_threads(1)
-    r = batch_dependence(loaded, data)
+    r = batch_dependence(loaded, data)  # one thread (conftest): with two, the suite saw it pass 300 s
     assert r.differ_from_eval[1] > r.differ_from_eval[128] and r.differ_from_eval[1] > 10
     assert r.precise_bn_acc is not None and r.precise_bn_images == 300
     for k, v in loaded.model.state_dict().items():  # nothing stored was changed
