@@ -326,7 +326,7 @@ def test_small_batch_points_train_two_at_a_time_and_the_next_starts_when_one_end
     store = RunStore(tmp_path / "runs", reference_root=None)
     exps = ExperimentStore(store)
     exp = exps.create("pairs", {"batch_size": 4, "device": "cpu", "arch": "plain"},  # the cheap net
-                      {"epochs": [50, 1, 2]})
+                      {"epochs": [20, 1, 2]})
     run_experiment(exps, exp.id, data_dir=data)
     points = exps.point_statuses(exps.get(exp.id))
     assert [p.state for p in points] == ["completed"] * 3

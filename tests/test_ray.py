@@ -189,11 +189,11 @@ from tests.conftest import synthetic_data
 ray.init(address="local", num_cpus=8, num_gpus=2, include_dashboard=False, logging_level="ERROR",
          log_to_driver=False)
 exps = ExperimentStore(RunStore(sys.argv[1], reference_root=None))
-tiny = {"epochs": 4, "batch_size": 50, "max_lr": 0.05, "arch": "plain"}  # packing, not the net: the cheap one
+tiny = {"epochs": 2, "batch_size": 50, "max_lr": 0.05, "arch": "plain"}  # packing, not the net: the cheap one
 packed = exps.create("packed", tiny, {"seed": list(range(8))}, backend="ray", gpus_per_point=0.5)
 cpu = exps.create("cpu", {**tiny, "epochs": 1}, {"seed": [0]}, backend="ray", cpus_per_point=2)
 out = {}
-for exp, n in ((packed, 1000), (cpu, 200)):
+for exp, n in ((packed, 600), (cpu, 200)):
     run_experiment_on_ray(exps, exp.id, data=synthetic_data(n, 50))
     out[exp.name] = [{k: exps.runs.get(p.run_id).raw_status().get(k) for k in (
         "state", "started", "finished", "gpus", "gpu_share", "cuda_visible_devices", "device", "threads")}
