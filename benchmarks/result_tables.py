@@ -372,6 +372,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "norm-profile-2threads": norm_profile_2threads, "many-runs": many_runs,
     "many-runs-vs-floor": many_runs_vs_floor, "classroom": classroom, "server-memory": server_memory,
     "many-runs-round-s45": lambda: many_runs_round("many_runs_10k_s45"),
+    "many-runs-round-s47": lambda: many_runs_round("many_runs_10k_s47"),
     "accuracy-h200": lambda: accuracy_runs("accuracy_h200.json", short=True),
     "accuracy-wider-family": lambda: accuracy_runs("accuracy_wider_family_a.json",
                                                    "accuracy_wider_family_b.json"),

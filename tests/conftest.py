@@ -85,9 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
     by. A test that wants one sets ``CIFAR_APP_BF16_RESULTS`` itself."""
     os.environ["CIFAR_APP_BF16_RESULTS"] = os.path.join(tempfile.gettempdir(), "cifar-app-tests-no-bf16.json")
     # One torch thread in each test process and in what it starts (workers, the CLI, servers): the
-    # suite runs two processes on two cores, and two threads each spent most of their time in
-    # OpenMP's barriers waiting on a thread the other process had descheduled (test_inside.py and
-    # test_engine.py: 298 s with two threads, 134 s with one). A test that needs more sets them.
+    # suite runs two processes on two cores, and with two threads each the training tests took more
+    # than twice as long, each thread's barrier waiting on a thread the other process had
+    # descheduled (test_inside.py and test_engine.py: 298 s with two threads, 134 s with one).
     os.environ["OMP_NUM_THREADS"] = "1"
 
 

@@ -319,9 +319,10 @@ def exp_points(exps, exp):
     return exps.get(exp.id).points
 
 
-def test_small_batch_points_train_two_at_a_time_and_the_next_starts_when_one_ends(tmp_path):
+def test_small_batch_points_train_two_at_a_time_and_the_next_starts_when_one_ends(tmp_path, monkeypatch):
     """Up to PARALLEL_MAX_BATCH, 1-thread points train two at once (faster than one 2-thread point on
     2 cores), and a short point's successor does not wait for the long point beside it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a worker left to torch's default would take two
     data = write_image_tree(tmp_path / "data", per_class_train=20, per_class_test=2)
     store = RunStore(tmp_path / "runs", reference_root=None)
     exps = ExperimentStore(store)
@@ -333,6 +334,7 @@ def test_small_batch_points_train_two_at_a_time_and_the_next_starts_when_one_end
     long, short, next_ = (store.get(p.run_id).raw_status() for p in points)
     assert long["started"] < short["finished"] and short["started"] < long["finished"]  # overlapped
     assert short["finished"] <= next_["started"] < long["finished"]  # in the short one's place
+    assert [s["threads"] for s in (long, short, next_)] == [1, 1, 1]
     log = (store.get(points[0].run_id).log_path).read_text()
     assert "Traceback" not in log
 

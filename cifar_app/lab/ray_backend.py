@@ -206,7 +206,7 @@ def train_point(index: int, settings: dict, queue, data_box: list, data_dir: str
     queue.put((index, "started", {**data_info(data, s),
                                   "data_source": f"{data.source} (loaded by the {source})",
                                   "node": ray.get_runtime_context().get_node_id()[:12],
-                                  "threads": torch.get_num_threads(), "gpus": gpus,
+                                  "gpus": gpus,
                                   "gpu_share": assigned.get("GPU", 0),
                                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}))
     relay = Relay(lambda kind, payload: queue.put((index, kind, payload)), checkpoint)

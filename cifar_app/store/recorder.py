@@ -85,10 +85,14 @@ def outcome(result: TrainResult, settings: TrainSettings, data: CifarData) -> di
 
 
 def data_info(data: CifarData, settings: TrainSettings) -> dict:
-    """The status fields that say what a run trains on."""
+    """The status fields that say what a run trains on, and on how many CPU threads (set before:
+    a sweep's points that share the cores train on one each)."""
+    import torch
+
     return {"data_source": data.source,
             "n_train": min(len(data.train_x), settings.train_limit or 10**9),
-            "n_test": min(len(data.test_x), settings.test_limit or 10**9)}
+            "n_test": min(len(data.test_x), settings.test_limit or 10**9),
+            "threads": torch.get_num_threads()}
 
 
 def _stamped(b: BatchStats) -> BatchStats:
