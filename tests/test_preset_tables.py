@@ -101,6 +101,21 @@ def test_an_empty_block_is_filled_and_every_docs_block_has_a_table(tmp_path):
             assert body.startswith("| "), f"{doc.name}: the {name} block is empty"
 
 
+@pytest.mark.parametrize("block", ["table many-runs-round-s45", "compute-table", "batchdep-table",
+                                   "claims-table", "lever-table", "distill-table"])
+def test_an_empty_generated_block_of_every_kind_is_filled(block, monkeypatch):
+    """A new block is written empty and filled by ``tables.py``; an empty block that no pattern
+    matched stayed empty, and ``--check`` passed on it (fill left it as it was)."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))  # as ``python benchmarks/tables.py`` has it
+    spec_t = importlib.util.spec_from_file_location("tables", bench / "tables.py")
+    tables = importlib.util.module_from_spec(spec_t)
+    spec_t.loader.exec_module(tables)
+    closing = f"table {block.split()[1]}" if block.startswith("table ") else block
+    filled = tables.fill(f"before\n<!-- {block} -->\n<!-- /{closing} -->\nafter\n")
+    assert re.fullmatch(rf"before\n<!-- {block} -->\n\| .*\|\n<!-- /{closing} -->\nafter\n", filled, re.S)
+
+
 def test_the_page_verdict_leaves_out_a_damaged_invocation_and_then_judges_nothing(tmp_path):
     """``many_runs_verdict.py``: a results file with a NaN, a string for a number or a missing key
     is named with its reason and counts as an invocation that did not run (it used to raise, or to
