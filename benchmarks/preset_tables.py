@@ -302,15 +302,15 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
             return m.group(0)
         body = table(name, load(name, folder))
         return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
-    readme = re.sub(r"<!-- preset-table (\S+) -->\n(?:.*?\n)?<!-- /preset-table \1 -->", one, readme,
+    readme = re.sub(r"<!-- preset-table (\S+) -->\n(?:.*?\n)??<!-- /preset-table \1 -->", one, readme,
                     flags=re.S)  # an empty block (a new one) is filled too
     for marker, make in (("compute-table", compute_table), ("batchdep-table", batchdep_table)):
         if f"<!-- {marker} -->" in readme:
             block = f"<!-- {marker} -->\n{make()}\n<!-- /{marker} -->"
-            readme = re.sub(rf"<!-- {marker} -->\n(?:.*?\n)?<!-- /{marker} -->", lambda m, b=block: b, readme,
+            readme = re.sub(rf"<!-- {marker} -->\n(?:.*?\n)??<!-- /{marker} -->", lambda m, b=block: b, readme,
                             flags=re.S)
     if "<!-- claims-table -->" in readme:
-        readme = re.sub(r"<!-- claims-table -->\n(?:.*?\n)?<!-- /claims-table -->",
+        readme = re.sub(r"<!-- claims-table -->\n(?:.*?\n)??<!-- /claims-table -->",
                         lambda m: f"<!-- claims-table -->\n{claims_table()}\n<!-- /claims-table -->",
                         readme, flags=re.S)
     return readme

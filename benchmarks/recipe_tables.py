@@ -153,7 +153,7 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
     blocks = {"lever-table": lever_table(folder), "distill-table": distill_table(folder)}
     for name, body in blocks.items():
         if body is not None:
-            readme = re.sub(rf"<!-- {name} -->\n(?:.*?\n)?<!-- /{name} -->",
+            readme = re.sub(rf"<!-- {name} -->\n(?:.*?\n)??<!-- /{name} -->",
                             lambda m, name=name, body=body: f"<!-- {name} -->\n{body}\n<!-- /{name} -->",
                             readme, flags=re.S)
     return readme

@@ -386,4 +386,4 @@ def fill(text: str) -> str:
         if name not in TABLES:
             raise SystemExit(f"error: no table {name!r} (known: {', '.join(TABLES)})")
         return f"<!-- table {name} -->\n{TABLES[name]()}\n<!-- /table {name} -->"
-    return re.sub(r"<!-- table (\S+) -->\n(?:.*?\n)?<!-- /table \1 -->", one, text, flags=re.S)  # empty too
+    return re.sub(r"<!-- table (\S+) -->\n(?:.*?\n)??<!-- /table \1 -->", one, text, flags=re.S)  # empty too

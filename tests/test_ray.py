@@ -202,10 +202,11 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def most_at_once(points: list[dict], slack_s: float = 1.0) -> int:
+def most_at_once(points: list[dict], slack_s: float = 5.0) -> int:
     """The most points that ran at once. Both stamps are the driver's: it stamps a point finished
-    when it has stored it, so a point that ended while it stored another may be stamped after its
-    successor's start; each finish counts ``slack_s`` early (a point here runs 10 s or more)."""
+    when it has stored it, so a point that ended while it stored another (and beat the running
+    ones) may be stamped after its successor's start; each finish counts ``slack_s`` early. The
+    first four run 12 s or more together: 8 at once, or 2, still shows."""
     events = sorted([(p["started"], 1) for p in points] + [(p["finished"] - slack_s, -1) for p in points])
     now = best = 0
     for _, step in events:
@@ -223,7 +224,8 @@ def test_points_pack_logical_gpus_and_see_the_gpu_ray_gave_them(tmp_path):
     no GPU see none."""
     proc = subprocess.run([*UNSHARE, "sh", "-c", f'ip link set lo up; exec "{sys.executable}" -c "$0" "$1"',
                            GPU_PACKING, str(tmp_path / "runs")], capture_output=True, text=True,
-                          timeout=600, cwd=Path(__file__).resolve().parent.parent)
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})  # one thread is the point's own
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT ", 1)[1])
     packed, cpu = out["packed"], out["cpu"]
