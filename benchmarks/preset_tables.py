@@ -307,8 +307,8 @@ def fill(readme: str, folder: Path = RESULTS) -> str:
     for marker, make in (("compute-table", compute_table), ("batchdep-table", batchdep_table)):
         if f"<!-- {marker} -->" in readme:
             block = f"<!-- {marker} -->\n{make()}\n<!-- /{marker} -->"
-            readme = re.sub(rf"<!-- {marker} -->\n(?:.*?\n)??<!-- /{marker} -->", lambda m, b=block: b, readme,
-                            flags=re.S)
+            readme = re.sub(rf"<!-- {marker} -->\n(?:.*?\n)??<!-- /{marker} -->", lambda m, b=block: b,
+                            readme, flags=re.S)
     if "<!-- claims-table -->" in readme:
         readme = re.sub(r"<!-- claims-table -->\n(?:.*?\n)??<!-- /claims-table -->",
                         lambda m: f"<!-- claims-table -->\n{claims_table()}\n<!-- /claims-table -->",

@@ -116,8 +116,10 @@ def test_an_empty_generated_block_of_every_kind_is_filled(block, monkeypatch):
     assert re.fullmatch(rf"before\n<!-- {block} -->\n\| .*\|\n<!-- /{closing} -->\nafter\n", filled, re.S)
     # an empty block, then prose, then a block of the same name: two blocks, the prose kept (a
     # greedy optional line took everything up to the second block's end as one block)
-    twice = tables.fill(f"<!-- {block} -->\n<!-- /{closing} -->\nPROSE\n<!-- {block} -->\nold\n<!-- /{closing} -->\n")
-    assert twice.count(f"<!-- {block} -->") == 2 and "\nPROSE\n" in twice and "old" not in twice
+    empty = f"<!-- {block} -->\n<!-- /{closing} -->\n"
+    stale = f"<!-- {block} -->\nSTALE\n<!-- /{closing} -->\n"
+    twice = tables.fill(empty + "PROSE\n" + stale)
+    assert twice.count(f"<!-- {block} -->") == 2 and "\nPROSE\n" in twice and "STALE" not in twice
 
 
 def test_the_page_verdict_leaves_out_a_damaged_invocation_and_then_judges_nothing(tmp_path):
