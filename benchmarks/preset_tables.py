@@ -13,7 +13,6 @@ Accuracies are final single-view test accuracies; several seeds give ``a / b`` a
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from cifar_app.lab.claims.optimization import matched_fit, probe_summary, train_
 from cifar_app.lab.presets import PRESETS
 from cifar_app.store.results import REFERENCE_EXPERIMENTS, ExperimentResults, PointResult, ResultsDamaged
 from cifar_app.store.states import RunState
-from cifar_app.web.tables import markdown_table
+from cifar_app.web.tables import fill_blocks, markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 SHORT = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none",
@@ -294,25 +293,16 @@ def batchdep_table() -> str:
 
 def fill(readme: str, folder: Path = RESULTS) -> str:
     """The README text with every preset-table block recomputed from its results file."""
-    def one(m: re.Match) -> str:
-        name = m.group(1)
+    def one(name: str) -> str | None:
         if not results_path(name, folder).exists():
             print(f"warning: no preset_{name}.json: the {name} table is left as it is",
                   file=sys.stderr)
-            return m.group(0)
-        body = table(name, load(name, folder))
-        return f"<!-- preset-table {name} -->\n{body}\n<!-- /preset-table {name} -->"
-    readme = re.sub(r"<!-- preset-table (\S+) -->\n(?:.*?\n)??<!-- /preset-table \1 -->", one, readme,
-                    flags=re.S)  # an empty block (a new one) is filled too
-    for marker, make in (("compute-table", compute_table), ("batchdep-table", batchdep_table)):
-        if f"<!-- {marker} -->" in readme:
-            block = f"<!-- {marker} -->\n{make()}\n<!-- /{marker} -->"
-            readme = re.sub(rf"<!-- {marker} -->\n(?:.*?\n)??<!-- /{marker} -->", lambda m, b=block: b,
-                            readme, flags=re.S)
-    if "<!-- claims-table -->" in readme:
-        readme = re.sub(r"<!-- claims-table -->\n(?:.*?\n)??<!-- /claims-table -->",
-                        lambda m: f"<!-- claims-table -->\n{claims_table()}\n<!-- /claims-table -->",
-                        readme, flags=re.S)
+            return None
+        return table(name, load(name, folder))
+    readme = fill_blocks(readme, "preset-table", one, named=True)
+    for marker, make in (("compute-table", compute_table), ("batchdep-table", batchdep_table),
+                         ("claims-table", claims_table)):
+        readme = fill_blocks(readme, marker, lambda _, make=make: make())
     return readme
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 from pathlib import Path
 
 from cifar_app.store.results import REFERENCE_EXPERIMENTS
-from cifar_app.web.tables import markdown_table
+from cifar_app.web.tables import fill_blocks, markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 NORMS = ("batch", "group", "layer")
@@ -150,12 +149,8 @@ def distill_table(folder: Path = RESULTS, name: str = "recipe_distill-refs.json"
 
 
 def fill(readme: str, folder: Path = RESULTS) -> str:
-    blocks = {"lever-table": lever_table(folder), "distill-table": distill_table(folder)}
-    for name, body in blocks.items():
-        if body is not None:
-            readme = re.sub(rf"<!-- {name} -->\n(?:.*?\n)??<!-- /{name} -->",
-                            lambda m, name=name, body=body: f"<!-- {name} -->\n{body}\n<!-- /{name} -->",
-                            readme, flags=re.S)
+    for name, make in (("lever-table", lever_table), ("distill-table", distill_table)):
+        readme = fill_blocks(readme, name, lambda _, make=make: make(folder))  # None: left as it is
     return readme
 
 

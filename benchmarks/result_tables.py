@@ -7,11 +7,10 @@ A block between ``<!-- table NAME -->`` and ``<!-- /table NAME -->`` is ``TABLES
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cifar_app.web.tables import markdown_table
+from cifar_app.web.tables import fill_blocks, markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABEL = {"batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm", "none": "none"}
@@ -381,9 +380,8 @@ TABLES: dict[str, Callable[[], str]] = {
 
 def fill(text: str) -> str:
     """``text`` with every ``<!-- table NAME -->`` block recomputed."""
-    def one(m: re.Match) -> str:
-        name = m.group(1)
+    def one(name: str) -> str:
         if name not in TABLES:
             raise SystemExit(f"error: no table {name!r} (known: {', '.join(TABLES)})")
-        return f"<!-- table {name} -->\n{TABLES[name]()}\n<!-- /table {name} -->"
-    return re.sub(r"<!-- table (\S+) -->\n(?:.*?\n)??<!-- /table \1 -->", one, text, flags=re.S)  # empty too
+        return TABLES[name]()
+    return fill_blocks(text, "table", one, named=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
@@ -174,3 +175,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table (the README's tables, written by the scripts in benchmarks/)."""
     return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
                      + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def fill_blocks(text: str, kind: str, make: Callable[[str], str | None], named: bool = False) -> str:
+    """``text`` with the body of each generated block ``<!-- KIND -->`` ... ``<!-- /KIND -->``
+    (``named``: ``<!-- KIND NAME -->`` ... ``<!-- /KIND NAME -->``) replaced by ``make(NAME or
+    KIND)``; ``None`` leaves that block as it is. An empty block (a new one) is filled too, and
+    each block ends at its own closing marker, not at a later block's of the same name."""
+    tag, end = (rf"{re.escape(kind)} (\S+)", rf"{re.escape(kind)} \2") if named else (re.escape(kind),) * 2
+
+    def one(m: re.Match) -> str:
+        body = make(m.group(2) if named else kind)
+        return m.group(0) if body is None else f"{m.group(1)}\n{body}\n<!-- /{m.group(1)[5:-4]} -->"
+
+    return re.sub(rf"(<!-- {tag} -->)\n(?:.*?\n)??<!-- /{end} -->", one, text, flags=re.S)
